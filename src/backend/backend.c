@@ -1,0 +1,235 @@
+/* Dispatch from the public op interface (backend.h) to the backend's table, plus the pieces
+ * shared by all backends: layout arithmetic, plan queries and backend creation. */
+#include "backend/backend_impl.h"
+
+#include <stdio.h>
+
+size_t tw_layout_block(tw_layout l) {
+    switch (l) {
+    case TW_LAYOUT_NCHW8C: return 8;
+    case TW_LAYOUT_NCHW16C: return 16;
+    case TW_LAYOUT_NCHW: case TW_LAYOUT_NHWC: return 1;
+    }
+    return 1;
+}
+
+const char *tw_layout_name(tw_layout l) {
+    switch (l) {
+    case TW_LAYOUT_NCHW: return "nchw";
+    case TW_LAYOUT_NHWC: return "nhwc";
+    case TW_LAYOUT_NCHW8C: return "nChw8c";
+    case TW_LAYOUT_NCHW16C: return "nChw16c";
+    }
+    return "?";
+}
+
+size_t tw_tensor_bytes(const tw_tensor *t) {
+    size_t blk = tw_layout_block(t->layout);
+    size_t c_padded = (t->c + blk - 1) / blk * blk;
+    return (size_t)t->n * c_padded * t->h * t->w * tw_dtype_size(t->dtype);
+}
+
+tw_status tw_backend_create(tw_backend **out, tw_device dev, tw_precision prec, int device_index,
+                            tw_err *err) {
+    *out = NULL;
+    if (dev == TW_DEVICE_CPU) return tw_cpu_backend_create(out, prec, err);
+#ifdef TW_HAVE_CUDA
+    return tw_cuda_backend_create(out, prec, device_index, err);
+#else
+    (void)device_index;
+    return tw_err_set(err, TW_E_UNSUPPORTED, "this twinfuse was built without CUDA (TW_CUDA=OFF)");
+#endif
+}
+
+int tw_backend_available(tw_device dev) {
+#ifdef TW_HAVE_CUDA
+    return dev == TW_DEVICE_CPU || dev == TW_DEVICE_CUDA;
+#else
+    return dev == TW_DEVICE_CPU;
+#endif
+}
+
+int tw_backend_device_count(tw_device dev) {
+    if (dev == TW_DEVICE_CPU) return 1;
+#ifdef TW_HAVE_CUDA
+    return tw_cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+tw_device tw_backend_device(const tw_backend *be) { return be->device; }
+tw_dtype tw_backend_act_dtype(const tw_backend *be) { return be->act_dtype; }
+
+tw_tensor tw_conv_plan_y(const tw_conv_plan *p) { return ((const tw_plan_head *)p)->y; }
+size_t tw_bn_plan_ws_bytes(const tw_bn_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }
+tw_tensor tw_maxpool_plan_y(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->y; }
+size_t tw_maxpool_plan_ws_bytes(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }
+
+void tw_backend_free(tw_backend *be) {
+    if (be) be->ops->backend_free(be);
+}
+
+void tw_backend_describe(const tw_backend *be, char *buf, size_t n_bytes) {
+    be->ops->backend_describe(be, buf, n_bytes);
+}
+
+void tw_backend_sync(tw_backend *be) {
+    be->ops->backend_sync(be);
+}
+
+void * tw_mem_alloc(tw_backend *be, size_t n_bytes) {
+    return be->ops->mem_alloc(be, n_bytes);
+}
+
+void tw_mem_free(tw_backend *be, void *p) {
+    be->ops->mem_free(be, p);
+}
+
+void tw_mem_zero(tw_backend *be, void *p, size_t n_bytes) {
+    be->ops->mem_zero(be, p, n_bytes);
+}
+
+void tw_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes) {
+    be->ops->mem_to_host(be, host, src, n_bytes);
+}
+
+void tw_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
+    be->ops->mem_from_host(be, dst, host, n_bytes);
+}
+
+void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes) {
+    be->ops->mem_copy(be, dst, src, n_bytes);
+}
+
+void tw_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {
+    be->ops->reorder(be, dst, src);
+}
+
+tw_status tw_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d, tw_err *err) {
+    return be->ops->conv_plan_make(be, out, d, err);
+}
+
+void tw_conv_plan_free(tw_backend *be, tw_conv_plan *p) {
+    be->ops->conv_plan_free(be, p);
+}
+
+void tw_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x, const float *w) {
+    be->ops->conv_forward(be, p, y, x, w);
+}
+
+void tw_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx, const tw_tensor *dy, const float *w) {
+    be->ops->conv_backward_data(be, p, dx, dy, w);
+}
+
+void tw_conv_backward_weights(tw_backend *be, tw_conv_plan *p, float *dw, const tw_tensor *dy, const tw_tensor *x) {
+    be->ops->conv_backward_weights(be, p, dw, dy, x);
+}
+
+tw_status tw_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_desc *d, tw_err *err) {
+    return be->ops->bn_plan_make(be, out, d, err);
+}
+
+void tw_bn_plan_free(tw_backend *be, tw_bn_plan *p) {
+    be->ops->bn_plan_free(be, p);
+}
+
+void tw_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean, float *save_var, void *ws, const tw_tensor *x, const float *gamma, const float *beta, float *run_mean, float *run_var) {
+    be->ops->bn_forward_train(be, p, y, save_mean, save_var, ws, x, gamma, beta, run_mean, run_var);
+}
+
+void tw_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *gamma, const float *beta, const float *run_mean, const float *run_var) {
+    be->ops->bn_forward_eval(be, p, y, x, gamma, beta, run_mean, run_var);
+}
+
+void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const float *save_mean, const float *save_var, const void *ws, const float *gamma) {
+    be->ops->bn_backward(be, p, dx, dgamma, dbeta, dy, x, save_mean, save_var, ws, gamma);
+}
+
+void tw_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
+    be->ops->add_relu_forward(be, y, a, b);
+}
+
+void tw_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y) {
+    be->ops->relu_backward(be, dx, dy, y);
+}
+
+void tw_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
+    be->ops->add(be, y, a, b);
+}
+
+tw_status tw_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c, int h, int w, tw_layout layout, tw_err *err) {
+    return be->ops->maxpool_plan_make(be, out, n, c, h, w, layout, err);
+}
+
+void tw_maxpool_plan_free(tw_backend *be, tw_pool_plan *p) {
+    be->ops->maxpool_plan_free(be, p);
+}
+
+void tw_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws, const tw_tensor *x) {
+    be->ops->maxpool_forward(be, p, y, ws, x);
+}
+
+void tw_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx, const tw_tensor *dy, const void *ws) {
+    be->ops->maxpool_backward(be, p, dx, dy, ws);
+}
+
+void tw_avgpool_forward(tw_backend *be, float *y, const tw_tensor *x) {
+    be->ops->avgpool_forward(be, y, x);
+}
+
+void tw_avgpool_backward(tw_backend *be, tw_tensor *dx, const float *dy) {
+    be->ops->avgpool_backward(be, dx, dy);
+}
+
+void tw_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    be->ops->gemm(be, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void tw_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n) {
+    be->ops->bias_forward(be, y, bias, m, n);
+}
+
+void tw_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n) {
+    be->ops->bias_backward(be, dbias, dy, m, n);
+}
+
+void tw_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d) {
+    be->ops->bn1d_sums(be, sums, x, n, d);
+}
+
+void tw_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean, const float *inv_std, const float *gamma, const float *beta, int n, int d, int relu) {
+    be->ops->bn1d_forward(be, y, x, mean, inv_std, gamma, beta, n, d, relu);
+}
+
+void tw_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y, const float *x, const float *mean, const float *inv_std, int n, int d, int relu) {
+    be->ops->bn1d_backward_sums(be, sums, dy, y, x, mean, inv_std, n, d, relu);
+}
+
+void tw_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y, const float *x, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global, int n, int d, int relu) {
+    be->ops->bn1d_backward_apply(be, dx, dy, y, x, mean, inv_std, gamma, global_sums, n_global, n, d, relu);
+}
+
+double tw_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda) {
+    return be->ops->bt_loss(be, dc, c, d, lambda);
+}
+
+double tw_bce_logits(tw_backend *be, float *dlogits, const float *logits, const float *targets, int n, int k) {
+    return be->ops->bce_logits(be, dlogits, logits, targets, n, k);
+}
+
+void tw_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h) {
+    be->ops->adam_update(be, p, m, v, g, segs, n_segs, h);
+}
+
+void tw_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h) {
+    be->ops->lars_update(be, p, mu, g, segs, n_segs, h);
+}
+
+void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h) {
+    be->ops->sgd_update(be, p, mu, g, segs, n_segs, h);
+}
+
+int tw_scale_check(tw_backend *be, float *x, size_t n, float a) {
+    return be->ops->scale_check(be, x, n, a);
+}

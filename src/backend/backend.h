@@ -1,0 +1,226 @@
+/* The op interface: everything the model, losses and optimizers compute goes through here, and
+ * the CPU backend (cpu/, oneDNN 3.x) and the CUDA backend (cuda/, cuDNN + cuBLAS + kernels/) each
+ * implement all of it. A shape descriptor becomes a backend-owned plan, made once and reused every
+ * step; tensors carry a logical NCHW shape plus a layout tag the backend chose. Nothing outside
+ * src/backend/ calls oneDNN, cuDNN or CUDA.
+ *
+ * Conventions: outputs first, then inputs, then weights, then parameters. Every backward says
+ * whether it overwrites (=) or accumulates (+=). Weights, weight gradients, BN statistics and
+ * optimizer state are f32 in the backend's memory; activations are f32 or bf16 (the backend's
+ * activation dtype). Library failures are fatal (tw_fatal, which aborts every rank); only
+ * plan creation and backend creation return a status, because an unsupported shape or machine is
+ * a user-facing condition. */
+#ifndef TW_BACKEND_H
+#define TW_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+typedef enum { TW_DEVICE_CPU, TW_DEVICE_CUDA } tw_device;
+typedef enum { TW_PREC_AUTO, TW_PREC_FP32, TW_PREC_BF16 } tw_precision;
+
+/* How a tensor's elements sit in memory. NCHW also stands for plain row-major [rows, cols]
+ * matrices (h = w = 1). The blocked layouts are oneDNN's nChw8c / nChw16c: channels padded to the
+ * block and innermost. */
+typedef enum { TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, TW_LAYOUT_NCHW8C, TW_LAYOUT_NCHW16C } tw_layout;
+
+typedef struct tw_tensor {
+    void *data;          /* backend memory (host for cpu, device for cuda) */
+    int n, c, h, w;      /* logical shape */
+    tw_dtype dtype;      /* TW_F32 or TW_BF16 */
+    tw_layout layout;
+} tw_tensor;
+
+/* Bytes the tensor needs, including the channel padding of blocked layouts. */
+size_t tw_tensor_bytes(const tw_tensor *t);
+size_t tw_layout_block(tw_layout l);   /* 1, 8 or 16 */
+const char *tw_layout_name(tw_layout l);
+
+typedef struct tw_backend tw_backend;
+
+/* ---- lifetime and facts ---------------------------------------------------------------- */
+
+/* precision AUTO resolves to BF16 where the hardware computes bf16 natively (AMX or AVX512_BF16
+ * on a CPU, tensor cores on a GPU) and FP32 otherwise; BF16 asked for on a CPU without native bf16
+ * is an error (TW_E_UNSUPPORTED), never a silent slow path. device_index picks the GPU. */
+tw_status tw_backend_create(tw_backend **out, tw_device dev, tw_precision prec, int device_index,
+                            tw_err *err);
+void tw_backend_free(tw_backend *be);
+tw_device tw_backend_device(const tw_backend *be);
+tw_dtype tw_backend_act_dtype(const tw_backend *be);        /* TW_F32 or TW_BF16 */
+/* One line: "cpu isa=avx512_core_bf16 threads=2 precision=bf16" or the GPU's name. */
+void tw_backend_describe(const tw_backend *be, char *buf, size_t n_bytes);
+/* Waits for all work queued on the backend (a no-op on the CPU). */
+void tw_backend_sync(tw_backend *be);
+/* Whether this build has the device at all, and how many are visible (0 is not an error). */
+int tw_backend_available(tw_device dev);
+int tw_backend_device_count(tw_device dev);
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+void *tw_mem_alloc(tw_backend *be, size_t n_bytes);          /* 64-byte aligned; fatal on OOM */
+void tw_mem_free(tw_backend *be, void *p);
+void tw_mem_zero(tw_backend *be, void *p, size_t n_bytes);
+void tw_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes);
+void tw_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes);
+void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes);
+
+/* dst = src converted to dst's layout and dtype (same logical shape). */
+void tw_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);
+
+/* ---- convolution (no bias: ResNet's convolutions are followed by BN) ------------------------ */
+
+typedef struct tw_conv_desc {
+    int n, c_in, h_in, w_in;
+    int c_out, kernel, stride, pad;
+    int need_dx;          /* 0 for the stem: the image needs no gradient, so no bwd-data plan */
+    tw_layout x_layout;   /* the layout the input arrives in */
+} tw_conv_desc;
+typedef struct tw_conv_plan tw_conv_plan;
+
+tw_status tw_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d, tw_err *err);
+void tw_conv_plan_free(tw_backend *be, tw_conv_plan *p);
+/* The output's shape, dtype and layout (data = NULL): allocate y and dy like this. */
+tw_tensor tw_conv_plan_y(const tw_conv_plan *p);
+
+/* y = conv(x, w).  x: [n, c_in, h, w] in d->x_layout; w: [c_out, c_in, k, k] f32 (torch order). */
+void tw_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,
+                     const float *w);
+/* dx = conv_transpose(dy, w) (=). dx in d->x_layout. Uses the weights of the last forward. */
+void tw_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx, const tw_tensor *dy,
+                           const float *w);
+/* dw = Σ x ⋆ dy (=), f32 [c_out, c_in, k, k]. */
+void tw_conv_backward_weights(tw_backend *be, tw_conv_plan *p, float *dw, const tw_tensor *dy,
+                              const tw_tensor *x);
+
+/* ---- batch norm over (n, h, w) per channel, per rank ------------------------------------------ */
+
+typedef struct tw_bn_desc {
+    int n, c, h, w;
+    tw_layout layout;
+    int fuse_relu;        /* y = relu(bn(x)) */
+    float eps;            /* torch: 1e-5 */
+    float momentum;       /* torch: 0.1; running = (1 - m) running + m batch, unbiased variance */
+} tw_bn_desc;
+typedef struct tw_bn_plan tw_bn_plan;
+
+tw_status tw_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_desc *d, tw_err *err);
+void tw_bn_plan_free(tw_backend *be, tw_bn_plan *p);
+/* Bytes of per-call state kept from forward to backward (e.g. the fused ReLU's mask); the caller
+ * owns it so one plan can serve several activation sets (the two Barlow Twins views). */
+size_t tw_bn_plan_ws_bytes(const tw_bn_plan *p);
+
+/* Training: batch statistics; saves mean and biased var [c] f32; updates running stats. */
+void tw_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
+                         float *save_var, void *ws, const tw_tensor *x, const float *gamma,
+                         const float *beta, float *run_mean, float *run_var);
+/* Evaluation: running statistics. */
+void tw_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                        const float *gamma, const float *beta, const float *run_mean,
+                        const float *run_var);
+/* dx (=), dgamma (=), dbeta (=). With fuse_relu, dy is taken through the ReLU first (ws). */
+void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma, float *dbeta,
+                    const tw_tensor *dy, const tw_tensor *x, const float *save_mean,
+                    const float *save_var, const void *ws, const float *gamma);
+
+/* ---- element-wise on tensors of equal shape, dtype and layout --------------------------------- */
+
+void tw_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
+void tw_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
+void tw_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
+
+/* ---- pooling ------------------------------------------------------------------------------------ */
+
+/* Max pool 3x3, stride 2, padding 1 (ResNet's). */
+typedef struct tw_pool_plan tw_pool_plan;
+tw_status tw_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c, int h, int w,
+                               tw_layout layout, tw_err *err);
+void tw_maxpool_plan_free(tw_backend *be, tw_pool_plan *p);
+tw_tensor tw_maxpool_plan_y(const tw_pool_plan *p);
+size_t tw_maxpool_plan_ws_bytes(const tw_pool_plan *p);
+void tw_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws, const tw_tensor *x);
+void tw_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx, const tw_tensor *dy,
+                         const void *ws);   /* dx (=) */
+
+/* Global average pool. y: [n, c] plain row-major f32 matrix. */
+void tw_avgpool_forward(tw_backend *be, float *y, const tw_tensor *x);
+void tw_avgpool_backward(tw_backend *be, tw_tensor *dx, const float *dy);   /* dx (=) */
+
+/* ---- dense algebra on row-major f32 matrices --------------------------------------------------- */
+
+/* C = alpha op(A) op(B) + beta C; op(A): [m, k], op(B): [k, n], C: [m, n]. */
+void tw_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* y[i, j] += bias[j] (y: [m, n]); dbias[j] = Σ_i dy[i, j] (=). */
+void tw_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n);
+void tw_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n);
+
+/* Batch norm over the rows of x [n, d] with statistics that may come from other ranks (the
+ * projector's synchronised BN). Step 1 gives local sums; the caller all-reduces them and turns
+ * them into mean and inv_std; step 2 normalises. Backward is the same: local sums of dy and
+ * dy·x̂, all-reduced, then the apply step.  sums: [2d] f32 (=).  gamma/beta NULL: no affine. */
+void tw_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d);
+void tw_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean,
+                     const float *inv_std, const float *gamma, const float *beta, int n, int d,
+                     int relu);
+/* dy is first masked by y > 0 when relu (y: the forward output). sums = [Σ dy', Σ dy'·x̂]. */
+void tw_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y,
+                           const float *x, const float *mean, const float *inv_std, int n, int d,
+                           int relu);
+/* dx = gamma inv_std (dy' - Σdy'/N - x̂ Σdy'x̂/N) (=), N the global row count; dgamma = Σdy'x̂,
+ * dbeta = Σdy' are the caller's (already in sums). gamma NULL: 1. */
+void tw_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y,
+                            const float *x, const float *mean, const float *inv_std,
+                            const float *gamma, const float *global_sums, float n_global, int n,
+                            int d, int relu);
+
+/* ---- losses' hot loops ------------------------------------------------------------------------ */
+
+/* Barlow Twins on the (already all-reduced) cross-correlation c [d, d]:
+ * loss = Σ_i (1 - c_ii)² + lambda Σ_{i≠j} c_ij²; dc = ∂loss/∂c (=). Returns the loss (host). */
+double tw_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda);
+/* Multi-label BCE with logits, mean over n·k: returns the loss; dlogits (=). */
+double tw_bce_logits(tw_backend *be, float *dlogits, const float *logits, const float *targets,
+                     int n, int k);
+
+/* ---- optimizer updates over the flat parameter buffer ---------------------------------------- */
+
+/* One parameter tensor inside the flat buffer. 1-D tensors (biases, BN) are excluded from weight
+ * decay and LARS adaptation, as the official Barlow Twins LARS does. */
+typedef struct tw_param_seg {
+    size_t offset, n_elems;
+    int is_1d;
+} tw_param_seg;
+
+/* torch.optim.Adam (L2 weight decay added to the gradient) or AdamW (decoupled). step: 1-based. */
+typedef struct tw_adam_hparams {
+    float lr, beta1, beta2, eps, weight_decay;
+    int decoupled;
+    int64_t step;
+} tw_adam_hparams;
+void tw_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
+                    const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);
+
+/* LARS as in facebookresearch/barlowtwins: g' = g + wd p; q = eta ||p|| / ||g'|| (1 if either
+ * norm is 0); mu = momentum mu + q g'; p -= lr mu. 1-D segments: no wd, q = 1. */
+typedef struct tw_lars_hparams {
+    float lr, momentum, weight_decay, eta;
+} tw_lars_hparams;
+void tw_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs,
+                    int n_segs, const tw_lars_hparams *h);
+
+/* torch.optim.SGD with momentum (dampening 0, L2 weight decay on segments that are not 1-D). */
+typedef struct tw_sgd_hparams {
+    float lr, momentum, weight_decay;
+    int nesterov;
+} tw_sgd_hparams;
+void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs,
+                   int n_segs, const tw_sgd_hparams *h);
+
+/* x *= a over n f32 elements; returns 1 when all of x is finite (checked before scaling). */
+int tw_scale_check(tw_backend *be, float *x, size_t n, float a);
+
+#endif

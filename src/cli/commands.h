@@ -1,0 +1,8 @@
+/* The subcommands of `twinfuse`, one file each (cmd_<name>.c). Each takes the arguments after
+ * its own name and returns the process exit code (0 ok, 1 failure, 2 bad usage). */
+#ifndef TW_COMMANDS_H
+#define TW_COMMANDS_H
+
+int tw_cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,37 @@
+/* Implementation of log.h: rank-aware printing and the fatal path. */
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+static int g_rank = 0;   /* process-wide facts, set once by the communicator */
+static void (*g_abort)(int code) = NULL;
+
+void tw_log_set_rank(int rank) { g_rank = rank; }
+int tw_log_rank(void) { return g_rank; }
+void tw_log_set_abort(void (*abort_fn)(int code)) { g_abort = abort_fn; }
+
+void tw_log(const char *fmt, ...) {
+    if (g_rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+void tw_warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (g_rank != 0) fprintf(stderr, "[rank %d] ", g_rank);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fflush(stderr);
+}
+
+void tw_fatal(const char *what, const char *why, const char *file, int line) {
+    fprintf(stderr, "twinfuse: fatal on rank %d at %s:%d: %s: %s\n", g_rank, file, line, what, why);
+    fflush(stderr);
+    if (g_abort) g_abort(1);
+    abort();
+}

@@ -1,0 +1,27 @@
+/* Logging, fatal errors and always-on assertions. Only rank 0 prints informational lines;
+ * tw_fatal reports statement, file:line and rank, then calls the registered abort hook (the
+ * communicator's abort) so that no rank is left hanging. */
+#ifndef TW_LOG_H
+#define TW_LOG_H
+
+#include <stdio.h>
+
+/* The communicator registers its rank and abort function here once it is up. */
+void tw_log_set_rank(int rank);
+int tw_log_rank(void);
+void tw_log_set_abort(void (*abort_fn)(int code));
+
+/* printf to stdout on rank 0 only. */
+void tw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* printf to stderr from any rank, prefixed with "[rank r] " when running with several ranks. */
+void tw_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+_Noreturn void tw_fatal(const char *what, const char *why, const char *file, int line);
+
+/* Compiled in every build: a bug, not bad input. */
+#define TW_ASSERT(cond)                                                   \
+    do {                                                                  \
+        if (!(cond)) tw_fatal(#cond, "assertion failed", __FILE__, __LINE__); \
+    } while (0)
+
+#endif
