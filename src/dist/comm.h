@@ -1,0 +1,35 @@
+/* The communicator: rank, size, all-reduce, broadcast, barrier, abort. Implementations: single
+ * process (comm_single.c), MPI (comm_mpi.c), NCCL (comm_nccl.c, GPU buffers, bootstrapped over
+ * MPI). Buffers live where the backend keeps its memory (host for the CPU backend, device for
+ * CUDA). A failure is fatal and aborts every rank: a dead rank must never leave the others
+ * hanging. */
+#ifndef TW_COMM_H
+#define TW_COMM_H
+
+#include <stddef.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+
+typedef enum { TW_COMM_SINGLE, TW_COMM_MPI, TW_COMM_NCCL } tw_comm_kind;
+typedef enum { TW_REDUCE_SUM, TW_REDUCE_MAX } tw_reduce_op;
+
+typedef struct tw_comm tw_comm;
+
+/* Creates the communicator; for MPI and NCCL this initialises MPI if needed (argc/argv may be
+ * NULL). Registers the rank and abort hook with log.h. */
+tw_status tw_comm_create(tw_comm **out, tw_comm_kind kind, int *argc, char ***argv, tw_err *err);
+void tw_comm_free(tw_comm *c);          /* finalises MPI if it initialised it */
+
+int tw_comm_rank(const tw_comm *c);
+int tw_comm_size(const tw_comm *c);
+int tw_comm_local_rank(const tw_comm *c);    /* rank among the processes on this node */
+tw_comm_kind tw_comm_kind_of(const tw_comm *c);
+
+/* In place over n_elems elements of dtype (TW_F32, TW_F64 is not used; TW_I64 for counters). */
+void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
+void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
+void tw_comm_barrier(tw_comm *c);
+_Noreturn void tw_comm_abort(tw_comm *c, int code);
+
+#endif
