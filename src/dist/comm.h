@@ -26,7 +26,7 @@ int tw_comm_size(const tw_comm *c);
 int tw_comm_local_rank(const tw_comm *c);    /* rank among the processes on this node */
 tw_comm_kind tw_comm_kind_of(const tw_comm *c);
 
-/* In place over n_elems elements of dtype (TW_F32, TW_F64 is not used; TW_I64 for counters). */
+/* In place over n_elems elements of dtype (TW_F32 for tensors, TW_I64 for counters). */
 void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
 void tw_comm_barrier(tw_comm *c);
