@@ -1,0 +1,53 @@
+/* Barlow Twins loss across ranks (barlow.h). The GEMMs follow from C_ij = Σ_k a0_ki a1_kj / N:
+ * ∂L/∂a0 = a1 dCᵀ / N and ∂L/∂a1 = a0 dC / N, each rank over its own rows. Every rank computes
+ * the same C and dC, so summing the parameter gradients over ranks gives the 1-rank gradient. */
+#include "loss/barlow.h"
+
+#include <math.h>
+
+#include "core/log.h"
+
+void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda) {
+    L->n = n;
+    L->d = d;
+    L->lambda = lambda;
+    tw_syncbn_init(&L->bn, be, n, d, n_ranks, 0, 1e-5f, 0.1f);
+    size_t act = (size_t)n * d * sizeof(float), mat = (size_t)d * d * sizeof(float);
+    for (int v = 0; v < 2; v++) {
+        tw_syncbn_cache_init(&L->cache[v], be, d);
+        L->a[v] = tw_mem_alloc(be, act);
+        L->da[v] = tw_mem_alloc(be, act);
+    }
+    L->c = tw_mem_alloc(be, mat);
+    L->dc = tw_mem_alloc(be, mat);
+}
+
+void tw_barlow_free(tw_barlow *L, tw_backend *be) {
+    for (int v = 0; v < 2; v++) {
+        tw_syncbn_cache_free(&L->cache[v], be);
+        tw_mem_free(be, L->a[v]);
+        tw_mem_free(be, L->da[v]);
+    }
+    tw_mem_free(be, L->c);
+    tw_mem_free(be, L->dc);
+    tw_syncbn_free(&L->bn, be);
+}
+
+double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
+                                  float *dz1, const float *z0, const float *z1) {
+    int n = L->n, d = L->d;
+    float inv_n = (float)(1.0 / L->bn.n_global);
+    int finite = tw_syncbn_forward(&L->bn, be, comm, L->a[0], &L->cache[0], z0, NULL, NULL);
+    finite &= tw_syncbn_forward(&L->bn, be, comm, L->a[1], &L->cache[1], z1, NULL, NULL);
+    /* Every rank must take the same branch: the statistics are global, so `finite` agrees. */
+    if (!finite) return NAN;
+    tw_gemm(be, 1, 0, d, d, n, inv_n, L->a[0], d, L->a[1], d, 0.0f, L->c, d);
+    tw_comm_allreduce(comm, L->c, (size_t)d * d, TW_F32, TW_REDUCE_SUM);
+    double loss = tw_bt_loss(be, L->dc, L->c, d, L->lambda);
+    if (!isfinite(loss)) return NAN;
+    tw_gemm(be, 0, 1, n, d, d, inv_n, L->a[1], d, L->dc, d, 0.0f, L->da[0], d);
+    tw_gemm(be, 0, 0, n, d, d, inv_n, L->a[0], d, L->dc, d, 0.0f, L->da[1], d);
+    tw_syncbn_backward(&L->bn, be, comm, dz0, NULL, NULL, L->da[0], L->a[0], z0, &L->cache[0], NULL);
+    tw_syncbn_backward(&L->bn, be, comm, dz1, NULL, NULL, L->da[1], L->a[1], z1, &L->cache[1], NULL);
+    return loss;
+}

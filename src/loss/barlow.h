@@ -1,0 +1,30 @@
+/* The Barlow Twins loss (Zbontar et al., ICML 2021; facebookresearch/barlowtwins main.py) on the
+ * projector outputs of the two views, across ranks: an affine-free synchronised BN of each view,
+ * C = bn(z1)ᵀ bn(z2) / N_global by GEMM, C all-reduced, the loss and dC from the backend's
+ * tw_bt_loss, and the backward GEMMs and BN backward with the same global values. */
+#ifndef TW_BARLOW_H
+#define TW_BARLOW_H
+
+#include "backend/backend.h"
+#include "dist/comm.h"
+#include "loss/syncbn.h"
+
+typedef struct tw_barlow {
+    int n, d;             /* local rows, embedding width */
+    float lambda;         /* weight of the off-diagonal terms; 0.0051 in the paper */
+    tw_syncbn bn;         /* BatchNorm1d(d, affine=False), shared by both views */
+    tw_syncbn_cache cache[2];
+    float *a[2];          /* [n, d] normalised embeddings of view 0 and 1 */
+    float *da[2];         /* [n, d] their gradients */
+    float *c, *dc;        /* [d, d] cross-correlation and ∂loss/∂C */
+} tw_barlow;
+
+void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda);
+void tw_barlow_free(tw_barlow *L, tw_backend *be);
+
+/* loss (returned, the same on every rank), dz0 and dz1 (=) [n, d] from z0, z1 [n, d].
+ * Returns NAN when the embeddings' statistics or the loss are not finite. */
+double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
+                                  float *dz1, const float *z0, const float *z1);
+
+#endif

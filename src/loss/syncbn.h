@@ -1,0 +1,48 @@
+/* Batch norm over the rows of x [n_local, d] with the statistics of the global batch (all ranks),
+ * as torch.nn.SyncBatchNorm computes them: the backend's bn1d ops give local sums, the
+ * communicator all-reduces them, and forward and backward both use the global values. */
+#ifndef TW_SYNCBN_H
+#define TW_SYNCBN_H
+
+#include "backend/backend.h"
+#include "dist/comm.h"
+
+/* One synchronised BN layer: its constants, where its running statistics live (torch's buffers,
+ * kept for checkpoints; they do not enter training) and the scratch it needs. */
+typedef struct tw_syncbn {
+    int n, d;              /* local rows, features */
+    int relu;              /* y = relu(bn(x)) */
+    float eps, momentum;   /* torch: 1e-5, 0.1 */
+    double n_global;       /* rows over all ranks */
+    float *run_mean, *run_var;   /* [d] backend f32, or NULL: not tracked (set by the owner) */
+    int64_t *n_batches;          /* host, torch's num_batches_tracked, or NULL */
+    float *sums;           /* [2d] backend scratch for the all-reduced sums */
+    double *host;          /* [2d] host scratch */
+    float *host_f;         /* [4d] host scratch */
+} tw_syncbn;
+
+/* The per-call state a forward leaves for its backward (one per view). */
+typedef struct tw_syncbn_cache {
+    float *mean, *inv_std;   /* [d] backend f32 */
+} tw_syncbn_cache;
+
+void tw_syncbn_init(tw_syncbn *bn, tw_backend *be, int n, int d, int n_ranks, int relu, float eps,
+                    float momentum);
+void tw_syncbn_free(tw_syncbn *bn, tw_backend *be);
+void tw_syncbn_cache_init(tw_syncbn_cache *c, tw_backend *be, int d);
+void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
+
+/* y = [relu](gamma (x - mean) inv_std + beta), mean and var of the global batch (biased var);
+ * updates the running statistics with the unbiased var, as torch does. x, y: [n, d] backend f32.
+ * gamma, beta: [d] or NULL (affine=False). Returns 0 when the global statistics are not finite. */
+int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw_syncbn_cache *c,
+                      const float *x, const float *gamma, const float *beta);
+
+/* dx (=) from dy through the layer, with the global sums of dy and dy·x̂. dgamma, dbeta (+=) get
+ * only this rank's share: the gradient all-reduce sums the shares. dgamma/dbeta NULL with
+ * gamma NULL. ws: [2d] backend scratch (local sums before the all-reduce). */
+void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *dx, float *dgamma,
+                        float *dbeta, const float *dy, const float *y, const float *x,
+                        const tw_syncbn_cache *c, const float *gamma);
+
+#endif
