@@ -1,0 +1,140 @@
+/* ResNet18's forward and backward over one activation set, with the optional per-stage timer.
+ * Plans, parameters and activation sets are made in resnet18.c. BN is fused with the ReLU after
+ * it, and each block's residual add with its ReLU. */
+#include <time.h>
+
+#include "core/log.h"
+#include "model/resnet18.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The timer waits for the backend before and after a stage, so a stage's time is its own. */
+static double stage_begin(tw_resnet18_plans *p) {
+    if (!p->timing) return 0.0;
+    tw_backend_sync(p->be);
+    return now_s();
+}
+
+static void stage_end(tw_resnet18_plans *p, int stage, int backward, double t0) {
+    if (!p->timing) return;
+    tw_backend_sync(p->be);
+    p->time_s[stage][backward] += now_s() - t0;
+}
+
+/* ---- forward -------------------------------------------------------------------------------- */
+
+static void unit_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
+                         tw_resnet18_plans *p, int u, int train) {
+    const tw_resnet18_unit *x_u = &m->u[u];
+    tw_params *P = m->P;
+    tw_conv_forward(p->be, p->conv[u], &a->conv_y[u], x, tw_params_ptr(P, x_u->w));
+    if (train) {
+        tw_bn_forward_train(p->be, p->bn[u], &a->bn_y[u], a->save_mean[u], a->save_var[u],
+                            a->bn_ws[u], &a->conv_y[u], tw_params_ptr(P, x_u->gamma),
+                            tw_params_ptr(P, x_u->beta), tw_params_ptr(P, x_u->run_mean),
+                            tw_params_ptr(P, x_u->run_var));
+        (*tw_params_counter(P, x_u->n_tracked))++;
+    } else {
+        tw_bn_forward_eval(p->be, p->bn[u], &a->bn_y[u], &a->conv_y[u],
+                           tw_params_ptr(P, x_u->gamma), tw_params_ptr(P, x_u->beta),
+                           tw_params_ptr(P, x_u->run_mean), tw_params_ptr(P, x_u->run_var));
+    }
+}
+
+/* y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = x or bn(conv1x1(x)). */
+static void block_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
+                          tw_resnet18_plans *p, int i, int train) {
+    const tw_resnet18_block *b = &m->b[i];
+    unit_forward(a, x, m, p, b->conv1, train);
+    unit_forward(a, &a->bn_y[b->conv1], m, p, b->conv2, train);
+    if (b->down >= 0) unit_forward(a, x, m, p, b->down, train);
+    tw_add_relu_forward(p->be, &a->block_y[i], &a->bn_y[b->conv2],
+                        b->down >= 0 ? &a->bn_y[b->down] : x);
+}
+
+void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
+                         tw_resnet18_plans *p, int train) {
+    TW_ASSERT(p->c == m->c_in && a->x.n == p->n && a->x.h == p->h && a->x.w == p->w);
+    double t0 = stage_begin(p);
+    tw_tensor image = {(void *)x, p->n, p->c, p->h, p->w, TW_F32, TW_LAYOUT_NCHW};
+    tw_reorder(p->be, &a->x, &image);
+    unit_forward(a, &a->x, m, p, 0, train);
+    tw_maxpool_forward(p->be, p->pool, &a->pool_y, a->pool_ws, &a->bn_y[0]);
+    stage_end(p, 0, 0, t0);
+    for (int s = 0; s < 4; s++) {
+        t0 = stage_begin(p);
+        for (int i = 2 * s; i < 2 * s + 2; i++)
+            block_forward(a, i ? &a->block_y[i - 1] : &a->pool_y, m, p, i, train);
+        stage_end(p, 1 + s, 0, t0);
+    }
+    t0 = stage_begin(p);
+    tw_avgpool_forward(p->be, a->feats, &a->block_y[TW_RESNET18_BLOCKS - 1]);
+    stage_end(p, 5, 0, t0);
+    p->time_calls[0]++;
+}
+
+/* ---- backward ------------------------------------------------------------------------------- */
+
+/* Where unit tensor e's weight gradient goes: the arena (=) or the scratch that is added later. */
+static float *grad_of(tw_resnet18 *m, tw_resnet18_plans *p, int e, int accumulate) {
+    if (!accumulate) return tw_params_grad(m->P, e);
+    return p->grad_scratch + (m->P->entries[e].offset - m->grad_begin);
+}
+
+/* From dy (the gradient at BN's output, before the fused ReLU when there is one): BN's and the
+ * conv's weight gradients, and dx (the conv input's gradient, =) unless dx is NULL. */
+static void unit_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, const tw_tensor *dy,
+                          const tw_tensor *x, tw_resnet18_plans *p, int u, int accumulate) {
+    const tw_resnet18_unit *x_u = &m->u[u];
+    tw_bn_backward(p->be, p->bn[u], &a->d_conv_y[u], grad_of(m, p, x_u->gamma, accumulate),
+                   grad_of(m, p, x_u->beta, accumulate), dy, &a->conv_y[u], a->save_mean[u],
+                   a->save_var[u], a->bn_ws[u], tw_params_ptr(m->P, x_u->gamma));
+    tw_conv_backward_weights(p->be, p->conv[u], grad_of(m, p, x_u->w, accumulate), &a->d_conv_y[u], x);
+    if (dx) tw_conv_backward_data(p->be, p->conv[u], dx, &a->d_conv_y[u], tw_params_ptr(m->P, x_u->w));
+}
+
+/* dx = the gradient at block i's input x (=), from a->d_block_y[i]. */
+static void block_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, const tw_tensor *x,
+                           tw_resnet18_plans *p, int i, int accumulate) {
+    const tw_resnet18_block *b = &m->b[i];
+    tw_tensor *g = &a->d_bn_y[b->conv2];   /* the gradient at both inputs of the add */
+    tw_relu_backward(p->be, g, &a->d_block_y[i], &a->block_y[i]);
+    unit_backward(m, a, &a->d_bn_y[b->conv1], g, &a->bn_y[b->conv1], p, b->conv2, accumulate);
+    unit_backward(m, a, &a->d_main[i], &a->d_bn_y[b->conv1], x, p, b->conv1, accumulate);
+    if (b->down >= 0) {
+        unit_backward(m, a, &a->d_down[i], g, x, p, b->down, accumulate);
+        tw_add(p->be, dx, &a->d_main[i], &a->d_down[i]);
+    } else {
+        tw_add(p->be, dx, &a->d_main[i], g);
+    }
+}
+
+void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
+                          tw_resnet18_plans *p, int accumulate) {
+    double t0 = stage_begin(p);
+    tw_avgpool_backward(p->be, &a->d_block_y[TW_RESNET18_BLOCKS - 1], dfeats);
+    stage_end(p, 5, 1, t0);
+    for (int s = 3; s >= 0; s--) {
+        t0 = stage_begin(p);
+        for (int i = 2 * s + 1; i >= 2 * s; i--)
+            block_backward(m, a, i ? &a->d_block_y[i - 1] : &a->d_pool_y,
+                           i ? &a->block_y[i - 1] : &a->pool_y, p, i, accumulate);
+        stage_end(p, 1 + s, 1, t0);
+    }
+    t0 = stage_begin(p);
+    tw_maxpool_backward(p->be, p->pool, &a->d_bn_y[0], &a->d_pool_y, a->pool_ws);
+    unit_backward(m, a, NULL, &a->d_bn_y[0], &a->x, p, 0, accumulate);
+    if (accumulate) {
+        /* One add over the backbone's whole gradient range; the alignment gaps are 0 + 0. */
+        size_t n = m->grad_end - m->grad_begin;
+        tw_tensor g = {m->P->grads + m->grad_begin, 1, (int)n, 1, 1, TW_F32, TW_LAYOUT_NCHW};
+        tw_tensor s = {p->grad_scratch, 1, (int)n, 1, 1, TW_F32, TW_LAYOUT_NCHW};
+        tw_add(p->be, &g, &g, &s);
+    }
+    stage_end(p, 0, 1, t0);
+    p->time_calls[1]++;
+}
