@@ -1,0 +1,163 @@
+/* Private to the CPU backend (src/backend/cpu/): the backend struct behind `tw_backend`, the
+ * oneDNN error check, and the small helpers every op file shares (memory descriptors for
+ * tw_tensor layouts, primitives that run on the backend's shared user-mode scratchpad). */
+#ifndef TW_CPU_H
+#define TW_CPU_H
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "backend/backend_impl.h"
+#include "core/log.h"
+
+#define TW_CHECK_DNNL(call)                                               \
+    do {                                                                  \
+        dnnl_status_t s_ = (call);                                        \
+        if (s_ != dnnl_success)                                           \
+            tw_fatal(#call, tw_cpu_dnnl_status_str(s_), __FILE__, __LINE__); \
+    } while (0)
+
+/* A primitive plus the memory object through which it reads the shared scratchpad. */
+typedef struct tw_cpu_prim {
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch_mem;        /* NULL when the primitive needs no scratchpad */
+} tw_cpu_prim;
+
+/* A cached reorder between two tensor descriptions (tw_reorder has no plan). */
+typedef struct tw_cpu_reorder_entry {
+    tw_tensor src_key, dst_key;       /* data NULL: shape, dtype and layout only */
+    tw_cpu_prim prim;
+    dnnl_memory_t m_src, m_dst;
+} tw_cpu_reorder_entry;
+
+#define TW_CPU_REORDER_CACHE 32
+
+typedef struct tw_cpu_backend {
+    struct tw_backend base;           /* must stay first: tw_backend * points here */
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_cpu_isa_t isa;
+    int native_bf16;                  /* AVX512_BF16 or AMX-BF16, and oneDNN dispatches to it */
+    int n_threads;
+    /* One scratchpad shared by every primitive of every plan: ops run one at a time on one
+     * stream, so the largest need is enough. Grown at plan time, never during a step. */
+    void *scratch;
+    size_t scratch_bytes;
+    tw_cpu_reorder_entry reorders[TW_CPU_REORDER_CACHE];
+    int n_reorders, next_evict;
+} tw_cpu_backend;
+
+static inline tw_cpu_backend *tw_cpu_be(tw_backend *be) { return (tw_cpu_backend *)be; }
+
+const char *tw_cpu_dnnl_status_str(dnnl_status_t s);
+dnnl_data_type_t tw_cpu_dnnl_dtype(tw_dtype t);
+dnnl_format_tag_t tw_cpu_dnnl_tag(tw_layout l);
+
+/* Attributes every primitive gets: user-mode scratchpad. Caller destroys. */
+dnnl_primitive_attr_t tw_cpu_attr_make(void);
+/* md for an [n, c, h, w] tensor of dtype in layout (caller destroys). */
+dnnl_memory_desc_t tw_cpu_md_make(int n, int c, int h, int w, tw_dtype dt, tw_layout l);
+/* md for a 1-D f32 vector of n elements. */
+dnnl_memory_desc_t tw_cpu_md_vec(int n);
+/* Which tw_layout md is (dims [n, c, h, w], dtype dt); returns 0 when it is none of them. */
+int tw_cpu_layout_of(const_dnnl_memory_desc_t md, int n, int c, int h, int w, tw_dtype dt,
+                     tw_layout *out);
+/* A memory object on md with no data yet; bind a pointer with tw_cpu_mem_bind at run time. */
+dnnl_memory_t tw_cpu_mem_make(tw_cpu_backend *be, const_dnnl_memory_desc_t md);
+void tw_cpu_mem_bind(dnnl_memory_t m, const void *data);
+void tw_cpu_mem_destroy(dnnl_memory_t m);
+
+/* Creates the primitive of pd and its scratchpad binding, growing the backend's scratchpad. */
+void tw_cpu_prim_init(tw_cpu_backend *be, tw_cpu_prim *p, const_dnnl_primitive_desc_t pd);
+/* Runs it with args plus the scratchpad (args must have room for one more entry). */
+void tw_cpu_prim_exec(tw_cpu_backend *be, tw_cpu_prim *p, int n_args, dnnl_exec_arg_t *args);
+void tw_cpu_prim_destroy(tw_cpu_prim *p);
+/* The oneDNN implementation name ("brg:avx512_core", "ref:any", ...). */
+const char *tw_cpu_pd_impl(const_dnnl_primitive_desc_t pd);
+
+/* ---- the ops, one group per file ---------------------------------------------------------- */
+
+/* mem.c */
+void *tw_cpu_mem_alloc(tw_backend *be, size_t n_bytes);
+void tw_cpu_mem_free(tw_backend *be, void *p);
+void tw_cpu_mem_zero(tw_backend *be, void *p, size_t n_bytes);
+void tw_cpu_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes);
+void tw_cpu_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes);
+void tw_cpu_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes);
+void tw_cpu_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);
+void tw_cpu_reorder_cache_free(tw_cpu_backend *be);
+
+/* conv.c */
+tw_status tw_cpu_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d,
+                                tw_err *err);
+void tw_cpu_conv_plan_free(tw_backend *be, tw_conv_plan *p);
+void tw_cpu_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,
+                         const float *w);
+void tw_cpu_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx,
+                               const tw_tensor *dy, const float *w);
+void tw_cpu_conv_backward_weights(tw_backend *be, tw_conv_plan *p, float *dw,
+                                  const tw_tensor *dy, const tw_tensor *x);
+
+/* bn.c */
+tw_status tw_cpu_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_desc *d, tw_err *err);
+void tw_cpu_bn_plan_free(tw_backend *be, tw_bn_plan *p);
+void tw_cpu_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
+                             float *save_var, void *ws, const tw_tensor *x, const float *gamma,
+                             const float *beta, float *run_mean, float *run_var);
+void tw_cpu_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                            const float *gamma, const float *beta, const float *run_mean,
+                            const float *run_var);
+void tw_cpu_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
+                        float *dbeta, const tw_tensor *dy, const tw_tensor *x,
+                        const float *save_mean, const float *save_var, const void *ws,
+                        const float *gamma);
+
+/* eltwise.c */
+void tw_cpu_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
+void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
+void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
+
+/* pool.c */
+tw_status tw_cpu_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c, int h,
+                                   int w, tw_layout layout, tw_err *err);
+void tw_cpu_maxpool_plan_free(tw_backend *be, tw_pool_plan *p);
+void tw_cpu_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws,
+                            const tw_tensor *x);
+void tw_cpu_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx,
+                             const tw_tensor *dy, const void *ws);
+void tw_cpu_avgpool_forward(tw_backend *be, float *y, const tw_tensor *x);
+void tw_cpu_avgpool_backward(tw_backend *be, tw_tensor *dx, const float *dy);
+
+/* dense.c */
+void tw_cpu_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void tw_cpu_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n);
+void tw_cpu_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n);
+
+/* bn1d.c */
+void tw_cpu_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d);
+void tw_cpu_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean,
+                         const float *inv_std, const float *gamma, const float *beta, int n,
+                         int d, int relu);
+void tw_cpu_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y,
+                               const float *x, const float *mean, const float *inv_std, int n,
+                               int d, int relu);
+void tw_cpu_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y,
+                                const float *x, const float *mean, const float *inv_std,
+                                const float *gamma, const float *global_sums, float n_global,
+                                int n, int d, int relu);
+
+/* loss.c */
+double tw_cpu_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda);
+double tw_cpu_bce_logits(tw_backend *be, float *dlogits, const float *logits,
+                         const float *targets, int n, int k);
+
+/* optim.c */
+void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
+                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);
+void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
+                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
+void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
+                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
+int tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a);
+
+#endif

@@ -1,0 +1,114 @@
+/* Optimizer updates over the flat f32 parameter buffer, segment by segment: Adam / AdamW as
+ * torch.optim does them, LARS as facebookresearch/barlowtwins does it, torch SGD with momentum,
+ * and the finite check + scale used for gradient averaging. 1-D segments (biases, BN) get no
+ * weight decay and no LARS adaptation (backend.h). Schedules live in src/optim/. */
+#include <math.h>
+
+#include "backend/cpu/cpu.h"
+
+/* Segments below this many elements are updated by one thread: a parallel region costs more. */
+enum { PAR_MIN = 16384 };
+
+/* torch.optim.Adam (_single_tensor_adam): g += wd p (Adam) or p *= 1 - lr wd (AdamW);
+ * m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g²; p -= lr / (1 - b1^t) · m / (sqrt(v) /
+ * sqrt(1 - b2^t) + eps). The bias corrections are computed in double, as Python does. */
+void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
+                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h) {
+    (void)be;
+    TW_ASSERT(h->step >= 1);
+    const double bc1 = 1.0 - pow((double)h->beta1, (double)h->step);
+    const double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
+    const float step_size = (float)(h->lr / bc1);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float w1 = 1.0f - h->beta1, b2 = h->beta2, w2 = 1.0f - h->beta2, eps = h->eps;
+    for (int s = 0; s < n_segs; s++) {
+        const long n = (long)segs[s].n_elems;
+        const size_t o = segs[s].offset;
+        float *ps = p + o, *ms = m + o, *vs = v + o;
+        const float *gs = g + o;
+        const float wd = segs[s].is_1d ? 0.0f : h->weight_decay;
+        const float l2 = h->decoupled ? 0.0f : wd;
+        const float shrink = h->decoupled ? 1.0f - h->lr * wd : 1.0f;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++) {
+            float pi = ps[i] * shrink;
+            float gi = gs[i] + l2 * pi;
+            float mi = ms[i] + w1 * (gi - ms[i]);
+            float vi = b2 * vs[i] + w2 * gi * gi;
+            ms[i] = mi;
+            vs[i] = vi;
+            ps[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        }
+    }
+}
+
+/* facebookresearch/barlowtwins main.py, class LARS: dp = g + wd p; q = eta ||p|| / ||dp||
+ * (1 when either norm is 0); mu = momentum mu + q dp; p -= lr mu. 1-D: no wd, q = 1. */
+void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
+                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h) {
+    (void)be;
+    for (int s = 0; s < n_segs; s++) {
+        const long n = (long)segs[s].n_elems;
+        const size_t o = segs[s].offset;
+        float *ps = p + o, *mus = mu + o;
+        const float *gs = g + o;
+        const int adapt = !segs[s].is_1d;
+        const float wd = adapt ? h->weight_decay : 0.0f;
+        float q = 1.0f;
+        if (adapt) {
+            double pp = 0.0, dd = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : pp, dd) if (n >= PAR_MIN)
+            for (long i = 0; i < n; i++) {
+                float di = gs[i] + wd * ps[i];
+                pp += (double)ps[i] * ps[i];
+                dd += (double)di * di;
+            }
+            float pn = (float)sqrt(pp), dn = (float)sqrt(dd);
+            if (pn > 0.0f && dn > 0.0f) q = h->eta * pn / dn;
+        }
+        const float mom = h->momentum, lr = h->lr;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++) {
+            float di = (gs[i] + wd * ps[i]) * q;
+            float mi = mom * mus[i] + di;
+            mus[i] = mi;
+            ps[i] -= lr * mi;
+        }
+    }
+}
+
+/* torch.optim.SGD, dampening 0: d = g + wd p; buf = momentum buf + d (buf starts at zero, which
+ * equals torch's buf = d on the first step); d = nesterov ? d + momentum buf : buf; p -= lr d. */
+void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
+                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h) {
+    (void)be;
+    const float mom = h->momentum, lr = h->lr;
+    const int nesterov = h->nesterov;
+    for (int s = 0; s < n_segs; s++) {
+        const long n = (long)segs[s].n_elems;
+        const size_t o = segs[s].offset;
+        float *ps = p + o, *mus = mu + o;
+        const float *gs = g + o;
+        const float wd = segs[s].is_1d ? 0.0f : h->weight_decay;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++) {
+            float di = gs[i] + wd * ps[i];
+            float bi = mom * mus[i] + di;
+            mus[i] = bi;
+            ps[i] -= lr * (nesterov ? di + mom * bi : bi);
+        }
+    }
+}
+
+/* x *= a; returns 1 when every element was finite before scaling. */
+int tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a) {
+    (void)be;
+    int bad = 0;
+    const long nl = (long)n;
+#pragma omp parallel for simd schedule(static) reduction(| : bad) if (nl >= PAR_MIN)
+    for (long i = 0; i < nl; i++) {
+        bad |= !isfinite(x[i]);
+        x[i] *= a;
+    }
+    return !bad;
+}
