@@ -16,6 +16,12 @@ typedef enum { TW_REDUCE_SUM, TW_REDUCE_MAX } tw_reduce_op;
 
 typedef struct tw_comm tw_comm;
 
+/* The kind a run gets with backend.comm=auto: MPI when a launcher started this process (mpirun
+ * or srun set OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK) and the build has MPI, NCCL instead
+ * when on_gpu and the build has NCCL, else SINGLE. */
+tw_comm_kind tw_comm_kind_auto(int on_gpu);
+const char *tw_comm_kind_name(tw_comm_kind kind);   /* "single", "mpi", "nccl" */
+
 /* Creates the communicator; for MPI and NCCL this initialises MPI if needed (argc/argv may be
  * NULL). Registers the rank and abort hook with log.h. */
 tw_status tw_comm_create(tw_comm **out, tw_comm_kind kind, int *argc, char ***argv, tw_err *err);
@@ -26,10 +32,12 @@ int tw_comm_size(const tw_comm *c);
 int tw_comm_local_rank(const tw_comm *c);    /* rank among the processes on this node */
 tw_comm_kind tw_comm_kind_of(const tw_comm *c);
 
-/* In place over n_elems elements of dtype (TW_F32 for tensors, TW_I64 for counters). */
+/* In place over n_elems elements of dtype: TW_F32 for tensors, TW_I64 for counters (TW_I32 also
+ * works); every rank passes the same n_elems, dtype and op. Other dtypes are a bug. */
 void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
 void tw_comm_barrier(tw_comm *c);
+/* Ends every rank of the job with code (MPI_Abort); tw_fatal reaches it through log.h. */
 _Noreturn void tw_comm_abort(tw_comm *c, int code);
 
 #endif

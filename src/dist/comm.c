@@ -1,0 +1,98 @@
+/* Dispatch from comm.h to the communicator's table, the choice of kind, and the process-wide
+ * abort hook: log.h's hook takes no context, so the live communicator is kept here (one per
+ * process) for tw_fatal to end the whole job through it. */
+#include <stdlib.h>
+
+#include "core/log.h"
+#include "dist/comm_impl.h"
+
+static tw_comm *g_abort_comm = NULL;
+
+static void abort_hook(int code) {
+    if (g_abort_comm) g_abort_comm->ops->abort(g_abort_comm, code);
+}
+
+const char *tw_comm_kind_name(tw_comm_kind kind) {
+    switch (kind) {
+    case TW_COMM_SINGLE: return "single";
+    case TW_COMM_MPI: return "mpi";
+    case TW_COMM_NCCL: return "nccl";
+    }
+    return "?";
+}
+
+tw_comm_kind tw_comm_kind_auto(int on_gpu) {
+#ifdef TW_HAVE_MPI
+    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+#ifdef TW_HAVE_NCCL
+    if (on_gpu) return TW_COMM_NCCL;
+#endif
+    (void)on_gpu;
+    return launched ? TW_COMM_MPI : TW_COMM_SINGLE;
+#else
+    (void)on_gpu;
+    return TW_COMM_SINGLE;
+#endif
+}
+
+tw_status tw_comm_create(tw_comm **out, tw_comm_kind kind, int *argc, char ***argv, tw_err *err) {
+    tw_status st = TW_OK;
+    *out = NULL;
+    switch (kind) {
+    case TW_COMM_SINGLE:
+        (void)argc;
+        (void)argv;
+        st = tw_comm_single_create(out, err);
+        break;
+    case TW_COMM_MPI:
+#ifdef TW_HAVE_MPI
+        st = tw_comm_mpi_create(out, argc, argv, err);
+#else
+        st = tw_err_set(err, TW_E_UNSUPPORTED, "this twinfuse was built without MPI (TW_MPI=OFF)");
+#endif
+        break;
+    case TW_COMM_NCCL:
+#ifdef TW_HAVE_NCCL
+        st = tw_comm_nccl_create(out, argc, argv, err);
+#else
+        st = tw_err_set(err, TW_E_UNSUPPORTED, "this twinfuse was built without NCCL (needs TW_CUDA)");
+#endif
+        break;
+    }
+    if (st != TW_OK) return st;
+    g_abort_comm = *out;
+    tw_log_set_rank((*out)->rank);
+    tw_log_set_abort(abort_hook);
+    return TW_OK;
+}
+
+void tw_comm_free(tw_comm *c) {
+    if (!c) return;
+    if (g_abort_comm == c) {
+        g_abort_comm = NULL;
+        tw_log_set_abort(NULL);
+    }
+    c->ops->free(c);
+}
+
+int tw_comm_rank(const tw_comm *c) { return c->rank; }
+int tw_comm_size(const tw_comm *c) { return c->size; }
+int tw_comm_local_rank(const tw_comm *c) { return c->local_rank; }
+tw_comm_kind tw_comm_kind_of(const tw_comm *c) { return c->kind; }
+
+void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
+    TW_ASSERT(dtype == TW_F32 || dtype == TW_I64 || dtype == TW_I32);
+    if (n_elems) c->ops->allreduce(c, buf, n_elems, dtype, op);
+}
+
+void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root) {
+    TW_ASSERT(root >= 0 && root < c->size);
+    if (n_bytes) c->ops->broadcast(c, buf, n_bytes, root);
+}
+
+void tw_comm_barrier(tw_comm *c) { c->ops->barrier(c); }
+
+void tw_comm_abort(tw_comm *c, int code) {
+    c->ops->abort(c, code);
+    abort();   /* an abort that returned is a bug in the communicator; never leave the job running */
+}
