@@ -4,5 +4,6 @@
 #define TW_COMMANDS_H
 
 int tw_cmd_info(int argc, char **argv);
+int tw_cmd_synth(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ typedef struct {
 
 static const tw_command commands[] = {
     {"info", tw_cmd_info, "version, backends, CPU ISA, default precision, GPUs"},
+    {"synth", tw_cmd_synth, "write a synthetic BigEarthNet-like shard directory (docs/synth.md)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,112 @@
+/* The sampler (sampler.h): Fisher-Yates over Philox draws, rank slices, nested subsets. */
+#include "data/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/rng.h"
+
+/* Philox stream tags, so the shuffle and the subset never share draws with each other or with
+ * the augmentations (which use (epoch, sample, view)). */
+#define STREAM_SHUFFLE 0x53485546u  /* "SHUF" */
+#define STREAM_SUBSET 0x53554253u   /* "SUBS" */
+
+tw_status tw_sampler_init(tw_sampler *s, int64_t n, int64_t global_batch, int rank, int world,
+                          uint64_t seed, int shuffle, int drop_last, tw_err *err) {
+    *s = (tw_sampler){0};
+    if (world < 1 || rank < 0 || rank >= world)
+        return tw_err_set(err, TW_E_RANGE, "sampler: rank %d of world %d", rank, world);
+    if (global_batch < 1 || global_batch % world)
+        return tw_err_set(err, TW_E_RANGE, "sampler: global batch %lld is not a positive multiple of %d ranks",
+                          (long long)global_batch, world);
+    if (n < 1) return tw_err_set(err, TW_E_RANGE, "sampler: no samples");
+    if (n >= (int64_t)UINT32_MAX) return tw_err_set(err, TW_E_RANGE, "sampler: %lld samples, limit 2^32", (long long)n);
+    s->steps_per_epoch = drop_last ? n / global_batch : (n + global_batch - 1) / global_batch;
+    if (s->steps_per_epoch < 1)
+        return tw_err_set(err, TW_E_RANGE, "sampler: %lld samples make no full global batch of %lld (drop-last)",
+                          (long long)n, (long long)global_batch);
+    s->perm = malloc((size_t)n * sizeof *s->perm);
+    if (!s->perm) return tw_err_set(err, TW_E_NOMEM, "sampler: permutation of %lld", (long long)n);
+    s->n = n;
+    s->global_batch = global_batch;
+    s->rank = rank;
+    s->world = world;
+    s->seed = seed;
+    s->shuffle = shuffle;
+    s->drop_last = drop_last;
+    s->perm_epoch = -1;
+    return TW_OK;
+}
+
+void tw_sampler_free(tw_sampler *s) {
+    free(s->perm);
+    *s = (tw_sampler){0};
+}
+
+static void draw_epoch(tw_sampler *s, int64_t epoch) {
+    for (int64_t i = 0; i < s->n; i++) s->perm[i] = i;
+    if (s->shuffle) {
+        tw_rng r;
+        tw_rng_init(&r, s->seed, (uint32_t)epoch, (uint32_t)((uint64_t)epoch >> 32), STREAM_SHUFFLE);
+        for (int64_t i = s->n - 1; i > 0; i--) {
+            int64_t j = tw_rng_below(&r, (uint32_t)(i + 1));
+            int64_t t = s->perm[i];
+            s->perm[i] = s->perm[j];
+            s->perm[j] = t;
+        }
+    }
+    s->perm_epoch = epoch;
+}
+
+int64_t tw_sampler_slice(tw_sampler *s, int64_t *out, int64_t epoch, int64_t step) {
+    if (step < 0 || step >= s->steps_per_epoch || epoch < 0) return 0;
+    if (s->perm_epoch != epoch) draw_epoch(s, epoch);
+    int64_t lo = step * s->global_batch, m = s->n - lo < s->global_batch ? s->n - lo : s->global_batch;
+    int64_t a = m * s->rank / s->world, b = m * (s->rank + 1) / s->world;
+    for (int64_t i = a; i < b; i++) out[i - a] = s->perm[lo + i];
+    return b - a;
+}
+
+typedef struct { uint64_t key; int64_t item; } keyed;
+
+static int cmp_key(const void *a, const void *b) {
+    const keyed *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->item < y->item ? -1 : x->item > y->item;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+tw_status tw_sampler_subset(int64_t **out, int64_t *n_out, int64_t n, double fraction, uint64_t seed, tw_err *err) {
+    *out = NULL;
+    *n_out = 0;
+    if (!(fraction > 0 && fraction <= 1))
+        return tw_err_set(err, TW_E_RANGE, "label fraction %g is not in (0, 1]", fraction);
+    int64_t k = (int64_t)llround(fraction * (double)n);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    keyed *keys = malloc((size_t)n * sizeof *keys);
+    int64_t *items = malloc((size_t)k * sizeof *items);
+    if (!keys || !items) {
+        free(keys);
+        free(items);
+        return tw_err_set(err, TW_E_NOMEM, "label-fraction subset of %lld", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        /* One Philox block per item: its key depends on (seed, item) only. */
+        uint32_t ctr[4] = {(uint32_t)i, (uint32_t)((uint64_t)i >> 32), STREAM_SUBSET, 0}, key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)}, o[4];
+        tw_philox4x32(o, ctr, key);
+        keys[i].key = ((uint64_t)o[0] << 32) | o[1];
+        keys[i].item = i;
+    }
+    qsort(keys, (size_t)n, sizeof *keys, cmp_key);
+    for (int64_t i = 0; i < k; i++) items[i] = keys[i].item;
+    qsort(items, (size_t)k, sizeof *items, cmp_i64);
+    free(keys);
+    *out = items;
+    *n_out = k;
+    return TW_OK;
+}
