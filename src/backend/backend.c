@@ -1,6 +1,7 @@
 /* Dispatch from the public op interface (backend.h) to the backend's table, plus the pieces
  * shared by all backends: layout arithmetic, plan queries and backend creation. */
 #include "backend/backend_impl.h"
+#include "core/log.h"
 
 #include <stdio.h>
 
@@ -232,4 +233,23 @@ void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw
 
 int tw_scale_check(tw_backend *be, float *x, size_t n, float a) {
     return be->ops->scale_check(be, x, n, a);
+}
+
+tw_status tw_backend_graph_begin(tw_backend *be, tw_err *err) {
+    if (!be->ops->graph_begin)
+        return tw_err_set(err, TW_E_UNSUPPORTED, "%s backend: no graph recording",
+                          be->device == TW_DEVICE_CPU ? "cpu" : "cuda");
+    return be->ops->graph_begin(be, err);
+}
+
+tw_status tw_backend_graph_end(tw_backend *be, tw_err *err) {
+    if (!be->ops->graph_end)
+        return tw_err_set(err, TW_E_UNSUPPORTED, "%s backend: no graph recording",
+                          be->device == TW_DEVICE_CPU ? "cpu" : "cuda");
+    return be->ops->graph_end(be, err);
+}
+
+void tw_backend_graph_replay(tw_backend *be, double *values, int n_values) {
+    TW_ASSERT(be->ops->graph_replay);   /* only after a successful tw_backend_graph_end */
+    be->ops->graph_replay(be, values, n_values);
 }

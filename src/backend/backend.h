@@ -223,4 +223,19 @@ void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw
 /* x *= a over n f32 elements; returns 1 when all of x is finite (checked before scaling). */
 int tw_scale_check(tw_backend *be, float *x, size_t n, float a);
 
+/* ---- optional: record a training step once, replay it (CUDA graphs) ---------------------------
+ * Where the backend supports it (CUDA; the CPU backend does not: begin returns TW_E_UNSUPPORTED
+ * and the caller simply runs the ops), the ops queued between begin and end are recorded, not
+ * run, and each replay runs the recording. Shapes and pointers are frozen at recording time:
+ * make every plan and buffer (and the communicator) before begin; nothing recorded may allocate,
+ * free, copy to or from the host, or synchronise. Ops that return a host value (tw_bt_loss,
+ * tw_bce_logits) return NaN while recording; replay hands their values back in recording order.
+ * The optimizer updates and tw_scale_check take per-step host values or feed host decisions,
+ * so they may not be recorded (TW_ASSERT): run them after each replay. */
+tw_status tw_backend_graph_begin(tw_backend *be, tw_err *err);
+tw_status tw_backend_graph_end(tw_backend *be, tw_err *err);   /* the recording has not run yet */
+/* Runs the recording; with n_values > 0 waits for it and fills values (n_values must equal the
+ * number of value-returning ops recorded). */
+void tw_backend_graph_replay(tw_backend *be, double *values, int n_values);
+
 #endif

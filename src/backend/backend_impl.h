@@ -48,6 +48,10 @@ typedef struct tw_backend_ops {
     void (*lars_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
     void (*sgd_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
     int (*scale_check)(tw_backend *be, float *x, size_t n, float a);
+    /* Optional (NULL = unsupported): CUDA graph recording, see backend.h. */
+    tw_status (*graph_begin)(tw_backend *be, tw_err *err);
+    tw_status (*graph_end)(tw_backend *be, tw_err *err);
+    void (*graph_replay)(tw_backend *be, double *values, int n_values);
 } tw_backend_ops;
 
 /* Every backend's plan structs (conv, bn, pool) start with this header, filled in by the plan's

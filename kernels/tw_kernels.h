@@ -1,0 +1,124 @@
+/* The CUDA kernels of the CUDA backend (src/backend/cuda/), one launcher per kernel group. Each
+ * launcher queues its kernels on the given stream and returns cudaGetLastError(), which the
+ * caller checks (TW_CHECK_CUDA); shapes are validated by the caller. Tensors are plain NHWC (or
+ * NCHW where stated), f32 or bf16 (bf16 != 0); all arithmetic and every reduction is f32 or
+ * wider, and every reduction runs in a fixed order, so results are deterministic. */
+#ifndef TW_KERNELS_H
+#define TW_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    TW_K_THREADS = 256,       /* threads per block of the element-wise kernels */
+    TW_K_RED_BLOCKS = 256,    /* blocks (and partial sums) of the whole-tensor reductions */
+    TW_K_SEG_BLOCKS = 64,     /* blocks per parameter segment in the optimizer kernels */
+    TW_K_BN_ROW_BLOCKS = 128  /* row blocks (and partial statistics) of the 2-D batch norm */
+};
+
+/* ---- eltwise.cu ---- */
+/* dst = src in another layout (NCHW <-> NHWC) and/or dtype; shape [n, c, h, w]. */
+cudaError_t tw_k_reorder(cudaStream_t s, unsigned grid, void *dst, int dst_bf16, int dst_nhwc,
+                         const void *src, int src_bf16, int src_nhwc, int n, int c, int h, int w);
+/* y = a + b, then relu when relu != 0. */
+cudaError_t tw_k_add(cudaStream_t s, unsigned grid, void *y, const void *a, const void *b,
+                     size_t n_elems, int bf16, int relu);
+/* dx = y > 0 ? dy : 0. */
+cudaError_t tw_k_relu_backward(cudaStream_t s, unsigned grid, void *dx, const void *dy,
+                               const void *y, size_t n_elems, int bf16);
+/* Convolution weights: dst [k, r, s, c] (cuDNN's NHWC filter) from src [k, c, r, s] f32 (torch
+ * order), and back (unpack writes f32 [k, c, r, s], =). */
+cudaError_t tw_k_weight_pack(cudaStream_t s, unsigned grid, void *dst, int dst_bf16,
+                             const float *src, int k, int c, int r, int q);
+cudaError_t tw_k_weight_unpack(cudaStream_t s, unsigned grid, float *dst, const void *src,
+                               int src_bf16, int k, int c, int r, int q);
+/* x *= a over n elements; *flag = 1 when some x was not finite before scaling (flag zeroed
+ * here). */
+cudaError_t tw_k_scale_check(cudaStream_t s, unsigned grid, int *flag, float *x, size_t n,
+                             float a);
+
+/* ---- bn.cu: batch norm over the rows of x viewed as [m_rows = n h w, c] (NHWC) ---- */
+/* Training forward: statistics (partial: [TW_K_BN_ROW_BLOCKS, 3, c] f32 scratch), saved mean and
+ * biased var, running stats (unbiased var, torch's momentum rule), then y = relu?(x̂ γ + β); with
+ * mask != NULL the ReLU's keep bits go to mask ([ceil(m_rows c / 32)] u32). coef: [2c] scratch. */
+cudaError_t tw_k_bn_forward_train(cudaStream_t s, unsigned grid, void *y, float *save_mean,
+                                  float *save_var, uint32_t *mask, float *partial, float *coef,
+                                  const void *x, const float *gamma, const float *beta,
+                                  float *run_mean, float *run_var, int bf16, int64_t m_rows,
+                                  int c, int relu, float eps, float momentum);
+cudaError_t tw_k_bn_forward_eval(cudaStream_t s, unsigned grid, void *y, float *coef,
+                                 const void *x, const float *gamma, const float *beta,
+                                 const float *run_mean, const float *run_var, int bf16,
+                                 int64_t m_rows, int c, int relu, float eps);
+/* dx (=), dgamma (=), dbeta (=); dy masked by mask first when mask != NULL. */
+cudaError_t tw_k_bn_backward(cudaStream_t s, unsigned grid, void *dx, float *dgamma,
+                             float *dbeta, float *partial, const void *dy, const void *x,
+                             const uint32_t *mask, const float *save_mean, const float *save_var,
+                             const float *gamma, int bf16, int64_t m_rows, int c, float eps);
+
+/* ---- pool.cu ---- */
+/* Max pool 3x3 / 2, padding 1, NHWC; argmax: [n, oh, ow, c] u8 window positions. */
+cudaError_t tw_k_maxpool_forward(cudaStream_t s, unsigned grid, void *y, uint8_t *argmax,
+                                 const void *x, int bf16, int n, int c, int h, int w, int oh,
+                                 int ow);
+cudaError_t tw_k_maxpool_backward(cudaStream_t s, unsigned grid, void *dx, const void *dy,
+                                  const uint8_t *argmax, int bf16, int n, int c, int h, int w,
+                                  int oh, int ow);
+/* Global average pool: y [n, c] f32 from x (NHWC or NCHW); backward dx (=) = dy / (h w). */
+cudaError_t tw_k_avgpool_forward(cudaStream_t s, float *y, const void *x, int bf16, int nhwc,
+                                 int n, int c, int h, int w);
+cudaError_t tw_k_avgpool_backward(cudaStream_t s, unsigned grid, void *dx, const float *dy,
+                                  int bf16, int nhwc, int n, int c, int h, int w);
+
+/* ---- dense.cu: row-major f32 matrices [rows, cols] ---- */
+cudaError_t tw_k_bias_forward(cudaStream_t s, unsigned grid, float *y, const float *bias, int m,
+                              int n);
+cudaError_t tw_k_bias_backward(cudaStream_t s, float *dbias, const float *dy, int m, int n);
+/* sums = [Σx, Σx²] over rows, [2d]. */
+cudaError_t tw_k_bn1d_sums(cudaStream_t s, float *sums, const float *x, int n, int d);
+cudaError_t tw_k_bn1d_forward(cudaStream_t s, unsigned grid, float *y, const float *x,
+                              const float *mean, const float *inv_std, const float *gamma,
+                              const float *beta, int n, int d, int relu);
+/* sums = [Σdy', Σdy'x̂] with dy' = relu ? dy (y > 0) : dy. */
+cudaError_t tw_k_bn1d_backward_sums(cudaStream_t s, float *sums, const float *dy, const float *y,
+                                    const float *x, const float *mean, const float *inv_std,
+                                    int n, int d, int relu);
+cudaError_t tw_k_bn1d_backward_apply(cudaStream_t s, unsigned grid, float *dx, const float *dy,
+                                     const float *y, const float *x, const float *mean,
+                                     const float *inv_std, const float *gamma,
+                                     const float *global_sums, float n_global, int n, int d,
+                                     int relu);
+
+/* ---- loss.cu: the value goes to *val (device), partial: [TW_K_RED_BLOCKS] f64 scratch ---- */
+cudaError_t tw_k_bt_loss(cudaStream_t s, double *val, double *partial, float *dc, const float *c,
+                         int d, float lambda);
+cudaError_t tw_k_bce_logits(cudaStream_t s, double *val, double *partial, float *dlogits,
+                            const float *logits, const float *targets, size_t n_elems);
+
+/* ---- optim.cu: updates over the flat parameter buffer, one block row per segment ---- */
+typedef struct tw_k_seg {
+    size_t offset, n_elems;
+    int is_1d;
+} tw_k_seg;
+cudaError_t tw_k_adam(cudaStream_t s, float *p, float *m, float *v, const float *g,
+                      const tw_k_seg *segs, int n_segs, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, int decoupled, float step_size,
+                      float bias_corr2_sqrt);
+cudaError_t tw_k_sgd(cudaStream_t s, float *p, float *mu, const float *g, const tw_k_seg *segs,
+                     int n_segs, float lr, float momentum, float weight_decay, int nesterov);
+/* partial: [n_segs, TW_K_SEG_BLOCKS, 2] f32 scratch for the per-segment norms. */
+cudaError_t tw_k_lars(cudaStream_t s, float *p, float *mu, float *partial, const float *g,
+                      const tw_k_seg *segs, int n_segs, float lr, float momentum,
+                      float weight_decay, float eta);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

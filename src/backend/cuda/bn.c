@@ -1,0 +1,97 @@
+/* Batch norm (2-D, per channel over n, h, w) with the ReLU fused, on NHWC tensors: plans own the
+ * statistics scratch; the caller-owned per-call state (ws) is the ReLU's keep mask, one bit per
+ * element. The kernels are kernels/bn.cu. */
+#include <stdlib.h>
+
+#include "backend/cuda/cuda_common.h"
+#include "kernels/tw_kernels.h"
+
+struct tw_bn_plan {
+    tw_plan_head head;   /* y: the input's shape, NHWC; ws_bytes: the ReLU mask */
+    tw_bn_desc d;
+    int64_t m_rows;      /* n h w */
+    float *partial;      /* [TW_K_BN_ROW_BLOCKS, 3, c] statistics of each row block */
+    float *coef;         /* [2, c] scale and shift of the last forward */
+};
+
+void tw_cuda_bn_plan_free(tw_backend *be, tw_bn_plan *p) {
+    if (!p) return;
+    TW_CHECK_CUDA(cudaStreamSynchronize(tw_cuda_of(be)->stream));
+    cudaFree(p->partial);
+    cudaFree(p->coef);
+    free(p);
+}
+
+tw_status tw_cuda_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_desc *d,
+                               tw_err *err) {
+    *out = NULL;
+    TW_ASSERT(!tw_cuda_of(be)->recording);
+    if (d->n <= 0 || d->c <= 0 || d->h <= 0 || d->w <= 0)
+        return tw_err_set(err, TW_E_SHAPE, "cuda batch norm: bad shape [%d, %d, %d, %d]", d->n,
+                          d->c, d->h, d->w);
+    if (d->layout != TW_LAYOUT_NHWC)
+        return tw_err_set(err, TW_E_UNSUPPORTED, "cuda batch norm: layout %s (the CUDA backend "
+                          "keeps activations nhwc)", tw_layout_name(d->layout));
+    if (!(d->eps > 0.f) || !(d->momentum >= 0.f && d->momentum <= 1.f))
+        return tw_err_set(err, TW_E_RANGE, "cuda batch norm: eps %g must be > 0 and momentum %g "
+                          "in [0, 1]", d->eps, d->momentum);
+    tw_bn_plan *p = calloc(1, sizeof *p);
+    if (!p) return tw_err_set(err, TW_E_NOMEM, "cuda batch norm: out of host memory");
+    p->d = *d;
+    p->m_rows = (int64_t)d->n * d->h * d->w;
+    p->head.y = (tw_tensor){NULL, d->n, d->c, d->h, d->w, be->act_dtype, TW_LAYOUT_NHWC};
+    p->head.ws_bytes = d->fuse_relu ? ((size_t)p->m_rows * d->c + 31) / 32 * sizeof(uint32_t) : 0;
+    TW_CHECK_CUDA(cudaMalloc((void **)&p->partial, (size_t)TW_K_BN_ROW_BLOCKS * 3 * d->c * sizeof(float)));
+    TW_CHECK_CUDA(cudaMalloc((void **)&p->coef, 2 * (size_t)d->c * sizeof(float)));
+    *out = p;
+    return TW_OK;
+}
+
+static void check_act(const tw_backend *be, const tw_bn_plan *p, const tw_tensor *t) {
+    TW_ASSERT(t->n == p->d.n && t->c == p->d.c && t->h == p->d.h && t->w == p->d.w);
+    TW_ASSERT(t->layout == TW_LAYOUT_NHWC && t->dtype == be->act_dtype);
+}
+
+void tw_cuda_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
+                              float *save_var, void *ws, const tw_tensor *x, const float *gamma,
+                              const float *beta, float *run_mean, float *run_var) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, y);
+    check_act(be, p, x);
+    TW_ASSERT(!p->d.fuse_relu || ws);
+    size_t n_elems = (size_t)p->m_rows * p->d.c;
+    TW_CHECK_CUDA(tw_k_bn_forward_train(cb->stream, tw_cuda_grid(cb, n_elems), y->data, save_mean,
+                                        save_var, p->d.fuse_relu ? ws : NULL, p->partial, p->coef,
+                                        x->data, gamma, beta, run_mean, run_var, cb->bf16,
+                                        p->m_rows, p->d.c, p->d.fuse_relu, p->d.eps,
+                                        p->d.momentum));
+}
+
+void tw_cuda_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                             const float *gamma, const float *beta, const float *run_mean,
+                             const float *run_var) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, y);
+    check_act(be, p, x);
+    size_t n_elems = (size_t)p->m_rows * p->d.c;
+    TW_CHECK_CUDA(tw_k_bn_forward_eval(cb->stream, tw_cuda_grid(cb, n_elems), y->data, p->coef,
+                                       x->data, gamma, beta, run_mean, run_var, cb->bf16,
+                                       p->m_rows, p->d.c, p->d.fuse_relu, p->d.eps));
+}
+
+/* dx (=), dgamma (=), dbeta (=). */
+void tw_cuda_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
+                         float *dbeta, const tw_tensor *dy, const tw_tensor *x,
+                         const float *save_mean, const float *save_var, const void *ws,
+                         const float *gamma) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, dx);
+    check_act(be, p, dy);
+    check_act(be, p, x);
+    TW_ASSERT(!p->d.fuse_relu || ws);
+    size_t n_elems = (size_t)p->m_rows * p->d.c;
+    TW_CHECK_CUDA(tw_k_bn_backward(cb->stream, tw_cuda_grid(cb, n_elems), dx->data, dgamma, dbeta,
+                                   p->partial, dy->data, x->data,
+                                   p->d.fuse_relu ? (const uint32_t *)ws : NULL, save_mean,
+                                   save_var, gamma, cb->bf16, p->m_rows, p->d.c, p->d.eps));
+}
