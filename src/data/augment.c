@@ -117,7 +117,7 @@ void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, 
     int hflip = tw_rng_uniform(&r) < q->flip, vflip = tw_rng_uniform(&r) < q->flip;
     stream(&r, seed, epoch, sample, view, AUG_ROT);
     int rot = tw_rng_uniform(&r) < q->rot90;
-    int k = (int)tw_rng_below(&r, 4);
+    int k = 1 + (int)tw_rng_below(&r, 3);   /* a quarter, half or three-quarter turn */
     geometry(out, in, c, h, w, s, top, left, ch, cw, hflip, vflip, rot ? k : 0);
 
     /* Per-band brightness and contrast: x' = c (x - mean) + mean + b (ColorJitter per band). */

@@ -1,5 +1,6 @@
 /* Synchronised 1-D batch norm (syncbn.h): local sums from the backend, an all-reduce, the global
- * mean and inverse std computed on the host in double, then the backend's normalise step. The
+ * mean, the same for the centred values, the inverse std on the host in double, then the
+ * backend's normalise step. The
  * backward mirrors it (torch.nn.SyncBatchNorm's formulas, documented in torch/nn/modules/_functions.py). */
 #include "loss/syncbn.h"
 
@@ -44,16 +45,32 @@ int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw
                       const float *x, const float *gamma, const float *beta) {
     int d = bn->d, finite = 1;
     double N = bn->n_global;
+    /* Two passes, as torch's variance is computed: the global mean first, then the sums of the
+     * centred values (in y, which the normalise step overwrites), so that a feature whose mean is
+     * large next to its spread keeps its variance (Σx² - N mean² in fp32 would cancel). */
     tw_bn1d_sums(be, bn->sums, x, bn->n, d);
     tw_comm_allreduce(comm, bn->sums, (size_t)2 * d, TW_F32, TW_REDUCE_SUM);
     tw_mem_to_host(be, bn->host_f, bn->sums, (size_t)2 * d * sizeof(float));
     for (int j = 0; j < d; j++) {
-        double mean = bn->host_f[j] / N;
-        /* E[x²] - mean², clamped: fp32 sums can leave a tiny negative where the spread is 0. */
-        double var = bn->host_f[d + j] / N - mean * mean;
+        bn->host[j] = bn->host_f[j] / N;
+        if (!isfinite(bn->host[j])) finite = 0;
+        bn->host_f[j] = (float)bn->host[j];
+        bn->host_f[d + j] = 1.0f;
+    }
+    if (!finite) return 0;
+    tw_mem_from_host(be, c->mean, bn->host_f, (size_t)d * sizeof(float));
+    tw_mem_from_host(be, c->inv_std, bn->host_f + d, (size_t)d * sizeof(float));
+    tw_bn1d_forward(be, y, x, c->mean, c->inv_std, NULL, NULL, bn->n, d, 0);
+    tw_bn1d_sums(be, bn->sums, y, bn->n, d);
+    tw_comm_allreduce(comm, bn->sums, (size_t)2 * d, TW_F32, TW_REDUCE_SUM);
+    tw_mem_to_host(be, bn->host_f, bn->sums, (size_t)2 * d * sizeof(float));
+    for (int j = 0; j < d; j++) {
+        /* Σ(x - m) is the rounding left in m; take it out of both the mean and the variance. */
+        double shift = bn->host_f[j] / N;
+        double var = bn->host_f[d + j] / N - shift * shift;
         if (var < 0) var = 0;
-        if (!isfinite(mean) || !isfinite(var)) finite = 0;
-        bn->host[j] = mean;
+        if (!isfinite(var)) finite = 0;
+        bn->host[j] += shift;
         bn->host[d + j] = var;
     }
     if (bn->run_mean) {

@@ -1,0 +1,178 @@
+/* The Barlow Twins model and step (bt_model.h). The step reads like the official forward:
+ * backbone(y1), backbone(y2) -> projector -> loss; then the same list reversed, one all-reduce
+ * of the flat gradient buffer, and the optimizer over the arena's segments. */
+#include "train/bt_model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+int tw_bt_opt_slots(tw_cfg_optim o) {
+    return o == TW_OPTIM_ADAM || o == TW_OPTIM_ADAMW ? 2 : 1;
+}
+
+tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const tw_bt_opts *o,
+                           tw_err *err) {
+    memset(m, 0, sizeof *m);
+    m->be = be;
+    m->comm = comm;
+    m->o = *o;
+    int G = o->bn_groups, n = o->n_local, ranks = tw_comm_size(comm);
+    if (G < 1 || G > TW_BT_MAX_GROUPS || n % G)
+        return tw_err_set(err, TW_E_RANGE, "bn_groups %d must divide the %d pairs per rank (1..%d)", G,
+                          n, TW_BT_MAX_GROUPS);
+    if (n < 2 && ranks < 2)
+        return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
+    tw_params_init(&m->P, be);
+    tw_status st = tw_resnet18_init(&m->net, &m->P, "backbone.", o->c_in, err);
+    if (st != TW_OK) return st;
+    tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks);
+    tw_projector_register(&m->pj, &m->P);
+    tw_barlow_init(&m->loss, be, n, o->proj_dim, ranks, o->lambda);
+    int v1[1] = {o->proj_dim};
+    m->id_bn_stats[0] = tw_params_add(&m->P, "bn.running_mean", TW_PARAM_BUFFER, 1, v1);
+    m->id_bn_stats[1] = tw_params_add(&m->P, "bn.running_var", TW_PARAM_BUFFER, 1, v1);
+    m->id_bn_stats[2] = tw_params_add(&m->P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
+    tw_params_alloc(&m->P, tw_bt_opt_slots(o->optim));
+    tw_projector_bind(&m->pj, &m->P);
+    m->loss.bn.run_mean = tw_params_ptr(&m->P, m->id_bn_stats[0]);
+    m->loss.bn.run_var = tw_params_ptr(&m->P, m->id_bn_stats[1]);
+    m->loss.bn.n_batches = tw_params_counter(&m->P, m->id_bn_stats[2]);
+
+    st = tw_resnet18_plans_make(&m->plans, be, &m->net, n / G, o->h, o->w, err);
+    if (st != TW_OK) return st;
+    size_t x_bytes = (size_t)n * o->c_in * o->h * o->w * sizeof(float);
+    size_t f_bytes = (size_t)n * TW_RESNET18_FEATS * sizeof(float);
+    size_t z_bytes = (size_t)n * o->proj_dim * sizeof(float);
+    for (int v = 0; v < 2; v++) {
+        for (int g = 0; g < G; g++) tw_resnet18_acts_make(&m->acts[v][g], m->plans);
+        m->x[v] = tw_mem_alloc(be, x_bytes);
+        m->feats[v] = tw_mem_alloc(be, f_bytes);
+        m->dfeats[v] = tw_mem_alloc(be, f_bytes);
+        m->z[v] = tw_mem_alloc(be, z_bytes);
+        m->dz[v] = tw_mem_alloc(be, z_bytes);
+    }
+    m->segs_w = malloc((size_t)m->P.n_segs * sizeof *m->segs_w);
+    m->segs_b = malloc((size_t)m->P.n_segs * sizeof *m->segs_b);
+    TW_ASSERT(m->segs_w && m->segs_b);
+    for (int s = 0; s < m->P.n_segs; s++) {
+        if (m->P.segs[s].is_1d) m->segs_b[m->n_segs_b++] = m->P.segs[s];
+        else m->segs_w[m->n_segs_w++] = m->P.segs[s];
+    }
+    return TW_OK;
+}
+
+void tw_bt_model_free(tw_bt_model *m) {
+    tw_backend *be = m->be;
+    if (!be) return;
+    for (int v = 0; v < 2; v++) {
+        if (m->plans)
+            for (int g = 0; g < m->o.bn_groups; g++) tw_resnet18_acts_free(&m->acts[v][g], be);
+        tw_mem_free(be, m->x[v]);
+        tw_mem_free(be, m->feats[v]);
+        tw_mem_free(be, m->dfeats[v]);
+        tw_mem_free(be, m->z[v]);
+        tw_mem_free(be, m->dz[v]);
+    }
+    if (m->plans) tw_resnet18_plans_free(m->plans);
+    tw_projector_free(&m->pj, be);
+    tw_barlow_free(&m->loss, be);
+    tw_params_free(&m->P);
+    free(m->segs_w);
+    free(m->segs_b);
+    memset(m, 0, sizeof *m);
+}
+
+void tw_bt_model_broadcast(tw_bt_model *m) {
+    tw_comm *c = m->comm;
+    tw_params *P = &m->P;
+    if (tw_comm_size(c) == 1) return;
+    tw_comm_broadcast(c, P->params, P->n_params * sizeof(float), 0);
+    tw_comm_broadcast(c, P->opt, (size_t)P->n_opt_slots * P->n_params * sizeof(float), 0);
+    if (P->n_buffers) tw_comm_broadcast(c, P->buffers, P->n_buffers * sizeof(float), 0);
+    if (P->n_counters) tw_comm_broadcast(c, P->counters, P->n_counters * sizeof(int64_t), 0);
+    tw_comm_broadcast(c, &m->step, sizeof m->step, 0);
+}
+
+void tw_bt_model_reset(tw_bt_model *m, uint64_t seed) {
+    tw_resnet18_init_weights(&m->net, seed);
+    tw_projector_reset(&m->pj, &m->P, seed);
+    int d = m->o.proj_dim;
+    float *ones = malloc((size_t)d * sizeof(float));
+    TW_ASSERT(ones);
+    for (int j = 0; j < d; j++) ones[j] = 1.0f;
+    tw_mem_zero(m->be, m->loss.bn.run_mean, (size_t)d * sizeof(float));
+    tw_mem_from_host(m->be, m->loss.bn.run_var, ones, (size_t)d * sizeof(float));
+    *m->loss.bn.n_batches = 0;
+    free(ones);
+    tw_mem_zero(m->be, m->P.opt, (size_t)m->P.n_opt_slots * m->P.n_params * sizeof(float));
+    m->step = 0;
+    tw_bt_model_broadcast(m);
+}
+
+/* The update of one group of segments (weights, or 1-D parameters) at learning rate lr. */
+static void update(tw_bt_model *m, const tw_param_seg *segs, int n_segs, float lr, int is_1d) {
+    const tw_bt_opts *o = &m->o;
+    tw_params *P = &m->P;
+    if (!n_segs) return;
+    switch (o->optim) {
+    case TW_OPTIM_ADAM:
+    case TW_OPTIM_ADAMW: {
+        tw_adam_hparams h = {lr, o->beta1, o->beta2, o->eps, is_1d ? 0.0f : o->weight_decay,
+                             o->optim == TW_OPTIM_ADAMW, m->step};
+        tw_adam_update(m->be, P->params, P->opt, P->opt + P->n_params, P->grads, segs, n_segs, &h);
+        break;
+    }
+    case TW_OPTIM_LARS: {
+        tw_lars_hparams h = {lr, o->momentum, o->weight_decay, o->eta};
+        tw_lars_update(m->be, P->params, P->opt, P->grads, segs, n_segs, &h);
+        break;
+    }
+    case TW_OPTIM_SGD: {
+        tw_sgd_hparams h = {lr, o->momentum, o->weight_decay, o->nesterov};
+        tw_sgd_update(m->be, P->params, P->opt, P->grads, segs, n_segs, &h);
+        break;
+    }
+    }
+}
+
+double tw_bt_model_step(tw_bt_model *m, double lr) {
+    tw_backend *be = m->be;
+    tw_comm *comm = m->comm;
+    int G = m->o.bn_groups, rows = m->o.n_local / G;
+    size_t x_group = (size_t)rows * m->o.c_in * m->o.h * m->o.w;
+    size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
+
+    /* forward: backbone (per BN group) -> projector -> loss */
+    for (int v = 0; v < 2; v++)
+        for (int g = 0; g < G; g++) {
+            tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1);
+            tw_mem_copy(be, m->feats[v] + g * f_group, m->acts[v][g].feats, f_group * sizeof(float));
+        }
+    int ok = 1;
+    for (int v = 0; v < 2; v++) ok &= tw_projector_forward(&m->pj, be, comm, v, m->z[v], m->feats[v]);
+    if (!ok) return NAN;
+    double loss = tw_barlow_forward_backward(&m->loss, be, comm, m->dz[0], m->dz[1], m->z[0], m->z[1]);
+    if (!isfinite(loss)) return NAN;
+
+    /* backward: projector (+= into its zeroed gradients), then the backbone (= for the first
+     * call, += after) */
+    tw_params *P = &m->P;
+    tw_mem_zero(be, P->grads + m->net.grad_end, (P->n_params - m->net.grad_end) * sizeof(float));
+    for (int v = 0; v < 2; v++)
+        tw_projector_backward(&m->pj, be, comm, v, m->dfeats[v], m->dz[v], m->feats[v]);
+    for (int v = 0; v < 2; v++)
+        for (int g = 0; g < G; g++)
+            tw_resnet18_backward(&m->net, &m->acts[v][g], m->dfeats[v] + g * f_group, m->plans,
+                                 v > 0 || g > 0);
+
+    /* Each rank holds its share of the gradient of the one global loss: the sum is the whole. */
+    tw_comm_allreduce(comm, P->grads, P->n_params, TW_F32, TW_REDUCE_SUM);
+    if (!tw_scale_check(be, P->grads, P->n_params, 1.0f)) return NAN;
+    m->step++;
+    update(m, m->segs_w, m->n_segs_w, (float)lr, 0);
+    update(m, m->segs_b, m->n_segs_b, (float)(lr * m->o.lr_bias_scale), 1);
+    return loss;
+}

@@ -1,0 +1,72 @@
+/* The Barlow Twins model of one modality and its training step: ResNet18 backbone (per-rank BN),
+ * projector (synchronised BN), loss with the global cross-correlation, one flat gradient
+ * all-reduce and the optimizer update. Shared by `twinfuse pretrain`, the tests and bench/bt_step.
+ * The loop, data and checkpoints are pretrain.c's and checkpoint.c's. */
+#ifndef TW_BT_MODEL_H
+#define TW_BT_MODEL_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "config/pretrain.h"
+#include "dist/comm.h"
+#include "loss/barlow.h"
+#include "model/params.h"
+#include "model/projector.h"
+#include "model/resnet18.h"
+
+#define TW_BT_MAX_GROUPS 8
+
+typedef struct tw_bt_opts {
+    int c_in, h, w;           /* one view: [c_in, h, w] */
+    int n_local;              /* pairs per rank and step */
+    int bn_groups;            /* backbone BN batches per rank: 1, or g to reproduce g ranks'
+                               * per-rank statistics on one (tests) */
+    int proj_dim;
+    float lambda;
+    tw_cfg_optim optim;
+    float momentum, beta1, beta2, eps, eta, weight_decay;
+    int nesterov;
+    float lr_bias_scale;      /* 1-D parameters use lr * lr_bias_scale */
+} tw_bt_opts;
+
+typedef struct tw_bt_model {
+    tw_backend *be;
+    tw_comm *comm;
+    tw_bt_opts o;
+    tw_params P;
+    tw_resnet18 net;
+    tw_projector pj;
+    tw_barlow loss;
+    int id_bn_stats[3];                    /* bn.running_mean, bn.running_var, bn.num_batches_tracked */
+    tw_resnet18_plans *plans;              /* for n_local / bn_groups images */
+    tw_resnet18_acts acts[2][TW_BT_MAX_GROUPS];
+    float *x[2];                           /* [n_local, c_in, h, w] the two views (backend) */
+    float *feats[2], *dfeats[2];           /* [n_local, 512] */
+    float *z[2], *dz[2];                   /* [n_local, proj_dim] */
+    tw_param_seg *segs_w, *segs_b;         /* trained tensors with and without adaptation/decay */
+    int n_segs_w, n_segs_b;
+    int64_t step;                          /* optimizer steps taken (Adam's t) */
+} tw_bt_model;
+
+/* Registers and allocates everything; the weights are not initialised (tw_bt_model_reset or a
+ * checkpoint does that). */
+tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const tw_bt_opts *o,
+                           tw_err *err);
+void tw_bt_model_free(tw_bt_model *m);
+/* torchvision's and torch's default initialisation from seed, then rank 0's values broadcast so
+ * every rank starts from the same parameters and buffers. */
+void tw_bt_model_reset(tw_bt_model *m, uint64_t seed);
+/* Broadcasts parameters, buffers, optimizer state and counters from rank 0. */
+void tw_bt_model_broadcast(tw_bt_model *m);
+
+/* One step on the views in m->x[0], m->x[1]: forward, loss, backward, gradient all-reduce (sum:
+ * every rank's share of the one global loss), update with learning rate lr (1-D parameters:
+ * lr * lr_bias_scale). Returns the loss, the same on every rank; NAN when the loss or the
+ * gradients are not finite, in which case the parameters are left as they were. */
+double tw_bt_model_step(tw_bt_model *m, double lr);
+
+/* Optimizer state slots for the configured optimizer (Adam: m, v; LARS and SGD: mu). */
+int tw_bt_opt_slots(tw_cfg_optim o);
+
+#endif

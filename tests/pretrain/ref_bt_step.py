@@ -1,0 +1,121 @@
+"""Reference for test_bt_step: one Barlow Twins training step in PyTorch, as the official
+implementation does it (facebookresearch/barlowtwins main.py: torchvision ResNet with fc removed,
+the bias-free projector with BN+ReLU, the affine-free BN, the loss; LARS class copied from it),
+in float32 on the CPU. Writes the initial state, the two views, the loss, the gradients and the
+state after the update.
+usage: ref_bt_step.py OUT.safetensors N C H D adam|lars SEED"""
+import sys
+
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+LAMBD = 0.0051
+# eps 1 rather than 1e-8: Adam's first step is lr * g / (|g| + eps), a full step of either sign
+# for a gradient at fp32 rounding level (and the zero-initialised BN biases are nothing but that
+# step); with eps near the gradients' scale the update is Lipschitz in g, so its error is the
+# gradient's, while the moments, bias corrections and decay are exercised as before.
+ADAM = dict(lr=1e-3, betas=(0.9, 0.999), eps=1.0, weight_decay=1e-4)
+LARS_HP = dict(lr=0.2, lr_bias=0.0048, weight_decay=1.5e-6, momentum=0.9, eta=0.001)
+
+
+def off_diagonal(x):
+    n, m = x.shape
+    return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+class BarlowTwins(torch.nn.Module):
+    def __init__(self, c_in, d):
+        super().__init__()
+        self.backbone = torchvision.models.resnet18()
+        self.backbone.conv1 = torch.nn.Conv2d(c_in, 64, 7, 2, 3, bias=False)
+        self.backbone.fc = torch.nn.Identity()
+        sizes = [512, d, d, d]
+        layers = []
+        for i in range(len(sizes) - 2):
+            layers += [torch.nn.Linear(sizes[i], sizes[i + 1], bias=False),
+                       torch.nn.BatchNorm1d(sizes[i + 1]), torch.nn.ReLU(inplace=True)]
+        layers.append(torch.nn.Linear(sizes[-2], sizes[-1], bias=False))
+        self.projector = torch.nn.Sequential(*layers)
+        self.bn = torch.nn.BatchNorm1d(sizes[-1], affine=False)
+
+    def forward(self, y1, y2):
+        z1 = self.projector(self.backbone(y1))
+        z2 = self.projector(self.backbone(y2))
+        c = self.bn(z1).T @ self.bn(z2)
+        c.div_(y1.shape[0])
+        on_diag = torch.diagonal(c).add_(-1).pow_(2).sum()
+        off_diag = off_diagonal(c).pow_(2).sum()
+        return on_diag + LAMBD * off_diag
+
+
+class LARS(torch.optim.Optimizer):
+    """facebookresearch/barlowtwins main.py, verbatim in substance."""
+    def __init__(self, params, lr, weight_decay=0, momentum=0.9, eta=0.001,
+                 weight_decay_filter=False, lars_adaptation_filter=False):
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta,
+                        weight_decay_filter=weight_decay_filter,
+                        lars_adaptation_filter=lars_adaptation_filter)
+        super().__init__(params, defaults)
+
+    def exclude_bias_and_norm(self, p):
+        return p.ndim == 1
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            for p in g['params']:
+                dp = p.grad
+                if dp is None:
+                    continue
+                if not g['weight_decay_filter'] or not self.exclude_bias_and_norm(p):
+                    dp = dp.add(p, alpha=g['weight_decay'])
+                if not g['lars_adaptation_filter'] or not self.exclude_bias_and_norm(p):
+                    param_norm = torch.norm(p)
+                    update_norm = torch.norm(dp)
+                    one = torch.ones_like(param_norm)
+                    q = torch.where(param_norm > 0.,
+                                    torch.where(update_norm > 0, (g['eta'] * param_norm / update_norm), one), one)
+                    dp = dp.mul(q)
+                param_state = self.state[p]
+                if 'mu' not in param_state:
+                    param_state['mu'] = torch.zeros_like(p)
+                mu = param_state['mu']
+                mu.mul_(g['momentum']).add_(dp)
+                p.add_(mu, alpha=-g['lr'])
+
+
+def main():
+    out, n, c, h, d, opt_name, seed = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                                       int(sys.argv[5]), sys.argv[6], int(sys.argv[7]))
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    model = BarlowTwins(c, d).train()
+    y1 = torch.randn(n, c, h, h)
+    y2 = (0.7 * y1 + 0.5 * torch.randn(n, c, h, h))
+    state0 = {"init." + k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    weights = [p for p in model.parameters() if p.ndim != 1]
+    biases = [p for p in model.parameters() if p.ndim == 1]
+    if opt_name == "adam":
+        # twinfuse keeps 1-D parameters out of weight decay for every optimizer.
+        opt = torch.optim.Adam([{"params": weights}, {"params": biases, "weight_decay": 0.0}], **ADAM)
+    else:
+        hp = LARS_HP
+        opt = LARS([{"params": weights}, {"params": biases}], lr=0, weight_decay=hp["weight_decay"],
+                   momentum=hp["momentum"], eta=hp["eta"], weight_decay_filter=True,
+                   lars_adaptation_filter=True)
+        opt.param_groups[0]["lr"] = hp["lr"]
+        opt.param_groups[1]["lr"] = hp["lr_bias"]
+    loss = model(y1, y2)
+    opt.zero_grad()
+    loss.backward()
+    grads = {"grad." + k: p.grad.detach().clone().contiguous() for k, p in model.named_parameters()}
+    opt.step()
+    state1 = {"after." + k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {**state0, **grads, **state1, "y1": y1.contiguous(), "y2": y2.contiguous(),
+               "loss": loss.detach().reshape(1)}
+    save_file(tensors, out)
+
+
+if __name__ == "__main__":
+    main()

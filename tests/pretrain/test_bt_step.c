@@ -1,0 +1,111 @@
+/* One whole Barlow Twins training step (backbone + projector + loss + backward + optimizer,
+ * src/train/bt_model.c) against PyTorch's (ref_bt_step.py) from the same initial state and the
+ * same two views: the loss, every parameter's gradient, and every parameter and BN buffer after
+ * the update, for Adam and for LARS, fp32. One process only: with two ranks the backbone's BN
+ * statistics are per rank, which torch's one-process step does not have (test_dist_equiv.c covers
+ * ranks). The communicator argument is there to make that choice explicit.
+ * usage: test_bt_step REF.safetensors N C H D adam|lars single|mpi */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/log.h"
+#include "train/bt_model.h"
+
+int main(int argc, char **argv) {
+    if (argc != 8) {
+        fprintf(stderr, "usage: %s REF.safetensors N C H D adam|lars single|mpi\n", argv[0]);
+        return 1;
+    }
+    tw_comm *comm = check_comm(argv[7], &argc, &argv);
+    int rank = tw_comm_rank(comm), size = tw_comm_size(comm);
+    int n = (int)strtol(argv[2], NULL, 10), c = (int)strtol(argv[3], NULL, 10);
+    int h = (int)strtol(argv[4], NULL, 10), d = (int)strtol(argv[5], NULL, 10);
+    int lars = !strcmp(argv[6], "lars");
+    TW_ASSERT(n % size == 0);
+    tw_err err = {0};
+    tw_st_file *f = NULL;
+    if (tw_st_open(&f, argv[1], &err) != TW_OK) {
+        fprintf(stderr, "FAIL: %s\n", err.msg);
+        return 1;
+    }
+    tw_backend *be = NULL;
+    if (tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: backend: %s\n", err.msg);
+        return 1;
+    }
+    /* The hyper-parameters of ref_bt_step.py. */
+    tw_bt_opts o = {.c_in = c, .h = h, .w = h, .n_local = n / size, .bn_groups = 1, .proj_dim = d,
+                    .lambda = 0.0051f, .momentum = 0.9f, .beta1 = 0.9f, .beta2 = 0.999f,
+                    .eps = 1.0f, .eta = 0.001f};
+    double lr;
+    if (lars) {
+        o.optim = TW_OPTIM_LARS;
+        o.weight_decay = 1.5e-6f;
+        lr = 0.2;
+        o.lr_bias_scale = (float)(0.0048 / 0.2);
+    } else {
+        o.optim = TW_OPTIM_ADAM;
+        o.weight_decay = 1e-4f;
+        lr = 1e-3;
+        o.lr_bias_scale = 1.0f;
+    }
+    tw_bt_model m;
+    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: model: %s\n", err.msg);
+        return 1;
+    }
+    tw_params_load_opts lo = {.file_prefix = "init.", .entry_prefix = "", .ignore_prefix = NULL,
+                              .allow_extra = 1};
+    if (tw_params_load(&m.P, f, &lo, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: loading the initial state: %s\n", err.msg);
+        return 1;
+    }
+    size_t per_rank = (size_t)(n / size) * c * h * h;
+    float *y[2] = {check_read(f, "y1", NULL), check_read(f, "y2", NULL)};
+    for (int v = 0; v < 2; v++)
+        tw_mem_from_host(be, m.x[v], y[v] + rank * per_rank, per_rank * sizeof(float));
+
+    double loss = tw_bt_model_step(&m, lr);
+
+    int ok = 1;
+    float lossf = (float)loss, *loss_ref = check_read(f, "loss", NULL);
+    ok &= check_close("loss", &lossf, loss_ref, 1, 1e-5);
+    size_t max_n = 0;
+    for (int i = 0; i < m.P.n_entries; i++)
+        if (m.P.entries[i].n_elems > max_n) max_n = m.P.entries[i].n_elems;
+    float *got = malloc(max_n * sizeof(float));
+    char name[160];
+    for (int i = 0; i < m.P.n_entries && rank == 0; i++) {
+        const tw_param_entry *e = &m.P.entries[i];
+        if (e->kind == TW_PARAM_COUNTER) continue;
+        size_t cnt;
+        if (e->kind == TW_PARAM_TRAIN) {
+            snprintf(name, sizeof name, "grad.%s", e->name);
+            float *want = check_read(f, name, &cnt);
+            tw_mem_to_host(be, got, tw_params_grad(&m.P, i), cnt * sizeof(float));
+            ok &= check_close_l2(name, got, want, cnt, 1e-4);
+            free(want);
+        } else if (size > 1) {
+            continue;   /* BN running statistics stay per rank: only one rank's match torch's */
+        }
+        snprintf(name, sizeof name, "after.%s", e->name);
+        float *want = check_read(f, name, &cnt);
+        tw_mem_to_host(be, got, tw_params_ptr(&m.P, i), cnt * sizeof(float));
+        ok &= check_close_l2(name, got, want, cnt, 1e-4);
+        free(want);
+    }
+    int64_t bad = !ok;
+    tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    free(got);
+    free(loss_ref);
+    free(y[0]);
+    free(y[1]);
+    tw_bt_model_free(&m);
+    tw_st_close(f);
+    tw_backend_free(be);
+    tw_comm_free(comm);
+    if (rank == 0) printf("%s\n", bad ? "FAIL" : "PASS");
+    return bad ? 1 : 0;
+}
