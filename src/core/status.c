@@ -26,12 +26,18 @@ tw_status tw_err_set(tw_err *err, tw_status code, const char *fmt, ...) {
 
 tw_status tw_err_prefix(tw_err *err, const char *fmt, ...) {
     if (!err) return TW_OK;
-    char head[512], old[sizeof err->msg];
+    char old[sizeof err->msg];
+    memcpy(old, err->msg, sizeof old);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    int n_head = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", head, old);
+    if (n_head < 0) n_head = 0;
+    size_t used = (size_t)n_head < sizeof err->msg ? (size_t)n_head : sizeof err->msg - 1;
+    size_t room = sizeof err->msg - 1 - used;
+    size_t n_old = strnlen(old, sizeof old - 1);
+    if (n_old > room) n_old = room;
+    memcpy(err->msg + used, old, n_old);
+    err->msg[used + n_old] = '\0';
     return err->code;
 }
