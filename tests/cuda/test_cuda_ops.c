@@ -1,0 +1,747 @@
+/* Every op of the CUDA backend against the CPU backend (fp32, the reference) on the same random
+ * inputs, as ggml's test-backend-ops does: normalised MSE (fp32 CUDA: 1e-8, i.e. 1e-4 relative;
+ * bf16 CUDA: 5e-4, bf16's 8-bit mantissa), NaN and Inf in the same places, and guard bytes
+ * around every CUDA output untouched. Also records a few ops as a CUDA graph and replays them.
+ * Exits 77 ("no CUDA device: skipped") where no GPU is visible. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../backend/tb.h"
+#include "backend/backend.h"
+#include "core/dtype.h"
+#include "core/log.h"
+#include "core/rng.h"
+
+enum { GUARD = 256 };                 /* bytes of guard pattern on each side of a CUDA output */
+static const unsigned char GUARD_BYTE = 0xA7;
+
+typedef struct guarded {
+    unsigned char *base;              /* device: GUARD | data | GUARD */
+    size_t n_bytes;                   /* data bytes */
+    const char *what;
+} guarded;
+
+typedef struct ctx {
+    tw_backend *cpu, *gpu;
+    int bf16;
+    double tol;                       /* normalised MSE */
+    tw_rng rng;
+    int n_fail, n_check;
+    guarded g[64];
+    int n_g;
+} ctx;
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+static void *gpu_guarded(ctx *t, size_t n_bytes, const char *what) {
+    TW_ASSERT(t->n_g < 64);
+    size_t total = n_bytes + 2 * GUARD;
+    unsigned char *h = malloc(total);
+    TW_ASSERT(h);
+    memset(h, GUARD_BYTE, total);
+    unsigned char *d = tw_mem_alloc(t->gpu, total);
+    tw_mem_from_host(t->gpu, d, h, total);
+    free(h);
+    t->g[t->n_g++] = (guarded){d, n_bytes, what};
+    return d + GUARD;
+}
+
+/* Checks and frees every guarded buffer. */
+static void guards_check(ctx *t) {
+    for (int i = 0; i < t->n_g; i++) {
+        guarded *g = &t->g[i];
+        size_t total = g->n_bytes + 2 * GUARD;
+        unsigned char *h = malloc(total);
+        TW_ASSERT(h);
+        tw_mem_to_host(t->gpu, h, g->base, total);
+        size_t bad = 0;
+        for (size_t k = 0; k < GUARD; k++) bad += (h[k] != GUARD_BYTE) + (h[GUARD + g->n_bytes + k] != GUARD_BYTE);
+        t->n_check++;
+        if (bad) {
+            printf("FAIL guard bytes around %s: %zu overwritten\n", g->what, bad);
+            t->n_fail++;
+        }
+        free(h);
+        tw_mem_free(t->gpu, g->base);
+    }
+    t->n_g = 0;
+}
+
+static float *dev_put(tw_backend *be, const float *host, size_t n) {
+    float *d = tw_mem_alloc(be, n * sizeof *d);
+    tw_mem_from_host(be, d, host, n * sizeof *d);
+    return d;
+}
+
+static float *host_get(tw_backend *be, const float *dev, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    TW_ASSERT(h);
+    tw_mem_to_host(be, h, dev, n * sizeof *h);
+    return h;
+}
+
+static float *rnd(ctx *t, size_t n, float scale) {
+    float *x = tb_alloc_rand(&t->rng, n, scale);
+    /* bf16 runs: give both backends the values a bf16 tensor can hold. */
+    if (t->bf16) tb_round_bf16(x, n);
+    return x;
+}
+
+/* A CUDA tensor in guarded memory, holding the NCHW host values (or zeros). */
+static tw_tensor gpu_tensor(ctx *t, int n, int c, int h, int w, tw_dtype dt, tw_layout l,
+                            const float *nchw, const char *what) {
+    tw_tensor x = {NULL, n, c, h, w, dt, l};
+    x.data = gpu_guarded(t, tw_tensor_bytes(&x), what);
+    if (nchw) tb_put(t->gpu, &x, nchw);
+    return x;
+}
+
+static tw_tensor cpu_tensor(ctx *t, int n, int c, int h, int w, tw_layout l, const float *nchw) {
+    tw_tensor x = tb_tensor(t->cpu, n, c, h, w, TW_F32, l);
+    if (nchw) tb_put(t->cpu, &x, nchw);
+    return x;
+}
+
+static float *tensor_get(tw_backend *be, const tw_tensor *x) {
+    float *h = malloc((size_t)x->n * x->c * x->h * x->w * sizeof *h);
+    TW_ASSERT(h);
+    tb_get(be, h, x);
+    return h;
+}
+
+/* ---- comparison ------------------------------------------------------------------------------ */
+
+static void compare(ctx *t, const char *what, const float *got, const float *want, size_t n) {
+    double se = 0, sw = 0, max_abs = 0;
+    size_t n_nonfinite_bad = 0, first_bad = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        float g = got[i], w = want[i];
+        if (!isfinite(g) || !isfinite(w)) {
+            int same = (isnan(g) && isnan(w)) || (isinf(g) && isinf(w) && (g > 0) == (w > 0));
+            if (!same) {
+                n_nonfinite_bad++;
+                if (first_bad == (size_t)-1) first_bad = i;
+            }
+            continue;
+        }
+        double e = (double)g - w;
+        se += e * e;
+        sw += (double)w * w;
+        if (fabs(e) > max_abs) max_abs = fabs(e);
+    }
+    double nmse = se / (sw > 1e-30 ? sw : 1e-30);
+    int ok = nmse <= t->tol && n_nonfinite_bad == 0;
+    t->n_check++;
+    if (!ok) t->n_fail++;
+    printf("%s %-46s n=%-8zu nmse=%.3e (tol %.0e) max_abs=%.3e", ok ? "PASS" : "FAIL", what, n,
+           nmse, t->tol, max_abs);
+    if (n_nonfinite_bad)
+        printf(" non-finite mismatches=%zu first [%zu] cuda %g cpu %g", n_nonfinite_bad, first_bad,
+               got[first_bad], want[first_bad]);
+    printf("\n");
+}
+
+static void compare_scalar(ctx *t, const char *what, double got, double want) {
+    compare(t, what, &(float){(float)got}, &(float){(float)want}, 1);
+}
+
+/* ---- convolution ----------------------------------------------------------------------------- */
+
+static void check_conv(ctx *t, int n, int ci, int h, int w, int co, int k, int s, int pad,
+                       int need_dx, tw_layout gpu_x_layout) {
+    char name[160];
+    snprintf(name, sizeof name, "conv %dx%d/%d p%d %d->%d @%dx%d n%d x=%s", k, k, s, pad, ci, co,
+             h, w, n, tw_layout_name(gpu_x_layout));
+    tw_err err = {0};
+    float *x = rnd(t, (size_t)n * ci * h * w, 1.f), *wt = rnd(t, (size_t)co * ci * k * k, 0.3f);
+    tw_conv_desc dc = {n, ci, h, w, co, k, s, pad, need_dx, TW_LAYOUT_NCHW};
+    tw_conv_desc dg = dc;
+    dg.x_layout = gpu_x_layout;
+    tw_conv_plan *pc = NULL, *pg = NULL;
+    if (tw_conv_plan_make(t->cpu, &pc, &dc, &err) != TW_OK ||
+        tw_conv_plan_make(t->gpu, &pg, &dg, &err) != TW_OK) {
+        printf("FAIL %s: plan: %s\n", name, err.msg);
+        t->n_fail++;
+        return;
+    }
+    tw_tensor yc0 = tw_conv_plan_y(pc), yg0 = tw_conv_plan_y(pg);
+    size_t ny = (size_t)yc0.n * yc0.c * yc0.h * yc0.w;
+    float *dy = rnd(t, ny, 1.f);
+    /* CPU */
+    tw_tensor xc = cpu_tensor(t, n, ci, h, w, TW_LAYOUT_NCHW, x);
+    tw_tensor yc = cpu_tensor(t, yc0.n, yc0.c, yc0.h, yc0.w, yc0.layout, NULL);
+    tw_tensor dyc = cpu_tensor(t, yc0.n, yc0.c, yc0.h, yc0.w, yc0.layout, dy);
+    tw_tensor dxc = cpu_tensor(t, n, ci, h, w, TW_LAYOUT_NCHW, NULL);
+    float *wc = dev_put(t->cpu, wt, (size_t)co * ci * k * k);
+    float *dwc = tw_mem_alloc(t->cpu, (size_t)co * ci * k * k * sizeof(float));
+    tw_conv_forward(t->cpu, pc, &yc, &xc, wc);
+    if (need_dx) tw_conv_backward_data(t->cpu, pc, &dxc, &dyc, wc);
+    tw_conv_backward_weights(t->cpu, pc, dwc, &dyc, &xc);
+    /* CUDA */
+    tw_dtype act = tw_backend_act_dtype(t->gpu);
+    tw_tensor xg = gpu_tensor(t, n, ci, h, w, act, gpu_x_layout, x, "conv x");
+    tw_tensor yg = gpu_tensor(t, yg0.n, yg0.c, yg0.h, yg0.w, yg0.dtype, yg0.layout, NULL, "conv y");
+    tw_tensor dyg = gpu_tensor(t, yg0.n, yg0.c, yg0.h, yg0.w, yg0.dtype, yg0.layout, dy, "conv dy");
+    tw_tensor dxg = gpu_tensor(t, n, ci, h, w, act, gpu_x_layout, NULL, "conv dx");
+    float *wg = dev_put(t->gpu, wt, (size_t)co * ci * k * k);
+    float *dwg = gpu_guarded(t, (size_t)co * ci * k * k * sizeof(float), "conv dw");
+    tw_conv_forward(t->gpu, pg, &yg, &xg, wg);
+    if (need_dx) tw_conv_backward_data(t->gpu, pg, &dxg, &dyg, wg);
+    tw_conv_backward_weights(t->gpu, pg, dwg, &dyg, &xg);
+
+    char what[200];
+    float *a = tensor_get(t->gpu, &yg), *b = tensor_get(t->cpu, &yc);
+    snprintf(what, sizeof what, "%s fwd", name);
+    compare(t, what, a, b, ny);
+    free(a);
+    free(b);
+    if (need_dx) {
+        a = tensor_get(t->gpu, &dxg);
+        b = tensor_get(t->cpu, &dxc);
+        snprintf(what, sizeof what, "%s bwd-data", name);
+        compare(t, what, a, b, (size_t)n * ci * h * w);
+        free(a);
+        free(b);
+    }
+    a = host_get(t->gpu, dwg, (size_t)co * ci * k * k);
+    b = host_get(t->cpu, dwc, (size_t)co * ci * k * k);
+    snprintf(what, sizeof what, "%s bwd-weights", name);
+    compare(t, what, a, b, (size_t)co * ci * k * k);
+    free(a);
+    free(b);
+    guards_check(t);
+    tw_mem_free(t->gpu, wg);
+    tw_conv_plan_free(t->gpu, pg);
+    tb_tensor_free(t->cpu, &xc);
+    tb_tensor_free(t->cpu, &yc);
+    tb_tensor_free(t->cpu, &dyc);
+    tb_tensor_free(t->cpu, &dxc);
+    tw_mem_free(t->cpu, wc);
+    tw_mem_free(t->cpu, dwc);
+    tw_conv_plan_free(t->cpu, pc);
+    free(x);
+    free(wt);
+    free(dy);
+}
+
+/* ---- batch norm (2-D) ------------------------------------------------------------------------ */
+
+static void check_bn(ctx *t, int n, int c, int h, int w, int relu) {
+    char name[120], what[180];
+    snprintf(name, sizeof name, "bn%s [%d,%d,%d,%d]", relu ? "+relu" : "", n, c, h, w);
+    tw_err err = {0};
+    size_t nx = (size_t)n * c * h * w;
+    float *x = rnd(t, nx, 2.f), *dy = rnd(t, nx, 1.f);
+    for (size_t i = 0; i < nx; i++) x[i] += 0.5f;   /* a non-zero mean */
+    float *gamma = rnd(t, c, 1.f), *beta = rnd(t, c, 0.5f), *rm = rnd(t, c, 0.2f), *rv = rnd(t, c, 0.2f);
+    for (int i = 0; i < c; i++) rv[i] += 1.f;
+    tw_bn_desc dc = {n, c, h, w, TW_LAYOUT_NCHW, relu, 1e-5f, 0.1f};
+    tw_bn_desc dg = dc;
+    dg.layout = TW_LAYOUT_NHWC;
+    tw_bn_plan *pc = NULL, *pg = NULL;
+    if (tw_bn_plan_make(t->cpu, &pc, &dc, &err) != TW_OK ||
+        tw_bn_plan_make(t->gpu, &pg, &dg, &err) != TW_OK) {
+        printf("FAIL %s: plan: %s\n", name, err.msg);
+        t->n_fail++;
+        return;
+    }
+    tw_backend *be[2] = {t->gpu, t->cpu};
+    tw_bn_plan *p[2] = {pg, pc};
+    float *out[2][8];   /* y, mean, var, run_mean, run_var, dx, dgamma, dbeta ... then y_eval */
+    float *y_eval[2];
+    for (int side = 0; side < 2; side++) {
+        tw_backend *b = be[side];
+        int g = side == 0;
+        tw_dtype dt = g ? tw_backend_act_dtype(b) : TW_F32;
+        tw_layout l = g ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW;
+        tw_tensor xt = g ? gpu_tensor(t, n, c, h, w, dt, l, x, "bn x") : cpu_tensor(t, n, c, h, w, l, x);
+        tw_tensor dyt = g ? gpu_tensor(t, n, c, h, w, dt, l, dy, "bn dy") : cpu_tensor(t, n, c, h, w, l, dy);
+        tw_tensor yt = g ? gpu_tensor(t, n, c, h, w, dt, l, NULL, "bn y") : cpu_tensor(t, n, c, h, w, l, NULL);
+        tw_tensor ye = g ? gpu_tensor(t, n, c, h, w, dt, l, NULL, "bn y eval") : cpu_tensor(t, n, c, h, w, l, NULL);
+        tw_tensor dxt = g ? gpu_tensor(t, n, c, h, w, dt, l, NULL, "bn dx") : cpu_tensor(t, n, c, h, w, l, NULL);
+        size_t ws_b = tw_bn_plan_ws_bytes(p[side]);
+        void *ws = ws_b ? (g ? gpu_guarded(t, ws_b, "bn ws") : tw_mem_alloc(b, ws_b)) : NULL;
+        float *ga = dev_put(b, gamma, c), *bt = dev_put(b, beta, c);
+        float *rmd = dev_put(b, rm, c), *rvd = dev_put(b, rv, c);
+        float *sm = g ? gpu_guarded(t, c * sizeof(float), "bn save_mean") : tw_mem_alloc(b, c * sizeof(float));
+        float *sv = g ? gpu_guarded(t, c * sizeof(float), "bn save_var") : tw_mem_alloc(b, c * sizeof(float));
+        float *dga = g ? gpu_guarded(t, c * sizeof(float), "bn dgamma") : tw_mem_alloc(b, c * sizeof(float));
+        float *dbe = g ? gpu_guarded(t, c * sizeof(float), "bn dbeta") : tw_mem_alloc(b, c * sizeof(float));
+        tw_bn_forward_train(b, p[side], &yt, sm, sv, ws, &xt, ga, bt, rmd, rvd);
+        tw_bn_backward(b, p[side], &dxt, dga, dbe, &dyt, &xt, sm, sv, ws, ga);
+        tw_bn_forward_eval(b, p[side], &ye, &xt, ga, bt, rmd, rvd);
+        out[side][0] = tensor_get(b, &yt);
+        out[side][1] = host_get(b, sm, c);
+        out[side][2] = host_get(b, sv, c);
+        out[side][3] = host_get(b, rmd, c);
+        out[side][4] = host_get(b, rvd, c);
+        out[side][5] = tensor_get(b, &dxt);
+        out[side][6] = host_get(b, dga, c);
+        out[side][7] = host_get(b, dbe, c);
+        y_eval[side] = tensor_get(b, &ye);
+        if (g) {
+            guards_check(t);
+        } else {
+            tb_tensor_free(b, &xt); tb_tensor_free(b, &dyt); tb_tensor_free(b, &yt);
+            tb_tensor_free(b, &ye); tb_tensor_free(b, &dxt);
+            tw_mem_free(b, ws); tw_mem_free(b, sm); tw_mem_free(b, sv);
+            tw_mem_free(b, dga); tw_mem_free(b, dbe);
+        }
+        tw_mem_free(b, ga); tw_mem_free(b, bt); tw_mem_free(b, rmd); tw_mem_free(b, rvd);
+    }
+    static const char *names[8] = {"fwd y", "save_mean", "save_var", "running_mean",
+                                   "running_var", "bwd dx", "dgamma", "dbeta"};
+    size_t sizes[8] = {nx, c, c, c, c, nx, c, c};
+    for (int i = 0; i < 8; i++) {
+        snprintf(what, sizeof what, "%s %s", name, names[i]);
+        compare(t, what, out[0][i], out[1][i], sizes[i]);
+        free(out[0][i]);
+        free(out[1][i]);
+    }
+    snprintf(what, sizeof what, "%s eval y", name);
+    compare(t, what, y_eval[0], y_eval[1], nx);
+    free(y_eval[0]);
+    free(y_eval[1]);
+    tw_bn_plan_free(t->gpu, pg);
+    tw_bn_plan_free(t->cpu, pc);
+    free(x); free(dy); free(gamma); free(beta); free(rm); free(rv);
+}
+
+/* ---- element-wise and pooling ---------------------------------------------------------------- */
+
+static void check_eltwise(ctx *t, int n, int c, int h, int w) {
+    size_t nx = (size_t)n * c * h * w;
+    float *a = rnd(t, nx, 1.f), *b = rnd(t, nx, 1.f), *dy = rnd(t, nx, 1.f);
+    a[3] = NAN;                      /* NaN and Inf must come out where the CPU puts them */
+    a[7] = INFINITY;
+    b[11] = -INFINITY;
+    float *res[2][3];
+    for (int side = 0; side < 2; side++) {
+        int g = side == 0;
+        tw_backend *be = g ? t->gpu : t->cpu;
+        tw_dtype dt = g ? tw_backend_act_dtype(be) : TW_F32;
+        tw_layout l = g ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW;
+#define T_(name, src) (g ? gpu_tensor(t, n, c, h, w, dt, l, src, name) : cpu_tensor(t, n, c, h, w, l, src))
+        tw_tensor at = T_("a", a), bt = T_("b", b), dyt = T_("dy", dy);
+        tw_tensor y1 = T_("add_relu y", NULL), y2 = T_("add y", NULL), dx = T_("relu dx", NULL);
+#undef T_
+        tw_add_relu_forward(be, &y1, &at, &bt);
+        tw_add(be, &y2, &at, &bt);
+        tw_relu_backward(be, &dx, &dyt, &y1);
+        res[side][0] = tensor_get(be, &y1);
+        res[side][1] = tensor_get(be, &y2);
+        res[side][2] = tensor_get(be, &dx);
+        if (g) {
+            guards_check(t);
+        } else {
+            tb_tensor_free(be, &at); tb_tensor_free(be, &bt); tb_tensor_free(be, &dyt);
+            tb_tensor_free(be, &y1); tb_tensor_free(be, &y2); tb_tensor_free(be, &dx);
+        }
+    }
+    compare(t, "add_relu (with NaN, Inf)", res[0][0], res[1][0], nx);
+    compare(t, "add (with NaN, Inf)", res[0][1], res[1][1], nx);
+    compare(t, "relu_backward", res[0][2], res[1][2], nx);
+    for (int i = 0; i < 3; i++) {
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(a); free(b); free(dy);
+}
+
+static void check_pool(ctx *t, int n, int c, int h, int w) {
+    char name[120];
+    snprintf(name, sizeof name, "maxpool [%d,%d,%d,%d]", n, c, h, w);
+    tw_err err = {0};
+    size_t nx = (size_t)n * c * h * w;
+    float *x = rnd(t, nx, 1.f);
+    x[5] = NAN;
+    tw_pool_plan *pc = NULL, *pg = NULL;
+    if (tw_maxpool_plan_make(t->cpu, &pc, n, c, h, w, TW_LAYOUT_NCHW, &err) != TW_OK ||
+        tw_maxpool_plan_make(t->gpu, &pg, n, c, h, w, TW_LAYOUT_NHWC, &err) != TW_OK) {
+        printf("FAIL %s: plan: %s\n", name, err.msg);
+        t->n_fail++;
+        return;
+    }
+    tw_tensor ys = tw_maxpool_plan_y(pc);
+    size_t ny = (size_t)ys.n * ys.c * ys.h * ys.w;
+    float *dy = rnd(t, ny, 1.f), *dpool = rnd(t, (size_t)n * c, 1.f);
+    float *res[2][4];
+    for (int side = 0; side < 2; side++) {
+        int g = side == 0;
+        tw_backend *be = g ? t->gpu : t->cpu;
+        tw_pool_plan *p = g ? pg : pc;
+        tw_tensor y0 = tw_maxpool_plan_y(p);
+        tw_dtype dt = g ? tw_backend_act_dtype(be) : TW_F32;
+        tw_layout l = g ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW;
+        tw_tensor xt = g ? gpu_tensor(t, n, c, h, w, dt, l, x, "pool x") : cpu_tensor(t, n, c, h, w, l, x);
+        tw_tensor dxt = g ? gpu_tensor(t, n, c, h, w, dt, l, NULL, "pool dx") : cpu_tensor(t, n, c, h, w, l, NULL);
+        tw_tensor dat = g ? gpu_tensor(t, n, c, h, w, dt, l, NULL, "avgpool dx") : cpu_tensor(t, n, c, h, w, l, NULL);
+        tw_tensor yt = g ? gpu_tensor(t, y0.n, y0.c, y0.h, y0.w, dt, y0.layout, NULL, "pool y")
+                         : cpu_tensor(t, y0.n, y0.c, y0.h, y0.w, y0.layout, NULL);
+        tw_tensor dyt = g ? gpu_tensor(t, y0.n, y0.c, y0.h, y0.w, dt, y0.layout, dy, "pool dy")
+                          : cpu_tensor(t, y0.n, y0.c, y0.h, y0.w, y0.layout, dy);
+        size_t ws_b = tw_maxpool_plan_ws_bytes(p);
+        void *ws = g ? gpu_guarded(t, ws_b, "pool ws") : tw_mem_alloc(be, ws_b);
+        float *avg = g ? gpu_guarded(t, (size_t)n * c * sizeof(float), "avgpool y")
+                       : tw_mem_alloc(be, (size_t)n * c * sizeof(float));
+        float *davg = dev_put(be, dpool, (size_t)n * c);
+        tw_maxpool_forward(be, p, &yt, ws, &xt);
+        tw_maxpool_backward(be, p, &dxt, &dyt, ws);
+        tw_avgpool_forward(be, avg, &xt);
+        tw_avgpool_backward(be, &dat, davg);
+        res[side][0] = tensor_get(be, &yt);
+        res[side][1] = tensor_get(be, &dxt);
+        res[side][2] = host_get(be, avg, (size_t)n * c);
+        res[side][3] = tensor_get(be, &dat);
+        tw_mem_free(be, davg);
+        if (g) {
+            guards_check(t);
+        } else {
+            tb_tensor_free(be, &xt); tb_tensor_free(be, &dxt); tb_tensor_free(be, &dat);
+            tb_tensor_free(be, &yt); tb_tensor_free(be, &dyt);
+            tw_mem_free(be, ws); tw_mem_free(be, avg);
+        }
+    }
+    char what[180];
+    snprintf(what, sizeof what, "%s fwd (with NaN)", name);
+    compare(t, what, res[0][0], res[1][0], ny);
+    snprintf(what, sizeof what, "%s bwd", name);
+    compare(t, what, res[0][1], res[1][1], nx);
+    snprintf(what, sizeof what, "avgpool [%d,%d,%d,%d] fwd (with NaN)", n, c, h, w);
+    compare(t, what, res[0][2], res[1][2], (size_t)n * c);
+    snprintf(what, sizeof what, "avgpool [%d,%d,%d,%d] bwd", n, c, h, w);
+    compare(t, what, res[0][3], res[1][3], nx);
+    for (int i = 0; i < 4; i++) {
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    tw_maxpool_plan_free(t->gpu, pg);
+    tw_maxpool_plan_free(t->cpu, pc);
+    free(x); free(dy); free(dpool);
+}
+
+/* ---- dense ----------------------------------------------------------------------------------- */
+
+static void check_gemm(ctx *t, int ta, int tb, int m, int n, int k) {
+    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+    float *a = rnd(t, na, 1.f), *b = rnd(t, nb, 1.f), *c = rnd(t, nc, 1.f);
+    float *res[2];
+    for (int side = 0; side < 2; side++) {
+        tw_backend *be = side == 0 ? t->gpu : t->cpu;
+        float *ad = dev_put(be, a, na), *bd = dev_put(be, b, nb);
+        float *cd = side == 0 ? gpu_guarded(t, nc * sizeof(float), "gemm c") : tw_mem_alloc(be, nc * sizeof(float));
+        tw_mem_from_host(be, cd, c, nc * sizeof(float));
+        tw_gemm(be, ta, tb, m, n, k, 0.7f, ad, lda, bd, ldb, 0.3f, cd, ldc);
+        res[side] = host_get(be, cd, nc);
+        tw_mem_free(be, ad);
+        tw_mem_free(be, bd);
+        if (side == 0) guards_check(t);
+        else tw_mem_free(be, cd);
+    }
+    char what[120];
+    snprintf(what, sizeof what, "gemm ta=%d tb=%d m=%d n=%d k=%d (padded ld)", ta, tb, m, n, k);
+    compare(t, what, res[0], res[1], nc);
+    free(res[0]); free(res[1]); free(a); free(b); free(c);
+}
+
+static void check_dense_small(ctx *t, int n, int d, int relu, int affine) {
+    size_t nd = (size_t)n * d;
+    float *x = rnd(t, nd, 2.f), *dy = rnd(t, nd, 1.f), *bias = rnd(t, d, 1.f);
+    float *mean = rnd(t, d, 0.5f), *inv_std = rnd(t, d, 0.5f), *gamma = rnd(t, d, 1.f);
+    float *beta = rnd(t, d, 1.f), *gsums = rnd(t, 2 * (size_t)d, 3.f);
+    for (int j = 0; j < d; j++) inv_std[j] += 1.f;
+    float *res[2][6];
+    for (int side = 0; side < 2; side++) {
+        int g = side == 0;
+        tw_backend *be = g ? t->gpu : t->cpu;
+#define OUT_(nm, cnt) (g ? gpu_guarded(t, (cnt) * sizeof(float), nm) : tw_mem_alloc(be, (cnt) * sizeof(float)))
+        float *xd = dev_put(be, x, nd), *dyd = dev_put(be, dy, nd), *bd = dev_put(be, bias, d);
+        float *md = dev_put(be, mean, d), *sd = dev_put(be, inv_std, d), *gd = dev_put(be, gamma, d);
+        float *bed = dev_put(be, beta, d), *gsd = dev_put(be, gsums, 2 * (size_t)d);
+        float *yb = OUT_("bias y", nd), *db = OUT_("dbias", d), *sums = OUT_("bn1d sums", 2 * (size_t)d);
+        float *y = OUT_("bn1d y", nd), *bsums = OUT_("bn1d bwd sums", 2 * (size_t)d), *dx = OUT_("bn1d dx", nd);
+#undef OUT_
+        tw_mem_copy(be, yb, xd, nd * sizeof(float));
+        tw_bias_forward(be, yb, bd, n, d);
+        tw_bias_backward(be, db, dyd, n, d);
+        tw_bn1d_sums(be, sums, xd, n, d);
+        tw_bn1d_forward(be, y, xd, md, sd, affine ? gd : NULL, affine ? bed : NULL, n, d, relu);
+        tw_bn1d_backward_sums(be, bsums, dyd, y, xd, md, sd, n, d, relu);
+        tw_bn1d_backward_apply(be, dx, dyd, y, xd, md, sd, affine ? gd : NULL, gsd, (float)(2 * n), n, d, relu);
+        res[side][0] = host_get(be, yb, nd);
+        res[side][1] = host_get(be, db, d);
+        res[side][2] = host_get(be, sums, 2 * (size_t)d);
+        res[side][3] = host_get(be, y, nd);
+        res[side][4] = host_get(be, bsums, 2 * (size_t)d);
+        res[side][5] = host_get(be, dx, nd);
+        float *in[8] = {xd, dyd, bd, md, sd, gd, bed, gsd};
+        for (int i = 0; i < 8; i++) tw_mem_free(be, in[i]);
+        if (g) {
+            guards_check(t);
+        } else {
+            float *o[6] = {yb, db, sums, y, bsums, dx};
+            for (int i = 0; i < 6; i++) tw_mem_free(be, o[i]);
+        }
+    }
+    static const char *names[6] = {"bias fwd", "bias bwd", "bn1d sums", "bn1d fwd", "bn1d bwd sums", "bn1d bwd apply"};
+    size_t sizes[6] = {nd, d, 2 * (size_t)d, nd, 2 * (size_t)d, nd};
+    for (int i = 0; i < 6; i++) {
+        char what[120];
+        snprintf(what, sizeof what, "%s [%d,%d] relu=%d affine=%d", names[i], n, d, relu, affine);
+        compare(t, what, res[0][i], res[1][i], sizes[i]);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(x); free(dy); free(bias); free(mean); free(inv_std); free(gamma); free(beta); free(gsums);
+}
+
+static void check_losses(ctx *t, int d, int n, int k) {
+    size_t dd = (size_t)d * d, nk = (size_t)n * k;
+    float *c = rnd(t, dd, 0.5f), *logits = rnd(t, nk, 4.f), *targets = malloc(nk * sizeof(float));
+    TW_ASSERT(targets);
+    for (size_t i = 0; i < nk; i++) targets[i] = tw_rng_uniform(&t->rng) < 0.3f;
+    double loss[2][2];
+    float *grad[2][2];
+    for (int side = 0; side < 2; side++) {
+        tw_backend *be = side == 0 ? t->gpu : t->cpu;
+        float *cd = dev_put(be, c, dd), *ld = dev_put(be, logits, nk), *td = dev_put(be, targets, nk);
+        float *dc = side == 0 ? gpu_guarded(t, dd * sizeof(float), "bt dc") : tw_mem_alloc(be, dd * sizeof(float));
+        float *dl = side == 0 ? gpu_guarded(t, nk * sizeof(float), "bce dlogits") : tw_mem_alloc(be, nk * sizeof(float));
+        loss[side][0] = tw_bt_loss(be, dc, cd, d, 0.0051f);
+        loss[side][1] = tw_bce_logits(be, dl, ld, td, n, k);
+        grad[side][0] = host_get(be, dc, dd);
+        grad[side][1] = host_get(be, dl, nk);
+        tw_mem_free(be, cd); tw_mem_free(be, ld); tw_mem_free(be, td);
+        if (side == 0) {
+            guards_check(t);
+        } else {
+            tw_mem_free(be, dc);
+            tw_mem_free(be, dl);
+        }
+    }
+    compare_scalar(t, "bt_loss value", loss[0][0], loss[1][0]);
+    compare(t, "bt_loss dc", grad[0][0], grad[1][0], dd);
+    compare_scalar(t, "bce_logits value", loss[0][1], loss[1][1]);
+    compare(t, "bce_logits dlogits", grad[0][1], grad[1][1], nk);
+    for (int i = 0; i < 2; i++) {
+        free(grad[0][i]);
+        free(grad[1][i]);
+    }
+    free(c); free(logits); free(targets);
+}
+
+/* ---- optimizers ------------------------------------------------------------------------------ */
+
+static void check_optim(ctx *t) {
+    /* A 2-D tensor, a 1-D one (no decay, no adaptation), a large 2-D one, a gap left alone. */
+    tw_param_seg segs[3] = {{0, 1000, 0}, {1000, 64, 1}, {1064, 70000, 0}};
+    size_t n = 1064 + 70000 + 36;
+    float *p0 = tb_alloc_rand(&t->rng, n, 1.f), *s0 = tb_alloc_rand(&t->rng, n, 0.1f);
+    float *s1 = tb_alloc_rand(&t->rng, n, 0.1f);
+    for (size_t i = 0; i < n; i++) s1[i] = s1[i] * s1[i];   /* Adam's v >= 0 */
+    for (int kind = 0; kind < 5; kind++) {
+        static const char *names[5] = {"adam", "adamw", "lars", "sgd", "sgd nesterov"};
+        float *res[2][3];
+        for (int side = 0; side < 2; side++) {
+            tw_backend *be = side == 0 ? t->gpu : t->cpu;
+            float *p = dev_put(be, p0, n), *m = dev_put(be, s0, n), *v = dev_put(be, s1, n);
+            float *g = tw_mem_alloc(be, n * sizeof(float));
+            for (int step = 1; step <= 3; step++) {
+                tw_rng gr;
+                tw_rng_init(&gr, 99, (uint32_t)kind, (uint32_t)step, 0);
+                float *gh = tb_alloc_rand(&gr, n, 0.5f);
+                gh[segs[0].offset + 5] = 0.f;
+                tw_mem_from_host(be, g, gh, n * sizeof(float));
+                free(gh);
+                if (kind <= 1) {
+                    tw_adam_hparams h = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, kind == 1, step};
+                    tw_adam_update(be, p, m, v, g, segs, 3, &h);
+                } else if (kind == 2) {
+                    tw_lars_hparams h = {0.2f, 0.9f, 1.5e-6f, 0.001f};
+                    tw_lars_update(be, p, m, g, segs, 3, &h);
+                } else {
+                    tw_sgd_hparams h = {0.05f, 0.9f, 1e-4f, kind == 4};
+                    tw_sgd_update(be, p, m, g, segs, 3, &h);
+                }
+            }
+            res[side][0] = host_get(be, p, n);
+            res[side][1] = host_get(be, m, n);
+            res[side][2] = host_get(be, v, n);
+            tw_mem_free(be, p); tw_mem_free(be, m); tw_mem_free(be, v); tw_mem_free(be, g);
+        }
+        char what[120];
+        snprintf(what, sizeof what, "%s: params after 3 steps", names[kind]);
+        compare(t, what, res[0][0], res[1][0], n);
+        snprintf(what, sizeof what, "%s: state after 3 steps", names[kind]);
+        compare(t, what, res[0][1], res[1][1], n);
+        if (kind <= 1) {
+            snprintf(what, sizeof what, "%s: second moment after 3 steps", names[kind]);
+            compare(t, what, res[0][2], res[1][2], n);
+        }
+        for (int i = 0; i < 3; i++) {
+            free(res[0][i]);
+            free(res[1][i]);
+        }
+    }
+    /* scale_check: both answers, and the scaled values. */
+    for (int bad = 0; bad < 2; bad++) {
+        float *x = tb_alloc_rand(&t->rng, n, 1.f);
+        if (bad) x[n / 2] = NAN;
+        int ok[2];
+        float *res[2];
+        for (int side = 0; side < 2; side++) {
+            tw_backend *be = side == 0 ? t->gpu : t->cpu;
+            float *xd = dev_put(be, x, n);
+            ok[side] = tw_scale_check(be, xd, n, 0.25f);
+            res[side] = host_get(be, xd, n);
+            tw_mem_free(be, xd);
+        }
+        t->n_check++;
+        int pass = ok[0] == ok[1] && ok[0] == !bad;
+        if (!pass) t->n_fail++;
+        printf("%s scale_check %s: cuda says %d, cpu says %d\n", pass ? "PASS" : "FAIL",
+               bad ? "with a NaN" : "all finite", ok[0], ok[1]);
+        compare(t, bad ? "scale_check values (with NaN)" : "scale_check values", res[0], res[1], n);
+        free(res[0]);
+        free(res[1]);
+        free(x);
+    }
+    free(p0); free(s0); free(s1);
+}
+
+/* ---- CUDA graph ------------------------------------------------------------------------------ */
+
+/* Records add_relu + bt_loss + gemm once, replays it on new inputs written into the same buffers,
+ * and compares with running the same ops directly. */
+static void check_graph(ctx *t) {
+    int d = 48;
+    size_t dd = (size_t)d * d;
+    tw_backend *be = t->gpu;
+    tw_err err = {0};
+    float *a = tw_mem_alloc(be, dd * sizeof(float)), *b = tw_mem_alloc(be, dd * sizeof(float));
+    float *c = tw_mem_alloc(be, dd * sizeof(float)), *dc = tw_mem_alloc(be, dd * sizeof(float));
+    float *y = tw_mem_alloc(be, dd * sizeof(float));
+    tw_tensor at = {a, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW}, bt = {b, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
+    tw_tensor ct = {c, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
+    /* Two sets of inputs; the graph sees them through the same buffers. */
+    float *in[2][2];
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < 2; i++) in[r][i] = rnd(t, dd, 0.3f);
+    double direct[2], replayed[2];
+    float *y_direct[2], *y_replayed[2];
+    for (int r = 0; r < 2; r++) {
+        tw_mem_from_host(be, a, in[r][0], dd * sizeof(float));
+        tw_mem_from_host(be, b, in[r][1], dd * sizeof(float));
+        tw_add_relu_forward(be, &ct, &at, &bt);
+        tw_gemm(be, 1, 0, d, d, d, 1.f / d, c, d, a, d, 0.f, y, d);
+        direct[r] = tw_bt_loss(be, dc, y, d, 0.005f);
+        y_direct[r] = host_get(be, dc, dd);
+    }
+    tw_status st = tw_backend_graph_begin(be, &err);
+    if (st == TW_OK) {
+        tw_add_relu_forward(be, &ct, &at, &bt);
+        tw_gemm(be, 1, 0, d, d, d, 1.f / d, c, d, a, d, 0.f, y, d);
+        double v = tw_bt_loss(be, dc, y, d, 0.005f);
+        st = tw_backend_graph_end(be, &err);
+        t->n_check++;
+        if (!isnan(v)) {
+            printf("FAIL graph: a loss read while recording gave %g, want NaN\n", v);
+            t->n_fail++;
+        }
+    }
+    if (st != TW_OK) {
+        printf("FAIL graph: %s\n", err.msg);
+        t->n_fail++;
+        return;
+    }
+    for (int r = 0; r < 2; r++) {
+        tw_mem_from_host(be, a, in[r][0], dd * sizeof(float));
+        tw_mem_from_host(be, b, in[r][1], dd * sizeof(float));
+        tw_backend_graph_replay(be, &replayed[r], 1);
+        y_replayed[r] = host_get(be, dc, dd);
+    }
+    for (int r = 0; r < 2; r++) {
+        char what[80];
+        snprintf(what, sizeof what, "graph replay %d: loss", r);
+        compare(t, what, &(float){(float)replayed[r]}, &(float){(float)direct[r]}, 1);
+        snprintf(what, sizeof what, "graph replay %d: dc", r);
+        compare(t, what, y_replayed[r], y_direct[r], dd);
+        free(y_direct[r]);
+        free(y_replayed[r]);
+        free(in[r][0]);
+        free(in[r][1]);
+    }
+    tw_mem_free(be, a); tw_mem_free(be, b); tw_mem_free(be, c); tw_mem_free(be, dc); tw_mem_free(be, y);
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+/* harness: a second CPU backend stands in for the GPU, so that the comparisons, the guards and
+ * the host packing are exercised on machines without one; the graph check becomes "the CPU says
+ * unsupported". */
+static int run(tw_backend *cpu, tw_precision prec, int harness) {
+    ctx t = {0};
+    tw_err err = {0};
+    t.cpu = cpu;
+    tw_device dev = harness ? TW_DEVICE_CPU : TW_DEVICE_CUDA;
+    if (tw_backend_create(&t.gpu, dev, prec, 0, &err) != TW_OK) {
+        printf("FAIL %s backend (%s): %s\n", harness ? "second cpu" : "cuda",
+               prec == TW_PREC_BF16 ? "bf16" : "fp32", err.msg);
+        return 1;
+    }
+    char line[300];
+    tw_backend_describe(t.gpu, line, sizeof line);
+    printf("# under test: %s\n", line);
+    t.bf16 = tw_backend_act_dtype(t.gpu) == TW_BF16;
+    t.tol = t.bf16 ? 5e-4 : 1e-8;
+    tw_rng_init(&t.rng, 2026, (uint32_t)t.bf16, 0, 0);
+
+    check_conv(&t, 2, 3, 32, 32, 16, 7, 2, 3, 0, TW_LAYOUT_NCHW);    /* stem: NCHW image */
+    check_conv(&t, 2, 12, 20, 20, 16, 7, 2, 3, 1, TW_LAYOUT_NCHW);
+    check_conv(&t, 2, 16, 9, 9, 32, 3, 1, 1, 1, TW_LAYOUT_NHWC);
+    check_conv(&t, 3, 16, 10, 10, 32, 3, 2, 1, 1, TW_LAYOUT_NHWC);
+    check_conv(&t, 2, 32, 8, 8, 64, 1, 2, 0, 1, TW_LAYOUT_NHWC);     /* downsample shortcut */
+    check_bn(&t, 4, 64, 7, 7, 1);
+    check_bn(&t, 3, 40, 5, 9, 0);
+    check_eltwise(&t, 2, 24, 5, 7);
+    check_pool(&t, 2, 16, 15, 15);
+    check_pool(&t, 3, 8, 8, 10);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) check_gemm(&t, ta, tb, 37, 45, 29);
+    check_dense_small(&t, 24, 70, 1, 1);
+    check_dense_small(&t, 16, 33, 0, 0);
+    check_losses(&t, 64, 12, 19);
+    if (!t.bf16) check_optim(&t);   /* the optimizers are f32 whatever the precision */
+    if (!harness) {
+        check_graph(&t);
+    } else {
+        t.n_check++;
+        int unsupported = tw_backend_graph_begin(t.gpu, &err) == TW_E_UNSUPPORTED;
+        if (!unsupported) t.n_fail++;
+        printf("%s cpu graph_begin is unsupported (%s)\n", unsupported ? "PASS" : "FAIL", err.msg);
+    }
+    printf("# %s %s: %d of %d checks failed\n", harness ? "harness" : "cuda",
+           t.bf16 ? "bf16" : "fp32", t.n_fail, t.n_check);
+    tw_backend_free(t.gpu);
+    return t.n_fail != 0;
+}
+
+int main(int argc, char **argv) {
+    int harness = argc > 1 && strcmp(argv[1], "--harness") == 0;
+    if (argc > 1 && !harness) {
+        printf("usage: %s [--harness]\n", argv[0]);
+        return TB_FAIL;
+    }
+    if (!harness && tw_backend_device_count(TW_DEVICE_CUDA) <= 0) {
+        printf("no CUDA device: skipped\n");
+        return TB_SKIP;
+    }
+    tw_backend *cpu = tb_backend(TW_PREC_FP32);
+    int fail = run(cpu, TW_PREC_FP32, harness);
+    if (!harness) fail |= run(cpu, TW_PREC_BF16, harness);
+    tw_backend_free(cpu);
+    return fail ? TB_FAIL : TB_PASS;
+}
