@@ -1,0 +1,107 @@
+/* `twinfuse convert`: BigEarthNet v1.0 / v2.0 (reBEN) archives, or a user's own subset, into
+ * shards (docs/shards.md). Argument parsing and the summary; the work is src/data/convert*.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "data/convert.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: twinfuse convert --layout v1 --s2 DIR --s1 DIR (--splits DIR | --split NAME) [options] --out DIR\n"
+            "       twinfuse convert --layout v2 --root DIR --metadata FILE [--split NAME] [options] --out DIR\n"
+            "  v1: --splits DIR holds train.csv, val.csv, test.csv; --clouds FILE and --snow FILE are the\n"
+            "      official patches_with_cloud_and_shadow.csv and patches_with_seasonal_snow.csv\n"
+            "  v2: FILE is written by: python tools/reben_metadata.py ROOT/metadata.parquet\n"
+            "      ROOT/metadata_for_patches_with_snow_cloud_or_shadow.parquet > FILE\n"
+            "  --split NAME      every patch to split NAME (a subset without split lists)\n"
+            "  --keep-snow       keep seasonal-snow patches (flagged) instead of leaving them out\n"
+            "  --on-error skip|stop   skip and count bad patches (default) or stop at the first\n"
+            "  --shard-size N    patches per shard (default 1000)\n"
+            "  --threads N       reader threads (default 2)\n"
+            "  --no-progress     no progress line\n"
+            "Reruns keep complete shards: an interrupted conversion resumes with the same options.\n");
+}
+
+static int parse_pos(const char *s, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 1) return -1;
+    *out = v;
+    return 0;
+}
+
+int tw_cmd_convert(int argc, char **argv) {
+    tw_convert_opts o = {.shard_size = 1000, .threads = 2, .progress = 1};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--keep-snow")) { o.keep_snow = 1; continue; }
+        if (!strcmp(a, "--no-progress")) { o.progress = 0; continue; }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "twinfuse convert: '%s' needs a value (or is unknown)\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int64_t x;
+        if (!strcmp(a, "--layout")) {
+            if (!strcmp(v, "v1")) o.layout = 1;
+            else if (!strcmp(v, "v2")) o.layout = 2;
+            else { fprintf(stderr, "twinfuse convert: --layout '%s', want v1 or v2\n", v); return 2; }
+        } else if (!strcmp(a, "--s2")) o.s2_root = v;
+        else if (!strcmp(a, "--s1")) o.s1_root = v;
+        else if (!strcmp(a, "--root")) o.root = v;
+        else if (!strcmp(a, "--metadata")) o.metadata = v;
+        else if (!strcmp(a, "--splits")) o.splits_dir = v;
+        else if (!strcmp(a, "--split")) o.split = v;
+        else if (!strcmp(a, "--clouds")) o.cloud_list = v;
+        else if (!strcmp(a, "--snow")) o.snow_list = v;
+        else if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--on-error")) {
+            if (!strcmp(v, "skip")) o.stop_on_error = 0;
+            else if (!strcmp(v, "stop")) o.stop_on_error = 1;
+            else { fprintf(stderr, "twinfuse convert: --on-error '%s', want skip or stop\n", v); return 2; }
+        } else if (!strcmp(a, "--shard-size") || !strcmp(a, "--threads")) {
+            if (parse_pos(v, &x) || (a[2] == 't' && x > 256)) {
+                fprintf(stderr, "twinfuse convert: %s '%s' is not a positive integer%s\n", a, v, a[2] == 't' ? " <= 256" : "");
+                return 2;
+            }
+            if (a[2] == 't') o.threads = (int)x;
+            else o.shard_size = x;
+        } else {
+            fprintf(stderr, "twinfuse convert: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!o.layout) {
+        fprintf(stderr, "twinfuse convert: --layout v1|v2 is required\n");
+        usage(stderr);
+        return 2;
+    }
+    tw_convert_summary sum;
+    tw_err err = {0};
+    tw_status st = tw_convert_run(&sum, &o, &err);
+    if (st != TW_OK) {
+        fprintf(stderr, "twinfuse convert: %s\n", err.msg);
+        return st == TW_E_USAGE ? 2 : 1;
+    }
+    printf("# convert: %s -> %s in %.1f s\n", o.layout == 1 ? "BigEarthNet v1.0" : "BigEarthNet v2.0", o.out, sum.seconds);
+    for (int s = 0; s < sum.n_splits; s++)
+        printf("#   split %-8s %8lld patches in %lld shards\n", sum.split_names[s], (long long)sum.written[s],
+               (long long)sum.shards[s]);
+    if (sum.resumed_shards)
+        printf("#   kept %lld complete shards from an earlier run (%lld patches skipped then)\n", (long long)sum.resumed_shards,
+               (long long)sum.skipped_resumed);
+    for (int k = 0; k < TW_SKIP_N; k++)
+        if (sum.skipped[k]) printf("#   skipped %8lld  %s\n", (long long)sum.skipped[k], tw_skip_str((tw_skip)k));
+    if (sum.stats_from_all) printf("#   no train split: normalisation statistics over every split\n");
+    return 0;
+}

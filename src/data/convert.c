@@ -1,0 +1,258 @@
+/* The converter's run (convert.h): shards as jobs for a thread pool, one patch at a time read
+ * through GDAL (raster.c) and written under the HDF5 lock, complete shards kept on a rerun,
+ * bad patches skipped and counted (or fatal), the normalisation at the end. */
+#include "data/convert.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+#include "data/labels.h"
+#include "data/progress.h"
+#include "data/raster.h"
+#include "data/shard.h"
+#include "data/shard_dir.h"
+
+const char *tw_skip_str(tw_skip s) {
+    switch (s) {
+#define TW_SKIP_CASE(name, msg) case name: return msg;
+        TW_SKIP_LIST(TW_SKIP_CASE)
+#undef TW_SKIP_CASE
+    case TW_SKIP_N: break;
+    }
+    return "unknown reason";
+}
+
+/* Native sizes of the 12 bands in shard order: 10 m bands at full size, 20 m at half, 60 m at
+ * a sixth (B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B11 B12). */
+static const int band_div[TW_S2_BANDS] = {6, 1, 1, 1, 2, 2, 2, 1, 2, 6, 2, 2};
+
+typedef struct { int64_t first, n; int split, index; } job;   /* a shard: patches [first, first+n) */
+
+typedef struct {
+    const tw_convert_opts *o;
+    const tw_patch_list *list;
+    tw_convert_summary *sum;
+    job *jobs;
+    int64_t n_jobs, next_job;
+    pthread_mutex_t mu;         /* guards next_job, sum, st */
+    tw_status st;
+    tw_err err;
+    tw_progress prog;
+} pool;
+
+/* Patch folders. v1: <root>/<name>/. v2: S2 <root>/BigEarthNet-S2/<tile>/<name>/ with tile the
+ * name less its last two "_" fields; S1 <root>/BigEarthNet-S1/<product>/<name>/ with product
+ * the name less its last three (the reBEN layout, see the sample's README). */
+static void patch_dir(char *out, size_t n, const tw_convert_opts *o, const char *name, int s1) {
+    if (o->layout == 1) {
+        snprintf(out, n, "%s/%s", s1 ? o->s1_root : o->s2_root, name);
+        return;
+    }
+    size_t len = strlen(name);
+    int cut = s1 ? 3 : 2;
+    while (len > 0 && cut > 0)
+        if (name[--len] == '_') cut--;
+    snprintf(out, n, "%s/BigEarthNet-%s/%.*s/%s", o->root, s1 ? "S1" : "S2", (int)len, name, name);
+}
+
+/* v1 labels: the S2 label file's 43-class names, mapped to the 19 classes. */
+static tw_status read_v1_labels(uint8_t *l19, uint8_t *l43, const char *dir, const char *name, tw_err *err) {
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s_labels_metadata.json", dir, name);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je), *labels = j ? json_object_get(j, "labels") : NULL, *lab;
+    tw_status st = TW_OK;
+    if (!json_is_array(labels)) {
+        st = tw_err_set(err, TW_E_FORMAT, "%s: %s", path, j ? "no \"labels\" array" : je.text);
+        goto done;
+    }
+    size_t k;
+    json_array_foreach(labels, k, lab) {
+        int c = json_is_string(lab) ? tw_labels_find43(json_string_value(lab)) : -1;
+        if (c < 0) {
+            st = tw_err_set(err, TW_E_UNKNOWN, "%s: unknown label '%s'", path, json_is_string(lab) ? json_string_value(lab) : "(not a string)");
+            goto done;
+        }
+        l43[c] = 1;
+        if (tw_labels_map43_to19(c) >= 0) l19[tw_labels_map43_to19(c)] = 1;
+    }
+done:
+    json_decref(j);
+    return st;
+}
+
+/* Reads one patch; returns TW_SKIP_N when it is good, else the reason (message in err). */
+static tw_skip read_patch(uint16_t *s2, float *s1, uint8_t *l19, uint8_t *l43, const tw_convert_opts *o,
+                          const tw_patch *p, tw_err *err) {
+    char dir2[4096], dir1[4096], path[8192];
+    const int S = TW_CONVERT_SIZE;
+    size_t n_px = (size_t)S * S;
+    patch_dir(dir2, sizeof dir2, o, p->s2, 0);
+    patch_dir(dir1, sizeof dir1, o, p->s1, 1);
+    memset(l19, 0, TW_N_CLASSES);
+    memset(l43, 0, TW_N_CLASSES43);
+    if (p->has_labels) memcpy(l19, p->labels19, TW_N_CLASSES);
+    else if (read_v1_labels(l19, l43, dir2, p->s2, err)) return TW_SKIP_LABEL;
+    for (int b = 0; b < TW_S2_BANDS; b++) {
+        snprintf(path, sizeof path, "%s/%s_%s.tif", dir2, p->s2, tw_shard_s2_bands[b]);
+        int nat = S / band_div[b];
+        if (tw_raster_read(s2 + b * n_px, path, "UInt16", nat, nat, S, S, err)) return TW_SKIP_RASTER;
+    }
+    for (int b = 0; b < TW_S1_BANDS; b++) {
+        snprintf(path, sizeof path, "%s/%s_%s.tif", dir1, p->s1, tw_shard_s1_bands[b]);
+        if (tw_raster_read(s1 + b * n_px, path, "Float32", S, S, S, S, err)) return TW_SKIP_RASTER;
+        for (size_t i = 0; i < n_px; i++)
+            if (!isfinite(s1[b * n_px + i])) {
+                tw_err_set(err, TW_E_NONFINITE, "%s: non-finite value at pixel (%zu, %zu)", path, i / S, i % S);
+                return TW_SKIP_NONFINITE;
+            }
+    }
+    return TW_SKIP_N;
+}
+
+static tw_status run_job(pool *pl, const job *jb, uint16_t *s2, float *s1, tw_err *err) {
+    const tw_convert_opts *o = pl->o;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s-%05d.h5", o->out, pl->sum->split_names[jb->split], jb->index);
+    tw_shard *done_sh = NULL;
+    if (tw_shard_open(&done_sh, path, NULL) == TW_OK) {   /* complete from an earlier run: keep it */
+        pthread_mutex_lock(&pl->mu);
+        pl->sum->written[jb->split] += tw_shard_n(done_sh);
+        pl->sum->shards[jb->split]++;
+        pl->sum->resumed_shards++;
+        pl->sum->skipped_resumed += tw_shard_n_skipped(done_sh);
+        pthread_mutex_unlock(&pl->mu);
+        tw_shard_close(done_sh);
+        tw_progress_add(&pl->prog, jb->n);
+        return TW_OK;
+    }
+    tw_shard_writer *wr = NULL;
+    int64_t n_skipped = 0;
+    tw_status st = tw_shard_writer_open(&wr, path, pl->sum->split_names[jb->split], o->layout == 1 ? "ben-v1" : "ben-v2",
+                                        TW_CONVERT_SIZE, TW_CONVERT_SIZE, err);
+    for (int64_t i = jb->first; i < jb->first + jb->n && !st; i++) {
+        const tw_patch *p = &pl->list->p[i];
+        uint8_t l19[TW_N_CLASSES], l43[TW_N_CLASSES43];
+        tw_err perr = {0};
+        tw_skip why = read_patch(s2, s1, l19, l43, o, p, &perr);
+        if (why != TW_SKIP_N) {
+            if (o->stop_on_error) {
+                st = tw_err_set(err, perr.code, "patch %s: %s", p->s2, perr.msg);
+                break;
+            }
+            tw_warn("twinfuse convert: skipped patch %s: %s\n", p->s2, perr.msg);
+            n_skipped++;
+            pthread_mutex_lock(&pl->mu);
+            pl->sum->skipped[why]++;
+            pthread_mutex_unlock(&pl->mu);
+        } else {
+            tw_shard_sample smp = {.s2 = s2, .s1 = s1, .labels = l19, .labels43 = p->has_labels ? NULL : l43,
+                                   .name = p->s2, .s1_name = p->s1, .flags = p->flags};
+            st = tw_shard_writer_add(wr, &smp, err);
+        }
+        tw_progress_add(&pl->prog, 1);
+    }
+    if (st) {
+        tw_shard_writer_abort(wr);
+        return st;
+    }
+    int64_t n = tw_shard_writer_count(wr);
+    if (n == 0) {   /* every patch of this shard was skipped: no empty shard on disk */
+        tw_shard_writer_abort(wr);
+    } else if ((st = tw_shard_writer_close(wr, n_skipped, err))) {
+        return st;
+    }
+    pthread_mutex_lock(&pl->mu);
+    pl->sum->written[jb->split] += n;
+    pl->sum->shards[jb->split] += n > 0;
+    pthread_mutex_unlock(&pl->mu);
+    return TW_OK;
+}
+
+static void *worker(void *arg) {
+    pool *pl = arg;
+    size_t n_px = (size_t)TW_CONVERT_SIZE * TW_CONVERT_SIZE;
+    uint16_t *s2 = malloc(TW_S2_BANDS * n_px * sizeof *s2);
+    float *s1 = malloc(TW_S1_BANDS * n_px * sizeof *s1);
+    for (;;) {
+        pthread_mutex_lock(&pl->mu);
+        int64_t j = pl->st ? pl->n_jobs : pl->next_job++;
+        pthread_mutex_unlock(&pl->mu);
+        if (j >= pl->n_jobs) break;
+        tw_err err = {0};
+        tw_status st = (!s2 || !s1) ? tw_err_set(&err, TW_E_NOMEM, "converter buffers") : run_job(pl, &pl->jobs[j], s2, s1, &err);
+        if (st) {
+            pthread_mutex_lock(&pl->mu);
+            if (!pl->st) {
+                pl->st = st;
+                pl->err = err;
+            }
+            pthread_mutex_unlock(&pl->mu);
+        }
+    }
+    free(s2);
+    free(s1);
+    return NULL;
+}
+
+tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_err *err) {
+    *sum = (tw_convert_summary){0};
+    double t0 = tw_progress_now();
+    if (!o->out) return tw_err_set(err, TW_E_USAGE, "--out DIR is required");
+    if (o->shard_size < 1) return tw_err_set(err, TW_E_RANGE, "shard size %lld", (long long)o->shard_size);
+    if (o->threads < 1 || o->threads > 256) return tw_err_set(err, TW_E_RANGE, "%d threads, want 1..256", o->threads);
+    if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return tw_err_set(err, TW_E_IO, "%s: %s", o->out, strerror(errno));
+    tw_raster_init();
+    tw_patch_list list;
+    tw_status st = tw_convert_list(&list, sum, o, err);
+    if (st) return st;
+    pool pl = {.o = o, .list = &list, .sum = sum};
+    pthread_mutex_init(&pl.mu, NULL);
+    /* Shards: consecutive runs of shard_size patches of one split (the list is sorted by split). */
+    pl.jobs = malloc(((size_t)list.n / (size_t)o->shard_size + (size_t)sum->n_splits + 1) * sizeof *pl.jobs);
+    if (!pl.jobs) {
+        st = tw_err_set(err, TW_E_NOMEM, "jobs");
+        goto done;
+    }
+    for (int64_t i = 0; i < list.n;) {
+        int64_t j = i;
+        while (j < list.n && list.p[j].split == list.p[i].split && j - i < o->shard_size) j++;
+        int index = pl.n_jobs > 0 && pl.jobs[pl.n_jobs - 1].split == list.p[i].split ? pl.jobs[pl.n_jobs - 1].index + 1 : 0;
+        pl.jobs[pl.n_jobs++] = (job){.first = i, .n = j - i, .split = list.p[i].split, .index = index};
+        i = j;
+    }
+    tw_progress_init(&pl.prog, "patches", list.n);
+    pl.prog.tty = pl.prog.tty && o->progress;
+    pthread_t th[256];
+    int n_started = 0;
+    for (int t = 0; t < o->threads; t++)
+        if (pthread_create(&th[t], NULL, worker, &pl) == 0) n_started++;
+    if (n_started == 0) worker(&pl);
+    for (int t = 0; t < n_started; t++) pthread_join(th[t], NULL);
+    tw_progress_end(&pl.prog);
+    if ((st = pl.st)) {
+        if (err) *err = pl.err;
+        goto done;
+    }
+    int64_t total = 0;
+    for (int s = 0; s < sum->n_splits; s++) total += sum->written[s];
+    if (total == 0) {
+        st = tw_err_set(err, TW_E_MISSING, "no patch was converted (see the skips above)");
+        goto done;
+    }
+    tw_shard_norm norm;
+    st = tw_shard_dir_finalize(o->out, "train", &norm, &sum->stats_from_all, err);
+done:
+    sum->seconds = tw_progress_now() - t0;
+    free(pl.jobs);
+    pthread_mutex_destroy(&pl.mu);
+    tw_patch_list_free(&list);
+    return st;
+}
