@@ -79,6 +79,10 @@ void tw_backend_sync(tw_backend *be) {
     be->ops->backend_sync(be);
 }
 
+void *tw_backend_stream(tw_backend *be) {
+    return be->ops->stream ? be->ops->stream(be) : NULL;
+}
+
 void * tw_mem_alloc(tw_backend *be, size_t n_bytes) {
     return be->ops->mem_alloc(be, n_bytes);
 }

@@ -55,6 +55,9 @@ tw_dtype tw_backend_act_dtype(const tw_backend *be);        /* TW_F32 or TW_BF16
 void tw_backend_describe(const tw_backend *be, char *buf, size_t n_bytes);
 /* Waits for all work queued on the backend (a no-op on the CPU). */
 void tw_backend_sync(tw_backend *be);
+/* The stream the backend queues its work on (a cudaStream_t), for tw_comm_set_stream; NULL on
+ * the CPU. */
+void *tw_backend_stream(tw_backend *be);
 /* Whether this build has the device at all, and how many are visible (0 is not an error). */
 int tw_backend_available(tw_device dev);
 int tw_backend_device_count(tw_device dev);

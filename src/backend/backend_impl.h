@@ -52,6 +52,7 @@ typedef struct tw_backend_ops {
     tw_status (*graph_begin)(tw_backend *be, tw_err *err);
     tw_status (*graph_end)(tw_backend *be, tw_err *err);
     void (*graph_replay)(tw_backend *be, double *values, int n_values);
+    void * (*stream)(tw_backend *be);   /* optional (NULL: no device stream) */
 } tw_backend_ops;
 
 /* Every backend's plan structs (conv, bn, pool) start with this header, filled in by the plan's

@@ -92,6 +92,15 @@ void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root) {
 
 void tw_comm_barrier(tw_comm *c) { c->ops->barrier(c); }
 
+void tw_comm_set_stream(tw_comm *c, void *stream) {
+#ifdef TW_HAVE_NCCL
+    if (c->kind == TW_COMM_NCCL) tw_comm_nccl_set_stream(c, stream);
+#else
+    (void)c;
+    (void)stream;
+#endif
+}
+
 void tw_comm_abort(tw_comm *c, int code) {
     c->ops->abort(c, code);
     abort();   /* an abort that returned is a bug in the communicator; never leave the job running */

@@ -37,6 +37,11 @@ tw_comm_kind tw_comm_kind_of(const tw_comm *c);
 void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
 void tw_comm_barrier(tw_comm *c);
+/* Device communicators (NCCL) order each collective after the work already queued on `stream`
+ * (a cudaStream_t: tw_backend_stream of the CUDA backend) and make its later work wait for it,
+ * without blocking the host. Unbound, they drain the device instead. Host communicators ignore
+ * it (stream may be NULL). */
+void tw_comm_set_stream(tw_comm *c, void *stream);
 /* Ends every rank of the job with code (MPI_Abort); tw_fatal reaches it through log.h. */
 _Noreturn void tw_comm_abort(tw_comm *c, int code);
 

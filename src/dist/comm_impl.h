@@ -29,6 +29,7 @@ tw_status tw_comm_mpi_create(tw_comm **out, int *argc, char ***argv, tw_err *err
 #ifdef TW_HAVE_NCCL
 /* comm_nccl.c: bootstraps over MPI (rank 0 makes the NCCL id and broadcasts it). */
 tw_status tw_comm_nccl_create(tw_comm **out, int *argc, char ***argv, tw_err *err);
+void tw_comm_nccl_set_stream(tw_comm *c, void *stream);   /* tw_comm_set_stream */
 #endif
 
 #endif

@@ -85,6 +85,8 @@ static void cuda_backend_sync(tw_backend *be) {
     TW_CHECK_CUDA(cudaStreamSynchronize(tw_cuda_of(be)->stream));
 }
 
+static void *cuda_backend_stream(tw_backend *be) { return tw_cuda_of(be)->stream; }
+
 /* ---- memory: device memory, ordered on the compute stream ------------------------------------ */
 
 static void *cuda_mem_alloc(tw_backend *be, size_t n_bytes) {
@@ -241,6 +243,7 @@ static const tw_backend_ops cuda_ops = {
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
     .graph_replay = cuda_graph_replay,
+    .stream = cuda_backend_stream,
 };
 
 /* Setup failures are the machine's (driver, device index), so they come back as a status. */
