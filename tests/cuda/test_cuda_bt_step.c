@@ -1,0 +1,158 @@
+/* One whole Barlow Twins training step (src/train/bt_model.c: ResNet18 + projector + loss +
+ * backward + optimizer) on the CUDA backend against the same step on the CPU backend (fp32, the
+ * reference), from the same initial state and the same two views: the loss, every parameter's
+ * gradient, every parameter and BN buffer after the update. CUDA fp32: normalised MSE 1e-8 per
+ * tensor (1e-4 relative) and loss within 1e-4; CUDA bf16: nmse 1e-2 on gradients, 1e-3 on the
+ * updated parameters and BN buffers (Adam's first step is lr sign(g), which bf16 noise flips
+ * where g is near 0) and loss within 2e-2.
+ * usage: test_cuda_bt_step N C H D adam|lars fp32|bf16|harness; exits 77 without a GPU.
+ * harness: a second CPU backend stands in for the GPU, to keep the comparisons honest anywhere. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "train/bt_model.h"
+
+static double nmse(const float *got, const float *want, size_t n, size_t *n_nonfinite) {
+    double se = 0, sw = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) || !isfinite(want[i])) {
+            (*n_nonfinite)++;
+            continue;
+        }
+        double e = (double)got[i] - want[i];
+        se += e * e;
+        sw += (double)want[i] * want[i];
+    }
+    return se / (sw > 1e-30 ? sw : 1e-30);
+}
+
+static float *fetch(tw_backend *be, const float *p, size_t n) {
+    float *h = malloc(n * sizeof *h);
+    TW_ASSERT(h);
+    tw_mem_to_host(be, h, p, n * sizeof *h);
+    return h;
+}
+
+static tw_status model_make(tw_bt_model *m, tw_backend *be, tw_comm *comm, const tw_bt_opts *o,
+                            tw_err *err) {
+    tw_status st = tw_bt_model_init(m, be, comm, o, err);
+    if (st == TW_OK) tw_bt_model_reset(m, 1234);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s N C H D adam|lars fp32|bf16|harness\n", argv[0]);
+        return 1;
+    }
+    int harness = !strcmp(argv[6], "harness");
+    if (!harness && tw_backend_device_count(TW_DEVICE_CUDA) <= 0) {
+        printf("no CUDA device: skipped\n");
+        return 77;
+    }
+    int n = (int)strtol(argv[1], NULL, 10), c = (int)strtol(argv[2], NULL, 10);
+    int h = (int)strtol(argv[3], NULL, 10), d = (int)strtol(argv[4], NULL, 10);
+    int lars = !strcmp(argv[5], "lars"), bf16 = !strcmp(argv[6], "bf16");
+    tw_err err = {0};
+    tw_comm *comm = NULL;
+    tw_backend *cpu = NULL, *gpu = NULL;
+    if (tw_comm_create(&comm, TW_COMM_SINGLE, &argc, &argv, &err) != TW_OK ||
+        tw_backend_create(&cpu, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK ||
+        tw_backend_create(&gpu, harness ? TW_DEVICE_CPU : TW_DEVICE_CUDA,
+                          bf16 ? TW_PREC_BF16 : TW_PREC_FP32, 0, &err) != TW_OK) {
+        printf("FAIL: setup: %s\n", err.msg);
+        return 1;
+    }
+    char line[300];
+    tw_backend_describe(gpu, line, sizeof line);
+    printf("# %s; %d pairs of [%d, %d, %d], projector %d, %s\n", line, n, c, h, h, d, argv[5]);
+    tw_bt_opts o = {.c_in = c, .h = h, .w = h, .n_local = n, .bn_groups = 1, .proj_dim = d,
+                    .lambda = 0.0051f};
+    o.optim = (tw_optim_hparams){.momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                                 .eta = 0.001};
+    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1,
+                            .final_ratio = 1.0};
+    if (lars) {
+        o.optim.kind = TW_OPTIM_KIND_LARS;
+        o.optim.weight_decay = 1.5e-6;
+        o.optim.lr = 0.2;
+        o.optim.lr_bias_scale = 0.0048 / 0.2;
+    } else {
+        o.optim.kind = TW_OPTIM_KIND_ADAM;
+        o.optim.weight_decay = 1e-4;
+        o.optim.lr = 1e-3;
+        o.optim.lr_bias_scale = 1.0;
+    }
+    tw_bt_model mc, mg;
+    if (model_make(&mc, cpu, comm, &o, &err) != TW_OK || model_make(&mg, gpu, comm, &o, &err) != TW_OK) {
+        printf("FAIL: model: %s\n", err.msg);
+        return 1;
+    }
+    /* The same initial state on both, whatever reset does per backend. */
+    float *p0 = fetch(cpu, mc.P.params, mc.P.n_params), *b0 = fetch(cpu, mc.P.buffers, mc.P.n_buffers);
+    tw_mem_from_host(gpu, mg.P.params, p0, mc.P.n_params * sizeof(float));
+    tw_mem_from_host(gpu, mg.P.buffers, b0, mc.P.n_buffers * sizeof(float));
+    free(p0);
+    free(b0);
+    size_t per_view = (size_t)n * c * h * h;
+    tw_rng r;
+    tw_rng_init(&r, 7, 0, 0, 0);
+    float *views = malloc(2 * per_view * sizeof(float));
+    TW_ASSERT(views);
+    for (size_t i = 0; i < 2 * per_view; i++) views[i] = tw_rng_normal(&r);
+    for (int v = 0; v < 2; v++) {
+        tw_mem_from_host(cpu, mc.x[v], views + v * per_view, per_view * sizeof(float));
+        tw_mem_from_host(gpu, mg.x[v], views + v * per_view, per_view * sizeof(float));
+    }
+    double loss_c = tw_bt_model_step(&mc, NULL), loss_g = tw_bt_model_step(&mg, NULL);
+
+    double tol_loss = bf16 ? 2e-2 : 1e-4, tol_grad = bf16 ? 1e-2 : 1e-8;
+    double tol_param = bf16 ? 1e-3 : 1e-8;
+    int ok = fabs(loss_g - loss_c) <= tol_loss * fabs(loss_c);
+    printf("%s loss cuda %.8g cpu %.8g (rel tol %.0e)\n", ok ? "PASS" : "FAIL", loss_g, loss_c, tol_loss);
+    float *gc = fetch(cpu, mc.P.grads, mc.P.n_params), *gg = fetch(gpu, mg.P.grads, mg.P.n_params);
+    float *pc = fetch(cpu, mc.P.params, mc.P.n_params), *pg = fetch(gpu, mg.P.params, mg.P.n_params);
+    float *bc = fetch(cpu, mc.P.buffers, mc.P.n_buffers), *bg = fetch(gpu, mg.P.buffers, mg.P.n_buffers);
+    int n_bad = 0, n_checked = 0;
+    for (int i = 0; i < mc.P.n_entries; i++) {
+        const tw_param_entry *e = &mc.P.entries[i];
+        if (e->kind == TW_PARAM_COUNTER) continue;
+        const float *got[2], *want[2];
+        const char *what[2] = {"grad", e->kind == TW_PARAM_TRAIN ? "after" : "buffer"};
+        double tol[2] = {tol_grad, tol_param};
+        int k0 = e->kind == TW_PARAM_TRAIN ? 0 : 1;
+        if (e->kind == TW_PARAM_TRAIN) {
+            got[0] = gg + e->offset;
+            want[0] = gc + e->offset;
+            got[1] = pg + e->offset;
+            want[1] = pc + e->offset;
+        } else {
+            got[1] = bg + e->offset;
+            want[1] = bc + e->offset;
+        }
+        for (int k = k0; k < 2; k++) {
+            size_t n_nf = 0;
+            double err_k = nmse(got[k], want[k], e->n_elems, &n_nf);
+            int pass = err_k <= tol[k] && n_nf == 0;
+            n_checked++;
+            if (!pass) n_bad++;
+            if (!pass || i < 3)
+                printf("%s %s.%s n=%zu nmse=%.3e (tol %.0e)%s\n", pass ? "PASS" : "FAIL", what[k],
+                       e->name, e->n_elems, err_k, tol[k], n_nf ? " non-finite values" : "");
+        }
+    }
+    printf("# %d of %d tensors out of tolerance\n", n_bad, n_checked);
+    ok &= n_bad == 0;
+    free(gc); free(gg); free(pc); free(pg); free(bc); free(bg); free(views);
+    tw_bt_model_free(&mg);
+    tw_bt_model_free(&mc);
+    tw_backend_free(gpu);
+    tw_backend_free(cpu);
+    tw_comm_free(comm);
+    printf("%s\n", ok ? "PASS" : "FAIL");
+    return ok ? 0 : 1;
+}
