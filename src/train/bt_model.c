@@ -9,10 +9,6 @@
 
 #include "core/log.h"
 
-int tw_bt_opt_slots(tw_cfg_optim o) {
-    return o == TW_OPTIM_ADAM || o == TW_OPTIM_ADAMW ? 2 : 1;
-}
-
 tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const tw_bt_opts *o,
                            tw_err *err) {
     memset(m, 0, sizeof *m);
@@ -35,7 +31,7 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     m->id_bn_stats[0] = tw_params_add(&m->P, "bn.running_mean", TW_PARAM_BUFFER, 1, v1);
     m->id_bn_stats[1] = tw_params_add(&m->P, "bn.running_var", TW_PARAM_BUFFER, 1, v1);
     m->id_bn_stats[2] = tw_params_add(&m->P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
-    tw_params_alloc(&m->P, tw_bt_opt_slots(o->optim));
+    tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     tw_projector_bind(&m->pj, &m->P);
     m->loss.bn.run_mean = tw_params_ptr(&m->P, m->id_bn_stats[0]);
     m->loss.bn.run_var = tw_params_ptr(&m->P, m->id_bn_stats[1]);
@@ -54,14 +50,8 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
         m->z[v] = tw_mem_alloc(be, z_bytes);
         m->dz[v] = tw_mem_alloc(be, z_bytes);
     }
-    m->segs_w = malloc((size_t)m->P.n_segs * sizeof *m->segs_w);
-    m->segs_b = malloc((size_t)m->P.n_segs * sizeof *m->segs_b);
-    TW_ASSERT(m->segs_w && m->segs_b);
-    for (int s = 0; s < m->P.n_segs; s++) {
-        if (m->P.segs[s].is_1d) m->segs_b[m->n_segs_b++] = m->P.segs[s];
-        else m->segs_w[m->n_segs_w++] = m->P.segs[s];
-    }
-    return TW_OK;
+    return tw_optim_create(&m->optim, be, m->P.segs, m->P.n_segs, m->P.n_params, &o->optim, &o->sched,
+                           err);
 }
 
 void tw_bt_model_free(tw_bt_model *m) {
@@ -80,8 +70,7 @@ void tw_bt_model_free(tw_bt_model *m) {
     tw_projector_free(&m->pj, be);
     tw_barlow_free(&m->loss, be);
     tw_params_free(&m->P);
-    free(m->segs_w);
-    free(m->segs_b);
+    if (m->optim) tw_optim_free(m->optim);
     memset(m, 0, sizeof *m);
 }
 
@@ -90,10 +79,8 @@ void tw_bt_model_broadcast(tw_bt_model *m) {
     tw_params *P = &m->P;
     if (tw_comm_size(c) == 1) return;
     tw_comm_broadcast(c, P->params, P->n_params * sizeof(float), 0);
-    tw_comm_broadcast(c, P->opt, (size_t)P->n_opt_slots * P->n_params * sizeof(float), 0);
     if (P->n_buffers) tw_comm_broadcast(c, P->buffers, P->n_buffers * sizeof(float), 0);
     if (P->n_counters) tw_comm_broadcast(c, P->counters, P->n_counters * sizeof(int64_t), 0);
-    tw_comm_broadcast(c, &m->step, sizeof m->step, 0);
 }
 
 void tw_bt_model_reset(tw_bt_model *m, uint64_t seed) {
@@ -107,38 +94,10 @@ void tw_bt_model_reset(tw_bt_model *m, uint64_t seed) {
     tw_mem_from_host(m->be, m->loss.bn.run_var, ones, (size_t)d * sizeof(float));
     *m->loss.bn.n_batches = 0;
     free(ones);
-    tw_mem_zero(m->be, m->P.opt, (size_t)m->P.n_opt_slots * m->P.n_params * sizeof(float));
-    m->step = 0;
     tw_bt_model_broadcast(m);
 }
 
-/* The update of one group of segments (weights, or 1-D parameters) at learning rate lr. */
-static void update(tw_bt_model *m, const tw_param_seg *segs, int n_segs, float lr, int is_1d) {
-    const tw_bt_opts *o = &m->o;
-    tw_params *P = &m->P;
-    if (!n_segs) return;
-    switch (o->optim) {
-    case TW_OPTIM_ADAM:
-    case TW_OPTIM_ADAMW: {
-        tw_adam_hparams h = {lr, o->beta1, o->beta2, o->eps, is_1d ? 0.0f : o->weight_decay,
-                             o->optim == TW_OPTIM_ADAMW, m->step};
-        tw_adam_update(m->be, P->params, P->opt, P->opt + P->n_params, P->grads, segs, n_segs, &h);
-        break;
-    }
-    case TW_OPTIM_LARS: {
-        tw_lars_hparams h = {lr, o->momentum, o->weight_decay, o->eta};
-        tw_lars_update(m->be, P->params, P->opt, P->grads, segs, n_segs, &h);
-        break;
-    }
-    case TW_OPTIM_SGD: {
-        tw_sgd_hparams h = {lr, o->momentum, o->weight_decay, o->nesterov};
-        tw_sgd_update(m->be, P->params, P->opt, P->grads, segs, n_segs, &h);
-        break;
-    }
-    }
-}
-
-double tw_bt_model_step(tw_bt_model *m, double lr) {
+double tw_bt_model_step(tw_bt_model *m, double *lr) {
     tw_backend *be = m->be;
     tw_comm *comm = m->comm;
     int G = m->o.bn_groups, rows = m->o.n_local / G;
@@ -171,8 +130,7 @@ double tw_bt_model_step(tw_bt_model *m, double lr) {
     /* Each rank holds its share of the gradient of the one global loss: the sum is the whole. */
     tw_comm_allreduce(comm, P->grads, P->n_params, TW_F32, TW_REDUCE_SUM);
     if (!tw_scale_check(be, P->grads, P->n_params, 1.0f)) return NAN;
-    m->step++;
-    update(m, m->segs_w, m->n_segs_w, (float)lr, 0);
-    update(m, m->segs_b, m->n_segs_b, (float)(lr * m->o.lr_bias_scale), 1);
+    double lr_used = tw_optim_step(m->optim, P->params, P->grads);
+    if (lr) *lr = lr_used;
     return loss;
 }

@@ -14,6 +14,7 @@
 #include "model/params.h"
 #include "model/projector.h"
 #include "model/resnet18.h"
+#include "optim/optim.h"
 
 #define TW_BT_MAX_GROUPS 8
 
@@ -24,10 +25,8 @@ typedef struct tw_bt_opts {
                                * per-rank statistics on one (tests) */
     int proj_dim;
     float lambda;
-    tw_cfg_optim optim;
-    float momentum, beta1, beta2, eps, eta, weight_decay;
-    int nesterov;
-    float lr_bias_scale;      /* 1-D parameters use lr * lr_bias_scale */
+    tw_optim_hparams optim;   /* optimizer and peak rates (optim/optim.h) */
+    tw_schedule sched;        /* warm-up + cosine or constant, per step */
 } tw_bt_opts;
 
 typedef struct tw_bt_model {
@@ -44,9 +43,7 @@ typedef struct tw_bt_model {
     float *x[2];                           /* [n_local, c_in, h, w] the two views (backend) */
     float *feats[2], *dfeats[2];           /* [n_local, 512] */
     float *z[2], *dz[2];                   /* [n_local, proj_dim] */
-    tw_param_seg *segs_w, *segs_b;         /* trained tensors with and without adaptation/decay */
-    int n_segs_w, n_segs_b;
-    int64_t step;                          /* optimizer steps taken (Adam's t) */
+    tw_optim *optim;                       /* its step count is the training step */
 } tw_bt_model;
 
 /* Registers and allocates everything; the weights are not initialised (tw_bt_model_reset or a
@@ -57,16 +54,14 @@ void tw_bt_model_free(tw_bt_model *m);
 /* torchvision's and torch's default initialisation from seed, then rank 0's values broadcast so
  * every rank starts from the same parameters and buffers. */
 void tw_bt_model_reset(tw_bt_model *m, uint64_t seed);
-/* Broadcasts parameters, buffers, optimizer state and counters from rank 0. */
+/* Broadcasts parameters, buffers and counters from rank 0. */
 void tw_bt_model_broadcast(tw_bt_model *m);
 
 /* One step on the views in m->x[0], m->x[1]: forward, loss, backward, gradient all-reduce (sum:
- * every rank's share of the one global loss), update with learning rate lr (1-D parameters:
- * lr * lr_bias_scale). Returns the loss, the same on every rank; NAN when the loss or the
- * gradients are not finite, in which case the parameters are left as they were. */
-double tw_bt_model_step(tw_bt_model *m, double lr);
-
-/* Optimizer state slots for the configured optimizer (Adam: m, v; LARS and SGD: mu). */
-int tw_bt_opt_slots(tw_cfg_optim o);
+ * every rank's share of the one global loss is its gradient, so the sum is the 1-rank gradient),
+ * the optimizer's update at the scheduled rate (written to *lr when lr is not NULL). Returns the
+ * loss, the same on every rank; NAN when the loss or the gradients are not finite, in which case
+ * the parameters and the optimizer are left as they were. */
+double tw_bt_model_step(tw_bt_model *m, double *lr);
 
 #endif

@@ -37,19 +37,21 @@ int main(int argc, char **argv) {
     }
     /* The hyper-parameters of ref_bt_step.py. */
     tw_bt_opts o = {.c_in = c, .h = h, .w = h, .n_local = n / size, .bn_groups = 1, .proj_dim = d,
-                    .lambda = 0.0051f, .momentum = 0.9f, .beta1 = 0.9f, .beta2 = 0.999f,
-                    .eps = 1.0f, .eta = 0.001f};
-    double lr;
+                    .lambda = 0.0051f};
+    o.optim = (tw_optim_hparams){.momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999, .eps = 1.0,
+                                 .eta = 0.001};
+    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1,
+                            .final_ratio = 1.0};
     if (lars) {
-        o.optim = TW_OPTIM_LARS;
-        o.weight_decay = 1.5e-6f;
-        lr = 0.2;
-        o.lr_bias_scale = (float)(0.0048 / 0.2);
+        o.optim.kind = TW_OPTIM_KIND_LARS;
+        o.optim.weight_decay = 1.5e-6;
+        o.optim.lr = 0.2;
+        o.optim.lr_bias_scale = 0.0048 / 0.2;
     } else {
-        o.optim = TW_OPTIM_ADAM;
-        o.weight_decay = 1e-4f;
-        lr = 1e-3;
-        o.lr_bias_scale = 1.0f;
+        o.optim.kind = TW_OPTIM_KIND_ADAM;
+        o.optim.weight_decay = 1e-4;
+        o.optim.lr = 1e-3;
+        o.optim.lr_bias_scale = 1.0;
     }
     tw_bt_model m;
     if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
@@ -67,7 +69,7 @@ int main(int argc, char **argv) {
     for (int v = 0; v < 2; v++)
         tw_mem_from_host(be, m.x[v], y[v] + rank * per_rank, per_rank * sizeof(float));
 
-    double loss = tw_bt_model_step(&m, lr);
+    double loss = tw_bt_model_step(&m, NULL);
 
     int ok = 1;
     float lossf = (float)loss, *loss_ref = check_read(f, "loss", NULL);

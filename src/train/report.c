@@ -1,0 +1,84 @@
+/* Progress lines and metrics (report.h). */
+#include "train/report.h"
+
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double tw_report_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log_every,
+                         int64_t first_step, int64_t total_steps, int64_t steps_per_epoch, tw_err *err) {
+    memset(r, 0, sizeof *r);
+    r->on = on;
+    r->tty = on && isatty(STDOUT_FILENO);
+    r->log_every = log_every > 0 ? log_every : 1;
+    r->first_step = first_step;
+    r->total_steps = total_steps;
+    r->steps_per_epoch = steps_per_epoch;
+    r->t_first = tw_report_now();
+    if (on && metrics_path) {
+        r->metrics = fopen(metrics_path, "a");
+        if (!r->metrics) return tw_err_set(err, TW_E_IO, "%s: cannot open for appending", metrics_path);
+    }
+    return TW_OK;
+}
+
+static void format_eta(char *buf, size_t n, double s) {
+    if (s < 0 || s > 1e8) s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
+                    double step_s, double pairs_per_s) {
+    if (!r->on) return;
+    double now = tw_report_now();
+    int64_t done = step - r->first_step;
+    double eta = done > 0 ? (now - r->t_first) / done * (double)(r->total_steps - step) : 0;
+    char eta_s[32];
+    format_eta(eta_s, sizeof eta_s, eta);
+    if (r->metrics) {
+        fprintf(r->metrics,
+                "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, "
+                "\"step_s\": %.6f, \"pairs_per_s\": %.3f}\n",
+                step, epoch, loss, lr, step_s, pairs_per_s);
+        fflush(r->metrics);
+    }
+    int last = step == r->total_steps;
+    if (r->tty) {
+        if (!last && now - r->last_draw < 0.2) return;
+        r->last_draw = now;
+        enum { W = 24 };
+        char bar[W + 1];
+        int fill = r->total_steps > 0 ? (int)(W * step / r->total_steps) : W;
+        for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
+        bar[W] = 0;
+        printf("\repoch %4" PRId64 " step %7" PRId64 "/%-7" PRId64 " [%s] loss %.4e | %7.1f pairs/s | ETA %s ",
+               epoch, step, r->total_steps, bar, loss, pairs_per_s, eta_s);
+        if (last) printf("\n");
+        fflush(stdout);
+        return;
+    }
+    if (step % r->log_every && !last && step != r->first_step + 1) return;
+    printf("step %7" PRId64 "/%-7" PRId64 " | epoch %4" PRId64 " | loss %.4e | lr %.2e | %8.1f ms | %7.1f pairs/s | ETA %s\n",
+           step, r->total_steps, epoch, loss, lr, 1e3 * step_s, pairs_per_s, eta_s);
+    fflush(stdout);
+}
+
+void tw_report_break(tw_report *r) {
+    if (r->on && r->tty && r->last_draw > 0) {
+        printf("\n");
+        r->last_draw = 0;
+    }
+}
+
+void tw_report_close(tw_report *r) {
+    if (r->metrics) fclose(r->metrics);
+    r->metrics = NULL;
+}

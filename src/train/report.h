@@ -1,0 +1,33 @@
+/* What a pre-training run shows and records, on rank 0: on a terminal a progress bar (epoch,
+ * step, loss, pairs/s, ETA) redrawn a few times a second, otherwise one fixed-column line every
+ * log_every steps (STYLE.md's nccl-tests shape); every step as a JSON line in metrics.jsonl. */
+#ifndef TW_REPORT_H
+#define TW_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+
+typedef struct tw_report {
+    int on;                 /* rank 0 */
+    int tty;                /* stdout is a terminal */
+    int log_every;
+    int64_t total_steps, steps_per_epoch, first_step;
+    double t_first, last_draw;
+    FILE *metrics;          /* metrics.jsonl, appended */
+} tw_report;
+
+/* metrics_path NULL: no JSON lines. Only rank 0 (on = 1) prints or writes. */
+tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log_every,
+                         int64_t first_step, int64_t total_steps, int64_t steps_per_epoch, tw_err *err);
+/* After step `step` (1-based count of steps done): loss, learning rate, seconds of this step and
+ * pairs/s over the global batch. */
+void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
+                    double step_s, double pairs_per_s);
+/* Ends a progress bar's line (before any other output). */
+void tw_report_break(tw_report *r);
+void tw_report_close(tw_report *r);
+double tw_report_now(void);   /* monotonic seconds */
+
+#endif
