@@ -14,6 +14,7 @@ static const tw_command commands[] = {
     {"info", tw_cmd_info, "version, backends, CPU ISA, default precision, GPUs"},
     {"convert", tw_cmd_convert, "BigEarthNet v1.0 / v2.0 archive into shards (docs/shards.md)"},
     {"synth", tw_cmd_synth, "write a synthetic BigEarthNet-like shard directory (docs/synth.md)"},
+    {"pretrain", tw_cmd_pretrain, "Barlow Twins pre-training of a ResNet18 (docs/pretrain.md)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
