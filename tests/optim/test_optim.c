@@ -25,6 +25,7 @@ static int g_fail = 0;
 
 #define TOL 1e-6
 #define MAX_SEGS 16
+#define MAX_CASES 16
 
 typedef struct ref_case {
     char name[64];
@@ -242,12 +243,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL: %s exited %d\n", cmd, WEXITSTATUS(rc));
         return 1;
     }
-    tw_backend *be = NULL;
-    tw_err err = {0};
-    if (tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
-        fprintf(stderr, "FAIL: cpu backend: %s\n", err.msg);
-        return 1;
-    }
     char path[1024];
     snprintf(path, sizeof path, "%s/segs.txt", argv[3]);
     FILE *f = fopen(path, "r");
@@ -263,21 +258,38 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL: cannot read the reference in %s\n", argv[3]);
         return 1;
     }
-    ref_case c;
+    ref_case cases[MAX_CASES];
     int n_cases = 0;
-    size_t n = 0;
-    while (memset(&c, 0, sizeof c), read_case(&c, m, argv[3])) {
-        test_case(be, &c, segs, n_segs);
-        n = c.n;
-        free(c.init);
-        free(c.lrs);
+    while (n_cases < MAX_CASES && (memset(&cases[n_cases], 0, sizeof cases[0]), read_case(&cases[n_cases], m, argv[3])))
         n_cases++;
-    }
     fclose(m);
     CHECK(n_cases == 7, "read %d cases, want 7", n_cases);
-    test_bad_input(be, segs, n_segs, n);
+
+    /* The CPU always; the CUDA backend's kernels too where this build and machine have a GPU. */
+    const tw_device devices[] = {TW_DEVICE_CPU, TW_DEVICE_CUDA};
+    for (int d = 0; d < 2; d++) {
+        if (!tw_backend_available(devices[d]) || tw_backend_device_count(devices[d]) < 1) {
+            printf("# %s: not in this build or machine\n", devices[d] == TW_DEVICE_CPU ? "cpu" : "cuda");
+            continue;
+        }
+        tw_backend *be = NULL;
+        tw_err err = {0};
+        if (tw_backend_create(&be, devices[d], TW_PREC_FP32, 0, &err) != TW_OK) {
+            CHECK(0, "backend: %s", err.msg);
+            continue;
+        }
+        char desc[256];
+        tw_backend_describe(be, desc, sizeof desc);
+        printf("# backend: %s\n", desc);
+        for (int i = 0; i < n_cases; i++) test_case(be, &cases[i], segs, n_segs);
+        test_bad_input(be, segs, n_segs, cases[0].n);
+        tw_backend_free(be);
+    }
+    for (int i = 0; i < n_cases; i++) {
+        free(cases[i].init);
+        free(cases[i].lrs);
+    }
     test_from_pretrain();
-    tw_backend_free(be);
     printf(g_fail ? "FAIL test_optim\n" : "PASS test_optim (%d cases)\n", n_cases);
     return g_fail;
 }
