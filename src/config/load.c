@@ -111,9 +111,13 @@ static tw_status walk_mapping(load_ctx *c, yaml_document_t *doc, yaml_node_t *ma
         }
         const tw_cfg_key *k = tw_cfg_key_find(c->s, path);
         if (k) {
+            origin *o = &c->origins[k - c->s->keys];
+            if (o->set) {   /* the same key spelt both nested and dotted ("optim.lr: ...") */
+                snprintf(why, sizeof why, "duplicate key (first given at %s)", o->where);
+                return fail_at(c, TW_E_FORMAT, kn->start_mark, path, why);
+            }
             if (tw_cfg_value_set(k, c->cfg, doc, vn, why, sizeof why))
                 return fail_at(c, TW_E_RANGE, vn->start_mark, path, why);
-            origin *o = &c->origins[k - c->s->keys];
             o->set = 1;
             snprintf(o->where, sizeof o->where, "%s:%zu:%zu", c->name, vn->start_mark.line + 1,
                      vn->start_mark.column + 1);

@@ -50,6 +50,10 @@ static const bad_case bad_cases[] = {
      {"@:3:3: optim.lr: duplicate key", "line 2, column 3"}},
     {"duplicate section", "optim:\n  lr: 0.1\ndata:\n  batch: 4\noptim:\n  eps: 1e-6\n", NULL, 0,
      {"@:5:1: optim: duplicate key", "line 1, column 1"}},
+    {"duplicate, nested and dotted", "optim:\n  lr: 0.1\noptim.lr: 0.2\n", NULL, 0,
+     {"@:3:1: optim.lr: duplicate key (first given at @:2:7)"}},
+    {"duplicate, dotted section", "augment.view1:\n  crop: 0.5\naugment:\n  view1: {crop: 0.4}\n", NULL, 0,
+     {"@:4:11: augment.view1.crop: duplicate key (first given at @:2:9)"}},
     {"word for an integer", "data:\n  batch: abc\n", NULL, 0, {"@:2:10: data.batch: expected integer", "got abc"}},
     {"fraction for an integer", "data:\n  batch: 2.5\n", NULL, 0, {"@:2:10: data.batch: expected integer", "got 2.5"}},
     {"quoted number", "optim:\n  lr: \"0.1\"\n", NULL, 0, {"@:2:7: optim.lr: expected number", "quoted string"}},
@@ -181,7 +185,8 @@ static const char *full_yaml =
     "  warmup_epochs: 0\n  epochs: 3\n  schedule: constant\n  final_lr_ratio: 0.01\n"
     "backend:\n  device: cuda\n  precision: bf16\n  threads: 3\n  comm: nccl\n"
     "augment:\n  view1:\n    crop: 0.9\n    band_dropout: 0.3\n  view2:\n    rot90: 0.0\n"
-    "  crop_min_scale: 0.2\n  speckle_looks: 1\n  blur_sigma_max: 3.5\n";
+    "  crop_min_scale: 0.2\n  speckle_looks: 1\n  blur_sigma_max: 3.5\n"
+    "augment.view2.flip: 0.25\n";
 
 static void test_full_file_and_round_trip(void) {
     char path[256];
@@ -203,6 +208,7 @@ static void test_full_file_and_round_trip(void) {
     CHECK(a.backend.device == TW_CFG_DEV_CUDA && a.backend.precision == TW_CFG_PREC_BF16 &&
           a.backend.comm == TW_CFG_COMM_NCCL && a.backend.threads == 3, "backend");
     CHECK(a.augment.view1.crop == 0.9 && a.augment.view1.flip == 0.5 && a.augment.view2.rot90 == 0.0, "augment");
+    CHECK(a.augment.view2.flip == 0.25, "a dotted key after its section");
 
     /* Serialised text reads back to the identical struct (strings with quotes and backslashes,
      * 64-bit seeds, nulls, lists, shortest float text). */
