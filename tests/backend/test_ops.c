@@ -256,7 +256,7 @@ static int test_gemm(tw_backend *be, tw_rng *rng) {
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < ldc; j++, cnt++) {
                     double s = 0;
-                    for (int p = 0; p < k; p++) {
+                    for (int p = 0; p < k && j < n; p++) {
                         double av = ta ? a[p * lda + i] : a[i * lda + p];
                         double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
                         s += av * bv;

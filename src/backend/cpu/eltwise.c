@@ -81,7 +81,10 @@ void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, co
         float *pdx = dx->data;
         const float *pdy = dy->data, *py = y->data;
 #pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) pdx[i] = py[i] > 0.0f ? pdy[i] : 0.0f;
+        for (long i = 0; i < n; i++) {
+            float g = pdy[i];   /* loaded unconditionally, so that the select vectorises */
+            pdx[i] = py[i] > 0.0f ? g : 0.0f;
+        }
     } else {
         /* Selecting the bf16 bits needs no rounding: y > 0 iff its sign bit is clear and it is
          * not +0 (NaN y is treated as not positive, as the f32 comparison does). */
@@ -89,9 +92,8 @@ void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, co
         const uint16_t *pdy = dy->data, *py = y->data;
 #pragma omp parallel for simd schedule(static)
         for (long i = 0; i < n; i++) {
-            uint16_t v = py[i];
-            int pos = v != 0 && v < 0x7f81u;
-            pdx[i] = pos ? pdy[i] : 0;
+            uint16_t v = py[i], g = pdy[i];
+            pdx[i] = (v != 0 && v < 0x7f81u) ? g : 0;
         }
     }
 }
