@@ -66,11 +66,13 @@ static void cuda_backend_free(tw_backend *be) {
     cudaFree(cb->ws);
     cudaFree(cb->dev_vals);
     cudaFree(cb->red_partial);
-    cudaFree(cb->segs_dev);
-    cudaFree(cb->seg_partials);
+    for (int i = 0; i < cb->n_segtabs; i++) {
+        cudaFree(cb->segtabs[i].dev);
+        cudaFree(cb->segtabs[i].partials);
+        free(cb->segtabs[i].host);
+    }
     if (cb->host_vals) cudaFreeHost(cb->host_vals);
     if (cb->stream) cudaStreamDestroy(cb->stream);
-    free(cb->segs_host);
     free(cb->algos);
     free(cb);
 }
