@@ -75,7 +75,9 @@ static int names_push(names *s, const char *x) {
 }
 
 static int cmp_pstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-static void names_sort(names *s) { qsort(s->v, s->n, sizeof *s->v, cmp_pstr); }
+static void names_sort(names *s) {
+    if (s->n) qsort(s->v, s->n, sizeof *s->v, cmp_pstr);
+}
 static int names_has(const names *s, const char *x) {
     return s->n && bsearch(&x, s->v, s->n, sizeof *s->v, cmp_pstr) != NULL;
 }
@@ -282,6 +284,6 @@ tw_status tw_convert_list(tw_patch_list *list, tw_convert_summary *sum, const tw
         tw_patch_list_free(list);
         return st;
     }
-    qsort(list->p, (size_t)list->n, sizeof *list->p, cmp_patch);
+    if (list->n) qsort(list->p, (size_t)list->n, sizeof *list->p, cmp_patch);
     return TW_OK;
 }

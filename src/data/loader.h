@@ -30,6 +30,7 @@ typedef struct tw_view {
  * - out: where the view goes (a slot of the batch), same channels, size out->h x out->w
  *   (the loader's out_h x out_w, which may be smaller than in: a crop). Write every element.
  * - sample: the global index of the sample in its split (stable across ranks and fractions).
+ * - user is only ever used from the loader's thread, so it may hold the hook's scratch memory.
  * - Returns TW_OK, or a status with a message in err; the loader reports it from next_batch. */
 typedef tw_status (*tw_loader_augment_fn)(void *user, tw_view *out, const tw_view *in, uint64_t seed,
                                           int64_t epoch, int64_t sample, int view, tw_err *err);

@@ -83,6 +83,7 @@ static int cmp_i64(const void *a, const void *b) {
 tw_status tw_sampler_subset(int64_t **out, int64_t *n_out, int64_t n, double fraction, uint64_t seed, tw_err *err) {
     *out = NULL;
     *n_out = 0;
+    if (n < 1) return tw_err_set(err, TW_E_RANGE, "label-fraction subset of an empty split");
     if (!(fraction > 0 && fraction <= 1))
         return tw_err_set(err, TW_E_RANGE, "label fraction %g is not in (0, 1]", fraction);
     int64_t k = (int64_t)llround(fraction * (double)n);

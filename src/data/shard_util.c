@@ -202,7 +202,7 @@ tw_status tw_shard_list(char ***paths, int *n, const char *dir, const char *spli
         n_bytes += strlen(dir) + 1 + strlen(e->d_name) + 1;
         n_names++;
     }
-    qsort(names, n_names, sizeof *names, cmp_str);
+    if (n_names) qsort(names, n_names, sizeof *names, cmp_str);
     /* One allocation: the pointer table, then the strings. */
     char **out = malloc(n_names * sizeof *out + n_bytes + 1);
     if (!out) { st = tw_err_set(err, TW_E_NOMEM, "%s: listing shards", dir); goto done; }
