@@ -179,14 +179,10 @@ static tw_status list_v1(tw_patch_list *list, tw_convert_summary *sum, const tw_
             if ((st = skip(sum, o, TW_SKIP_NO_S1, err, "S2 patch %s%s: no S1 patch names it", s2s.v[i], ""))) goto done;
             continue;
         }
+        /* Snow first, then clouds: the official split lists leave both kinds of patch out, so a
+         * cloudy patch goes to `clouds` whether or not a list names it. */
         tw_patch p = {.s2 = pr->s2, .s1 = pr->s1};
-        const char *split = o->split;
-        for (int k = 0; k < 3 && !split; k++)
-            if (names_has(&split_sets[k], p.s2)) split = split_files[k];
-        if (!split) {
-            skip(sum, o, TW_SKIP_NOT_LISTED, err, "%s%s", p.s2, "");
-            continue;
-        }
+        const char *split = NULL;
         if (names_has(&snow, p.s2)) {
             p.flags |= TW_FLAG_SNOW;
             if (!o->keep_snow) {
@@ -197,6 +193,13 @@ static tw_status list_v1(tw_patch_list *list, tw_convert_summary *sum, const tw_
         if (names_has(&clouds, p.s2)) {
             p.flags |= TW_FLAG_CLOUD;
             split = "clouds";
+        }
+        if (!split) split = o->split;
+        for (int k = 0; k < 3 && !split; k++)
+            if (names_has(&split_sets[k], p.s2)) split = split_files[k];
+        if (!split) {
+            skip(sum, o, TW_SKIP_NOT_LISTED, err, "%s%s", p.s2, "");
+            continue;
         }
         if ((p.split = tw_convert_split_id(sum, split)) < 0) {
             st = tw_err_set(err, TW_E_RANGE, "split name '%s': too long or too many splits", split);
