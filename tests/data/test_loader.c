@@ -305,6 +305,44 @@ static void test_views_and_bands(const char *dir) {
     CHECK(tw_loader_init(&ld, &o, &err) == TW_E_MISSING && strstr(err.msg, "nosuch"), "missing split: %s", err.msg);
 }
 
+/* A hook that fails on sample 42: the error must come out of tw_loader_next, and stay. */
+static tw_status failing_hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch, int64_t sample,
+                              int view, tw_err *err) {
+    (void)user;
+    (void)seed;
+    (void)epoch;
+    (void)view;
+    if (sample == 42) return tw_err_set(err, TW_E_RANGE, "sample forty-two refused");
+    memcpy(out->s1, in->s1, (size_t)in->c_s1 * in->h * in->w * sizeof(float));
+    memcpy(out->s2, in->s2, (size_t)in->c_s2 * in->h * in->w * sizeof(float));
+    return TW_OK;
+}
+
+static void test_hook_error(const char *dir) {
+    tw_loader_opts o;
+    tw_loader_opts_default(&o);
+    o.dir = dir;
+    o.split = "train";
+    o.global_batch = 10;
+    o.shuffle = 0;
+    o.augment = failing_hook;
+    tw_loader *ld;
+    tw_err err = {0};
+    if (tw_loader_init(&ld, &o, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    const tw_batch *b;
+    tw_status st = TW_OK;
+    int n_ok = 0;
+    for (int s = 0; s < 10 && !(st = tw_loader_next(ld, &b, &err)); s++) n_ok++;
+    CHECK(n_ok == 4 && st == TW_E_RANGE, "%d batches before the error (want 4), status %d", n_ok, (int)st);
+    CHECK(strstr(err.msg, "forty-two") && strstr(err.msg, "sample 42"), "message: %s", err.msg);
+    tw_err again = {0};
+    CHECK(tw_loader_next(ld, &b, &again) == TW_E_RANGE && b == NULL, "the error did not stay");
+    tw_loader_free(ld);
+}
+
 int main(void) {
     char dir[] = "/tmp/tw_test_loader_XXXXXX";
     if (!mkdtemp(dir)) {
@@ -320,6 +358,7 @@ int main(void) {
     test_eval_order(dir);
     test_subsets(dir);
     test_views_and_bands(dir);
+    test_hook_error(dir);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
@@ -327,6 +366,6 @@ int main(void) {
         fprintf(stderr, "test_loader: %d checks failed\n", n_fail);
         return 1;
     }
-    printf("test_loader: ok (R = 1, 2, 4; 3 epochs; resume; fractions; eval order; 2 views; bands)\n");
+    printf("test_loader: ok (R = 1, 2, 4; 3 epochs; resume; fractions; eval order; 2 views; bands; hook errors)\n");
     return 0;
 }
