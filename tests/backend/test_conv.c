@@ -168,6 +168,40 @@ int main(void) {
     /* The stem skips backward-data; check a k=7 plan with it too. */
     ok &= run_case(be, &rng, &cases[4], TW_LAYOUT_NCHW, 1);
 
+    /* One plan, two weight sets (layers of equal shape sharing a plan): backward-data of the
+     * first after the forward of the second must use the first's weights. */
+    {
+        tw_conv_desc d = {2, 16, 6, 6, 16, 3, 1, 1, 1, TW_LAYOUT_NCHW};
+        tw_conv_plan *p = NULL;
+        tw_err e = {0};
+        if (tw_conv_plan_make(be, &p, &d, &e) != TW_OK) {
+            printf("FAIL shared plan: %s\n", e.msg);
+            return TB_FAIL;
+        }
+        tw_tensor yt = tw_conv_plan_y(p);
+        size_t nx = 2 * 16 * 36, nw = 16 * 16 * 9, ny = (size_t)yt.n * yt.c * yt.h * yt.w;
+        float *w1 = tb_alloc_rand(&rng, nw, 0.5f), *w2 = tb_alloc_rand(&rng, nw, 0.5f);
+        float *hx = tb_alloc_rand(&rng, nx, 1.0f), *hdy = tb_alloc_rand(&rng, ny, 1.0f);
+        float *got = malloc(nx * sizeof(float));
+        double *want = malloc(nx * sizeof(double)), *dw = malloc(nw * sizeof(double)), *g = malloc(nx * sizeof(double));
+        tw_tensor x = tb_tensor(be, 2, 16, 6, 6, TW_F32, TW_LAYOUT_NCHW);
+        tw_tensor dx = tb_tensor(be, 2, 16, 6, 6, TW_F32, TW_LAYOUT_NCHW);
+        tw_tensor y = tb_tensor(be, yt.n, yt.c, yt.h, yt.w, yt.dtype, yt.layout);
+        tw_tensor dy = tb_tensor(be, yt.n, yt.c, yt.h, yt.w, yt.dtype, yt.layout);
+        tb_put(be, &x, hx);
+        tb_put(be, &dy, hdy);
+        tw_conv_forward(be, p, &y, &x, w1);
+        tw_conv_forward(be, p, &y, &x, w2);
+        tw_conv_backward_data(be, p, &dx, &dy, w1);
+        tb_get(be, got, &dx);
+        ref_backward(want, dw, hdy, hx, w1, &d, yt.h, yt.w);
+        for (size_t i = 0; i < nx; i++) g[i] = got[i];
+        ok &= tb_close_d("shared plan: bwd-data uses its own w", g, want, nx, 1e-5, 1e-5);
+        tb_tensor_free(be, &x); tb_tensor_free(be, &dx); tb_tensor_free(be, &y); tb_tensor_free(be, &dy);
+        free(w1); free(w2); free(hx); free(hdy); free(got); free(want); free(dw); free(g);
+        tw_conv_plan_free(be, p);
+    }
+
     /* Bad shapes are errors, not crashes. */
     tw_conv_desc bad = {2, 3, 2, 2, 8, 7, 2, 0, 1, TW_LAYOUT_NCHW};
     tw_conv_plan *p = NULL;

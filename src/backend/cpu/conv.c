@@ -17,6 +17,7 @@ struct tw_conv_plan {
     tw_cpu_prim dw_to_user;           /* backward-weights layout -> OIHW f32 (if they differ) */
     int have_bwd_data, bwd_w_same, dw_same;
     void *w_fwd, *w_bwd, *dw_buf;     /* plan-owned weight buffers in oneDNN's layouts */
+    const float *w_in_fwd;            /* the user weights w_fwd holds (from the last forward) */
     dnnl_memory_t m_x, m_y, m_w_user, m_w_fwd, m_w_bwd, m_dw, m_dw_user, m_dx, m_dy;
 };
 
@@ -95,14 +96,34 @@ tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_c
         st = fail(err, d, "forward", s);
         goto done;
     }
-    /* The output layout must be one tw_tensor can name; otherwise ask for the input's. */
+    /* The output layout must be one tw_tensor can name; otherwise ask for the input's. And once
+     * the input is in a layout a convolution chose (anything but the image's NCHW), keep it when
+     * oneDNN has a real kernel for it: a residual block adds its input to its last conv's output,
+     * and one layout from the stem to the pool needs no reorders. */
     tw_layout y_layout;
-    if (!tw_cpu_layout_of(dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_dst_md, 0), d->n,
-                          d->c_out, h_out, w_out, act, &y_layout)) {
+    int named = tw_cpu_layout_of(dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_dst_md, 0), d->n,
+                                 d->c_out, h_out, w_out, act, &y_layout);
+    if (named && y_layout != d->x_layout && d->x_layout != TW_LAYOUT_NCHW) {
+        dnnl_primitive_desc_t kept = NULL;
+        y_fixed = tw_cpu_md_make(d->n, d->c_out, h_out, w_out, act, d->x_layout);
+        s = dnnl_convolution_forward_primitive_desc_create(&kept, be->engine,
+                                                           dnnl_forward_training,
+                                                           dnnl_convolution_direct, x_md, w_any,
+                                                           NULL, y_fixed, strides, dil, pad, pad,
+                                                           attr);
+        if (s == dnnl_success && strncmp(tw_cpu_pd_impl(kept), "ref", 3) != 0) {
+            TW_CHECK_DNNL(dnnl_primitive_desc_destroy(fwd_pd));
+            fwd_pd = kept;
+            y_layout = d->x_layout;
+        } else if (kept) {
+            TW_CHECK_DNNL(dnnl_primitive_desc_destroy(kept));
+        }
+    }
+    if (!named) {
         TW_CHECK_DNNL(dnnl_primitive_desc_destroy(fwd_pd));
         fwd_pd = NULL;
         y_layout = d->x_layout;
-        y_fixed = tw_cpu_md_make(d->n, d->c_out, h_out, w_out, act, y_layout);
+        if (!y_fixed) y_fixed = tw_cpu_md_make(d->n, d->c_out, h_out, w_out, act, y_layout);
         s = dnnl_convolution_forward_primitive_desc_create(&fwd_pd, be->engine,
                                                            dnnl_forward_training,
                                                            dnnl_convolution_direct, x_md, w_any,
@@ -224,6 +245,7 @@ void tw_cpu_conv_forward(tw_backend *base, tw_conv_plan *p, tw_tensor *y, const 
     check_y(p, y);
     tw_cpu_mem_bind(p->m_w_user, w);
     run_reorder(be, &p->w_to_fwd, p->m_w_user, p->m_w_fwd);
+    p->w_in_fwd = w;
     tw_cpu_mem_bind(p->m_x, x->data);
     tw_cpu_mem_bind(p->m_y, y->data);
     dnnl_exec_arg_t args[4] = {
@@ -234,10 +256,16 @@ void tw_cpu_conv_forward(tw_backend *base, tw_conv_plan *p, tw_tensor *y, const 
 void tw_cpu_conv_backward_data(tw_backend *base, tw_conv_plan *p, tw_tensor *dx,
                                const tw_tensor *dy, const float *w) {
     tw_cpu_backend *be = tw_cpu_be(base);
-    (void)w;   /* the forward of this step already holds w in the plan's layout */
     TW_ASSERT(p->have_bwd_data);
     check_x(p, dx, base->act_dtype);
     check_y(p, dy);
+    /* The forward of this step normally holds w in the plan's layout already; a plan shared by
+     * layers of equal shape (or a backward without forward) reorders w again. */
+    if (w != p->w_in_fwd) {
+        tw_cpu_mem_bind(p->m_w_user, w);
+        run_reorder(be, &p->w_to_fwd, p->m_w_user, p->m_w_fwd);
+        p->w_in_fwd = w;
+    }
     dnnl_memory_t m_w = p->m_w_fwd;
     if (!p->bwd_w_same) {
         run_reorder(be, &p->wfwd_to_bwd, p->m_w_fwd, p->m_w_bwd);
