@@ -4,6 +4,7 @@
 #include "core/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 size_t tw_layout_block(tw_layout l) {
     switch (l) {
@@ -105,6 +106,23 @@ void tw_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_byte
 
 void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes) {
     be->ops->mem_copy(be, dst, src, n_bytes);
+}
+
+void *tw_mem_host_alloc(tw_backend *be, size_t n_bytes) {
+    if (be->ops->mem_host_alloc) return be->ops->mem_host_alloc(be, n_bytes);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n_bytes ? n_bytes : 1) != 0) tw_fatal("posix_memalign", "out of host memory", __FILE__, __LINE__);
+    return p;
+}
+
+void tw_mem_host_free(tw_backend *be, void *p) {
+    if (be->ops->mem_host_free) be->ops->mem_host_free(be, p);
+    else free(p);
+}
+
+void tw_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
+    if (be->ops->mem_from_host_async) be->ops->mem_from_host_async(be, dst, host, n_bytes);
+    else be->ops->mem_from_host(be, dst, host, n_bytes);
 }
 
 void tw_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {

@@ -70,6 +70,13 @@ void tw_mem_zero(tw_backend *be, void *p, size_t n_bytes);
 void tw_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes);
 void tw_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes);
 void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes);
+/* Asynchronous uploads (the loader's batches): host memory the device reads directly (pinned on
+ * CUDA; plain 64-byte aligned memory on the CPU), and a copy that is queued on the backend's
+ * stream and returns at once. host must stay unchanged until tw_backend_sync or a later
+ * synchronous call (tw_mem_to_host, a loss) has returned. The CPU backend copies at once. */
+void *tw_mem_host_alloc(tw_backend *be, size_t n_bytes);     /* fatal on OOM */
+void tw_mem_host_free(tw_backend *be, void *p);
+void tw_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t n_bytes);
 
 /* dst = src converted to dst's layout and dtype (same logical shape). */
 void tw_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);

@@ -53,6 +53,10 @@ typedef struct tw_backend_ops {
     tw_status (*graph_end)(tw_backend *be, tw_err *err);
     void (*graph_replay)(tw_backend *be, double *values, int n_values);
     void * (*stream)(tw_backend *be);   /* optional (NULL: no device stream) */
+    /* Optional (NULL: aligned host memory and a synchronous copy, see backend.h). */
+    void * (*mem_host_alloc)(tw_backend *be, size_t n_bytes);
+    void (*mem_host_free)(tw_backend *be, void *p);
+    void (*mem_from_host_async)(tw_backend *be, void *dst, const void *host, size_t n_bytes);
 } tw_backend_ops;
 
 /* Every backend's plan structs (conv, bn, pool) start with this header, filled in by the plan's

@@ -612,6 +612,32 @@ static void check_optim(ctx *t) {
     free(p0); free(s0); free(s1);
 }
 
+/* ---- asynchronous upload from pinned host memory ---------------------------------------------- */
+
+/* Two uploads queued back to back from two host buffers, then one sync: both must land intact. */
+static void check_async_upload(ctx *t) {
+    size_t n = 1 << 20;
+    tw_backend *be = t->gpu;
+    float *h[2], *d[2];
+    for (int k = 0; k < 2; k++) {
+        h[k] = tw_mem_host_alloc(be, n * sizeof(float));
+        tb_fill(&t->rng, h[k], n, 1.f);
+        d[k] = gpu_guarded(t, n * sizeof(float), "async upload");
+        tw_mem_from_host_async(be, d[k], h[k], n * sizeof(float));
+    }
+    tw_backend_sync(be);
+    for (int k = 0; k < 2; k++) {
+        float *got = host_get(be, d[k], n);
+        int same = memcmp(got, h[k], n * sizeof(float)) == 0;
+        t->n_check++;
+        if (!same) t->n_fail++;
+        printf("%s async upload %d of 2 (%zu floats) arrives bit-exact\n", same ? "PASS" : "FAIL", k + 1, n);
+        free(got);
+        tw_mem_host_free(be, h[k]);
+    }
+    guards_check(t);
+}
+
 /* ---- CUDA graph ------------------------------------------------------------------------------ */
 
 /* Records add_relu + bt_loss + gemm once, replays it on new inputs written into the same buffers,
@@ -715,6 +741,7 @@ static int run(tw_backend *cpu, tw_precision prec, int harness) {
     check_dense_small(&t, 16, 33, 0, 0);
     check_losses(&t, 64, 12, 19);
     if (!t.bf16) check_optim(&t);   /* the optimizers are f32 whatever the precision */
+    check_async_upload(&t);
     if (!harness) {
         check_graph(&t);
     } else {

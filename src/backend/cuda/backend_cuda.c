@@ -48,7 +48,12 @@ void tw_cuda_ws_reserve(tw_cuda_backend *cb, size_t n_bytes) {
     if (n_bytes <= cb->ws_bytes) return;
     TW_ASSERT(!cb->recording);
     TW_CHECK_CUDA(cudaStreamSynchronize(cb->stream));
-    if (cb->ws) TW_CHECK_CUDA(cudaFree(cb->ws));
+    if (cb->ws && cb->graph_exec) {   /* the recorded graph holds the old pointer: keep it */
+        TW_ASSERT(cb->n_ws_retired < (int)(sizeof cb->ws_retired / sizeof cb->ws_retired[0]));
+        cb->ws_retired[cb->n_ws_retired++] = cb->ws;
+    } else if (cb->ws) {
+        TW_CHECK_CUDA(cudaFree(cb->ws));
+    }
     TW_CHECK_CUDA(cudaMalloc(&cb->ws, n_bytes));
     cb->ws_bytes = n_bytes;
 }
@@ -64,6 +69,7 @@ static void cuda_backend_free(tw_backend *be) {
     if (cb->cudnn) cudnnDestroy(cb->cudnn);
     cudaFree(cb->cublas_ws);
     cudaFree(cb->ws);
+    for (int i = 0; i < cb->n_ws_retired; i++) cudaFree(cb->ws_retired[i]);
     cudaFree(cb->dev_vals);
     cudaFree(cb->red_partial);
     for (int i = 0; i < cb->n_segtabs; i++) {
@@ -129,6 +135,27 @@ static void cuda_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_b
                                   tw_cuda_of(be)->stream));
 }
 
+/* Pinned, so that cudaMemcpyAsync from it is a true DMA that overlaps the compute. */
+static void *cuda_mem_host_alloc(tw_backend *be, size_t n_bytes) {
+    void *p = NULL;
+    TW_ASSERT(!tw_cuda_of(be)->recording);
+    TW_CHECK_CUDA(cudaMallocHost(&p, n_bytes ? n_bytes : 1));
+    return p;
+}
+
+static void cuda_mem_host_free(tw_backend *be, void *p) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    TW_ASSERT(!cb->recording);
+    if (!p) return;
+    TW_CHECK_CUDA(cudaStreamSynchronize(cb->stream));   /* a queued upload may still read it */
+    TW_CHECK_CUDA(cudaFreeHost(p));
+}
+
+static void cuda_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
+    TW_CHECK_CUDA(cudaMemcpyAsync(dst, host, n_bytes, cudaMemcpyHostToDevice,
+                                  tw_cuda_of(be)->stream));
+}
+
 /* ---- CUDA graphs ----------------------------------------------------------------------------- */
 
 static void graph_drop(tw_cuda_backend *cb) {
@@ -137,6 +164,8 @@ static void graph_drop(tw_cuda_backend *cb) {
     cb->graph_exec = NULL;
     cb->graph = NULL;
     cb->graph_n_vals = 0;
+    for (int i = 0; i < cb->n_ws_retired; i++) TW_CHECK_CUDA(cudaFree(cb->ws_retired[i]));
+    cb->n_ws_retired = 0;
 }
 
 static tw_status cuda_graph_begin(tw_backend *be, tw_err *err) {
@@ -246,6 +275,9 @@ static const tw_backend_ops cuda_ops = {
     .graph_end = cuda_graph_end,
     .graph_replay = cuda_graph_replay,
     .stream = cuda_backend_stream,
+    .mem_host_alloc = cuda_mem_host_alloc,
+    .mem_host_free = cuda_mem_host_free,
+    .mem_from_host_async = cuda_mem_from_host_async,
 };
 
 /* Setup failures are the machine's (driver, device index), so they come back as a status. */

@@ -64,6 +64,8 @@ typedef struct tw_cuda_backend {
     void *cublas_ws;             /* fixed, so cuBLAS never allocates inside a recorded graph */
     void *ws;                    /* the one cuDNN workspace, grown when a plan needs more */
     size_t ws_bytes;
+    void *ws_retired[16];        /* outgrown workspaces a recorded graph still uses */
+    int n_ws_retired;
     tw_cuda_conv_algo *algos;
     int n_algos, cap_algos;
     double *dev_vals;            /* [TW_CUDA_MAX_VALS] device */
