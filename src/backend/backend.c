@@ -111,7 +111,8 @@ void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes) {
 void *tw_mem_host_alloc(tw_backend *be, size_t n_bytes) {
     if (be->ops->mem_host_alloc) return be->ops->mem_host_alloc(be, n_bytes);
     void *p = NULL;
-    if (posix_memalign(&p, 64, n_bytes ? n_bytes : 1) != 0) tw_fatal("posix_memalign", "out of host memory", __FILE__, __LINE__);
+    if (posix_memalign(&p, 64, n_bytes ? n_bytes : 1) != 0)
+        tw_fatal("posix_memalign", "out of host memory", __FILE__, __LINE__);
     return p;
 }
 
