@@ -1,11 +1,16 @@
 /* Element-wise ops on tensors of equal shape, dtype and layout: y = relu(a + b), y = a + b and
  * dx = dy * (y > 0). They walk the whole buffer, channel padding included: padding is zero in
- * every operand and each op maps zeros to zero, so it stays zero. OpenMP over plain loops that
- * GCC vectorises; bf16 is widened to f32 and rounded back to nearest even. */
+ * every operand and each op maps zeros to zero, so it stays zero. Each thread runs a plain loop
+ * over its slice, compiled for AVX-512, AVX2 and the baseline and picked at load time
+ * (target_clones); bf16 is widened to f32 and rounded back to nearest even. */
 #include <omp.h>
 #include <stdint.h>
 
 #include "backend/cpu/cpu.h"
+
+/* The loops are memory-bound in f32, but the bf16 widening and rounding are integer work that
+ * runs 2-4x faster on 256/512-bit vectors than on the SSE2 baseline the project compiles for. */
+#define TW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static size_t n_elems(const tw_tensor *t) { return tw_tensor_bytes(t) / tw_dtype_size(t->dtype); }
 
@@ -30,70 +35,80 @@ static inline uint16_t to_bf(float f) {
     return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded);
 }
 
-void tw_cpu_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
-    (void)be;
-    check_same(y, a);
-    check_same(y, b);
-    long n = (long)n_elems(y);
-    if (y->dtype == TW_F32) {
-        float *py = y->data;
-        const float *pa = a->data, *pb = b->data;
-#pragma omp parallel for simd schedule(static)
+enum { OP_ADD_RELU, OP_ADD, OP_RELU_BWD };
+
+TW_CLONES static void run_f32(int op, float *y, const float *a,
+                              const float *b, long n) {
+    if (op == OP_ADD_RELU) {
         for (long i = 0; i < n; i++) {
-            float s = pa[i] + pb[i];
-            py[i] = s > 0.0f ? s : 0.0f;
+            float s = a[i] + b[i];
+            y[i] = s > 0.0f ? s : 0.0f;
         }
-    } else {
-        uint16_t *py = y->data;
-        const uint16_t *pa = a->data, *pb = b->data;
-#pragma omp parallel for simd schedule(static)
+    } else if (op == OP_ADD) {
+        for (long i = 0; i < n; i++) y[i] = a[i] + b[i];
+    } else {   /* a = dy, b = y; dy is loaded unconditionally so that the select vectorises */
         for (long i = 0; i < n; i++) {
-            float s = bf(pa[i]) + bf(pb[i]);
-            py[i] = to_bf(s > 0.0f ? s : 0.0f);
+            float g = a[i];
+            y[i] = b[i] > 0.0f ? g : 0.0f;
         }
     }
+}
+
+TW_CLONES static void run_bf16(int op, uint16_t *y, const uint16_t *a,
+                               const uint16_t *b, long n) {
+    if (op == OP_ADD_RELU) {
+        for (long i = 0; i < n; i++) {
+            float s = bf(a[i]) + bf(b[i]);
+            y[i] = to_bf(s > 0.0f ? s : 0.0f);
+        }
+    } else if (op == OP_ADD) {
+        for (long i = 0; i < n; i++) y[i] = to_bf(bf(a[i]) + bf(b[i]));
+    } else {
+        /* Selecting the bf16 bits needs no rounding: y > 0 iff its bits are in (0, 0x7f80]
+         * (+0, negatives and NaN are not positive, as the f32 comparison has it). */
+        for (long i = 0; i < n; i++) {
+            uint16_t v = b[i], g = a[i];
+            y[i] = (v != 0 && v < 0x7f81u) ? g : 0;
+        }
+    }
+}
+
+/* y may be a or b (in place, as src/loss's y += s does): no restrict, GCC checks the overlap at
+ * run time and still vectorises. */
+static void run(int op, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
+    check_same(y, a);
+    check_same(y, b);
+    const long n = (long)n_elems(y);
+    const int is_f32 = y->dtype == TW_F32;
+#pragma omp parallel
+    {
+        /* Contiguous slices, 64-byte aligned at both ends (32 elements cover either dtype). */
+        long nt = omp_get_num_threads(), t = omp_get_thread_num();
+        long chunk = (n + nt - 1) / nt;
+        chunk = (chunk + 31) / 32 * 32;
+        long i0 = t * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+        if (i0 < i1) {
+            if (is_f32)
+                run_f32(op, (float *)y->data + i0, (const float *)a->data + i0,
+                        (const float *)b->data + i0, i1 - i0);
+            else
+                run_bf16(op, (uint16_t *)y->data + i0, (const uint16_t *)a->data + i0,
+                         (const uint16_t *)b->data + i0, i1 - i0);
+        }
+    }
+}
+
+void tw_cpu_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
+    (void)be;
+    run(OP_ADD_RELU, y, a, b);
 }
 
 void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
     (void)be;
-    check_same(y, a);
-    check_same(y, b);
-    long n = (long)n_elems(y);
-    if (y->dtype == TW_F32) {
-        float *py = y->data;
-        const float *pa = a->data, *pb = b->data;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) py[i] = pa[i] + pb[i];
-    } else {
-        uint16_t *py = y->data;
-        const uint16_t *pa = a->data, *pb = b->data;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) py[i] = to_bf(bf(pa[i]) + bf(pb[i]));
-    }
+    run(OP_ADD, y, a, b);
 }
 
 void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y) {
     (void)be;
-    check_same(dx, dy);
-    check_same(dx, y);
-    long n = (long)n_elems(dx);
-    if (dx->dtype == TW_F32) {
-        float *pdx = dx->data;
-        const float *pdy = dy->data, *py = y->data;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            float g = pdy[i];   /* loaded unconditionally, so that the select vectorises */
-            pdx[i] = py[i] > 0.0f ? g : 0.0f;
-        }
-    } else {
-        /* Selecting the bf16 bits needs no rounding: y > 0 iff its sign bit is clear and it is
-         * not +0 (NaN y is treated as not positive, as the f32 comparison does). */
-        uint16_t *pdx = dx->data;
-        const uint16_t *pdy = dy->data, *py = y->data;
-#pragma omp parallel for simd schedule(static)
-        for (long i = 0; i < n; i++) {
-            uint16_t v = py[i], g = pdy[i];
-            pdx[i] = (v != 0 && v < 0x7f81u) ? g : 0;
-        }
-    }
+    run(OP_RELU_BWD, dx, dy, y);
 }
