@@ -5,18 +5,22 @@
 
 template <typename TD, typename TS>
 __global__ void reorder_kernel(TD *dst, int dst_nhwc, const TS *src, int src_nhwc, int n, int c,
-                               int h, int w) {
-    size_t total = (size_t)n * c * h * w;
+                               int h, int w, int c_pad) {
+    size_t total = (size_t)n * (dst_nhwc ? c_pad : c) * h * w;
     for (size_t i = tw_gtid(); i < total; i += tw_gstride()) {
         /* i walks dst; decode it in dst's layout, then find the same element in src's. */
         size_t r = i;
         int ci, hi, wi, ni;
         if (dst_nhwc) {
-            ci = (int)(r % c); r /= c; wi = (int)(r % w); r /= w; hi = (int)(r % h); ni = (int)(r / h);
+            ci = (int)(r % c_pad); r /= c_pad; wi = (int)(r % w); r /= w; hi = (int)(r % h); ni = (int)(r / h);
         } else {
             wi = (int)(r % w); r /= w; hi = (int)(r % h); r /= h; ci = (int)(r % c); ni = (int)(r / c);
         }
-        size_t j = src_nhwc ? (((size_t)ni * h + hi) * w + wi) * c + ci
+        if (ci >= c) {   /* a padding channel */
+            tw_st(dst, i, 0.f);
+            continue;
+        }
+        size_t j = src_nhwc ? (((size_t)ni * h + hi) * w + wi) * c_pad + ci
                             : (((size_t)ni * c + ci) * h + hi) * w + wi;
         tw_st(dst, i, tw_ld(src, j));
     }
@@ -24,10 +28,10 @@ __global__ void reorder_kernel(TD *dst, int dst_nhwc, const TS *src, int src_nhw
 
 extern "C" cudaError_t tw_k_reorder(cudaStream_t s, unsigned grid, void *dst, int dst_bf16,
                                     int dst_nhwc, const void *src, int src_bf16, int src_nhwc,
-                                    int n, int c, int h, int w) {
+                                    int n, int c, int h, int w, int c_pad) {
     TW_K_DISPATCH(dst_bf16, TD, TW_K_DISPATCH(src_bf16, TS, {
         reorder_kernel<TD, TS><<<grid, TW_K_THREADS, 0, s>>>((TD *)dst, dst_nhwc, (const TS *)src,
-                                                            src_nhwc, n, c, h, w);
+                                                            src_nhwc, n, c, h, w, c_pad);
     }););
     return cudaGetLastError();
 }
@@ -65,20 +69,22 @@ extern "C" cudaError_t tw_k_relu_backward(cudaStream_t s, unsigned grid, void *d
 }
 
 template <typename T>
-__global__ void weight_pack_kernel(T *dst, const float *src, int k, int c, int r, int q) {
-    size_t total = (size_t)k * c * r * q;
+__global__ void weight_pack_kernel(T *dst, const float *src, int k, int c, int r, int q,
+                                   int c_pad) {
+    size_t total = (size_t)k * c_pad * r * q;
     for (size_t i = tw_gtid(); i < total; i += tw_gstride()) {
-        size_t t = i;   /* i walks dst [k, r, q, c] */
-        int ci = (int)(t % c); t /= c;
+        size_t t = i;   /* i walks dst [k, r, q, c_pad] */
+        int ci = (int)(t % c_pad); t /= c_pad;
         int qi = (int)(t % q); t /= q;
         int ri = (int)(t % r);
         int ki = (int)(t / r);
-        tw_st(dst, i, src[(((size_t)ki * c + ci) * r + ri) * q + qi]);
+        tw_st(dst, i, ci < c ? src[(((size_t)ki * c + ci) * r + ri) * q + qi] : 0.f);
     }
 }
 
 template <typename T>
-__global__ void weight_unpack_kernel(float *dst, const T *src, int k, int c, int r, int q) {
+__global__ void weight_unpack_kernel(float *dst, const T *src, int k, int c, int r, int q,
+                                     int c_pad) {
     size_t total = (size_t)k * c * r * q;
     for (size_t i = tw_gtid(); i < total; i += tw_gstride()) {
         size_t t = i;   /* i walks dst [k, c, r, q] */
@@ -86,23 +92,24 @@ __global__ void weight_unpack_kernel(float *dst, const T *src, int k, int c, int
         int ri = (int)(t % r); t /= r;
         int ci = (int)(t % c);
         int ki = (int)(t / c);
-        dst[i] = tw_ld(src, (((size_t)ki * r + ri) * q + qi) * c + ci);
+        dst[i] = tw_ld(src, (((size_t)ki * r + ri) * q + qi) * c_pad + ci);
     }
 }
 
 extern "C" cudaError_t tw_k_weight_pack(cudaStream_t s, unsigned grid, void *dst, int dst_bf16,
-                                        const float *src, int k, int c, int r, int q) {
+                                        const float *src, int k, int c, int r, int q, int c_pad) {
     TW_K_DISPATCH(dst_bf16, T, {
-        weight_pack_kernel<T><<<grid, TW_K_THREADS, 0, s>>>((T *)dst, src, k, c, r, q);
+        weight_pack_kernel<T><<<grid, TW_K_THREADS, 0, s>>>((T *)dst, src, k, c, r, q, c_pad);
     });
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t tw_k_weight_unpack(cudaStream_t s, unsigned grid, float *dst,
                                           const void *src, int src_bf16, int k, int c, int r,
-                                          int q) {
+                                          int q, int c_pad) {
     TW_K_DISPATCH(src_bf16, T, {
-        weight_unpack_kernel<T><<<grid, TW_K_THREADS, 0, s>>>(dst, (const T *)src, k, c, r, q);
+        weight_unpack_kernel<T><<<grid, TW_K_THREADS, 0, s>>>(dst, (const T *)src, k, c, r, q,
+                                                              c_pad);
     });
     return cudaGetLastError();
 }

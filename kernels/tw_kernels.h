@@ -23,21 +23,24 @@ enum {
 };
 
 /* ---- eltwise.cu ---- */
-/* dst = src in another layout (NCHW <-> NHWC) and/or dtype; shape [n, c, h, w]. */
+/* dst = src in another layout (NCHW <-> NHWC) and/or dtype; shape [n, c, h, w]. An NHWC side
+ * holds c_pad >= c channels per pixel (the convolution's padded stem input): written as zeros
+ * when it is dst, skipped when it is src. */
 cudaError_t tw_k_reorder(cudaStream_t s, unsigned grid, void *dst, int dst_bf16, int dst_nhwc,
-                         const void *src, int src_bf16, int src_nhwc, int n, int c, int h, int w);
+                         const void *src, int src_bf16, int src_nhwc, int n, int c, int h, int w,
+                         int c_pad);
 /* y = a + b, then relu when relu != 0. */
 cudaError_t tw_k_add(cudaStream_t s, unsigned grid, void *y, const void *a, const void *b,
                      size_t n_elems, int bf16, int relu);
 /* dx = y > 0 ? dy : 0. */
 cudaError_t tw_k_relu_backward(cudaStream_t s, unsigned grid, void *dx, const void *dy,
                                const void *y, size_t n_elems, int bf16);
-/* Convolution weights: dst [k, r, s, c] (cuDNN's NHWC filter) from src [k, c, r, s] f32 (torch
- * order), and back (unpack writes f32 [k, c, r, s], =). */
+/* Convolution weights: dst [k, r, s, c_pad] (cuDNN's NHWC filter, zeros past c) from src
+ * [k, c, r, s] f32 (torch order), and back (unpack writes f32 [k, c, r, s], =). */
 cudaError_t tw_k_weight_pack(cudaStream_t s, unsigned grid, void *dst, int dst_bf16,
-                             const float *src, int k, int c, int r, int q);
+                             const float *src, int k, int c, int r, int q, int c_pad);
 cudaError_t tw_k_weight_unpack(cudaStream_t s, unsigned grid, float *dst, const void *src,
-                               int src_bf16, int k, int c, int r, int q);
+                               int src_bf16, int k, int c, int r, int q, int c_pad);
 /* x *= a over n elements; *flag = 1 when some x was not finite before scaling (flag zeroed
  * here). */
 cudaError_t tw_k_scale_check(cudaStream_t s, unsigned grid, int *flag, float *x, size_t n,

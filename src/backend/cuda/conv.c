@@ -1,7 +1,10 @@
 /* Convolutions on cuDNN 9's legacy convolution API (deprecated in 9.x but shipped and supported):
  * NHWC activations and NHWC (k, r, s, c) filters, the torch-order f32 weights packed (and cast to
- * bf16) once per forward. Algorithms come from cudnnFind* (measured, as cudnn.benchmark does),
- * cached per shape in the backend; all plans share the backend's one workspace. */
+ * bf16) once per forward. An input that arrives in another layout (the NCHW image before the
+ * stem) is staged as NHWC with its channels padded to a multiple of 8, which tensor-core kernels
+ * want (zero channels and zero weights change nothing). Algorithms come from cudnnFind*
+ * (measured, as cudnn.benchmark does), cached per shape in the backend; all plans share the
+ * backend's one workspace. */
 #include <stdlib.h>
 
 #include "backend/cuda/cuda_common.h"
@@ -17,9 +20,10 @@ struct tw_conv_plan {
     cudnnFilterDescriptor_t w_desc;
     cudnnConvolutionDescriptor_t fwd_desc, bwd_data_desc, bwd_filter_desc;
     tw_cuda_conv_algo algo;
-    void *w_act;                  /* [c_out, k, k, c_in], the activation dtype, from the last forward */
+    int c_pad;                    /* channels cuDNN sees: c_in, or c_in rounded up to 8 when staged */
+    void *w_act;                  /* [c_out, k, k, c_pad], the activation dtype, from the last forward */
     void *dw_act;                 /* the same shape, backward-weights output before unpacking */
-    void *x_stage;                /* NHWC copy of x when the input arrives in another layout */
+    void *x_stage;                /* [n, h, w, c_pad] copy of x when it arrives in another layout */
 };
 
 static cudnnDataType_t act_type(const tw_cuda_backend *cb) {
@@ -106,7 +110,7 @@ none:
     return tw_err_set(err, TW_E_UNSUPPORTED,
                       "cuda conv %dx%d/%d pad %d, %d -> %d channels at %dx%d, batch %d (%s): "
                       "cuDNN has no algorithm within %zu MiB of workspace",
-                      d->kernel, d->kernel, d->stride, d->pad, d->c_in, d->c_out, d->h_in,
+                      d->kernel, d->kernel, d->stride, d->pad, p->c_pad, d->c_out, d->h_in,
                       d->w_in, d->n, cb->bf16 ? "bf16" : "fp32", TW_CONV_WS_CAP >> 20);
 }
 
@@ -148,22 +152,23 @@ tw_status tw_cuda_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_co
     tw_conv_plan *p = calloc(1, sizeof *p);
     if (!p) return tw_err_set(err, TW_E_NOMEM, "cuda conv: out of host memory");
     p->d = *d;
+    p->c_pad = d->x_layout == TW_LAYOUT_NHWC ? d->c_in : (d->c_in + 7) / 8 * 8;
     p->head.y = (tw_tensor){NULL, d->n, d->c_out, oh, ow, be->act_dtype, TW_LAYOUT_NHWC};
     cudnnDataType_t dt = act_type(cb);
     TW_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->x_desc));
-    TW_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, dt, d->n, d->c_in,
+    TW_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, dt, d->n, p->c_pad,
                                               d->h_in, d->w_in));
     TW_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->y_desc));
     TW_CHECK_CUDNN(cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, dt, d->n, d->c_out, oh,
                                               ow));
     TW_CHECK_CUDNN(cudnnCreateFilterDescriptor(&p->w_desc));
-    TW_CHECK_CUDNN(cudnnSetFilter4dDescriptor(p->w_desc, dt, CUDNN_TENSOR_NHWC, d->c_out, d->c_in,
+    TW_CHECK_CUDNN(cudnnSetFilter4dDescriptor(p->w_desc, dt, CUDNN_TENSOR_NHWC, d->c_out, p->c_pad,
                                               d->kernel, d->kernel));
     p->fwd_desc = conv_desc_make(cb, d);
     p->bwd_data_desc = conv_desc_make(cb, d);
     p->bwd_filter_desc = conv_desc_make(cb, d);
 
-    int key[9] = {d->n, d->c_in, d->h_in, d->w_in, d->c_out, d->kernel, d->stride, d->pad,
+    int key[9] = {d->n, p->c_pad, d->h_in, d->w_in, d->c_out, d->kernel, d->stride, d->pad,
                   cb->bf16 * 2 + (d->need_dx != 0)};
     tw_cuda_conv_algo *hit = algo_lookup(cb, key);
     if (hit) {
@@ -188,11 +193,11 @@ tw_status tw_cuda_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_co
     TW_CHECK_CUDNN(cudnnSetConvolutionMathType(p->bwd_filter_desc, p->algo.math_bwd_filter));
     tw_cuda_ws_reserve(cb, p->algo.ws_bytes);
 
-    size_t w_bytes = (size_t)d->c_out * d->c_in * d->kernel * d->kernel * tw_dtype_size(be->act_dtype);
+    size_t w_bytes = (size_t)d->c_out * p->c_pad * d->kernel * d->kernel * tw_dtype_size(be->act_dtype);
     TW_CHECK_CUDA(cudaMalloc(&p->w_act, w_bytes));
     TW_CHECK_CUDA(cudaMalloc(&p->dw_act, w_bytes));
     if (d->x_layout != TW_LAYOUT_NHWC)
-        TW_CHECK_CUDA(cudaMalloc(&p->x_stage, (size_t)d->n * d->c_in * d->h_in * d->w_in *
+        TW_CHECK_CUDA(cudaMalloc(&p->x_stage, (size_t)d->n * p->c_pad * d->h_in * d->w_in *
                                                   tw_dtype_size(be->act_dtype)));
     *out = p;
     p = NULL;
@@ -210,10 +215,10 @@ static const void *conv_input(tw_cuda_backend *cb, tw_conv_plan *p, const tw_ten
         TW_ASSERT(x->dtype == cb->base.act_dtype);
         return x->data;
     }
-    size_t n_elems = (size_t)d->n * d->c_in * d->h_in * d->w_in;
+    size_t n_elems = (size_t)d->n * p->c_pad * d->h_in * d->w_in;
     TW_CHECK_CUDA(tw_k_reorder(cb->stream, tw_cuda_grid(cb, n_elems), p->x_stage, cb->bf16, 1,
-                               x->data, x->dtype == TW_BF16, x->layout == TW_LAYOUT_NHWC, d->n,
-                               d->c_in, d->h_in, d->w_in));
+                               x->data, x->dtype == TW_BF16, 0, d->n, d->c_in, d->h_in, d->w_in,
+                               p->c_pad));
     return p->x_stage;
 }
 
@@ -229,9 +234,9 @@ void tw_cuda_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const t
     const tw_conv_desc *d = &p->d;
     check_y(p, y);
     const void *xin = conv_input(cb, p, x);
-    size_t w_elems = (size_t)d->c_out * d->c_in * d->kernel * d->kernel;
+    size_t w_elems = (size_t)d->c_out * p->c_pad * d->kernel * d->kernel;
     TW_CHECK_CUDA(tw_k_weight_pack(cb->stream, tw_cuda_grid(cb, w_elems), p->w_act, cb->bf16, w,
-                                   d->c_out, d->c_in, d->kernel, d->kernel));
+                                   d->c_out, d->c_in, d->kernel, d->kernel, p->c_pad));
     const float one = 1.f, zero = 0.f;   /* f32 scalars: the compute type is f32 */
     TW_CHECK_CUDNN(cudnnConvolutionForward(cb->cudnn, &one, p->x_desc, xin, p->w_desc, p->w_act,
                                            p->fwd_desc, p->algo.fwd, cb->ws, cb->ws_bytes, &zero,
@@ -257,8 +262,8 @@ void tw_cuda_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx,
     if (p->x_stage) {
         size_t n_elems = (size_t)d->n * d->c_in * d->h_in * d->w_in;
         TW_CHECK_CUDA(tw_k_reorder(cb->stream, tw_cuda_grid(cb, n_elems), dx->data,
-                                   dx->dtype == TW_BF16, dx->layout == TW_LAYOUT_NHWC, p->x_stage,
-                                   cb->bf16, 1, d->n, d->c_in, d->h_in, d->w_in));
+                                   dx->dtype == TW_BF16, 0, p->x_stage, cb->bf16, 1, d->n,
+                                   d->c_in, d->h_in, d->w_in, p->c_pad));
     }
 }
 
@@ -277,5 +282,5 @@ void tw_cuda_conv_backward_weights(tw_backend *be, tw_conv_plan *p, float *dw,
                                                   p->w_desc, p->dw_act));
     size_t w_elems = (size_t)d->c_out * d->c_in * d->kernel * d->kernel;
     TW_CHECK_CUDA(tw_k_weight_unpack(cb->stream, tw_cuda_grid(cb, w_elems), dw, p->dw_act,
-                                     cb->bf16, d->c_out, d->c_in, d->kernel, d->kernel));
+                                     cb->bf16, d->c_out, d->c_in, d->kernel, d->kernel, p->c_pad));
 }

@@ -30,7 +30,7 @@ void tw_cuda_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {
     size_t n = n_elems_of(dst);
     TW_CHECK_CUDA(tw_k_reorder(cb->stream, tw_cuda_grid(cb, n), dst->data, is_bf16(dst),
                                is_nhwc(dst), src->data, is_bf16(src), is_nhwc(src), dst->n,
-                               dst->c, dst->h, dst->w));
+                               dst->c, dst->h, dst->w, dst->c));
 }
 
 void tw_cuda_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a,
