@@ -156,6 +156,9 @@ static void check_conv(ctx *t, int n, int ci, int h, int w, int co, int k, int s
              h, w, n, tw_layout_name(gpu_x_layout));
     tw_err err = {0};
     float *x = rnd(t, (size_t)n * ci * h * w, 1.f), *wt = rnd(t, (size_t)co * ci * k * k, 0.3f);
+    /* A second layer of the same shape shares the plan: its forward runs between this layer's
+     * forward and backward, as in a network, and must not leak into this layer's backward. */
+    float *w_other = rnd(t, (size_t)co * ci * k * k, 0.3f);
     tw_conv_desc dc = {n, ci, h, w, co, k, s, pad, need_dx, TW_LAYOUT_NCHW};
     tw_conv_desc dg = dc;
     dg.x_layout = gpu_x_layout;
@@ -176,7 +179,10 @@ static void check_conv(ctx *t, int n, int ci, int h, int w, int co, int k, int s
     tw_tensor dxc = cpu_tensor(t, n, ci, h, w, TW_LAYOUT_NCHW, NULL);
     float *wc = dev_put(t->cpu, wt, (size_t)co * ci * k * k);
     float *dwc = tw_mem_alloc(t->cpu, (size_t)co * ci * k * k * sizeof(float));
+    float *woc = dev_put(t->cpu, w_other, (size_t)co * ci * k * k);
+    tw_tensor yoc = cpu_tensor(t, yc0.n, yc0.c, yc0.h, yc0.w, yc0.layout, NULL);
     tw_conv_forward(t->cpu, pc, &yc, &xc, wc);
+    tw_conv_forward(t->cpu, pc, &yoc, &xc, woc);
     if (need_dx) tw_conv_backward_data(t->cpu, pc, &dxc, &dyc, wc);
     tw_conv_backward_weights(t->cpu, pc, dwc, &dyc, &xc);
     /* CUDA */
@@ -187,7 +193,10 @@ static void check_conv(ctx *t, int n, int ci, int h, int w, int co, int k, int s
     tw_tensor dxg = gpu_tensor(t, n, ci, h, w, act, gpu_x_layout, NULL, "conv dx");
     float *wg = dev_put(t->gpu, wt, (size_t)co * ci * k * k);
     float *dwg = gpu_guarded(t, (size_t)co * ci * k * k * sizeof(float), "conv dw");
+    float *wog = dev_put(t->gpu, w_other, (size_t)co * ci * k * k);
+    tw_tensor yog = gpu_tensor(t, yg0.n, yg0.c, yg0.h, yg0.w, yg0.dtype, yg0.layout, NULL, "conv y (other layer)");
     tw_conv_forward(t->gpu, pg, &yg, &xg, wg);
+    tw_conv_forward(t->gpu, pg, &yog, &xg, wog);
     if (need_dx) tw_conv_backward_data(t->gpu, pg, &dxg, &dyg, wg);
     tw_conv_backward_weights(t->gpu, pg, dwg, &dyg, &xg);
 
@@ -213,7 +222,11 @@ static void check_conv(ctx *t, int n, int ci, int h, int w, int co, int k, int s
     free(b);
     guards_check(t);
     tw_mem_free(t->gpu, wg);
+    tw_mem_free(t->gpu, wog);
     tw_conv_plan_free(t->gpu, pg);
+    tb_tensor_free(t->cpu, &yoc);
+    tw_mem_free(t->cpu, woc);
+    free(w_other);
     tb_tensor_free(t->cpu, &xc);
     tb_tensor_free(t->cpu, &yc);
     tb_tensor_free(t->cpu, &dyc);

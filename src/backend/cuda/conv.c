@@ -21,7 +21,7 @@ struct tw_conv_plan {
     cudnnConvolutionDescriptor_t fwd_desc, bwd_data_desc, bwd_filter_desc;
     tw_cuda_conv_algo algo;
     int c_pad;                    /* channels cuDNN sees: c_in, or c_in rounded up to 8 when staged */
-    void *w_act;                  /* [c_out, k, k, c_pad], the activation dtype, from the last forward */
+    void *w_act;                  /* [c_out, k, k, c_pad], the activation dtype, packed per call */
     void *dw_act;                 /* the same shape, backward-weights output before unpacking */
     void *x_stage;                /* [n, h, w, c_pad] copy of x when it arrives in another layout */
 };
@@ -222,6 +222,14 @@ static const void *conv_input(tw_cuda_backend *cb, tw_conv_plan *p, const tw_ten
     return p->x_stage;
 }
 
+/* Packs w into the plan's cuDNN filter (NHWC, the activation dtype). */
+static void weights_pack(tw_cuda_backend *cb, tw_conv_plan *p, const float *w) {
+    const tw_conv_desc *d = &p->d;
+    size_t w_elems = (size_t)d->c_out * p->c_pad * d->kernel * d->kernel;
+    TW_CHECK_CUDA(tw_k_weight_pack(cb->stream, tw_cuda_grid(cb, w_elems), p->w_act, cb->bf16, w,
+                                   d->c_out, d->c_in, d->kernel, d->kernel, p->c_pad));
+}
+
 static void check_y(const tw_conv_plan *p, const tw_tensor *y) {
     const tw_tensor *e = &p->head.y;
     TW_ASSERT(y->n == e->n && y->c == e->c && y->h == e->h && y->w == e->w);
@@ -231,30 +239,28 @@ static void check_y(const tw_conv_plan *p, const tw_tensor *y) {
 void tw_cuda_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,
                           const float *w) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    const tw_conv_desc *d = &p->d;
     check_y(p, y);
     const void *xin = conv_input(cb, p, x);
-    size_t w_elems = (size_t)d->c_out * p->c_pad * d->kernel * d->kernel;
-    TW_CHECK_CUDA(tw_k_weight_pack(cb->stream, tw_cuda_grid(cb, w_elems), p->w_act, cb->bf16, w,
-                                   d->c_out, d->c_in, d->kernel, d->kernel, p->c_pad));
+    weights_pack(cb, p, w);
     const float one = 1.f, zero = 0.f;   /* f32 scalars: the compute type is f32 */
     TW_CHECK_CUDNN(cudnnConvolutionForward(cb->cudnn, &one, p->x_desc, xin, p->w_desc, p->w_act,
                                            p->fwd_desc, p->algo.fwd, cb->ws, cb->ws_bytes, &zero,
                                            p->y_desc, y->data));
 }
 
-/* dx (=) from the weights packed by the last forward (backend.h); w is that same buffer. */
+/* dx (=). The weights are packed again rather than taken from the last forward: one plan may
+ * serve several layers of the same shape, whose forwards all ran before this backward. */
 void tw_cuda_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx,
                                 const tw_tensor *dy, const float *w) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     const tw_conv_desc *d = &p->d;
-    (void)w;
     TW_ASSERT(d->need_dx);
     check_y(p, dy);
     TW_ASSERT(dx->n == d->n && dx->c == d->c_in && dx->h == d->h_in && dx->w == d->w_in);
     TW_ASSERT(dx->layout == d->x_layout);
     void *out = p->x_stage ? p->x_stage : dx->data;
     if (!p->x_stage) TW_ASSERT(dx->dtype == be->act_dtype);
+    weights_pack(cb, p, w);
     const float one = 1.f, zero = 0.f;
     TW_CHECK_CUDNN(cudnnConvolutionBackwardData(cb->cudnn, &one, p->w_desc, p->w_act, p->y_desc,
                                                 dy->data, p->bwd_data_desc, p->algo.bwd_data,
