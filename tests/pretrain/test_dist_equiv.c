@@ -1,0 +1,190 @@
+/* Ranks against one rank, run under mpirun -np 2: the same k Barlow Twins steps (S1, the EO
+ * augmentations, LARS) on 2 ranks x B/2 and on one rank x B must give the same loss at every step
+ * and the same parameters after k steps (1e-5), and the two ranks must read disjoint samples
+ * whose union, in order, is the one rank's batch. The backbone's BN is per rank, so the one-rank
+ * run splits its batch into 2 BN groups (tw_bt_opts.bn_groups), which is what 2 ranks compute.
+ * usage: mpirun -np 2 test_dist_equiv SHARD_DIR */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/log.h"
+#include "data/augment.h"
+#include "data/loader.h"
+#include "train/bt_model.h"
+
+enum { B = 8, STEPS = 3, SIZE = 64, DIM = 64 };
+
+static tw_aug_params g_aug;   /* read-only after main sets it */
+
+static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
+                      int64_t sample, int view, tw_err *err) {
+    (void)user;
+    (void)err;
+    float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
+    TW_ASSERT(scratch);
+    tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &g_aug, seed,
+                    (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
+    free(scratch);
+    return TW_OK;
+}
+
+typedef struct result {
+    double loss[STEPS];
+    int64_t index[STEPS][B];     /* the global batch's samples in rank order */
+    float *params;
+    size_t n_params;
+    tw_param_entry *entries;     /* where each tensor sits in params, to name a mismatch */
+    int n_entries;
+} result;
+
+/* STEPS steps on comm with bn_groups BN groups per rank; every rank ends with the same result. */
+static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int groups) {
+    int rank = tw_comm_rank(comm), world = tw_comm_size(comm), n_local = B / world;
+    tw_err err = {0};
+    tw_loader_opts lo;
+    tw_loader_opts_default(&lo);
+    lo.dir = dir;
+    lo.split = "train";
+    lo.global_batch = B;
+    lo.rank = rank;
+    lo.world = world;
+    lo.seed = 5;
+    lo.use_s1 = 1;
+    lo.n_s2_bands = 0;
+    lo.n_views = 2;
+    lo.augment = hook;
+    lo.out_h = lo.out_w = SIZE;
+    tw_loader *ld = NULL;
+    if (tw_loader_init(&ld, &lo, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: loader: %s\n", err.msg);
+        return 0;
+    }
+    tw_bt_opts o = {.c_in = 2, .h = SIZE, .w = SIZE, .n_local = n_local, .bn_groups = groups,
+                    .proj_dim = DIM, .lambda = 0.0051f};
+    o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_LARS, .lr = 0.05, .lr_bias_scale = 0.001,
+                                 .weight_decay = 1.5e-6, .momentum = 0.9, .eta = 0.001,
+                                 .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = STEPS,
+                            .final_ratio = 1.0};
+    /* LARS at a quarter of the official weight rate and the BN/bias rate at 5e-5 rather than
+     * 0.0048: on 4 pairs per BN group, BN parameters moved that far make the next step's backbone
+     * gradients sensitive to rounding (in PyTorch alone a 1e-6 relative change of the 1-D
+     * parameters moves them by 5e-5), so the two summation orders of 1 and 2 ranks would part
+     * beyond 1e-5 within three steps for reasons that are not the distribution's. */
+    tw_bt_model m;
+    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: model: %s\n", err.msg);
+        return 0;
+    }
+    tw_bt_model_reset(&m, 11);
+    for (int s = 0; s < STEPS; s++) {
+        const tw_batch *b = NULL;
+        if (tw_loader_next(ld, &b, &err) != TW_OK) {
+            fprintf(stderr, "FAIL: loader: %s\n", err.msg);
+            return 0;
+        }
+        TW_ASSERT(b->n == n_local);
+        size_t bytes = (size_t)n_local * 2 * SIZE * SIZE * sizeof(float);
+        for (int v = 0; v < 2; v++) tw_mem_from_host(be, m.x[v], b->s1[v], bytes);
+        r->loss[s] = tw_bt_model_step(&m, NULL);
+        /* Each rank fills its slice (index + 1, so that 0 means "nobody") and the sum joins them. */
+        int64_t slot[B] = {0};
+        for (int i = 0; i < n_local; i++) slot[rank * n_local + i] = b->index[i] + 1;
+        tw_comm_allreduce(comm, slot, B, TW_I64, TW_REDUCE_SUM);
+        for (int i = 0; i < B; i++) r->index[s][i] = slot[i] - 1;
+    }
+    r->n_params = m.P.n_params;
+    r->params = malloc(r->n_params * sizeof(float));
+    TW_ASSERT(r->params);
+    tw_mem_to_host(be, r->params, m.P.params, r->n_params * sizeof(float));
+    r->n_entries = m.P.n_entries;
+    r->entries = malloc((size_t)r->n_entries * sizeof *r->entries);
+    TW_ASSERT(r->entries);
+    memcpy(r->entries, m.P.entries, (size_t)r->n_entries * sizeof *r->entries);
+    tw_bt_model_free(&m);
+    tw_loader_free(ld);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR\n", argv[0]);
+        return 1;
+    }
+    tw_comm *mpi = check_comm("mpi", &argc, &argv);
+    int rank = tw_comm_rank(mpi);
+    if (tw_comm_size(mpi) != 2) {
+        fprintf(stderr, "FAIL: run me under mpirun -np 2 (got %d ranks)\n", tw_comm_size(mpi));
+        return 1;
+    }
+    g_aug = (tw_aug_params){.view = {{1, 0.5f, 0.5f, 0, 0, 0.5f, 0.8f, 0}, {1, 0.5f, 0.5f, 0, 0, 0.5f, 0.8f, 0.2f}},
+                            .crop_min_scale = 0.25f, .jitter_brightness = 0.4f, .jitter_contrast = 0.4f,
+                            .blur_sigma_min = 0.1f, .blur_sigma_max = 2.0f, .noise_std = 0.1f,
+                            .speckle_looks = 4, .band_dropout_frac = 0.25f};
+    tw_err err = {0};
+    tw_backend *be = NULL;
+    if (tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: backend: %s\n", err.msg);
+        return 1;
+    }
+    result two = {0}, one = {0};
+    int ok = run(&two, mpi, be, argv[1], 1);
+    int64_t bad = !ok;
+    tw_comm_allreduce(mpi, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    if (rank == 0 && !bad) {
+        /* The one-rank run, on rank 0 alone (rank 1 waits at the barrier below). */
+        tw_comm *single = check_comm("single", &argc, &argv);
+        ok = run(&one, single, be, argv[1], 2);
+        tw_comm_free(single);
+        tw_log_set_rank(0);
+        for (int s = 0; ok && s < STEPS; s++) {
+            float l2 = (float)two.loss[s], l1 = (float)one.loss[s];
+            char what[64];
+            snprintf(what, sizeof what, "loss at step %d", s + 1);
+            ok &= check_close(what, &l2, &l1, 1, 1e-5);
+            for (int i = 0; i < B; i++) {
+                for (int j = 0; j < i; j++)
+                    if (two.index[s][i] == two.index[s][j]) {
+                        printf("FAIL step %d: sample %lld read twice (positions %d, %d)\n", s + 1,
+                               (long long)two.index[s][i], j, i);
+                        ok = 0;
+                    }
+                if (two.index[s][i] < 0 || two.index[s][i] != one.index[s][i]) {
+                    printf("FAIL step %d: position %d holds sample %lld on 2 ranks, %lld on one\n", s + 1, i,
+                           (long long)two.index[s][i], (long long)one.index[s][i]);
+                    ok = 0;
+                }
+            }
+        }
+        if (ok) printf("ok   the 2 ranks read disjoint halves of the one rank's batches, %d steps\n", STEPS);
+        if (ok) {
+            int same = 1;
+            for (int i = 0; i < two.n_entries; i++) {
+                const tw_param_entry *e = &two.entries[i];
+                if (e->kind != TW_PARAM_TRAIN) continue;
+                const float *a = two.params + e->offset, *b = one.params + e->offset;
+                double err_max = 0, ref = 0;
+                for (size_t j = 0; j < e->n_elems; j++) {
+                    err_max = fmax(err_max, fabs((double)a[j] - b[j]));
+                    ref = fmax(ref, fabs((double)b[j]));
+                }
+                if (err_max > 1e-5 * ref) same &= check_close(e->name, a, b, e->n_elems, 1e-5);
+            }
+            if (same) printf("ok   parameters after %d steps: every tensor within 1e-5\n", STEPS);
+            ok &= same;
+        }
+        bad = !ok;
+    }
+    tw_comm_allreduce(mpi, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    free(two.params);
+    free(one.params);
+    free(two.entries);
+    free(one.entries);
+    tw_backend_free(be);
+    tw_comm_free(mpi);
+    if (rank == 0) printf("%s\n", bad ? "FAIL" : "PASS");
+    return bad ? 1 : 0;
+}
