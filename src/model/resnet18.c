@@ -11,10 +11,12 @@
 #include "core/log.h"
 #include "core/rng.h"
 
-/* The layout the image is reordered into before the stem. Plain NCHW: oneDNN's and cuDNN's
- * first-layer kernels take it directly for any (small) channel count, where a blocked layout
- * would pad 2 channels to 8 or 16. */
-#define STEM_LAYOUT TW_LAYOUT_NCHW
+/* The layout the image is reordered into before the stem. Up to 3 channels, plain NCHW: the
+ * first-layer kernels (oneDNN's "1st conv", cuDNN's) take it directly, where a blocked layout
+ * would pad 2 channels to 8 or 16. From 4 channels on, NHWC: oneDNN 3.2 has no fast kernel for
+ * a 12-channel stem in plain NCHW (backward-weights) or in nChw16c (forward): both fall to its
+ * reference code, ~1000x slower. */
+#define STEM_PLAIN_MAX_C 3
 
 /* torch.nn.BatchNorm2d defaults. */
 #define BN_EPS 1e-5f
@@ -161,7 +163,8 @@ tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const 
     p->h = h;
     p->w = w;
     memcpy(p->b, m->b, sizeof p->b);
-    p->x_stem = (tw_tensor){NULL, n, m->c_in, h, w, tw_backend_act_dtype(be), STEM_LAYOUT};
+    p->x_stem = (tw_tensor){NULL, n, m->c_in, h, w, tw_backend_act_dtype(be),
+                            m->c_in > STEM_PLAIN_MAX_C ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW};
     if ((st = unit_plan(p, &m->u[0], 0, &p->x_stem, 0, err)) != TW_OK) goto done;
     const tw_tensor *s = &p->conv_y[0];
     if ((st = tw_maxpool_plan_make(be, &p->pool, s->n, s->c, s->h, s->w, s->layout, err)) != TW_OK)
