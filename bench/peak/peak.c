@@ -1,6 +1,6 @@
 /* The machine's arithmetic peak with the threads the backend uses (OMP_NUM_THREADS, else the
  * cores this process may run on): fp32 FMA throughput from register-resident FMA chains (AVX-512
- * or AVX2, picked at run time), and bf16 where the CPU has it natively (AMX: a large oneDNN bf16
+ * or AVX2, as oneDNN dispatches), and bf16 where the CPU has it natively (AMX: a large oneDNN bf16
  * matmul; AVX512_BF16 without AMX: vdpbf16ps chains). Prints `peak fp32=<GFLOP/s>
  * bf16=<GFLOP/s|none>`, the line the ResNet benchmark reads; the best of a few runs. */
 #include <immintrin.h>
@@ -153,7 +153,9 @@ int main(void) {
     int has_bf16 = __builtin_cpu_supports("avx512bf16") && ((unsigned)isa & bf16) == bf16;
     double fp32;
     const char *how;
-    if (__builtin_cpu_supports("avx512f")) {
+    /* The vector width oneDNN dispatches to (DNNL_MAX_CPU_ISA can cap it below the CPU's). */
+    unsigned avx512 = (unsigned)dnnl_cpu_isa_avx512_core;
+    if (__builtin_cpu_supports("avx512f") && ((unsigned)isa & avx512) == avx512) {
         fp32 = run_chains(fma_avx512, CHAINS * 16 * 2.0, n_threads);
         how = "avx512 fma";
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
