@@ -1,0 +1,108 @@
+/* One Barlow Twins training step of twinfuse (src/train/bt_model.c: two views through ResNet18,
+ * projector, loss, backward, gradient all-reduce, Adam), timed on random views; bench/bt_step/run
+ * compares it with PyTorch's same step. One process or every rank of mpirun (batch is global).
+ * usage: bench_bt_step C SIZE BATCH STEPS WARMUP fp32|bf16|auto [PROJ_DIM]
+ * prints: pairs_per_s=<median over steps> flops_per_pair=<FLOP> ms=<median step> precision=... */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "train/bt_model.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: %s C SIZE BATCH STEPS WARMUP fp32|bf16|auto [PROJ_DIM]\n", argv[0]);
+        return 2;
+    }
+    int c = atoi(argv[1]), size = atoi(argv[2]), batch = atoi(argv[3]), steps = atoi(argv[4]);
+    int warmup = atoi(argv[5]), dim = argc == 8 ? atoi(argv[7]) : 2048;
+    tw_precision prec = !strcmp(argv[6], "bf16") ? TW_PREC_BF16 : !strcmp(argv[6], "fp32") ? TW_PREC_FP32 : TW_PREC_AUTO;
+    if (c < 1 || size < 32 || batch < 2 || steps < 1 || warmup < 0 || dim < 16 || steps > 1000) {
+        fprintf(stderr, "bench_bt_step: bad arguments\n");
+        return 2;
+    }
+    tw_err err = {0};
+    tw_comm *comm = NULL;
+    if (tw_comm_create(&comm, tw_comm_kind_auto(0), NULL, NULL, &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: %s\n", err.msg);
+        return 1;
+    }
+    int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
+    if (batch % world) {
+        fprintf(stderr, "bench_bt_step: batch %d is not a multiple of %d ranks\n", batch, world);
+        return 2;
+    }
+    tw_backend *be = NULL;
+    if (tw_backend_create(&be, TW_DEVICE_CPU, prec, 0, &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: %s\n", err.msg);
+        return 1;
+    }
+    tw_bt_opts o = {.c_in = c, .h = size, .w = size, .n_local = batch / world, .bn_groups = 1,
+                    .proj_dim = dim, .lambda = 0.0051f};
+    o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-3, .lr_bias_scale = 1, .beta1 = 0.9,
+                                 .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
+    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1, .final_ratio = 1};
+    tw_bt_model m;
+    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: %s\n", err.msg);
+        return 1;
+    }
+    tw_bt_model_reset(&m, 1);
+    size_t n_x = (size_t)o.n_local * c * size * size;
+    float *x = malloc(n_x * sizeof(float));
+    TW_ASSERT(x);
+    for (int v = 0; v < 2; v++) {
+        tw_rng r;
+        tw_rng_init(&r, 7, (uint32_t)rank, (uint32_t)v, 0);
+        for (size_t i = 0; i < n_x; i++) x[i] = tw_rng_normal(&r);
+        tw_mem_from_host(be, m.x[v], x, n_x * sizeof(float));
+    }
+    /* FLOPs of one pair: per view, every convolution forward, backward-weights and (but the
+     * stem) backward-data, and the projector's three GEMMs forward and two backward each. */
+    double conv = 0, conv_nostem = 0;
+    for (int u = 0; u < TW_RESNET18_UNITS; u++) {
+        const tw_resnet18_unit *q = &m.net.u[u];
+        tw_tensor y = m.plans->conv_y[u];
+        double f = 2.0 * q->c_out * q->c_in * q->kernel * q->kernel * y.h * y.w;
+        conv += f;
+        if (u) conv_nostem += f;
+    }
+    double proj = 2.0 * (512.0 * dim + 2.0 * dim * dim);
+    double flops_pair = 2 * (2 * conv + conv_nostem + 3 * proj);
+    double *t = malloc((size_t)steps * sizeof(double));
+    for (int s = 0; s < warmup + steps; s++) {
+        tw_comm_barrier(comm);
+        double t0 = now_s();
+        tw_bt_model_step(&m, NULL);
+        tw_backend_sync(be);
+        tw_comm_barrier(comm);
+        if (s >= warmup) t[s - warmup] = now_s() - t0;
+    }
+    qsort(t, (size_t)steps, sizeof *t, cmp_d);
+    double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
+    char desc[256];
+    tw_backend_describe(be, desc, sizeof desc);
+    if (rank == 0)
+        printf("pairs_per_s=%.3f flops_per_pair=%.4e ms=%.1f ranks=%d backend=\"%s\"\n", batch / med, flops_pair,
+               1e3 * med, world, desc);
+    free(t);
+    free(x);
+    tw_bt_model_free(&m);
+    tw_backend_free(be);
+    tw_comm_free(comm);
+    return 0;
+}
