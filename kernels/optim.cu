@@ -10,16 +10,17 @@
          i < (seg).offset + (seg).n_elems; i += (size_t)gridDim.x * blockDim.x)
 
 __global__ void adam_kernel(float *p, float *m, float *v, const float *g, const tw_k_seg *segs,
-                            float lr, float beta1, float beta2, float eps, float weight_decay,
-                            int decoupled, float step_size, float bias_corr2_sqrt) {
+                            float lr, float one_minus_beta1, float beta2, float one_minus_beta2,
+                            float eps, float weight_decay, int decoupled, float step_size,
+                            float bias_corr2_sqrt) {
     tw_k_seg seg = segs[blockIdx.y];
     float wd = seg.is_1d ? 0.f : weight_decay;
     SEG_LOOP(i, seg) {
         float pi = p[i], gi = g[i];
         if (decoupled) pi *= 1.f - lr * wd;
         else gi += wd * pi;
-        float mi = m[i] + (1.f - beta1) * (gi - m[i]);   /* torch: exp_avg.lerp_(grad, 1 - beta1) */
-        float vi = beta2 * v[i] + (1.f - beta2) * gi * gi;
+        float mi = m[i] + one_minus_beta1 * (gi - m[i]);   /* torch: exp_avg.lerp_(grad, 1 - beta1) */
+        float vi = beta2 * v[i] + one_minus_beta2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
         p[i] = pi - step_size * (mi / (sqrtf(vi) / bias_corr2_sqrt + eps));
@@ -27,12 +28,13 @@ __global__ void adam_kernel(float *p, float *m, float *v, const float *g, const 
 }
 
 extern "C" cudaError_t tw_k_adam(cudaStream_t s, float *p, float *m, float *v, const float *g,
-                                 const tw_k_seg *segs, int n_segs, float lr, float beta1,
-                                 float beta2, float eps, float weight_decay, int decoupled,
-                                 float step_size, float bias_corr2_sqrt) {
+                                 const tw_k_seg *segs, int n_segs, float lr,
+                                 float one_minus_beta1, float beta2, float one_minus_beta2,
+                                 float eps, float weight_decay, int decoupled, float step_size,
+                                 float bias_corr2_sqrt) {
     adam_kernel<<<dim3(TW_K_SEG_BLOCKS, n_segs), TW_K_THREADS, 0, s>>>(
-        p, m, v, g, segs, lr, beta1, beta2, eps, weight_decay, decoupled, step_size,
-        bias_corr2_sqrt);
+        p, m, v, g, segs, lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
+        decoupled, step_size, bias_corr2_sqrt);
     return cudaGetLastError();
 }
 

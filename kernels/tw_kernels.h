@@ -110,9 +110,9 @@ typedef struct tw_k_seg {
     int is_1d;
 } tw_k_seg;
 cudaError_t tw_k_adam(cudaStream_t s, float *p, float *m, float *v, const float *g,
-                      const tw_k_seg *segs, int n_segs, float lr, float beta1, float beta2,
-                      float eps, float weight_decay, int decoupled, float step_size,
-                      float bias_corr2_sqrt);
+                      const tw_k_seg *segs, int n_segs, float lr, float one_minus_beta1,
+                      float beta2, float one_minus_beta2, float eps, float weight_decay,
+                      int decoupled, float step_size, float bias_corr2_sqrt);
 cudaError_t tw_k_sgd(cudaStream_t s, float *p, float *mu, const float *g, const tw_k_seg *segs,
                      int n_segs, float lr, float momentum, float weight_decay, int nesterov);
 /* partial: [n_segs, TW_K_SEG_BLOCKS, 2] f32 scratch for the per-segment norms. */

@@ -205,9 +205,10 @@ typedef struct tw_param_seg {
     int is_1d;
 } tw_param_seg;
 
-/* torch.optim.Adam (L2 weight decay added to the gradient) or AdamW (decoupled). step: 1-based. */
+/* torch.optim.Adam (L2 weight decay added to the gradient) or AdamW (decoupled). step: 1-based.
+ * Double, as Python passes them: torch rounds 1 - beta2 (not beta2) to f32, and the two differ. */
 typedef struct tw_adam_hparams {
-    float lr, beta1, beta2, eps, weight_decay;
+    double lr, beta1, beta2, eps, weight_decay;
     int decoupled;
     int64_t step;
 } tw_adam_hparams;

@@ -106,8 +106,8 @@ static void update_group(tw_optim *o, float *p, const float *g, const tw_param_s
     switch (h->kind) {
     case TW_OPTIM_KIND_ADAM:
     case TW_OPTIM_KIND_ADAMW: {
-        tw_adam_hparams a = {(float)lr, (float)h->beta1, (float)h->beta2, (float)h->eps,
-                             (float)h->weight_decay, h->kind == TW_OPTIM_KIND_ADAMW, o->step + 1};
+        tw_adam_hparams a = {lr, h->beta1, h->beta2, h->eps, h->weight_decay,
+                             h->kind == TW_OPTIM_KIND_ADAMW, o->step + 1};
         tw_adam_update(o->be, p, o->state, o->state + o->n_params, g, segs, n, &a);
         return;
     }

@@ -154,10 +154,10 @@ static int opt_case(tw_backend *be, tb_ref *r, const char *name) {
     for (int t = 0; t < STEPS; t++) {
         grads_of(r, t, g);
         if (strcmp(name, "adam") == 0) {
-            tw_adam_hparams h = {0.01f, 0.9f, 0.999f, 1e-8f, 0.05f, 0, t + 1};
+            tw_adam_hparams h = {0.01, 0.9, 0.999, 1e-8, 0.05, 0, t + 1};
             tw_adam_update(be, p, m, v, g, segs, 2, &h);
         } else if (strcmp(name, "adamw") == 0) {
-            tw_adam_hparams h = {0.01f, 0.8f, 0.99f, 1e-6f, 0.1f, 1, t + 1};
+            tw_adam_hparams h = {0.01, 0.8, 0.99, 1e-6, 0.1, 1, t + 1};
             tw_adam_update(be, p, m, v, g, segs, 2, &h);
         } else if (strcmp(name, "sgd") == 0 || strcmp(name, "sgd_nesterov") == 0) {
             tw_sgd_hparams h = {0.05f, 0.9f, 1e-3f, strcmp(name, "sgd_nesterov") == 0};

@@ -570,7 +570,7 @@ static void check_optim(ctx *t) {
                 tw_mem_from_host(be, g, gh, n * sizeof(float));
                 free(gh);
                 if (kind <= 1) {
-                    tw_adam_hparams h = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, kind == 1, step};
+                    tw_adam_hparams h = {1e-2, 0.9, 0.999, 1e-8, 0.05, kind == 1, step};
                     tw_adam_update(be, p, m, v, g, segs, 3, &h);
                 } else if (kind == 2) {
                     tw_lars_hparams h = {0.2f, 0.9f, 1.5e-6f, 0.001f};

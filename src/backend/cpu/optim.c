@@ -20,15 +20,16 @@ void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const floa
     const double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
     const float step_size = (float)(h->lr / bc1);
     const float bc2_sqrt = (float)sqrt(bc2);
-    const float w1 = 1.0f - h->beta1, b2 = h->beta2, w2 = 1.0f - h->beta2, eps = h->eps;
+    const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2, w2 = (float)(1.0 - h->beta2);
+    const float eps = (float)h->eps;
     for (int s = 0; s < n_segs; s++) {
         const long n = (long)segs[s].n_elems;
         const size_t o = segs[s].offset;
         float *ps = p + o, *ms = m + o, *vs = v + o;
         const float *gs = g + o;
-        const float wd = segs[s].is_1d ? 0.0f : h->weight_decay;
-        const float l2 = h->decoupled ? 0.0f : wd;
-        const float shrink = h->decoupled ? 1.0f - h->lr * wd : 1.0f;
+        const double wd = segs[s].is_1d ? 0.0 : h->weight_decay;
+        const float l2 = h->decoupled ? 0.0f : (float)wd;
+        const float shrink = h->decoupled ? (float)(1.0 - h->lr * wd) : 1.0f;
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (long i = 0; i < n; i++) {
             float pi = ps[i] * shrink;

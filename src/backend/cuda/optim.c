@@ -59,9 +59,10 @@ void tw_cuda_adam_update(tw_backend *be, float *p, float *m, float *v, const flo
     const tw_k_seg *ds = segs_sync(cb, segs, n_segs)->dev;
     double bc1 = 1.0 - pow((double)h->beta1, (double)h->step);
     double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
-    TW_CHECK_CUDA(tw_k_adam(cb->stream, p, m, v, g, ds, n_segs, h->lr, h->beta1, h->beta2, h->eps,
-                            h->weight_decay, h->decoupled, (float)(h->lr / bc1),
-                            (float)sqrt(bc2)));
+    TW_CHECK_CUDA(tw_k_adam(cb->stream, p, m, v, g, ds, n_segs, (float)h->lr,
+                            (float)(1.0 - h->beta1), (float)h->beta2, (float)(1.0 - h->beta2),
+                            (float)h->eps, (float)h->weight_decay, h->decoupled,
+                            (float)(h->lr / bc1), (float)sqrt(bc2)));
 }
 
 void tw_cuda_lars_update(tw_backend *be, float *p, float *mu, const float *g,
