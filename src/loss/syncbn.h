@@ -34,13 +34,14 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
 
 /* y = [relu](gamma (x - mean) inv_std + beta), mean and var of the global batch (biased var);
  * updates the running statistics with the unbiased var, as torch does. x, y: [n, d] backend f32.
- * gamma, beta: [d] or NULL (affine=False). Returns 0 when the global statistics are not finite. */
+ * gamma, beta: [d] or NULL (affine=False). Two passes (mean, then centred sums), each with one
+ * all-reduce of 2d floats. Returns 0 when the global statistics are not finite. */
 int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw_syncbn_cache *c,
                       const float *x, const float *gamma, const float *beta);
 
 /* dx (=) from dy through the layer, with the global sums of dy and dy·x̂. dgamma, dbeta (+=) get
  * only this rank's share: the gradient all-reduce sums the shares. dgamma/dbeta NULL with
- * gamma NULL. ws: [2d] backend scratch (local sums before the all-reduce). */
+ * gamma NULL. */
 void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *dx, float *dgamma,
                         float *dbeta, const float *dy, const float *y, const float *x,
                         const tw_syncbn_cache *c, const float *gamma);
