@@ -7,5 +7,7 @@ int tw_cmd_info(int argc, char **argv);
 int tw_cmd_synth(int argc, char **argv);
 int tw_cmd_convert(int argc, char **argv);
 int tw_cmd_pretrain(int argc, char **argv);
+int tw_cmd_export(int argc, char **argv);
+int tw_cmd_import(int argc, char **argv);
 
 #endif
