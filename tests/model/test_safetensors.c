@@ -2,7 +2,8 @@
  * our writer's files read back and read in torch (every dtype, 0-dim and empty tensors,
  * metadata); torchvision's state_dict loads into the ResNet18 arena (fc.* ignored only when asked)
  * and what we save loads into torchvision with only fc.* missing; a checkpoint with a missing,
- * extra, mis-shaped or wrongly typed tensor is refused, naming it.
+ * extra, mis-shaped or wrongly typed tensor is refused, naming it; 400 random corruptions of a
+ * valid file are refused or read, never a crash.
  * usage: test_safetensors WORK_DIR REF_DIR PYTHON ST_CHECK_PY; exit 0 pass, 1 fail. */
 #include <dirent.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "core/log.h"
+#include "core/rng.h"
 #include "core/safetensors.h"
 #include "model/params.h"
 #include "model/resnet18.h"
@@ -200,6 +202,52 @@ static void rewrite(const char *dst, const char *src, const char *skip, const ch
     tw_st_close(f);
 }
 
+/* 400 corruptions of a valid file (a header byte changed, or the file cut short), each opened
+ * and, when it still opens, read in full: an error or a file that reads, never a crash (run
+ * under TW_SANITIZE=ON to see memory errors too). */
+static void corruptions(void) {
+    char src[1024], dst[1024];
+    snprintf(src, sizeof src, "%s/pattern.safetensors", work_dir);
+    snprintf(dst, sizeof dst, "%s/corrupt.safetensors", work_dir);
+    FILE *f = fopen(src, "rb");
+    TW_ASSERT(f);
+    static unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    unsigned char *copy = malloc(n);
+    tw_rng r;
+    tw_rng_init(&r, 99, 0, 0, 0);
+    int n_open = 0;
+    for (int i = 0; i < 400; i++) {
+        memcpy(copy, buf, n);
+        size_t len = n;
+        if (i % 4 == 3) {
+            len = tw_rng_below(&r, (uint32_t)n);
+        } else {
+            size_t at = tw_rng_below(&r, (uint32_t)(n < 300 ? n : 300));
+            copy[at] = (unsigned char)tw_rng_below(&r, 256);
+        }
+        f = fopen(dst, "wb");
+        fwrite(copy, 1, len, f);
+        fclose(f);
+        tw_st_file *sf = NULL;
+        tw_err err = {0};
+        if (tw_st_open(&sf, dst, &err) == TW_OK) {
+            n_open++;
+            for (int t = 0; t < sf->n_tensors; t++) {
+                void *data = malloc(sf->tensors[t].end - sf->tensors[t].begin + 1);
+                EXPECT(tw_st_read(sf, data, &sf->tensors[t], &err) == TW_OK, "read after open: %s", err.msg);
+                free(data);
+            }
+            tw_st_close(sf);
+        } else {
+            EXPECT(err.code != TW_OK && strstr(err.msg, dst), "error without the file name: %s", err.msg);
+        }
+    }
+    free(copy);
+    printf("  ok   400 corrupted files: %d still valid and read in full, the rest refused\n", n_open);
+}
+
 static void expect_load(const char *label, tw_params *P, const char *path,
                         const tw_params_load_opts *o, tw_status code, const char *what) {
     tw_st_file *f = NULL;
@@ -290,6 +338,7 @@ int main(int argc, char **argv) {
     mkdir(work_dir, 0755);
     bad_files();
     writer_round_trip(argv[3], argv[4]);
+    corruptions();
     model_files(argv[2], argv[3], argv[4]);
     printf("%s (%d failures)\n", n_fail ? "FAIL" : "PASS", n_fail);
     return n_fail ? 1 : 0;
