@@ -179,7 +179,9 @@ int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml,
     st = tw_backend_create(&be, dev, prec, tw_comm_local_rank(comm), &err);
     if ((st = agree(comm, st, &err)) != TW_OK) goto done;
 
-    /* The loader, first from the start, to learn the epoch's length. */
+    /* The loader's options; a first loader without the hook reads the shards' normalisation
+     * (the speckle needs each band's std in dB before any view is made: the loader's thread
+     * starts at once) and the epoch's length, then goes. */
     aug_hook hook;
     memset(&hook, 0, sizeof hook);
     aug_from_cfg(&hook, cfg);
@@ -195,21 +197,24 @@ int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml,
     lo.use_s1 = cfg->data.source == TW_SOURCE_S1;
     if (cfg->data.source == TW_SOURCE_S1) lo.n_s2_bands = 0;
     else st = tw_loader_bands_parse(&lo, cfg->data.s2_bands == TW_BANDS_RGB ? "rgb" : "all", &err);
+    lo.prefetch = 1;
+    if (st == TW_OK) st = tw_loader_init(&ld, &lo, &err);
+    if ((st = agree(comm, st, &err)) != TW_OK) goto done;
+    const tw_shard_norm *norm = tw_loader_norm(ld);
+    for (int b = 0; b < TW_S1_BANDS; b++) hook.db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
+    int64_t spe = tw_loader_steps_per_epoch(ld), n_samples = tw_loader_n_samples(ld);
+    tw_loader_free(ld);
+    ld = NULL;
+    if (spe < 1) {
+        st = tw_err_set(&err, TW_E_RANGE, "%s: %" PRId64 " samples in split %s, fewer than one batch of %d",
+                        cfg->data.shards, n_samples, lo.split, cfg->data.batch);
+        goto done;
+    }
     lo.prefetch = cfg->data.prefetch > 0 ? cfg->data.prefetch : 1;
     lo.n_views = 2;
     lo.augment = augment_hook;
     lo.augment_user = &hook;
     lo.out_h = lo.out_w = cfg->data.size;
-    if (st == TW_OK) st = tw_loader_init(&ld, &lo, &err);
-    if ((st = agree(comm, st, &err)) != TW_OK) goto done;
-    const tw_shard_norm *norm = tw_loader_norm(ld);
-    for (int b = 0; b < TW_S1_BANDS; b++) hook.db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
-    int64_t spe = tw_loader_steps_per_epoch(ld);
-    if (spe < 1) {
-        st = tw_err_set(&err, TW_E_RANGE, "%s: %" PRId64 " samples in split %s, fewer than one batch of %d",
-                        cfg->data.shards, tw_loader_n_samples(ld), lo.split, cfg->data.batch);
-        goto done;
-    }
 
     tw_bt_opts o = {.c_in = lo.use_s1 ? TW_S1_BANDS : lo.n_s2_bands, .h = cfg->data.size, .w = cfg->data.size,
                     .n_local = cfg->data.batch / world, .bn_groups = 1,
@@ -233,15 +238,11 @@ int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml,
     if (resumed && cs.seed != (uint64_t)cfg->run.seed && rank == 0)
         tw_warn("twinfuse pretrain: warning: %s was written with run.seed=%" PRIu64 ", this run has %" PRId64
                 "; continuing with the checkpoint's seed for the data order\n", last_ckpt, cs.seed, cfg->run.seed);
-    if (resumed && (cs.loader_epoch || cs.loader_step)) {
-        tw_loader_free(ld);
-        ld = NULL;
-        lo.start_epoch = cs.loader_epoch;
-        lo.start_step = cs.loader_step;
-        lo.seed = cs.seed;
-        st = tw_loader_init(&ld, &lo, &err);
-        if ((st = agree(comm, st, &err)) != TW_OK) goto done;
-    }
+    lo.start_epoch = cs.loader_epoch;
+    lo.start_step = cs.loader_step;
+    lo.seed = cs.seed;
+    st = tw_loader_init(&ld, &lo, &err);
+    if ((st = agree(comm, st, &err)) != TW_OK) goto done;
     int64_t total = cfg->run.max_steps != TW_CFG_UNSET ? cfg->run.max_steps : (int64_t)cfg->optim.epochs * spe;
 
     /* The header: what runs where, and every resolved key once. */

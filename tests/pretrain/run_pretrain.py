@@ -5,8 +5,9 @@
 3. with the newest checkpoint corrupted, resume=auto warns, skips it, resumes from the one before
    and again matches the uninterrupted run;
 4. a diverging run (SGD at lr 1e30) stops with a message and exit code 1 and keeps its last good
-   checkpoint.
-usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR"""
+   checkpoint;
+5. with MPIRUN given: 2 ranks stopped at step 3 and resumed match 2 uninterrupted ranks.
+usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
 import shutil
@@ -14,14 +15,17 @@ import subprocess
 import sys
 
 TWINFUSE, CONFIG, SHARDS, WORK = sys.argv[1:5]
+MPIRUN = sys.argv[5] if len(sys.argv) > 5 else None
 COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.batch=8",
           "model.projector_dim=64", "optim.warmup_epochs=0", "optim.epochs=4", "run.log_every=1",
           "backend.threads=1"]
 failures = []
 
 
-def run(name, *over, expect=0):
+def run(name, *over, expect=0, ranks=1):
     cmd = [TWINFUSE, "pretrain", CONFIG, f"run.name={name}", *COMMON, *over]
+    if ranks > 1:
+        cmd = [MPIRUN, "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS=1", *cmd]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if p.returncode != expect:
         print(p.stdout[-3000:], p.stderr[-3000:])
@@ -84,6 +88,17 @@ p = run("nan", "run.max_steps=6", "run.ckpt_every_steps=1", "run.resume=never", 
 check("non-finite" in p.stdout, "the run says why it stopped")
 left = sorted(os.listdir(os.path.join(WORK, "nan")))
 check(any(n.startswith("ckpt-") for n in left), f"a good checkpoint stays: {left}")
+
+# 5. The same resume on 2 ranks (each rank reads the checkpoint; the loader continues its slice).
+if MPIRUN:
+    run("whole2", "run.max_steps=6", "run.ckpt_every_steps=0", "run.resume=never", ranks=2)
+    run("split2", "run.max_steps=3", "run.ckpt_every_steps=3", "run.resume=never", ranks=2)
+    p = run("split2", "run.max_steps=6", "run.ckpt_every_steps=3", "run.resume=auto", ranks=2)
+    check("at step 3" in p.stdout, "2 ranks resumed at step 3")
+    whole2, split2 = losses("whole2"), losses("split2")
+    check(all(split2.get(s) == whole2[s] for s in range(4, 7)),
+          f"2 ranks, steps 4-6 after resume: {[split2.get(s) for s in range(4, 7)]}, "
+          f"uninterrupted {[whole2[s] for s in range(4, 7)]}")
 
 print("FAIL" if failures else "PASS")
 sys.exit(1 if failures else 0)
