@@ -6,7 +6,7 @@ label, S1 without its S2 partner, NaN pixels), each skipped and counted, or fata
 --on-error stop, with a message naming the file or patch.
 
 usage: test_convert.py TWINFUSE PYTHON DATA_DIR TOOLS_DIR
-Exit 0 pass, 1 fail, 77 when the sample data is absent."""
+Exit 0 pass, 1 fail (also when the sample data is absent)."""
 import glob
 import json
 import os
@@ -40,8 +40,8 @@ def main():
     v1 = os.path.join(data, "bigearthnet-v1-sample")
     v2 = os.path.join(data, "bigearthnet-v2-sample")
     if not os.path.isdir(v1) or not os.path.isdir(v2):
-        print(f"skip: BigEarthNet samples not found under {data}")
-        return 77
+        print(f"FAIL: BigEarthNet samples not found under {data} (tests/data/samples in the repository)")
+        return 1
     tmp = tempfile.mkdtemp(prefix="tw_convert_")
     checker = os.path.join(HERE, "check_convert.py")
 
