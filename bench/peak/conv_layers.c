@@ -63,13 +63,12 @@ int main(int argc, char **argv) {
         {"l4.3x3s2", 256, 512, 8, 3, 2, 1, 1},    {"l4.1x1s2", 256, 512, 8, 1, 2, 0, 1},
         {"l4.3x3", 512, 512, 4, 3, 1, 1, 3},
     };
-    tw_dtype act = tw_backend_act_dtype(be);
     tw_layout chained = TW_LAYOUT_NCHW;
     double total_ms = 0, total_gflop = 0;
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const layer *L = &layers[li];
         tw_layout xl = li == 0 ? TW_LAYOUT_NCHW : chained;
-        tw_conv_desc d = {batch, L->c_in, L->hw, L->hw, L->c_out, L->k, L->s, L->p, li != 0, xl};
+        tw_conv_desc d = {batch, L->c_in, L->hw, L->hw, L->c_out, L->k, L->s, L->p, li != 0, xl, li == 0};
         tw_conv_plan *p = NULL;
         if (tw_conv_plan_make(be, &p, &d, &err) != TW_OK) {
             fprintf(stderr, "%s: %s\n", L->name, err.msg);
@@ -77,7 +76,8 @@ int main(int argc, char **argv) {
         }
         tw_tensor y = tw_conv_plan_y(p);
         if (li == 0) chained = y.layout;
-        tw_tensor x = {NULL, batch, L->c_in, L->hw, L->hw, act, xl};
+        tw_tensor x = tw_conv_plan_x(p);
+        xl = x.layout;
         x.data = tw_mem_alloc(be, tw_tensor_bytes(&x));
         y.data = tw_mem_alloc(be, tw_tensor_bytes(&y));
         tw_tensor dx = x, dy = y;

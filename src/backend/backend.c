@@ -64,6 +64,7 @@ tw_device tw_backend_device(const tw_backend *be) { return be->device; }
 tw_dtype tw_backend_act_dtype(const tw_backend *be) { return be->act_dtype; }
 
 tw_tensor tw_conv_plan_y(const tw_conv_plan *p) { return ((const tw_plan_head *)p)->y; }
+tw_tensor tw_conv_plan_x(const tw_conv_plan *p) { return ((const tw_plan_head *)p)->x; }
 size_t tw_bn_plan_ws_bytes(const tw_bn_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }
 tw_tensor tw_maxpool_plan_y(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->y; }
 size_t tw_maxpool_plan_ws_bytes(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }

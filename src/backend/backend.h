@@ -88,6 +88,8 @@ typedef struct tw_conv_desc {
     int c_out, kernel, stride, pad;
     int need_dx;          /* 0 for the stem: the image needs no gradient, so no bwd-data plan */
     tw_layout x_layout;   /* the layout the input arrives in */
+    int x_layout_free;    /* 1: the backend may pick another input layout, the one its fastest
+                             kernels take (the stem: reorder the image into tw_conv_plan_x) */
 } tw_conv_desc;
 typedef struct tw_conv_plan tw_conv_plan;
 
@@ -95,6 +97,8 @@ tw_status tw_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_de
 void tw_conv_plan_free(tw_backend *be, tw_conv_plan *p);
 /* The output's shape, dtype and layout (data = NULL): allocate y and dy like this. */
 tw_tensor tw_conv_plan_y(const tw_conv_plan *p);
+/* The input the plan takes: desc->x_layout, or the backend's pick when x_layout_free. */
+tw_tensor tw_conv_plan_x(const tw_conv_plan *p);
 
 /* y = conv(x, w).  x: [n, c_in, h, w] in d->x_layout; w: [c_out, c_in, k, k] f32 (torch order). */
 void tw_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,

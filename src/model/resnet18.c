@@ -11,13 +11,6 @@
 #include "core/log.h"
 #include "core/rng.h"
 
-/* The layout the image is reordered into before the stem. Up to 3 channels, plain NCHW: the
- * first-layer kernels (oneDNN's "1st conv", cuDNN's) take it directly, where a blocked layout
- * would pad 2 channels to 8 or 16. From 4 channels on, NHWC: oneDNN 3.2 has no fast kernel for
- * a 12-channel stem in plain NCHW (backward-weights) or in nChw16c (forward): both fall to its
- * reference code, ~1000x slower. */
-#define STEM_PLAIN_MAX_C 3
-
 /* torch.nn.BatchNorm2d defaults. */
 #define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
@@ -138,8 +131,10 @@ void tw_resnet18_plans_free(tw_resnet18_plans *p) {
 /* Plans one conv + BN taking x; fills p->conv_y[u]. */
 static tw_status unit_plan(tw_resnet18_plans *p, const tw_resnet18_unit *x, int u, const tw_tensor *in,
                            int need_dx, tw_err *err) {
+    /* The stem (no dx) lets the backend choose the image's layout: which layout has fast
+     * kernels for a 2-, 3- or 12-channel 7x7 convolution depends on the library and the ISA. */
     tw_conv_desc cd = {in->n, in->c, in->h, in->w, x->c_out, x->kernel, x->stride, x->pad,
-                       need_dx, in->layout};
+                       need_dx, in->layout, !need_dx};
     tw_status st = tw_conv_plan_make(p->be, &p->conv[u], &cd, err);
     if (st != TW_OK) return st;
     p->conv_y[u] = tw_conv_plan_y(p->conv[u]);
@@ -163,9 +158,9 @@ tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const 
     p->h = h;
     p->w = w;
     memcpy(p->b, m->b, sizeof p->b);
-    p->x_stem = (tw_tensor){NULL, n, m->c_in, h, w, tw_backend_act_dtype(be),
-                            m->c_in > STEM_PLAIN_MAX_C ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW};
-    if ((st = unit_plan(p, &m->u[0], 0, &p->x_stem, 0, err)) != TW_OK) goto done;
+    tw_tensor image = {NULL, n, m->c_in, h, w, tw_backend_act_dtype(be), TW_LAYOUT_NCHW};
+    if ((st = unit_plan(p, &m->u[0], 0, &image, 0, err)) != TW_OK) goto done;
+    p->x_stem = tw_conv_plan_x(p->conv[0]);
     const tw_tensor *s = &p->conv_y[0];
     if ((st = tw_maxpool_plan_make(be, &p->pool, s->n, s->c, s->h, s->w, s->layout, err)) != TW_OK)
         goto done;

@@ -1,5 +1,6 @@
 /* Convolutions on oneDNN: forward (training), backward-data, backward-weights. The input layout
- * is fixed by the descriptor; oneDNN picks the output and weight layouts ("any"), and the plan
+ * is fixed by the descriptor (or, with x_layout_free, the first one with real kernels for all
+ * passes); oneDNN picks the output and weight layouts ("any"), and the plan
  * reports the output layout so that BN, ReLU and pooling run on the same blocked layout. Weights
  * arrive as torch OIHW f32, are reordered once per forward and reused by backward-data. */
 #include <stdlib.h>
@@ -16,6 +17,7 @@ struct tw_conv_plan {
     tw_cpu_prim wfwd_to_bwd;          /* forward weights -> backward-data weights (if they differ) */
     tw_cpu_prim dw_to_user;           /* backward-weights layout -> OIHW f32 (if they differ) */
     int have_bwd_data, bwd_w_same, dw_same;
+    int slow;                         /* some pass has only oneDNN's reference kernel */
     void *w_fwd, *w_bwd, *dw_buf;     /* plan-owned weight buffers in oneDNN's layouts */
     const float *w_in_fwd;            /* the user weights w_fwd holds (from the last forward) */
     dnnl_memory_t m_x, m_y, m_w_user, m_w_fwd, m_w_bwd, m_dw, m_dw_user, m_dx, m_dy;
@@ -52,8 +54,12 @@ static void run_reorder(tw_cpu_backend *be, tw_cpu_prim *p, dnnl_memory_t from, 
     tw_cpu_prim_exec(be, p, 2, args);
 }
 
-tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
-                                tw_err *err) {
+static int is_reference(const_dnnl_primitive_desc_t pd) {
+    return strncmp(tw_cpu_pd_impl(pd), "ref", 3) == 0;
+}
+
+static tw_status plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
+                                 tw_err *err) {
     tw_cpu_backend *be = tw_cpu_be(base);
     *out = NULL;
     if (d->n < 1 || d->c_in < 1 || d->h_in < 1 || d->w_in < 1 || d->c_out < 1 || d->kernel < 1 ||
@@ -156,7 +162,9 @@ tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_c
         goto done;
     }
 
+    p->head.x = (tw_tensor){NULL, d->n, d->c_in, d->h_in, d->w_in, act, d->x_layout};
     p->head.y = (tw_tensor){NULL, d->n, d->c_out, h_out, w_out, act, y_layout};
+    p->slow = is_reference(fwd_pd) || (bd_pd && is_reference(bd_pd)) || is_reference(bw_pd);
     p->head.ws_bytes = 0;
     tw_cpu_prim_init(be, &p->fwd, fwd_pd);
     p->m_x = tw_cpu_mem_make(be, x_md);
@@ -208,6 +216,45 @@ done:
     if (y_fixed) TW_CHECK_DNNL(dnnl_memory_desc_destroy(y_fixed));
     if (p) tw_cpu_conv_plan_free(base, p);
     return st;
+}
+
+/* With x_layout_free: the first input layout whose passes all have real kernels, in the order
+ * plain NCHW (oneDNN's first-layer kernels, no channel padding), NHWC, then the blocked layouts.
+ * Which one that is depends on the ISA and the channel count: AVX2 has no NCHW backward-weights
+ * for a 2-channel 7x7 convolution, and AVX-512 none for a 12-channel one. */
+tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
+                                tw_err *err) {
+    *out = NULL;
+    tw_conv_plan *p = NULL, *fallback = NULL;
+    static const tw_layout order[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, TW_LAYOUT_NCHW8C,
+                                      TW_LAYOUT_NCHW16C};
+    for (size_t i = 0; d->x_layout_free && i < sizeof order / sizeof order[0]; i++) {
+        tw_conv_desc c = *d;
+        c.x_layout = order[i];
+        c.x_layout_free = 0;
+        if (plan_make_fixed(base, &p, &c, NULL) != TW_OK) continue;
+        if (!p->slow) {
+            tw_cpu_conv_plan_free(base, fallback);
+            *out = p;
+            return TW_OK;
+        }
+        if (fallback) tw_cpu_conv_plan_free(base, p);
+        else fallback = p;
+    }
+    if (fallback) {
+        p = fallback;
+    } else {
+        tw_conv_desc c = *d;
+        c.x_layout_free = 0;
+        tw_status st = plan_make_fixed(base, &p, &c, err);
+        if (st != TW_OK) return st;
+    }
+    if (p->slow)
+        tw_warn("twinfuse: conv %dx%d/%d, %d->%d channels at %dx%d, %s input: oneDNN has only its "
+                "reference kernel for a pass on this CPU (slow)\n", d->kernel, d->kernel, d->stride,
+                d->c_in, d->c_out, d->h_in, d->w_in, tw_layout_name(p->head.x.layout));
+    *out = p;
+    return TW_OK;
 }
 
 void tw_cpu_conv_plan_free(tw_backend *base, tw_conv_plan *p) {

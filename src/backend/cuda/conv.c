@@ -153,6 +153,7 @@ tw_status tw_cuda_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_co
     if (!p) return tw_err_set(err, TW_E_NOMEM, "cuda conv: out of host memory");
     p->d = *d;
     p->c_pad = d->x_layout == TW_LAYOUT_NHWC ? d->c_in : (d->c_in + 7) / 8 * 8;
+    p->head.x = (tw_tensor){NULL, d->n, d->c_in, d->h_in, d->w_in, be->act_dtype, d->x_layout};
     p->head.y = (tw_tensor){NULL, d->n, d->c_out, oh, ow, be->act_dtype, TW_LAYOUT_NHWC};
     cudnnDataType_t dt = act_type(cb);
     TW_CHECK_CUDNN(cudnnCreateTensorDescriptor(&p->x_desc));
