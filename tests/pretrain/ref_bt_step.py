@@ -4,11 +4,15 @@ the bias-free projector with BN+ReLU, the affine-free BN, the loss; LARS class c
 in float32 on the CPU. Writes the initial state, the two views, the loss, the gradients and the
 state after the update.
 usage: ref_bt_step.py OUT.safetensors N C H D adam|lars SEED"""
+import os
 import sys
 
 import torch
 import torchvision
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from official_lars import LARS  # noqa: E402
 
 LAMBD = 0.0051
 # eps 1 rather than 1e-8: Adam's first step is lr * g / (|g| + eps), a full step of either sign
@@ -47,42 +51,6 @@ class BarlowTwins(torch.nn.Module):
         on_diag = torch.diagonal(c).add_(-1).pow_(2).sum()
         off_diag = off_diagonal(c).pow_(2).sum()
         return on_diag + LAMBD * off_diag
-
-
-class LARS(torch.optim.Optimizer):
-    """facebookresearch/barlowtwins main.py, verbatim in substance."""
-    def __init__(self, params, lr, weight_decay=0, momentum=0.9, eta=0.001,
-                 weight_decay_filter=False, lars_adaptation_filter=False):
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta,
-                        weight_decay_filter=weight_decay_filter,
-                        lars_adaptation_filter=lars_adaptation_filter)
-        super().__init__(params, defaults)
-
-    def exclude_bias_and_norm(self, p):
-        return p.ndim == 1
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            for p in g['params']:
-                dp = p.grad
-                if dp is None:
-                    continue
-                if not g['weight_decay_filter'] or not self.exclude_bias_and_norm(p):
-                    dp = dp.add(p, alpha=g['weight_decay'])
-                if not g['lars_adaptation_filter'] or not self.exclude_bias_and_norm(p):
-                    param_norm = torch.norm(p)
-                    update_norm = torch.norm(dp)
-                    one = torch.ones_like(param_norm)
-                    q = torch.where(param_norm > 0.,
-                                    torch.where(update_norm > 0, (g['eta'] * param_norm / update_norm), one), one)
-                    dp = dp.mul(q)
-                param_state = self.state[p]
-                if 'mu' not in param_state:
-                    param_state['mu'] = torch.zeros_like(p)
-                mu = param_state['mu']
-                mu.mul_(g['momentum']).add_(dp)
-                p.add_(mu, alpha=-g['lr'])
 
 
 def main():
