@@ -1,8 +1,9 @@
 /* The generic, table-driven configuration mechanism: a schema is an array of keys, each with a
  * dotted path, a type, an offsetof into the config struct, a default, a range and help text.
  * YAML (libyaml) and "a.b=value" overrides go through the same checks; errors name the file,
- * line and column (or the override) and the key path. The tables themselves live in pretrain.c
- * (and one file per further config kind); printing and serialisation are in emit.c. */
+ * line and column (or the override) and the key path. The shared sections' tables live in
+ * sections.c, each command's own in pretrain.c, finetune.c; tw_cfg_schema_build joins them
+ * (compose.c); printing and serialisation are in emit.c. */
 #ifndef TW_CONFIG_H
 #define TW_CONFIG_H
 
@@ -58,6 +59,26 @@ typedef struct tw_cfg_schema {
      * blame with the reason written to why. May be NULL. */
     const char *(*check)(const void *cfg, char *why, size_t n_why);
 } tw_cfg_schema;
+
+/* A part of a command's schema: a key table whose offsets are relative to a struct that sits at
+ * `base` in the command's config struct. */
+typedef struct tw_cfg_part {
+    const tw_cfg_key *keys;
+    int n_keys;
+    size_t base;
+} tw_cfg_part;
+
+/* A command's own default for a shared key (path must be one of the parts' keys). */
+typedef struct tw_cfg_default {
+    const char *path, *def;
+} tw_cfg_default;
+
+/* out = the parts' keys in order, offsets moved by each part's base, with the defaults replaced;
+ * storage holds cap keys. Too small a storage or an unknown default path is a bug (TW_ASSERT). */
+void tw_cfg_schema_build(tw_cfg_schema *out, tw_cfg_key *storage, int cap, const char *kind,
+                         size_t struct_size, const char *(*check)(const void *, char *, size_t),
+                         const tw_cfg_part *parts, int n_parts, const tw_cfg_default *defaults,
+                         int n_defaults);
 
 /* Fills cfg (schema->struct_size bytes) with the defaults, then the YAML file at path (NULL:
  * defaults only), then each "a.b=value" override in order (later ones win); then checks the

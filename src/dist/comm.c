@@ -105,3 +105,11 @@ void tw_comm_abort(tw_comm *c, int code) {
     c->ops->abort(c, code);
     abort();   /* an abort that returned is a bug in the communicator; never leave the job running */
 }
+
+static void reducer_sum(void *ctx, float *buf, size_t n_elems) {
+    tw_comm_allreduce(ctx, buf, n_elems, TW_F32, TW_REDUCE_SUM);
+}
+
+tw_reducer tw_comm_reducer(tw_comm *c) {
+    return (tw_reducer){reducer_sum, c, tw_comm_size(c)};
+}

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "core/dtype.h"
+#include "core/reducer.h"
 #include "core/status.h"
 
 typedef enum { TW_COMM_SINGLE, TW_COMM_MPI, TW_COMM_NCCL } tw_comm_kind;
@@ -35,6 +36,9 @@ tw_comm_kind tw_comm_kind_of(const tw_comm *c);
 /* In place over n_elems elements of dtype: TW_F32 for tensors, TW_I64 for counters (TW_I32 also
  * works); every rank passes the same n_elems, dtype and op. Other dtypes are a bug. */
 void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
+/* A reducer (core/reducer.h) whose sum is tw_comm_allreduce(c, ..., TW_F32, TW_REDUCE_SUM): what
+ * the synchronised layers of the model take. Valid while c lives. */
+tw_reducer tw_comm_reducer(tw_comm *c);
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
 void tw_comm_barrier(tw_comm *c);
 /* Device communicators (NCCL) order each collective after the work already queued on `stream`

@@ -36,9 +36,10 @@ void tw_barlow_free(tw_barlow *L, tw_backend *be) {
 double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
                                   float *dz1, const float *z0, const float *z1) {
     int n = L->n, d = L->d;
+    tw_reducer red = tw_comm_reducer(comm);
     float inv_n = (float)(1.0 / L->bn.n_global);
-    int finite = tw_syncbn_forward(&L->bn, be, comm, L->a[0], &L->cache[0], z0, NULL, NULL);
-    finite &= tw_syncbn_forward(&L->bn, be, comm, L->a[1], &L->cache[1], z1, NULL, NULL);
+    int finite = tw_syncbn_forward(&L->bn, be, &red, L->a[0], &L->cache[0], z0, NULL, NULL);
+    finite &= tw_syncbn_forward(&L->bn, be, &red, L->a[1], &L->cache[1], z1, NULL, NULL);
     /* Every rank must take the same branch: the statistics are global, so `finite` agrees. */
     if (!finite) return NAN;
     tw_gemm(be, 1, 0, d, d, n, inv_n, L->a[0], d, L->a[1], d, 0.0f, L->c, d);
@@ -47,7 +48,7 @@ double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, f
     if (!isfinite(loss)) return NAN;
     tw_gemm(be, 0, 1, n, d, d, inv_n, L->a[1], d, L->dc, d, 0.0f, L->da[0], d);
     tw_gemm(be, 0, 0, n, d, d, inv_n, L->a[0], d, L->dc, d, 0.0f, L->da[1], d);
-    tw_syncbn_backward(&L->bn, be, comm, dz0, NULL, NULL, L->da[0], L->a[0], z0, &L->cache[0], NULL);
-    tw_syncbn_backward(&L->bn, be, comm, dz1, NULL, NULL, L->da[1], L->a[1], z1, &L->cache[1], NULL);
+    tw_syncbn_backward(&L->bn, be, &red, dz0, NULL, NULL, L->da[0], L->a[0], z0, &L->cache[0], NULL);
+    tw_syncbn_backward(&L->bn, be, &red, dz1, NULL, NULL, L->da[1], L->a[1], z1, &L->cache[1], NULL);
     return loss;
 }

@@ -7,7 +7,7 @@
 
 #include "backend/backend.h"
 #include "dist/comm.h"
-#include "loss/syncbn.h"
+#include "model/syncbn.h"
 
 typedef struct tw_barlow {
     int n, d;             /* local rows, embedding width */

@@ -114,7 +114,7 @@ void tw_projector_free(tw_projector *pj, tw_backend *be) {
     tw_syncbn_free(&pj->bn2, be);
 }
 
-int tw_projector_forward(tw_projector *pj, tw_backend *be, tw_comm *comm, int v, float *z,
+int tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
                          const float *x) {
     const tw_projector_params *p = &pj->p;
     TW_ASSERT(v == 0 || v == 1);
@@ -122,14 +122,14 @@ int tw_projector_forward(tw_projector *pj, tw_backend *be, tw_comm *comm, int v,
     tw_projector_view *w = &pj->view[v];
     /* linear1 -> bn1+relu -> linear2 -> bn2+relu -> linear3 */
     tw_gemm(be, 0, 1, n, d, din, 1.0f, x, din, p->w1, din, 0.0f, w->h1, d);
-    ok &= tw_syncbn_forward(&pj->bn1, be, comm, w->r1, &w->c1, w->h1, p->g1, p->b1);
+    ok &= tw_syncbn_forward(&pj->bn1, be, red, w->r1, &w->c1, w->h1, p->g1, p->b1);
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r1, d, p->w2, d, 0.0f, w->h2, d);
-    ok &= tw_syncbn_forward(&pj->bn2, be, comm, w->r2, &w->c2, w->h2, p->g2, p->b2);
+    ok &= tw_syncbn_forward(&pj->bn2, be, red, w->r2, &w->c2, w->h2, p->g2, p->b2);
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r2, d, p->w3, d, 0.0f, z, d);
     return ok;
 }
 
-void tw_projector_backward(tw_projector *pj, tw_backend *be, tw_comm *comm, int v, float *dx,
+void tw_projector_backward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *dx,
                            const float *dz, const float *x) {
     const tw_projector_params *p = &pj->p, *grad = &pj->g;
     TW_ASSERT(v == 0 || v == 1);
@@ -138,11 +138,11 @@ void tw_projector_backward(tw_projector *pj, tw_backend *be, tw_comm *comm, int 
     /* The forward list, reversed: linear3, bn2+relu, linear2, bn1+relu, linear1. */
     tw_gemm(be, 1, 0, d, d, n, 1.0f, dz, d, w->r2, d, 1.0f, grad->w3, d);
     tw_gemm(be, 0, 0, n, d, d, 1.0f, dz, d, p->w3, d, 0.0f, pj->dr, d);
-    tw_syncbn_backward(&pj->bn2, be, comm, pj->dh, grad->g2, grad->b2, pj->dr, w->r2, w->h2, &w->c2,
+    tw_syncbn_backward(&pj->bn2, be, red, pj->dh, grad->g2, grad->b2, pj->dr, w->r2, w->h2, &w->c2,
                        p->g2);
     tw_gemm(be, 1, 0, d, d, n, 1.0f, pj->dh, d, w->r1, d, 1.0f, grad->w2, d);
     tw_gemm(be, 0, 0, n, d, d, 1.0f, pj->dh, d, p->w2, d, 0.0f, pj->dr, d);
-    tw_syncbn_backward(&pj->bn1, be, comm, pj->dh, grad->g1, grad->b1, pj->dr, w->r1, w->h1, &w->c1,
+    tw_syncbn_backward(&pj->bn1, be, red, pj->dh, grad->g1, grad->b1, pj->dr, w->r1, w->h1, &w->c1,
                        p->g1);
     tw_gemm(be, 1, 0, d, din, n, 1.0f, pj->dh, d, x, din, 1.0f, grad->w1, din);
     tw_gemm(be, 0, 0, n, din, d, 1.0f, pj->dh, d, p->w1, din, 0.0f, dx, din);

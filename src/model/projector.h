@@ -1,5 +1,5 @@
 /* The Barlow Twins projector: Linear(512->D, no bias)-BN-ReLU-Linear(D->D, no bias)-BN-ReLU-
- * Linear(D->D, no bias), with synchronised BN (global batch statistics, loss/syncbn.h). Its
+ * Linear(D->D, no bias), with synchronised BN (global batch statistics, model/syncbn.h). Its
  * parameters live in the model's arena (model/params.h) under torch's names; this file keeps the
  * activations and does the GEMMs through the op interface. */
 #ifndef TW_PROJECTOR_H
@@ -8,8 +8,8 @@
 #include <stddef.h>
 
 #include "backend/backend.h"
-#include "dist/comm.h"
-#include "loss/syncbn.h"
+#include "core/reducer.h"
+#include "model/syncbn.h"
 #include "model/params.h"
 
 /* Pointers into the arena (parameters, or their gradients). */
@@ -50,10 +50,10 @@ void tw_projector_reset(tw_projector *pj, tw_params *P, uint64_t seed);
 
 /* z (=) [n, D] from x [n, d_in] for view v (0 or 1). Returns 0 when a BN's statistics are not
  * finite (the same answer on every rank). */
-int tw_projector_forward(tw_projector *pj, tw_backend *be, tw_comm *comm, int v, float *z,
+int tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
                          const float *x);
 /* dx (=) [n, d_in] and the parameter gradients (+=, into pj->g) from dz for view v. */
-void tw_projector_backward(tw_projector *pj, tw_backend *be, tw_comm *comm, int v, float *dx,
+void tw_projector_backward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *dx,
                            const float *dz, const float *x);
 
 #endif

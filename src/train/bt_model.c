@@ -110,8 +110,9 @@ double tw_bt_model_step(tw_bt_model *m, double *lr) {
             tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1);
             tw_mem_copy(be, m->feats[v] + g * f_group, m->acts[v][g].feats, f_group * sizeof(float));
         }
+    tw_reducer red = tw_comm_reducer(comm);
     int ok = 1;
-    for (int v = 0; v < 2; v++) ok &= tw_projector_forward(&m->pj, be, comm, v, m->z[v], m->feats[v]);
+    for (int v = 0; v < 2; v++) ok &= tw_projector_forward(&m->pj, be, &red, v, m->z[v], m->feats[v]);
     if (!ok) return NAN;
     double loss = tw_barlow_forward_backward(&m->loss, be, comm, m->dz[0], m->dz[1], m->z[0], m->z[1]);
     if (!isfinite(loss)) return NAN;
@@ -121,7 +122,7 @@ double tw_bt_model_step(tw_bt_model *m, double *lr) {
     tw_params *P = &m->P;
     tw_mem_zero(be, P->grads + m->net.grad_end, (P->n_params - m->net.grad_end) * sizeof(float));
     for (int v = 0; v < 2; v++)
-        tw_projector_backward(&m->pj, be, comm, v, m->dfeats[v], m->dz[v], m->feats[v]);
+        tw_projector_backward(&m->pj, be, &red, v, m->dfeats[v], m->dz[v], m->feats[v]);
     for (int v = 0; v < 2; v++)
         for (int g = 0; g < G; g++)
             tw_resnet18_backward(&m->net, &m->acts[v][g], m->dfeats[v] + g * f_group, m->plans,

@@ -185,11 +185,10 @@ int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml,
     aug_hook hook;
     memset(&hook, 0, sizeof hook);
     aug_from_cfg(&hook, cfg);
-    static const char *const split_names[] = {"train", "val", "test", "clouds"};
     tw_loader_opts lo;
     tw_loader_opts_default(&lo);
     lo.dir = cfg->data.shards;
-    lo.split = split_names[cfg->data.split];
+    lo.split = tw_cfg_split_names[cfg->data.split];
     lo.global_batch = cfg->data.batch;
     lo.rank = rank;
     lo.world = world;

@@ -2,7 +2,7 @@
  * mean, the same for the centred values, the inverse std on the host in double, then the
  * backend's normalise step. The
  * backward mirrors it (torch.nn.SyncBatchNorm's formulas, documented in torch/nn/modules/_functions.py). */
-#include "loss/syncbn.h"
+#include "model/syncbn.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,7 +41,7 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be) {
     tw_mem_free(be, c->inv_std);
 }
 
-int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw_syncbn_cache *c,
+int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
                       const float *x, const float *gamma, const float *beta) {
     int d = bn->d, finite = 1;
     double N = bn->n_global;
@@ -49,7 +49,7 @@ int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw
      * centred values (in y, which the normalise step overwrites), so that a feature whose mean is
      * large next to its spread keeps its variance (Σx² - N mean² in fp32 would cancel). */
     tw_bn1d_sums(be, bn->sums, x, bn->n, d);
-    tw_comm_allreduce(comm, bn->sums, (size_t)2 * d, TW_F32, TW_REDUCE_SUM);
+    tw_reducer_sum(red, bn->sums, (size_t)2 * d);
     tw_mem_to_host(be, bn->host_f, bn->sums, (size_t)2 * d * sizeof(float));
     for (int j = 0; j < d; j++) {
         bn->host[j] = bn->host_f[j] / N;
@@ -62,7 +62,7 @@ int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw
     tw_mem_from_host(be, c->inv_std, bn->host_f + d, (size_t)d * sizeof(float));
     tw_bn1d_forward(be, y, x, c->mean, c->inv_std, NULL, NULL, bn->n, d, 0);
     tw_bn1d_sums(be, bn->sums, y, bn->n, d);
-    tw_comm_allreduce(comm, bn->sums, (size_t)2 * d, TW_F32, TW_REDUCE_SUM);
+    tw_reducer_sum(red, bn->sums, (size_t)2 * d);
     tw_mem_to_host(be, bn->host_f, bn->sums, (size_t)2 * d * sizeof(float));
     for (int j = 0; j < d; j++) {
         /* Σ(x - m) is the rounding left in m; take it out of both the mean and the variance. */
@@ -104,7 +104,7 @@ static void vec_add(tw_backend *be, float *v, const float *s, int d) {
     tw_add(be, &tv, &tv, &ts);
 }
 
-void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *dx, float *dgamma,
+void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *dx, float *dgamma,
                         float *dbeta, const float *dy, const float *y, const float *x,
                         const tw_syncbn_cache *c, const float *gamma) {
     int d = bn->d;
@@ -113,7 +113,7 @@ void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *dx,
      * gradient all-reduce adds the other ranks' shares later. */
     if (dbeta) vec_add(be, dbeta, bn->sums, d);
     if (dgamma) vec_add(be, dgamma, bn->sums + d, d);
-    tw_comm_allreduce(comm, bn->sums, (size_t)2 * d, TW_F32, TW_REDUCE_SUM);
+    tw_reducer_sum(red, bn->sums, (size_t)2 * d);
     tw_bn1d_backward_apply(be, dx, dy, y, x, c->mean, c->inv_std, gamma, bn->sums,
                            (float)bn->n_global, bn->n, d, bn->relu);
 }

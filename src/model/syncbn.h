@@ -1,11 +1,12 @@
 /* Batch norm over the rows of x [n_local, d] with the statistics of the global batch (all ranks),
- * as torch.nn.SyncBatchNorm computes them: the backend's bn1d ops give local sums, the
- * communicator all-reduces them, and forward and backward both use the global values. */
+ * as torch.nn.SyncBatchNorm computes them: a layer. The backend's bn1d ops give local sums, the
+ * reducer (core/reducer.h) sums them over the ranks, and forward and backward both use the global
+ * values. */
 #ifndef TW_SYNCBN_H
 #define TW_SYNCBN_H
 
 #include "backend/backend.h"
-#include "dist/comm.h"
+#include "core/reducer.h"
 
 /* One synchronised BN layer: its constants, where its running statistics live (torch's buffers,
  * kept for checkpoints; they do not enter training) and the scratch it needs. */
@@ -36,13 +37,13 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
  * updates the running statistics with the unbiased var, as torch does. x, y: [n, d] backend f32.
  * gamma, beta: [d] or NULL (affine=False). Two passes (mean, then centred sums), each with one
  * all-reduce of 2d floats. Returns 0 when the global statistics are not finite. */
-int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *y, tw_syncbn_cache *c,
+int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
                       const float *x, const float *gamma, const float *beta);
 
 /* dx (=) from dy through the layer, with the global sums of dy and dy·x̂. dgamma, dbeta (+=) get
  * only this rank's share: the gradient all-reduce sums the shares. dgamma/dbeta NULL with
  * gamma NULL. */
-void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, tw_comm *comm, float *dx, float *dgamma,
+void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *dx, float *dgamma,
                         float *dbeta, const float *dy, const float *y, const float *x,
                         const tw_syncbn_cache *c, const float *gamma);
 
