@@ -65,6 +65,26 @@ cudaError_t tw_k_bn_backward(cudaStream_t s, unsigned grid, void *dx, float *dga
                              const uint32_t *mask, const float *save_mean, const float *save_var,
                              const float *gamma, int bf16, int64_t m_rows, int c, float eps);
 
+/* ---- act.cu ---- */
+/* Inference-mode BN backward on x viewed as [m_rows = n h w, c] (nhwc) or NCHW planes of hw:
+ * dx = gamma dy' / sqrt(run_var + eps) (=), dgamma = Σ dy' (x - run_mean) / sqrt(run_var + eps)
+ * (=), dbeta = Σ dy' (=), dy' = dy masked by y > 0 when y != NULL; dgamma NULL: dx only. */
+cudaError_t tw_k_bn_backward_eval(cudaStream_t s, unsigned grid, void *dx, float *dgamma,
+                                  float *dbeta, const void *dy, const void *x, const void *y,
+                                  const float *gamma, const float *run_mean,
+                                  const float *run_var, int bf16, int64_t m_rows, int c,
+                                  int64_t hw, int nhwc, float eps);
+/* f32 element-wise, op: 0 out = relu(a); 1 out = b > 0 ? a : 0; 2 out = sigmoid(a);
+ * 3 out = a b (1 - b). */
+cudaError_t tw_k_act(cudaStream_t s, unsigned grid, int op, float *out, const float *a,
+                     const float *b, size_t n_elems);
+/* y = g a + (1 - g) b; backward dg = dy (a - b), da = dy g, db = dy (1 - g). */
+cudaError_t tw_k_blend(cudaStream_t s, unsigned grid, float *y, const float *g, const float *a,
+                       const float *b, size_t n_elems);
+cudaError_t tw_k_blend_backward(cudaStream_t s, unsigned grid, float *dg, float *da, float *db,
+                                const float *dy, const float *g, const float *a, const float *b,
+                                size_t n_elems);
+
 /* ---- pool.cu ---- */
 /* Max pool 3x3 / 2, padding 1, NHWC; argmax: [n, oh, ow, c] u8 window positions. */
 cudaError_t tw_k_maxpool_forward(cudaStream_t s, unsigned grid, void *y, uint8_t *argmax,

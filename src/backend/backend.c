@@ -171,6 +171,12 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
     be->ops->bn_backward(be, p, dx, dgamma, dbeta, dy, x, save_mean, save_var, ws, gamma);
 }
 
+void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu) {
+    TW_ASSERT(!relu || y);
+    TW_ASSERT((dgamma == NULL) == (dbeta == NULL));
+    be->ops->bn_backward_eval(be, dx, dgamma, dbeta, dy, x, y, gamma, run_mean, run_var, eps, relu);
+}
+
 void tw_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
     be->ops->add_relu_forward(be, y, a, b);
 }
@@ -217,6 +223,30 @@ void tw_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n) 
 
 void tw_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n) {
     be->ops->bias_backward(be, dbias, dy, m, n);
+}
+
+void tw_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems) {
+    be->ops->relu_forward_f32(be, y, x, n_elems);
+}
+
+void tw_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems) {
+    be->ops->relu_backward_f32(be, dx, dy, y, n_elems);
+}
+
+void tw_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems) {
+    be->ops->sigmoid_forward(be, y, x, n_elems);
+}
+
+void tw_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems) {
+    be->ops->sigmoid_backward(be, dx, dy, y, n_elems);
+}
+
+void tw_blend_forward(tw_backend *be, float *y, const float *g, const float *a, const float *b, size_t n_elems) {
+    be->ops->blend_forward(be, y, g, a, b, n_elems);
+}
+
+void tw_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy, const float *g, const float *a, const float *b, size_t n_elems) {
+    be->ops->blend_backward(be, dg, da, db, dy, g, a, b, n_elems);
 }
 
 void tw_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d) {

@@ -140,6 +140,18 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
                     const tw_tensor *dy, const tw_tensor *x, const float *save_mean,
                     const float *save_var, const void *ws, const float *gamma);
 
+/* Backward of tw_bn_forward_eval, for BN frozen in inference mode under trained layers (torch:
+ * BatchNorm2d in eval() with requires_grad weights). With s = 1 / sqrt(run_var + eps) and
+ * dy' = relu ? dy (y > 0) : dy, per channel over (n, h, w):
+ *   dx = gamma s dy' (=), dgamma = Σ dy' (x - run_mean) s (=), dbeta = Σ dy' (=).
+ * No plan: x, dy, dx (and y when relu) share shape, dtype and layout (any of tw_layout's; the
+ * padding channels of dx are written 0). y is the eval forward's output (the fused ReLU's mask),
+ * NULL when relu is 0. dgamma and dbeta are f32 [c] and may be NULL together (no weights). */
+void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
+                         const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
+                         const float *gamma, const float *run_mean, const float *run_var,
+                         float eps, int relu);
+
 /* ---- element-wise on tensors of equal shape, dtype and layout --------------------------------- */
 
 void tw_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
@@ -171,6 +183,21 @@ void tw_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, floa
 /* y[i, j] += bias[j] (y: [m, n]); dbias[j] = Σ_i dy[i, j] (=). */
 void tw_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n);
 void tw_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n);
+
+/* Element-wise on n_elems f32 values (the classification heads). y may alias x; the backwards
+ * overwrite (=).  relu: y = max(x, 0), dx = y > 0 ? dy : 0.  sigmoid: y = 1 / (1 + e^-x),
+ * dx = dy y (1 - y).  blend (the gated fusion's products): y = g a + (1 - g) b, and backward
+ * dg = dy (a - b), da = dy g, db = dy (1 - g). */
+void tw_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems);
+void tw_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y,
+                          size_t n_elems);
+void tw_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems);
+void tw_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y,
+                         size_t n_elems);
+void tw_blend_forward(tw_backend *be, float *y, const float *g, const float *a, const float *b,
+                      size_t n_elems);
+void tw_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy,
+                       const float *g, const float *a, const float *b, size_t n_elems);
 
 /* Batch norm over the rows of x [n, d] with statistics that may come from other ranks (the
  * projector's synchronised BN). Step 1 gives local sums; the caller all-reduces them and turns

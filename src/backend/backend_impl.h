@@ -48,6 +48,13 @@ typedef struct tw_backend_ops {
     void (*lars_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
     void (*sgd_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
     int (*scale_check)(tw_backend *be, float *x, size_t n, float a);
+    void (*bn_backward_eval)(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu);
+    void (*relu_forward_f32)(tw_backend *be, float *y, const float *x, size_t n_elems);
+    void (*relu_backward_f32)(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems);
+    void (*sigmoid_forward)(tw_backend *be, float *y, const float *x, size_t n_elems);
+    void (*sigmoid_backward)(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems);
+    void (*blend_forward)(tw_backend *be, float *y, const float *g, const float *a, const float *b, size_t n_elems);
+    void (*blend_backward)(tw_backend *be, float *dg, float *da, float *db, const float *dy, const float *g, const float *a, const float *b, size_t n_elems);
     /* Optional (NULL = unsupported): CUDA graph recording, see backend.h. */
     tw_status (*graph_begin)(tw_backend *be, tw_err *err);
     tw_status (*graph_end)(tw_backend *be, tw_err *err);

@@ -116,6 +116,22 @@ void tw_cpu_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, c
 void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
 void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
 
+/* act.c */
+void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
+                             const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
+                             const float *gamma, const float *run_mean, const float *run_var,
+                             float eps, int relu);
+void tw_cpu_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems);
+void tw_cpu_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y,
+                              size_t n_elems);
+void tw_cpu_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems);
+void tw_cpu_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y,
+                             size_t n_elems);
+void tw_cpu_blend_forward(tw_backend *be, float *y, const float *g, const float *a,
+                          const float *b, size_t n_elems);
+void tw_cpu_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy,
+                           const float *g, const float *a, const float *b, size_t n_elems);
+
 /* pool.c */
 tw_status tw_cpu_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c, int h,
                                    int w, tw_layout layout, tw_err *err);

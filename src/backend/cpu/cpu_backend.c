@@ -123,6 +123,13 @@ static const tw_backend_ops cpu_ops = {
     .lars_update = tw_cpu_lars_update,
     .sgd_update = tw_cpu_sgd_update,
     .scale_check = tw_cpu_scale_check,
+    .bn_backward_eval = tw_cpu_bn_backward_eval,
+    .relu_forward_f32 = tw_cpu_relu_forward_f32,
+    .relu_backward_f32 = tw_cpu_relu_backward_f32,
+    .sigmoid_forward = tw_cpu_sigmoid_forward,
+    .sigmoid_backward = tw_cpu_sigmoid_backward,
+    .blend_forward = tw_cpu_blend_forward,
+    .blend_backward = tw_cpu_blend_backward,
 };
 
 tw_status tw_cpu_backend_create(tw_backend **out, tw_precision prec, tw_err *err) {

@@ -130,5 +130,12 @@ void tw_cuda_adam_update(tw_backend *be, float *p, float *m, float *v, const flo
 void tw_cuda_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
 void tw_cuda_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
 int tw_cuda_scale_check(tw_backend *be, float *x, size_t n, float a);
+void tw_cuda_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu);
+void tw_cuda_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems);
+void tw_cuda_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems);
+void tw_cuda_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems);
+void tw_cuda_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems);
+void tw_cuda_blend_forward(tw_backend *be, float *y, const float *g, const float *a, const float *b, size_t n_elems);
+void tw_cuda_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy, const float *g, const float *a, const float *b, size_t n_elems);
 
 #endif

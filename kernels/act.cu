@@ -1,0 +1,129 @@
+/* Kernels of the classification heads' ops (src/backend/cuda/act.c): inference-mode batch norm
+ * backward on NHWC or NCHW activations (f32 or bf16), and the f32 element-wise ReLU, sigmoid and
+ * gated blend with their backwards. */
+#include "kcommon.cuh"
+
+/* Element (row, ch) of an activation viewed as [m_rows = n h w, c]: NHWC is that matrix; NCHW
+ * keeps each image's channel planes of hw values. */
+__device__ __forceinline__ size_t bn_index(int64_t row, int ch, int c, int64_t hw, int nhwc) {
+    if (nhwc) return (size_t)row * c + ch;
+    int64_t img = row / hw, s = row % hw;
+    return ((size_t)img * c + ch) * hw + s;
+}
+
+template <typename T>
+__global__ void bn_bwd_eval_dx_kernel(T *dx, const T *dy, const T *y, const float *gamma,
+                                      const float *run_var, int64_t m_rows, int c, int64_t hw,
+                                      int nhwc, float eps) {
+    size_t total = (size_t)m_rows * c;
+    for (size_t i = tw_gtid(); i < total; i += tw_gstride()) {
+        int ch = nhwc ? (int)(i % c) : (int)((i / hw) % c);
+        float d = tw_ld(dy, i);
+        if (y && !(tw_ld(y, i) > 0.f)) d = 0.f;
+        tw_st(dx, i, gamma[ch] * rsqrtf(run_var[ch] + eps) * d);
+    }
+}
+
+/* Block (32 channels x 16 row lanes); each lane sums its rows in order, then the 16 lane sums
+ * are added in a fixed order: deterministic. */
+enum { BN_CH = 32, BN_LANES = 16 };
+
+template <typename T>
+__global__ void bn_bwd_eval_w_kernel(float *dgamma, float *dbeta, const T *dy, const T *x,
+                                     const T *y, const float *run_mean, const float *run_var,
+                                     int64_t m_rows, int c, int64_t hw, int nhwc, float eps) {
+    __shared__ double s_dy[BN_LANES][BN_CH], s_dyx[BN_LANES][BN_CH];
+    int ch = blockIdx.x * BN_CH + threadIdx.x;
+    double a = 0.0, b = 0.0;
+    if (ch < c) {
+        double mean = run_mean[ch];
+        for (int64_t r = threadIdx.y; r < m_rows; r += BN_LANES) {
+            size_t i = bn_index(r, ch, c, hw, nhwc);
+            if (y && !(tw_ld(y, i) > 0.f)) continue;
+            double d = tw_ld(dy, i);
+            a += d;
+            b += d * ((double)tw_ld(x, i) - mean);
+        }
+    }
+    s_dy[threadIdx.y][threadIdx.x] = a;
+    s_dyx[threadIdx.y][threadIdx.x] = b;
+    __syncthreads();
+    if (threadIdx.y == 0 && ch < c) {
+        for (int l = 1; l < BN_LANES; l++) {
+            a += s_dy[l][threadIdx.x];
+            b += s_dyx[l][threadIdx.x];
+        }
+        dbeta[ch] = (float)a;
+        dgamma[ch] = (float)(b / sqrt((double)run_var[ch] + (double)eps));
+    }
+}
+
+extern "C" cudaError_t tw_k_bn_backward_eval(cudaStream_t s, unsigned grid, void *dx,
+                                             float *dgamma, float *dbeta, const void *dy,
+                                             const void *x, const void *y, const float *gamma,
+                                             const float *run_mean, const float *run_var,
+                                             int bf16, int64_t m_rows, int c, int64_t hw,
+                                             int nhwc, float eps) {
+    TW_K_DISPATCH(bf16, T, {
+        bn_bwd_eval_dx_kernel<T><<<grid, TW_K_THREADS, 0, s>>>((T *)dx, (const T *)dy,
+                                                               (const T *)y, gamma, run_var,
+                                                               m_rows, c, hw, nhwc, eps);
+        if (dgamma) {
+            dim3 block(BN_CH, BN_LANES);
+            bn_bwd_eval_w_kernel<T><<<(c + BN_CH - 1) / BN_CH, block, 0, s>>>(
+                dgamma, dbeta, (const T *)dy, (const T *)x, (const T *)y, run_mean, run_var,
+                m_rows, c, hw, nhwc, eps);
+        }
+    });
+    return cudaGetLastError();
+}
+
+/* op: 0 relu, 1 relu backward, 2 sigmoid, 3 sigmoid backward. */
+__global__ void act_kernel(int op, float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = tw_gtid(); i < n; i += tw_gstride()) {
+        float v = a[i];
+        if (op == 0) {
+            out[i] = v > 0.f ? v : (v != v ? v : 0.f);
+        } else if (op == 1) {
+            out[i] = b[i] > 0.f ? v : 0.f;
+        } else if (op == 2) {
+            float e = expf(-fabsf(v));
+            out[i] = v >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
+        } else {
+            out[i] = v * b[i] * (1.f - b[i]);
+        }
+    }
+}
+
+extern "C" cudaError_t tw_k_act(cudaStream_t s, unsigned grid, int op, float *out, const float *a,
+                                const float *b, size_t n_elems) {
+    act_kernel<<<grid, TW_K_THREADS, 0, s>>>(op, out, a, b, n_elems);
+    return cudaGetLastError();
+}
+
+__global__ void blend_kernel(float *y, const float *g, const float *a, const float *b, size_t n) {
+    for (size_t i = tw_gtid(); i < n; i += tw_gstride()) y[i] = g[i] * a[i] + (1.f - g[i]) * b[i];
+}
+
+__global__ void blend_backward_kernel(float *dg, float *da, float *db, const float *dy,
+                                      const float *g, const float *a, const float *b, size_t n) {
+    for (size_t i = tw_gtid(); i < n; i += tw_gstride()) {
+        float d = dy[i], gi = g[i];
+        dg[i] = d * (a[i] - b[i]);
+        da[i] = d * gi;
+        db[i] = d * (1.f - gi);
+    }
+}
+
+extern "C" cudaError_t tw_k_blend(cudaStream_t s, unsigned grid, float *y, const float *g,
+                                  const float *a, const float *b, size_t n_elems) {
+    blend_kernel<<<grid, TW_K_THREADS, 0, s>>>(y, g, a, b, n_elems);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tw_k_blend_backward(cudaStream_t s, unsigned grid, float *dg, float *da,
+                                           float *db, const float *dy, const float *g,
+                                           const float *a, const float *b, size_t n_elems) {
+    blend_backward_kernel<<<grid, TW_K_THREADS, 0, s>>>(dg, da, db, dy, g, a, b, n_elems);
+    return cudaGetLastError();
+}

@@ -1,0 +1,175 @@
+/* The classification heads' ops on the CPU backend: inference-mode batch norm backward (frozen
+ * statistics under trained layers) in every activation layout and dtype, and the f32
+ * element-wise ReLU, sigmoid and gated blend with their backwards. Plain loops, OpenMP threads;
+ * the training-mode batch norm is oneDNN's (bn.c). */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu.h"
+
+static inline float bf(uint16_t v) {
+    union { uint32_t u; float f; } c = {(uint32_t)v << 16};
+    return c.f;
+}
+
+/* Round to nearest even, NaN kept a NaN (as tw_f32_to_bf16 and eltwise.c). */
+static inline uint16_t to_bf(float f) {
+    union { float f; uint32_t u; } c = {f};
+    uint32_t u = c.u;
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u;
+    return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded);
+}
+
+static inline float ld(const void *p, size_t i, int is_bf16) {
+    return is_bf16 ? bf(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* ---- batch norm, inference-mode backward ------------------------------------------------- */
+
+/* Every tw_layout is [n][cb][h w][blk] with channel cb blk + k: NCHW has blk 1, NHWC one block
+ * of all c channels, nChw8c/16c blocks of 8/16 (the channels past c are padding). */
+typedef struct bn_geom {
+    int n, c, blk, n_blk;
+    size_t hw;
+} bn_geom;
+
+static bn_geom geom_of(const tw_tensor *t) {
+    bn_geom g = {t->n, t->c, 1, t->c, (size_t)t->h * t->w};
+    if (t->layout == TW_LAYOUT_NHWC) {
+        g.blk = t->c;
+        g.n_blk = 1;
+    } else if (t->layout != TW_LAYOUT_NCHW) {
+        g.blk = (int)tw_layout_block(t->layout);
+        g.n_blk = (t->c + g.blk - 1) / g.blk;
+    }
+    return g;
+}
+
+static void check_same(const tw_tensor *a, const tw_tensor *b) {
+    TW_ASSERT(a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w);
+    TW_ASSERT(a->dtype == b->dtype && a->layout == b->layout);
+    TW_ASSERT(a->dtype == TW_F32 || a->dtype == TW_BF16);
+}
+
+void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
+                             const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
+                             const float *gamma, const float *run_mean, const float *run_var,
+                             float eps, int relu) {
+    (void)be;
+    check_same(dx, dy);
+    check_same(dx, x);
+    if (relu) check_same(dx, y);
+    const bn_geom g = geom_of(dx);
+    const int is_bf16 = dx->dtype == TW_BF16;
+    const void *dyp = dy->data, *xp = x->data, *yp = relu ? y->data : NULL;
+    /* dx: one (n, channel block) plane per iteration. */
+    const long n_planes = (long)g.n * g.n_blk;
+#pragma omp parallel for schedule(static)
+    for (long pl = 0; pl < n_planes; pl++) {
+        int cb = (int)(pl % g.n_blk);
+        size_t base = (size_t)pl * g.hw * g.blk;
+        for (size_t s = 0; s < g.hw; s++)
+            for (int k = 0; k < g.blk; k++) {
+                int c = cb * g.blk + k;
+                size_t i = base + s * g.blk + k;
+                float v = 0.0f;
+                if (c < g.c) {
+                    float d = ld(dyp, i, is_bf16);
+                    if (relu && !(ld(yp, i, is_bf16) > 0.0f)) d = 0.0f;
+                    v = gamma[c] / sqrtf(run_var[c] + eps) * d;
+                }
+                if (is_bf16) ((uint16_t *)dx->data)[i] = to_bf(v);
+                else ((float *)dx->data)[i] = v;
+            }
+    }
+    if (!dgamma) return;
+    /* The weight gradients: each thread owns a contiguous channel range and sums its channels
+     * over (n, h, w) in one fixed order, in double, so the result does not depend on the thread
+     * count and needs no scratch. */
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int c0 = (int)((long)g.c * t / nt), c1 = (int)((long)g.c * (t + 1) / nt);
+        for (int c = c0; c < c1; c++) {
+            int cb = c / g.blk, k = c % g.blk;
+            double sdy = 0.0, sdyx = 0.0, mean = run_mean[c];
+            for (int n = 0; n < g.n; n++) {
+                size_t base = ((size_t)n * g.n_blk + cb) * g.hw * g.blk + k;
+                for (size_t s = 0; s < g.hw; s++) {
+                    size_t i = base + s * g.blk;
+                    double d = ld(dyp, i, is_bf16);
+                    if (relu && !(ld(yp, i, is_bf16) > 0.0f)) continue;
+                    sdy += d;
+                    sdyx += d * ((double)ld(xp, i, is_bf16) - mean);
+                }
+            }
+            dbeta[c] = (float)sdy;
+            dgamma[c] = (float)(sdyx / sqrt((double)run_var[c] + (double)eps));
+        }
+    }
+}
+
+/* ---- f32 element-wise -------------------------------------------------------------------- */
+
+void tw_cpu_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems) {
+    (void)be;
+    const long n = (long)n_elems;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v > 0.0f ? v : (v != v ? v : 0.0f);   /* NaN stays NaN, as torch's relu */
+    }
+}
+
+void tw_cpu_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y,
+                              size_t n_elems) {
+    (void)be;
+    const long n = (long)n_elems;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) {
+        float d = dy[i];
+        dx[i] = y[i] > 0.0f ? d : 0.0f;
+    }
+}
+
+void tw_cpu_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems) {
+    (void)be;
+    const long n = (long)n_elems;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        /* e^-|x| never overflows; the two branches are the same function (torch's form). */
+        float v = x[i], e = expf(-fabsf(v));
+        y[i] = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    }
+}
+
+void tw_cpu_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y,
+                             size_t n_elems) {
+    (void)be;
+    const long n = (long)n_elems;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+void tw_cpu_blend_forward(tw_backend *be, float *y, const float *g, const float *a,
+                          const float *b, size_t n_elems) {
+    (void)be;
+    const long n = (long)n_elems;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) y[i] = g[i] * a[i] + (1.0f - g[i]) * b[i];
+}
+
+void tw_cpu_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy,
+                           const float *g, const float *a, const float *b, size_t n_elems) {
+    (void)be;
+    const long n = (long)n_elems;
+#pragma omp parallel for simd schedule(static)
+    for (long i = 0; i < n; i++) {
+        float d = dy[i], gi = g[i];
+        dg[i] = d * (a[i] - b[i]);
+        da[i] = d * gi;
+        db[i] = d * (1.0f - gi);
+    }
+}
