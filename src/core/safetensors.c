@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/log.h"
 
 int tw_st_dtype_parse(tw_dtype *out, const char *name) {
@@ -297,22 +298,9 @@ void tw_st_writer_meta(tw_st_writer *w, const char *key, const char *value) {
     TW_ASSERT(json_object_set_new(w->meta, key, json_string(value)) == 0);
 }
 
-static tw_status write_all(int fd, const void *buf, size_t n, const char *path, tw_err *err) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return tw_err_set(err, TW_E_IO, "%s: write: %s", path, strerror(errno));
-        p += k;
-        n -= (size_t)k;
-    }
-    return TW_OK;
-}
-
 tw_status tw_st_writer_save(tw_st_writer *w, const char *path, tw_err *err) {
     tw_status st = TW_OK;
-    char *text = NULL, *tmp = NULL, *dir_copy = NULL;
-    int fd = -1;
+    char *text = NULL;
     json_t *root = json_object();
     TW_ASSERT(root);
     if (json_object_size(w->meta) > 0) json_object_set(root, "__metadata__", w->meta);
@@ -338,51 +326,19 @@ tw_status tw_st_writer_save(tw_st_writer *w, const char *path, tw_err *err) {
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)n_hdr >> (8 * i));
 
-    size_t n_path = strlen(path);
-    tmp = malloc(n_path + 16);
-    TW_ASSERT(tmp);
-    snprintf(tmp, n_path + 16, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = tw_err_set(err, TW_E_IO, "%s: cannot create a temporary file next to it: %s", path,
-                        strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        goto done;
-    }
     static const char spaces[8] = "        ";
-    if ((st = write_all(fd, len8, 8, tmp, err)) != TW_OK ||
-        (st = write_all(fd, text, n_text, tmp, err)) != TW_OK ||
-        (st = write_all(fd, spaces, n_hdr - n_text, tmp, err)) != TW_OK)
-        goto done;
-    for (int i = 0; i < w->n_items; i++)
-        if ((st = write_all(fd, w->items[i].data, w->items[i].n_bytes, tmp, err)) != TW_OK) goto done;
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        st = tw_err_set(err, TW_E_IO, "%s: fsync: %s", tmp, strerror(errno));
-        goto done;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0 || rename(tmp, path) != 0) {
-        st = tw_err_set(err, TW_E_IO, "%s: cannot move %s into place: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    free(tmp);
-    tmp = NULL;
-    /* The rename is durable only once the directory entry is on disk. */
-    dir_copy = strdup(path);
-    int dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        st = tw_err_set(err, TW_E_IO, "%s: fsync of its directory: %s", path, strerror(errno));
-    }
-    if (dfd >= 0) close(dfd);
+    int n_chunks = 3 + w->n_items;
+    const void **chunks = malloc(sizeof *chunks * (size_t)n_chunks);
+    size_t *sizes = malloc(sizeof *sizes * (size_t)n_chunks);
+    TW_ASSERT(chunks && sizes);
+    chunks[0] = len8, sizes[0] = 8;
+    chunks[1] = text, sizes[1] = n_text;
+    chunks[2] = spaces, sizes[2] = n_hdr - n_text;
+    for (int i = 0; i < w->n_items; i++) chunks[3 + i] = w->items[i].data, sizes[3 + i] = w->items[i].n_bytes;
+    st = tw_atomic_write(path, chunks, sizes, n_chunks, err);
+    free(chunks);
+    free(sizes);
 done:
-    if (fd >= 0) close(fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
-    free(dir_copy);
     free(text);
     json_decref(root);
     return st;

@@ -1,6 +1,7 @@
-/* The optimizer object of optim.h: splits the segments into weights and 1-D parameters (two
- * rates, as the official Barlow Twins param_groups), keeps the moments in one backend buffer,
- * applies the schedule and calls the backend's update kernels. */
+/* The optimizer object of optim.h: splits the segments into groups of one rate each — weights and
+ * 1-D parameters (two rates, as the official Barlow Twins param_groups), times each segment's
+ * factor (a fine-tuned backbone's lower rate) — keeps the moments in one backend buffer, applies
+ * the schedule and calls the backend's update kernels once per group. */
 #include "optim/optim.h"
 
 #include <math.h>
@@ -13,8 +14,9 @@ struct tw_optim {
     tw_backend *be;
     tw_optim_hparams h;
     tw_schedule sched;
-    tw_param_seg *segs;       /* the weights first (n_w), then the 1-D segments (n_b) */
-    int n_w, n_b;
+    tw_param_seg *segs;       /* grouped: segs[groups[g].first ..] share one rate */
+    struct { int first, n, is_1d; double scale; } *groups;
+    int n_groups;
     size_t n_params;
     float *state;             /* [n_state, n_params] in backend memory */
     int n_state;
@@ -53,6 +55,12 @@ static tw_status check_hparams(const tw_optim_hparams *h, tw_err *err) {
 tw_status tw_optim_create(tw_optim **out, tw_backend *be, const tw_param_seg *segs, int n_segs,
                           size_t n_params, const tw_optim_hparams *h, const tw_schedule *sched,
                           tw_err *err) {
+    return tw_optim_create_scaled(out, be, segs, NULL, n_segs, n_params, h, sched, err);
+}
+
+tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_seg *segs,
+                                 const double *lr_scale, int n_segs, size_t n_params,
+                                 const tw_optim_hparams *h, const tw_schedule *sched, tw_err *err) {
     *out = NULL;
     tw_status st = check_hparams(h, err);
     if (st == TW_OK) st = tw_schedule_check(sched, err);
@@ -63,15 +71,43 @@ tw_status tw_optim_create(tw_optim **out, tw_backend *be, const tw_param_seg *se
 
     tw_optim *o = calloc(1, sizeof *o);
     if (!o) return tw_err_set(err, TW_E_NOMEM, "optimizer: out of memory");
+    for (int i = 0; lr_scale && i < n_segs; i++)
+        if (!finite_in(lr_scale[i], 0, 1, INFINITY, 0)) {
+            free(o);
+            return tw_err_set(err, TW_E_RANGE, "optimizer: segment %d's rate factor must be > 0, got %g", i, lr_scale[i]);
+        }
     o->segs = malloc(sizeof *o->segs * (size_t)n_segs);
-    if (!o->segs) {
+    o->groups = malloc(sizeof *o->groups * (size_t)2 * n_segs);
+    if (!o->segs || !o->groups) {
+        free(o->segs);
+        free(o->groups);
         free(o);
         return tw_err_set(err, TW_E_NOMEM, "optimizer: out of memory");
     }
-    for (int s = 0; s < n_segs; s++)
-        if (!segs[s].is_1d) o->segs[o->n_w++] = segs[s];
-    for (int s = 0; s < n_segs; s++)
-        if (segs[s].is_1d) o->segs[o->n_w + o->n_b++] = segs[s];
+    /* The groups: weights before 1-D segments, each kind by factor in order of first appearance. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int s = 0; s < n_segs; s++) {
+            double scale = lr_scale ? lr_scale[s] : 1.0;
+            if (segs[s].is_1d != pass) continue;
+            int g = 0;
+            while (g < o->n_groups && !(o->groups[g].is_1d == pass && o->groups[g].scale == scale)) g++;
+            if (g == o->n_groups) {
+                o->groups[g].first = o->groups[g].n = 0;
+                o->groups[g].is_1d = pass;
+                o->groups[g].scale = scale;
+                o->n_groups++;
+            }
+        }
+    /* The segments laid out group by group. */
+    int n_placed = 0;
+    for (int g = 0; g < o->n_groups; g++) {
+        o->groups[g].first = n_placed;
+        for (int s = 0; s < n_segs; s++)
+            if (segs[s].is_1d == o->groups[g].is_1d && (lr_scale ? lr_scale[s] : 1.0) == o->groups[g].scale) {
+                o->segs[n_placed++] = segs[s];
+                o->groups[g].n++;
+            }
+    }
     o->be = be;
     o->h = *h;
     o->sched = *sched;
@@ -88,6 +124,7 @@ void tw_optim_free(tw_optim *o) {
     if (!o) return;
     tw_mem_free(o->be, o->state);
     free(o->segs);
+    free(o->groups);
     free(o);
 }
 
@@ -127,8 +164,9 @@ static void update_group(tw_optim *o, float *p, const float *g, const tw_param_s
 
 double tw_optim_step(tw_optim *o, float *params, const float *grads) {
     double lr_w = tw_optim_lr_weights(o, o->step), lr_b = tw_optim_lr_biases(o, o->step);
-    update_group(o, params, grads, o->segs, o->n_w, lr_w);
-    update_group(o, params, grads, o->segs + o->n_w, o->n_b, lr_b);
+    for (int g = 0; g < o->n_groups; g++)
+        update_group(o, params, grads, o->segs + o->groups[g].first, o->groups[g].n,
+                     (o->groups[g].is_1d ? lr_b : lr_w) * o->groups[g].scale);
     o->step++;
     return lr_w;
 }

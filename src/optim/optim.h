@@ -33,6 +33,11 @@ typedef struct tw_optim tw_optim;
 tw_status tw_optim_create(tw_optim **out, tw_backend *be, const tw_param_seg *segs, int n_segs,
                           size_t n_params, const tw_optim_hparams *h, const tw_schedule *sched,
                           tw_err *err);
+/* The same with a learning-rate factor per segment (lr_scale[n_segs], each > 0; NULL: all 1):
+ * segment s learns at the scheduled rate times lr_scale[s] (a fine-tuned backbone's factor). */
+tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_seg *segs,
+                                 const double *lr_scale, int n_segs, size_t n_params,
+                                 const tw_optim_hparams *h, const tw_schedule *sched, tw_err *err);
 void tw_optim_free(tw_optim *o);
 
 /* params -= update(grads) at the current step, then the step counter advances. grads must

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "train/update.h"
 
 tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const tw_bt_opts *o,
                            tw_err *err) {
@@ -50,6 +51,7 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
         m->z[v] = tw_mem_alloc(be, z_bytes);
         m->dz[v] = tw_mem_alloc(be, z_bytes);
     }
+    if (o->external_optim) return TW_OK;
     return tw_optim_create(&m->optim, be, m->P.segs, m->P.n_segs, m->P.n_params, &o->optim, &o->sched,
                            err);
 }
@@ -97,7 +99,7 @@ void tw_bt_model_reset(tw_bt_model *m, uint64_t seed) {
     tw_bt_model_broadcast(m);
 }
 
-double tw_bt_model_step(tw_bt_model *m, double *lr) {
+double tw_bt_model_forward_backward(tw_bt_model *m) {
     tw_backend *be = m->be;
     tw_comm *comm = m->comm;
     int G = m->o.bn_groups, rows = m->o.n_local / G;
@@ -128,10 +130,15 @@ double tw_bt_model_step(tw_bt_model *m, double *lr) {
             tw_resnet18_backward(&m->net, &m->acts[v][g], m->dfeats[v] + g * f_group, m->plans,
                                  v > 0 || g > 0);
 
-    /* Each rank holds its share of the gradient of the one global loss: the sum is the whole. */
-    tw_comm_allreduce(comm, P->grads, P->n_params, TW_F32, TW_REDUCE_SUM);
-    if (!tw_scale_check(be, P->grads, P->n_params, 1.0f)) return NAN;
-    double lr_used = tw_optim_step(m->optim, P->params, P->grads);
+    return loss;
+}
+
+double tw_bt_model_step(tw_bt_model *m, double *lr) {
+    double loss = tw_bt_model_forward_backward(m);
+    if (!isfinite(loss)) return NAN;
+    tw_grad_span all = {0, m->P.n_params};
+    double lr_used = tw_train_update(m->comm, m->be, &m->P, m->optim, all, TW_GRAD_SUM);
+    if (!isfinite(lr_used)) return NAN;
     if (lr) *lr = lr_used;
     return loss;
 }

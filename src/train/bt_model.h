@@ -1,14 +1,13 @@
 /* The Barlow Twins model of one modality and its training step: ResNet18 backbone (per-rank BN),
- * projector (synchronised BN), loss with the global cross-correlation, one flat gradient
- * all-reduce and the optimizer update. Shared by `twinfuse pretrain`, the tests and bench/bt_step.
- * The loop, data and checkpoints are pretrain.c's and checkpoint.c's. */
+ * projector (synchronised BN), loss with the global cross-correlation; then (tw_bt_model_step)
+ * one flat gradient all-reduce and the optimizer update. `twinfuse pretrain` runs it as a task of
+ * the generic loop (pretrain.c, loop.c); the tests and bench/bt_step call the step directly. */
 #ifndef TW_BT_MODEL_H
 #define TW_BT_MODEL_H
 
 #include <stdint.h>
 
 #include "backend/backend.h"
-#include "config/pretrain.h"
 #include "dist/comm.h"
 #include "loss/barlow.h"
 #include "model/params.h"
@@ -27,6 +26,8 @@ typedef struct tw_bt_opts {
     float lambda;
     tw_optim_hparams optim;   /* optimizer and peak rates (optim/optim.h) */
     tw_schedule sched;        /* warm-up + cosine or constant, per step */
+    int external_optim;       /* 1: no optimizer of its own (the training loop owns one; only
+                               * tw_bt_model_forward_backward may be called) */
 } tw_bt_opts;
 
 typedef struct tw_bt_model {
@@ -56,6 +57,11 @@ void tw_bt_model_free(tw_bt_model *m);
 void tw_bt_model_reset(tw_bt_model *m, uint64_t seed);
 /* Broadcasts parameters, buffers and counters from rank 0. */
 void tw_bt_model_broadcast(tw_bt_model *m);
+
+/* Forward, loss and backward on the views in m->x[0], m->x[1]: every gradient (=) in m->P.grads,
+ * this rank's share of the one global loss. Returns the loss, the same on every rank; NAN when
+ * the embeddings' statistics or the loss are not finite (then no gradient is written). */
+double tw_bt_model_forward_backward(tw_bt_model *m);
 
 /* One step on the views in m->x[0], m->x[1]: forward, loss, backward, gradient all-reduce (sum:
  * every rank's share of the one global loss is its gradient, so the sum is the 1-rank gradient),

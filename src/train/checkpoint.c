@@ -22,9 +22,9 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n_bytes) {
     return h;
 }
 
-/* The checksum of the model and optimizer state in m (host copies made here). */
-static uint64_t state_checksum(tw_bt_model *m) {
-    tw_params *P = &m->P;
+/* The checksum of the model state in P, then of each optimizer tensor (host copies made here):
+ * from the live optimizer, or (optim NULL, a weights-only load) from the file itself. */
+static uint64_t state_checksum(tw_params *P, tw_optim *optim, tw_st_file *f, tw_status *st, tw_err *err) {
     size_t n = P->n_params > P->n_buffers ? P->n_params : P->n_buffers;
     float *host = malloc((n ? n : 1) * sizeof(float));
     TW_ASSERT(host);
@@ -36,10 +36,24 @@ static uint64_t state_checksum(tw_bt_model *m) {
         h = fnv1a(h, host, P->n_buffers * sizeof(float));
     }
     h = fnv1a(h, P->counters, P->n_counters * sizeof(int64_t));
-    for (int i = 0; i < tw_optim_state_count(m->optim); i++) {
-        TW_ASSERT(tw_optim_state_elems(m->optim, i) <= n);
-        tw_optim_state_to_host(m->optim, i, host);
-        h = fnv1a(h, host, tw_optim_state_elems(m->optim, i) * sizeof(float));
+    if (optim) {
+        for (int i = 0; i < tw_optim_state_count(optim); i++) {
+            TW_ASSERT(tw_optim_state_elems(optim, i) <= n);
+            tw_optim_state_to_host(optim, i, host);
+            h = fnv1a(h, host, tw_optim_state_elems(optim, i) * sizeof(float));
+        }
+    } else if (f) {
+        /* The optimizer's tensors in the order the optimizer names them. */
+        static const char *const names[] = {"optim.exp_avg", "optim.exp_avg_sq", "optim.momentum_buffer"};
+        for (int i = 0; i < 3 && *st == TW_OK; i++) {
+            const tw_st_tensor *t = tw_st_find(f, names[i]);
+            if (!t) continue;
+            float *buf = malloc(t->n_elems * sizeof(float) + 1);
+            TW_ASSERT(buf);
+            *st = tw_st_read(f, buf, t, err);
+            if (*st == TW_OK) h = fnv1a(h, buf, t->n_elems * sizeof(float));
+            free(buf);
+        }
     }
     free(host);
     return h;
@@ -49,24 +63,26 @@ void tw_ckpt_path(char *buf, size_t n_bytes, const char *dir, int64_t step) {
     snprintf(buf, n_bytes, "%s/ckpt-%08" PRId64 ".safetensors", dir, step);
 }
 
-tw_status tw_ckpt_save(const char *path, tw_bt_model *m, const tw_ckpt_state *s,
+tw_status tw_ckpt_save(const char *path, const tw_ckpt_content *c, const tw_ckpt_state *s,
                        const char *config_yaml, tw_err *err) {
     tw_st_writer *w = tw_st_writer_init();
     void *host = NULL;
-    int n_opt = tw_optim_state_count(m->optim);
+    int n_opt = c->optim ? tw_optim_state_count(c->optim) : 0;
     float *opt_host[4] = {0};
     TW_ASSERT(n_opt <= 4);
-    tw_params_save(&m->P, w, "", "", &host);
+    tw_params_save(c->P, w, "", "", &host);
     for (int i = 0; i < n_opt; i++) {
-        size_t n = tw_optim_state_elems(m->optim, i);
+        size_t n = tw_optim_state_elems(c->optim, i);
         opt_host[i] = malloc(n * sizeof(float));
         TW_ASSERT(opt_host[i]);
-        tw_optim_state_to_host(m->optim, i, opt_host[i]);
+        tw_optim_state_to_host(c->optim, i, opt_host[i]);
         int64_t shape[1] = {(int64_t)n};
-        tw_st_writer_add(w, tw_optim_state_name(m->optim, i), TW_F32, 1, shape, opt_host[i]);
+        tw_st_writer_add(w, tw_optim_state_name(c->optim, i), TW_F32, 1, shape, opt_host[i]);
     }
     char buf[64];
     tw_st_writer_meta(w, "format", TW_CKPT_FORMAT);
+    tw_st_writer_meta(w, "task", c->task);
+    tw_st_writer_meta(w, "sources", c->sources);
     snprintf(buf, sizeof buf, "%" PRId64, s->step);
     tw_st_writer_meta(w, "step", buf);
     snprintf(buf, sizeof buf, "%" PRId64, s->loader_epoch);
@@ -78,10 +94,15 @@ tw_status tw_ckpt_save(const char *path, tw_bt_model *m, const tw_ckpt_state *s,
     tw_st_writer_meta(w, "rng", "philox4x32-10, key = seed, counter = (epoch, sample, view | transform << 8)");
     snprintf(buf, sizeof buf, "%.9g", s->loss);
     tw_st_writer_meta(w, "loss", buf);
-    snprintf(buf, sizeof buf, "%016" PRIx64, state_checksum(m));
+    snprintf(buf, sizeof buf, "%.17g", s->best_score);
+    tw_st_writer_meta(w, "best_score", buf);
+    snprintf(buf, sizeof buf, "%" PRId64, s->best_step);
+    tw_st_writer_meta(w, "best_step", buf);
+    tw_status st = TW_OK;
+    snprintf(buf, sizeof buf, "%016" PRIx64, state_checksum(c->P, c->optim, NULL, &st, err));
     tw_st_writer_meta(w, "checksum_fnv1a64", buf);
     tw_st_writer_meta(w, "config", config_yaml ? config_yaml : "");
-    tw_status st = tw_st_writer_save(w, path, err);
+    st = tw_st_writer_save(w, path, err);
     tw_st_writer_free(w);
     free(host);
     for (int i = 0; i < n_opt; i++) free(opt_host[i]);
@@ -101,15 +122,57 @@ static tw_status meta_i64(int64_t *out, const tw_st_file *f, const char *key, tw
     return TW_OK;
 }
 
-tw_status tw_ckpt_load(const char *path, tw_bt_model *m, tw_ckpt_state *s, tw_err *err) {
+/* The file's format, task and sources (a version-1 pre-training file is task barlow-twins, its
+ * source in its configuration). */
+static tw_status read_identity(const tw_st_file *f, char *task, size_t n_task, char *sources, size_t n_sources,
+                               tw_err *err) {
+    const char *fmt = tw_st_meta_get(f, "format");
+    if (fmt && !strcmp(fmt, TW_CKPT_FORMAT_PRETRAIN_1)) {
+        const char *cfg = tw_st_meta_get(f, "config"), *src = cfg ? strstr(cfg, "\n  source: ") : NULL;
+        snprintf(task, n_task, "barlow-twins");
+        snprintf(sources, n_sources, "%s", src && !strncmp(src + 11, "s1", 2) ? "s1" : "s2");
+        return TW_OK;
+    }
+    if (!fmt || strcmp(fmt, TW_CKPT_FORMAT))
+        return tw_err_set(err, TW_E_FORMAT, "%s: format '%s', want '%s' (not a twinfuse checkpoint?)", f->path,
+                          fmt ? fmt : "(none)", TW_CKPT_FORMAT);
+    const char *t = tw_st_meta_get(f, "task"), *s = tw_st_meta_get(f, "sources");
+    if (!t || !s) return tw_err_set(err, TW_E_MISSING, "%s: no '%s' in the metadata", f->path, t ? "sources" : "task");
+    snprintf(task, n_task, "%s", t);
+    snprintf(sources, n_sources, "%s", s);
+    return TW_OK;
+}
+
+tw_status tw_ckpt_info_read(tw_ckpt_info *out, const char *path, tw_err *err) {
+    memset(out, 0, sizeof *out);
+    tw_st_file *f = NULL;
+    tw_status st = tw_st_open(&f, path, err);
+    if (st == TW_OK) st = read_identity(f, out->task, sizeof out->task, out->sources, sizeof out->sources, err);
+    if (st == TW_OK) st = meta_i64(&out->step, f, "step", err);
+    if (st == TW_OK) {
+        const char *cfg = tw_st_meta_get(f, "config");
+        if (!cfg || !*cfg) st = tw_err_set(err, TW_E_MISSING, "%s: no configuration in the metadata", path);
+        else out->config = strdup(cfg);
+    }
+    if (f) tw_st_close(f);
+    return st;
+}
+
+void tw_ckpt_info_free(tw_ckpt_info *i) {
+    free(i->config);
+    i->config = NULL;
+}
+
+tw_status tw_ckpt_load(const char *path, const tw_ckpt_content *c, tw_ckpt_state *s, tw_err *err) {
     tw_st_file *f = NULL;
     float *host = NULL;
     tw_status st = tw_st_open(&f, path, err);
     if (st != TW_OK) goto done;
-    const char *fmt = tw_st_meta_get(f, "format");
-    if (!fmt || strcmp(fmt, TW_CKPT_FORMAT)) {
-        st = tw_err_set(err, TW_E_FORMAT, "%s: format '%s', want '%s'", path, fmt ? fmt : "(none)",
-                        TW_CKPT_FORMAT);
+    char task[64], sources[32];
+    if ((st = read_identity(f, task, sizeof task, sources, sizeof sources, err)) != TW_OK) goto done;
+    if (strcmp(task, c->task) || strcmp(sources, c->sources)) {
+        st = tw_err_set(err, TW_E_FORMAT, "%s: a %s checkpoint of %s, this run is %s of %s", path, task, sources,
+                        c->task, c->sources);
         goto done;
     }
     int64_t seed = 0;
@@ -118,13 +181,16 @@ tw_status tw_ckpt_load(const char *path, tw_bt_model *m, tw_ckpt_state *s, tw_er
     if ((st = meta_i64(&s->loader_step, f, "loader_step", err)) != TW_OK) goto done;
     if ((st = meta_i64(&seed, f, "seed", err)) != TW_OK) goto done;
     s->seed = (uint64_t)seed;
-    const char *loss = tw_st_meta_get(f, "loss");
+    const char *loss = tw_st_meta_get(f, "loss"), *best = tw_st_meta_get(f, "best_score");
     s->loss = loss ? strtod(loss, NULL) : 0.0;
+    s->best_score = best ? strtod(best, NULL) : -1.0;
+    s->best_step = 0;
+    if (tw_st_meta_get(f, "best_step") && (st = meta_i64(&s->best_step, f, "best_step", err)) != TW_OK) goto done;
     tw_params_load_opts lo = {.file_prefix = "", .entry_prefix = "", .ignore_prefix = "optim.",
                               .allow_extra = 0};
-    if ((st = tw_params_load(&m->P, f, &lo, err)) != TW_OK) goto done;
-    for (int i = 0; i < tw_optim_state_count(m->optim); i++) {
-        const char *name = tw_optim_state_name(m->optim, i);
+    if ((st = tw_params_load(c->P, f, &lo, err)) != TW_OK) goto done;
+    for (int i = 0; c->optim && i < tw_optim_state_count(c->optim); i++) {
+        const char *name = tw_optim_state_name(c->optim, i);
         const tw_st_tensor *t = tw_st_find(f, name);
         if (!t || t->dtype != TW_F32) {
             st = tw_err_set(err, TW_E_MISSING, "%s: no F32 optimizer state '%s' (another optimizer?)",
@@ -135,15 +201,17 @@ tw_status tw_ckpt_load(const char *path, tw_bt_model *m, tw_ckpt_state *s, tw_er
         host = malloc(t->n_elems * sizeof(float) + 1);
         TW_ASSERT(host);
         if ((st = tw_st_read(f, host, t, err)) != TW_OK) goto done;
-        if ((st = tw_optim_state_from_host(m->optim, name, host, t->n_elems, err)) != TW_OK) {
+        if ((st = tw_optim_state_from_host(c->optim, name, host, t->n_elems, err)) != TW_OK) {
             tw_err_prefix(err, "%s: ", path);
             goto done;
         }
     }
-    tw_optim_set_step_count(m->optim, s->step);
+    if (c->optim) tw_optim_set_step_count(c->optim, s->step);
     const char *sum = tw_st_meta_get(f, "checksum_fnv1a64");
     char got[32];
-    snprintf(got, sizeof got, "%016" PRIx64, state_checksum(m));
+    uint64_t h = state_checksum(c->P, c->optim, f, &st, err);
+    if (st != TW_OK) goto done;
+    snprintf(got, sizeof got, "%016" PRIx64, h);
     if (!sum || strcmp(sum, got)) {
         st = tw_err_set(err, TW_E_FORMAT, "%s: checksum %s, the loaded state gives %s (corrupt file)",
                         path, sum ? sum : "(none)", got);

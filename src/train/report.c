@@ -22,6 +22,7 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
     r->total_steps = total_steps;
     r->steps_per_epoch = steps_per_epoch;
     r->t_first = tw_report_now();
+    r->unit = "pairs";
     if (on && metrics_path) {
         r->metrics = fopen(metrics_path, "a");
         if (!r->metrics) return tw_err_set(err, TW_E_IO, "%s: cannot open for appending", metrics_path);
@@ -46,8 +47,8 @@ void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, doub
     if (r->metrics) {
         fprintf(r->metrics,
                 "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, "
-                "\"step_s\": %.6f, \"pairs_per_s\": %.3f}\n",
-                step, epoch, loss, lr, step_s, pairs_per_s);
+                "\"step_s\": %.6f, \"%s_per_s\": %.3f}\n",
+                step, epoch, loss, lr, step_s, r->unit, pairs_per_s);
         fflush(r->metrics);
     }
     int last = step == r->total_steps;
@@ -59,15 +60,15 @@ void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, doub
         int fill = r->total_steps > 0 ? (int)(W * step / r->total_steps) : W;
         for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
         bar[W] = 0;
-        printf("\repoch %4" PRId64 " step %7" PRId64 "/%-7" PRId64 " [%s] loss %.4e | %7.1f pairs/s | ETA %s ",
-               epoch, step, r->total_steps, bar, loss, pairs_per_s, eta_s);
+        printf("\repoch %4" PRId64 " step %7" PRId64 "/%-7" PRId64 " [%s] loss %.4e | %7.1f %s/s | ETA %s ",
+               epoch, step, r->total_steps, bar, loss, pairs_per_s, r->unit, eta_s);
         if (last) printf("\n");
         fflush(stdout);
         return;
     }
     if (step % r->log_every && !last && step != r->first_step + 1) return;
-    printf("step %7" PRId64 "/%-7" PRId64 " | epoch %4" PRId64 " | loss %.4e | lr %.2e | %8.1f ms | %7.1f pairs/s | ETA %s\n",
-           step, r->total_steps, epoch, loss, lr, 1e3 * step_s, pairs_per_s, eta_s);
+    printf("step %7" PRId64 "/%-7" PRId64 " | epoch %4" PRId64 " | loss %.4e | lr %.2e | %8.1f ms | %7.1f %s/s | ETA %s\n",
+           step, r->total_steps, epoch, loss, lr, 1e3 * step_s, pairs_per_s, r->unit, eta_s);
     fflush(stdout);
 }
 

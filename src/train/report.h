@@ -16,6 +16,7 @@ typedef struct tw_report {
     int64_t total_steps, steps_per_epoch, first_step;
     double t_first, last_draw;
     FILE *metrics;          /* metrics.jsonl, appended */
+    const char *unit;       /* what the rate counts: "pairs" (the default), "images" */
 } tw_report;
 
 /* metrics_path NULL: no JSON lines. Only rank 0 (on = 1) prints or writes. */

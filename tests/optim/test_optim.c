@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "optim/optim.h"
+#include "config/pretrain.h"
 #include "optim/optim_config.h"
 
 static int g_fail = 0;
@@ -211,7 +212,7 @@ static void test_from_pretrain(void) {
     }
     tw_optim_hparams h;
     tw_schedule s;
-    tw_optim_from_pretrain(&h, &s, &cfg, 7);
+    tw_optim_from_cfg(&h, &s, &cfg.optim, cfg.data.batch, 7);
     CHECK(h.kind == TW_OPTIM_KIND_LARS && fabs(h.lr - 0.4) < 1e-15 && h.lr_bias_scale == 0.024, "lars mapping");
     CHECK(h.beta1 == 0.8 && h.beta2 == 0.95 && h.eta == 0.001 && h.momentum == 0.9, "betas/eta/momentum");
     CHECK(s.warmup_steps == 14 && s.total_steps == 35 && s.kind == TW_SCHEDULE_CONSTANT && s.final_ratio == 0.001,

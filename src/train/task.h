@@ -1,0 +1,51 @@
+/* A training task: what differs between `twinfuse pretrain` (Barlow Twins) and `twinfuse
+ * finetune` (classification). The task brings its parameters, its step on a batch (forward, loss,
+ * backward into the flat gradient buffer), how the gradients are reduced over ranks, what it
+ * validates and what its checkpoints are called; the loop (loop.h) owns the rest. */
+#ifndef TW_TASK_H
+#define TW_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "data/loader.h"
+#include "model/params.h"
+
+/* How the gradient all-reduce combines the ranks' gradients. SUM: each rank holds its share of one
+ * global loss (Barlow Twins: the cross-correlation is global), so the sum is the whole gradient.
+ * MEAN: each rank's loss is the mean over its own samples (classification), so the 1-rank
+ * gradient of the global mean is the mean of the ranks'. */
+typedef enum { TW_GRAD_SUM, TW_GRAD_MEAN } tw_grad_reduce;
+
+typedef struct tw_task tw_task;
+struct tw_task {
+    const char *kind;             /* the checkpoint's task: "barlow-twins", "classification" */
+    const char *sources;          /* the checkpoint's sources: "s1", "s2", "s1+s2" */
+    const char *unit;             /* what a sample is in the progress lines: "pairs", "images" */
+    tw_params *P;
+    tw_grad_reduce reduce;
+    /* What the optimizer updates: a subset of P->segs (frozen tensors are left out), and each
+     * segment's learning-rate factor (NULL: all 1). Owned by the task. */
+    const tw_param_seg *segs;
+    const double *lr_scale;
+    int n_segs;
+
+    /* The training loader's views, augmentation hook and output size (lo has the data section's
+     * options already). */
+    void (*loader_opts)(tw_task *t, tw_loader_opts *lo);
+    /* The initial parameters and buffers, the same on every rank (from seed, or from the files
+     * the task was configured with). A bad file is a status naming it. */
+    tw_status (*reset)(tw_task *t, uint64_t seed, tw_err *err);
+    /* Forward, loss and backward on this rank's share of a global batch: every trained gradient
+     * (=) in P->grads. Returns the loss (SUM: the global loss, equal on every rank; MEAN: this
+     * rank's mean), NaN when it is not finite. */
+    double (*step)(tw_task *t, const tw_batch *b);
+    /* Optional (NULL: none): scores the validation split; *score is higher-better (mAP), the
+     * same on every rank; summary is a short line for the log. */
+    tw_status (*validate)(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err);
+    void (*free)(tw_task *t);
+    void *self;
+};
+
+#endif

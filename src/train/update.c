@@ -1,0 +1,22 @@
+/* The gradient all-reduce and the optimizer step (update.h). */
+#include "train/update.h"
+
+#include <math.h>
+
+tw_grad_span tw_grad_span_of(const tw_param_seg *segs, int n_segs) {
+    size_t lo = (size_t)-1, hi = 0;
+    for (int s = 0; s < n_segs; s++) {
+        if (segs[s].offset < lo) lo = segs[s].offset;
+        if (segs[s].offset + segs[s].n_elems > hi) hi = segs[s].offset + segs[s].n_elems;
+    }
+    return n_segs ? (tw_grad_span){lo, hi - lo} : (tw_grad_span){0, 0};
+}
+
+double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span,
+                       tw_grad_reduce reduce) {
+    float *g = P->grads + span.offset;
+    tw_comm_allreduce(comm, g, span.n_elems, TW_F32, TW_REDUCE_SUM);
+    float scale = reduce == TW_GRAD_MEAN ? 1.0f / (float)tw_comm_size(comm) : 1.0f;
+    if (!tw_scale_check(be, g, span.n_elems, scale)) return NAN;
+    return tw_optim_step(o, P->params, P->grads);
+}

@@ -1,0 +1,25 @@
+/* The end of every training step, the same for every task: the gradient all-reduce (sum or mean),
+ * the finiteness check and the optimizer's update. */
+#ifndef TW_UPDATE_H
+#define TW_UPDATE_H
+
+#include "dist/comm.h"
+#include "model/params.h"
+#include "optim/optim.h"
+#include "train/task.h"
+
+/* The span of P's flat buffers that segs cover: all-reducing it is all-reducing every trained
+ * gradient (frozen tensors outside it are never reduced). */
+typedef struct tw_grad_span {
+    size_t offset, n_elems;
+} tw_grad_span;
+tw_grad_span tw_grad_span_of(const tw_param_seg *segs, int n_segs);
+
+/* P->grads over span = the ranks' sum (or mean), then params -= the optimizer's update. Returns
+ * the weights' learning rate; NaN when a gradient is not finite, in which case the parameters and
+ * the optimizer are left as they were (the same verdict on every rank: it follows the reduced
+ * gradients). */
+double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span,
+                       tw_grad_reduce reduce);
+
+#endif
