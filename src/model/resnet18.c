@@ -11,9 +11,6 @@
 #include "core/log.h"
 #include "core/rng.h"
 
-/* torch.nn.BatchNorm2d defaults. */
-#define BN_EPS 1e-5f
-#define BN_MOMENTUM 0.1f
 
 const char *const tw_resnet18_stage_names[TW_RESNET18_STAGES] = {
     "stem", "layer1", "layer2", "layer3", "layer4", "avgpool"};
@@ -139,7 +136,8 @@ static tw_status unit_plan(tw_resnet18_plans *p, const tw_resnet18_unit *x, int 
     if (st != TW_OK) return st;
     p->conv_y[u] = tw_conv_plan_y(p->conv[u]);
     const tw_tensor *y = &p->conv_y[u];
-    tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, BN_EPS, BN_MOMENTUM};
+    tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_RESNET18_BN_EPS,
+                      TW_RESNET18_BN_MOMENTUM};
     return tw_bn_plan_make(p->be, &p->bn[u], &bd, err);
 }
 

@@ -21,6 +21,9 @@
 #define TW_RESNET18_UNITS 20    /* conv+BN pairs: stem, 8 blocks x 2, 3 downsamples */
 #define TW_RESNET18_BLOCKS 8
 #define TW_RESNET18_MAX_PREFIX 64
+/* torch.nn.BatchNorm2d's defaults. */
+#define TW_RESNET18_BN_EPS 1e-5f
+#define TW_RESNET18_BN_MOMENTUM 0.1f
 
 /* One convolution and the batch norm after it, with their entries in the arena. */
 typedef struct tw_resnet18_unit {
@@ -90,6 +93,7 @@ typedef struct tw_resnet18_acts {
     void *pool_ws;
     tw_tensor block_y[TW_RESNET18_BLOCKS];    /* relu(bn2 + shortcut) */
     float *feats;                             /* [n, 512] f32 */
+    int bn_train;                             /* the last forward's BN mode (for backward) */
     /* activation gradients */
     tw_tensor d_conv_y[TW_RESNET18_UNITS], d_bn_y[TW_RESNET18_UNITS];
     tw_tensor d_block_y[TW_RESNET18_BLOCKS];
@@ -103,11 +107,14 @@ void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be);
 
 /* a->feats = resnet18(x). x: [n, c, h, w] plain NCHW f32 in backend memory (copied into a->x).
  * train: batch statistics, running statistics and num_batches_tracked updated (as torch's
- * train() mode); otherwise running statistics. */
+ * train() mode); otherwise running statistics (eval(): nothing in m changes, and no backward
+ * state is written but the activations themselves). */
 void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train);
-/* Weight gradients of the backbone from dfeats [n, 512] f32 (backend memory), after a train
- * forward on the same a. accumulate = 0: the backbone's gradients in m->P->grads are overwritten
+/* Weight gradients of the backbone from dfeats [n, 512] f32 (backend memory), after a forward
+ * on the same a. After a train forward this is torch's train() backward; after an eval forward
+ * it is the backward of the network with BN in inference mode (statistics fixed at the running
+ * ones: a fine-tuned backbone with frozen BN, tw_bn_backward_eval). accumulate = 0: the backbone's gradients in m->P->grads are overwritten
  * (=); accumulate = 1: added to what is there (+=), e.g. the second Barlow Twins view. The stem's
  * input gets no gradient. */
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,

@@ -23,4 +23,16 @@ typedef struct tw_resnet18_convert_opts {
 tw_status tw_resnet18_convert(const char *dst, const char *src, const tw_resnet18_convert_opts *o,
                               tw_err *err);
 
+/* Initialises backbone m (already registered and allocated) from the ResNet18 stored under
+ * file_prefix in the safetensors file at path: "" for a torchvision state_dict (its "fc." is
+ * skipped), "backbone." for a twinfuse pre-training checkpoint (other tensors are left). Every
+ * tensor must be there with its shape, except that a 3-channel (RGB) stem is adapted to
+ * m->c_in channels (resnet18_load.c): channel_names[j] names model channel j ("B04", "VV", ...;
+ * NULL: none is an RGB band). Errors name the file and the tensor. */
+tw_status tw_resnet18_load_backbone(tw_resnet18 *m, const char *path, const char *file_prefix,
+                                    const char *const *channel_names, tw_err *err);
+/* The stem adaptation on host filters: dst [64, c_in, 7, 7] from src [64, 3, 7, 7] (R, G, B). */
+void tw_resnet18_adapt_rgb_stem(float *dst, const float *src, int c_in,
+                                const char *const *channel_names);
+
 #endif

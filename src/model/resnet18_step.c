@@ -60,6 +60,7 @@ void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train) {
     TW_ASSERT(p->c == m->c_in && a->x.n == p->n && a->x.h == p->h && a->x.w == p->w);
     double t0 = stage_begin(p);
+    a->bn_train = train;
     tw_tensor image = {(void *)x, p->n, p->c, p->h, p->w, TW_F32, TW_LAYOUT_NCHW};
     tw_reorder(p->be, &a->x, &image);
     unit_forward(a, &a->x, m, p, 0, train);
@@ -90,9 +91,15 @@ static float *grad_of(tw_resnet18 *m, tw_resnet18_plans *p, int e, int accumulat
 static void unit_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, const tw_tensor *dy,
                           const tw_tensor *x, tw_resnet18_plans *p, int u, int accumulate) {
     const tw_resnet18_unit *x_u = &m->u[u];
-    tw_bn_backward(p->be, p->bn[u], &a->d_conv_y[u], grad_of(m, p, x_u->gamma, accumulate),
-                   grad_of(m, p, x_u->beta, accumulate), dy, &a->conv_y[u], a->save_mean[u],
-                   a->save_var[u], a->bn_ws[u], tw_params_ptr(m->P, x_u->gamma));
+    float *dgamma = grad_of(m, p, x_u->gamma, accumulate), *dbeta = grad_of(m, p, x_u->beta, accumulate);
+    if (a->bn_train)
+        tw_bn_backward(p->be, p->bn[u], &a->d_conv_y[u], dgamma, dbeta, dy, &a->conv_y[u],
+                       a->save_mean[u], a->save_var[u], a->bn_ws[u], tw_params_ptr(m->P, x_u->gamma));
+    else
+        tw_bn_backward_eval(p->be, &a->d_conv_y[u], dgamma, dbeta, dy, &a->conv_y[u],
+                            x_u->relu ? &a->bn_y[u] : NULL, tw_params_ptr(m->P, x_u->gamma),
+                            tw_params_ptr(m->P, x_u->run_mean), tw_params_ptr(m->P, x_u->run_var),
+                            TW_RESNET18_BN_EPS, x_u->relu);
     tw_conv_backward_weights(p->be, p->conv[u], grad_of(m, p, x_u->w, accumulate), &a->d_conv_y[u], x);
     if (dx) tw_conv_backward_data(p->be, p->conv[u], dx, &a->d_conv_y[u], tw_params_ptr(m->P, x_u->w));
 }
