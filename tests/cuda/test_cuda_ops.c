@@ -1,7 +1,8 @@
 /* Every op of the CUDA backend against the CPU backend (fp32, the reference) on the same random
  * inputs, as ggml's test-backend-ops does: normalised MSE (fp32 CUDA: 1e-8, i.e. 1e-4 relative;
  * bf16 CUDA: 5e-4, bf16's 8-bit mantissa), NaN and Inf in the same places, and guard bytes
- * around every CUDA output untouched. Also records a few ops as a CUDA graph and replays them.
+ * around every CUDA output untouched (the classification heads' ops included). Also records a
+ * few ops as a CUDA graph and replays them.
  * Exits 77 ("no CUDA device: skipped") where no GPU is visible. */
 #include <math.h>
 #include <stdio.h>
@@ -511,6 +512,81 @@ static void check_dense_small(ctx *t, int n, int d, int relu, int affine) {
     free(x); free(dy); free(bias); free(mean); free(inv_std); free(gamma); free(beta); free(gsums);
 }
 
+/* The classification heads' ops: inference-mode BN backward (mask from the eval forward's y,
+ * weights and without), f32 relu, sigmoid and blend with their backwards. */
+static void check_act(ctx *t, int n, int c, int h, int w, int relu) {
+    char what[160];
+    size_t nx = (size_t)n * c * h * w;
+    float *x = rnd(t, nx, 2.f), *dy = rnd(t, nx, 1.f), *g3 = rnd(t, nx, 0.5f);
+    float *gamma = rnd(t, c, 1.f), *beta = rnd(t, c, 0.5f), *rm = rnd(t, c, 0.2f), *rv = rnd(t, c, 0.2f);
+    for (int i = 0; i < c; i++) rv[i] += 1.f;
+    for (size_t i = 0; i < nx; i++) g3[i] += 0.5f;
+    float *res[2][9];
+    for (int side = 0; side < 2; side++) {
+        int g = side == 0;
+        tw_backend *be = g ? t->gpu : t->cpu;
+        tw_dtype dt = g ? tw_backend_act_dtype(be) : TW_F32;
+        tw_layout l = g ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW;
+        tw_bn_desc d = {n, c, h, w, l, relu, 1e-5f, 0.1f};
+        tw_bn_plan *p = NULL;
+        tw_err err = {0};
+        TW_ASSERT(tw_bn_plan_make(be, &p, &d, &err) == TW_OK);
+#define T_(name, src) (g ? gpu_tensor(t, n, c, h, w, dt, l, src, name) : cpu_tensor(t, n, c, h, w, l, src))
+        tw_tensor xt = T_("bn eval x", x), dyt = T_("bn eval dy", dy), yt = T_("bn eval y", NULL);
+        tw_tensor dxt = T_("bn eval dx", NULL), dx2 = T_("bn eval dx (no weights)", NULL);
+#undef T_
+#define OUT_(nm, cnt) (g ? gpu_guarded(t, (cnt) * sizeof(float), nm) : tw_mem_alloc(be, (cnt) * sizeof(float)))
+        float *ga = dev_put(be, gamma, c), *bt = dev_put(be, beta, c), *rmd = dev_put(be, rm, c);
+        float *rvd = dev_put(be, rv, c), *xd = dev_put(be, x, nx), *dyd = dev_put(be, dy, nx);
+        float *gd = dev_put(be, g3, nx);
+        float *dga = OUT_("bn eval dgamma", c), *dbe = OUT_("bn eval dbeta", c);
+        float *ry = OUT_("relu y", nx), *rdx = OUT_("relu dx", nx), *sy = OUT_("sigmoid y", nx);
+        float *sdx = OUT_("sigmoid dx", nx), *by = OUT_("blend y", nx), *bdg = OUT_("blend dg", nx);
+        float *bda = OUT_("blend da", nx), *bdb = OUT_("blend db", nx);
+#undef OUT_
+        tw_bn_forward_eval(be, p, &yt, &xt, ga, bt, rmd, rvd);
+        tw_bn_backward_eval(be, &dxt, dga, dbe, &dyt, &xt, relu ? &yt : NULL, ga, rmd, rvd, 1e-5f, relu);
+        tw_bn_backward_eval(be, &dx2, NULL, NULL, &dyt, &xt, relu ? &yt : NULL, ga, rmd, rvd, 1e-5f, relu);
+        tw_relu_forward_f32(be, ry, xd, nx);
+        tw_relu_backward_f32(be, rdx, dyd, ry, nx);
+        tw_sigmoid_forward(be, sy, xd, nx);
+        tw_sigmoid_backward(be, sdx, dyd, sy, nx);
+        tw_blend_forward(be, by, gd, xd, dyd, nx);
+        tw_blend_backward(be, bdg, bda, bdb, dyd, gd, xd, sy, nx);
+        res[side][0] = tensor_get(be, &dxt);
+        res[side][1] = host_get(be, dga, c);
+        res[side][2] = host_get(be, dbe, c);
+        res[side][3] = tensor_get(be, &dx2);
+        res[side][4] = host_get(be, rdx, nx);
+        res[side][5] = host_get(be, sdx, nx);
+        res[side][6] = host_get(be, by, nx);
+        res[side][7] = host_get(be, bdg, nx);
+        res[side][8] = host_get(be, bdb, nx);
+        float *in[7] = {ga, bt, rmd, rvd, xd, dyd, gd};
+        for (int i = 0; i < 7; i++) tw_mem_free(be, in[i]);
+        if (g) {
+            guards_check(t);
+        } else {
+            tb_tensor_free(be, &xt); tb_tensor_free(be, &dyt); tb_tensor_free(be, &yt);
+            tb_tensor_free(be, &dxt); tb_tensor_free(be, &dx2);
+            float *o[10] = {dga, dbe, ry, rdx, sy, sdx, by, bdg, bda, bdb};
+            for (int i = 0; i < 10; i++) tw_mem_free(be, o[i]);
+        }
+        tw_bn_plan_free(be, p);
+    }
+    static const char *names[9] = {"bn eval bwd dx", "bn eval bwd dgamma", "bn eval bwd dbeta",
+                                   "bn eval bwd dx (no weights)", "relu_f32 fwd+bwd",
+                                   "sigmoid fwd+bwd", "blend fwd", "blend bwd dg", "blend bwd db"};
+    size_t sizes[9] = {nx, c, c, nx, nx, nx, nx, nx, nx};
+    for (int i = 0; i < 9; i++) {
+        snprintf(what, sizeof what, "%s [%d,%d,%d,%d] relu=%d", names[i], n, c, h, w, relu);
+        compare(t, what, res[0][i], res[1][i], sizes[i]);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(x); free(dy); free(g3); free(gamma); free(beta); free(rm); free(rv);
+}
+
 static void check_losses(ctx *t, int d, int n, int k) {
     size_t dd = (size_t)d * d, nk = (size_t)n * k;
     float *c = rnd(t, dd, 0.5f), *logits = rnd(t, nk, 4.f), *targets = malloc(nk * sizeof(float));
@@ -752,6 +828,8 @@ static int run(tw_backend *cpu, tw_precision prec, int harness) {
         for (int tb = 0; tb < 2; tb++) check_gemm(&t, ta, tb, 37, 45, 29);
     check_dense_small(&t, 24, 70, 1, 1);
     check_dense_small(&t, 16, 33, 0, 0);
+    check_act(&t, 4, 64, 5, 5, 1);
+    check_act(&t, 3, 40, 2, 3, 0);
     check_losses(&t, 64, 12, 19);
     if (!t.bf16) check_optim(&t);   /* the optimizers are f32 whatever the precision */
     check_async_upload(&t);
