@@ -14,7 +14,7 @@
 static const char *const s1_names[TW_S1_BANDS] = {"VV", "VH"};
 
 tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg, int n_local,
-                      tw_err *err) {
+                      int bn_groups, tw_err *err) {
     memset(c, 0, sizeof *c);
     c->be = be;
     c->cfg = cfg;
@@ -41,7 +41,7 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     o.mlp_hidden = cfg->model.mlp_hidden;
     o.frozen = cfg->model.mode == TW_CFG_MODE_FROZEN;
     o.bn_frozen = cfg->model.bn == TW_CFG_FT_BN_FROZEN;
-    o.bn_groups = 1;
+    o.bn_groups = bn_groups;
     tw_params_init(&c->P, be);
     if ((st = tw_classifier_init(&c->m, &c->P, &o, err)) != TW_OK) return st;
     tw_params_alloc(&c->P, 0);   /* the optimizer keeps its own state */
@@ -52,6 +52,21 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     if (c->c_s2) c->x_s2 = tw_mem_alloc(be, plane * c->c_s2);
     c->targets = tw_mem_alloc(be, (size_t)n_local * c->k * sizeof(float));
     return TW_OK;
+}
+
+int tw_cls_trainable(const tw_cls *c, double backbone_lr_scale, tw_param_seg *segs, double *lr_scale) {
+    const tw_params *P = &c->P;
+    int n = 0, seg = 0;
+    for (int i = 0; i < P->n_entries; i++) {
+        if (P->entries[i].kind != TW_PARAM_TRAIN) continue;
+        if (tw_classifier_trainable(&c->m, i)) {
+            segs[n] = P->segs[seg];
+            lr_scale[n++] = tw_classifier_in_backbone(&c->m, i) ? backbone_lr_scale : 1.0;
+        }
+        seg++;
+    }
+    TW_ASSERT(seg == P->n_segs);
+    return n;
 }
 
 void tw_cls_free(tw_cls *c) {

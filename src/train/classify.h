@@ -27,9 +27,15 @@ typedef struct tw_cls {
     const char *s2_names[TW_S2_BANDS + TW_S1_BANDS];   /* the model's channel names, S2 then S1 */
 } tw_cls;
 
-/* Builds the model for n_local samples per rank and step (the plans' batch). */
+/* Builds the model for n_local samples per rank and step (the plans' batch). bn_groups: 1, or g
+ * to compute the backbones' BN statistics over g equal slices of the batch (what g ranks do; the
+ * tests reproduce 2 ranks on one). */
 tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg, int n_local,
-                      tw_err *err);
+                      int bn_groups, tw_err *err);
+/* The optimizer's segments: the trainable tensors (frozen backbones left out), with the
+ * backbones' at backbone_lr_scale and the head's at 1. segs and lr_scale hold c->P.n_segs;
+ * returns how many were written. */
+int tw_cls_trainable(const tw_cls *c, double backbone_lr_scale, tw_param_seg *segs, double *lr_scale);
 void tw_cls_free(tw_cls *c);
 
 /* The initial weights: torch's default initialisation from seed, then each backbone from its

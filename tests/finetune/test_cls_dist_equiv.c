@@ -1,0 +1,171 @@
+/* Ranks against one rank for fine-tuning, run under mpirun -np 2: the same k classification steps
+ * (S1+S2 feature fusion, gated head, every layer learning) on 2 ranks x B/2 and on one rank x B
+ * give the same mean loss at every step and the same parameters on both ranks after k steps. The
+ * optimizer is SGD, whose update is proportional to the gradient, so an all-reduce that summed
+ * where it should average (or the reverse) moves the parameters twice (half) as far and fails.
+ * The backbones' BN is per rank, so the one-rank run computes it over 2 groups (bn_groups).
+ * usage: mpirun -np 2 test_cls_dist_equiv SHARD_DIR */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pretrain/check.h"
+#include "config/finetune.h"
+#include "core/log.h"
+#include "data/loader.h"
+#include "optim/optim.h"
+#include "train/classify.h"
+#include "train/update.h"
+
+enum { B = 8, STEPS = 3 };
+
+typedef struct result {
+    double loss[STEPS];
+    float *params;
+    size_t n_params;
+    tw_param_entry *entries;
+    int n_entries;
+} result;
+
+static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *cfg, int groups) {
+    int world = tw_comm_size(comm), n_local = B / world;
+    tw_err err = {0};
+    tw_cls c;
+    tw_loader *ld = NULL;
+    tw_optim *o = NULL;
+    if (tw_cls_init(&c, be, comm, cfg, n_local, groups, &err) != TW_OK || tw_cls_init_weights(&c, 11, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: model: %s\n", err.msg);
+        return 0;
+    }
+    tw_param_seg *segs = malloc(sizeof *segs * (size_t)c.P.n_segs);
+    double *scale = malloc(sizeof *scale * (size_t)c.P.n_segs);
+    int n_segs = tw_cls_trainable(&c, 0.5, segs, scale);
+    tw_optim_hparams h = {.kind = TW_OPTIM_KIND_SGD, .lr = 0.05, .lr_bias_scale = 1, .momentum = 0.9,
+                          .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .eta = 0.001};
+    tw_schedule sched = {.kind = TW_SCHEDULE_CONSTANT, .total_steps = STEPS, .final_ratio = 1};
+    tw_loader_opts lo = c.lo;
+    lo.global_batch = B;
+    lo.seed = 5;
+    if (tw_optim_create_scaled(&o, be, segs, scale, n_segs, c.P.n_params, &h, &sched, &err) != TW_OK ||
+        tw_loader_init(&ld, &lo, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: %s\n", err.msg);
+        return 0;
+    }
+    tw_grad_span span = tw_grad_span_of(segs, n_segs);
+    for (int s = 0; s < STEPS; s++) {
+        const tw_batch *b = NULL;
+        if (tw_loader_next(ld, &b, &err) != TW_OK) {
+            fprintf(stderr, "FAIL: loader: %s\n", err.msg);
+            return 0;
+        }
+        tw_cls_upload(&c, b);
+        tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, 1);
+        float loss = (float)tw_bce_logits(be, c.acts.dlogits, c.acts.logits, c.targets, n_local, c.k);
+        tw_classifier_backward(&c.m, &c.acts, c.acts.dlogits, c.plans);
+        tw_comm_allreduce(comm, &loss, 1, TW_F32, TW_REDUCE_SUM);
+        r->loss[s] = loss / world;
+        if (!isfinite(tw_train_update(comm, be, &c.P, o, span, TW_GRAD_MEAN))) {
+            fprintf(stderr, "FAIL: non-finite gradients at step %d\n", s + 1);
+            return 0;
+        }
+    }
+    r->n_params = c.P.n_params;
+    r->params = malloc(r->n_params * sizeof(float));
+    tw_mem_to_host(be, r->params, c.P.params, r->n_params * sizeof(float));
+    r->n_entries = c.P.n_entries;
+    r->entries = malloc((size_t)r->n_entries * sizeof *r->entries);
+    TW_ASSERT(r->params && r->entries);
+    memcpy(r->entries, c.P.entries, (size_t)r->n_entries * sizeof *r->entries);
+    tw_loader_free(ld);
+    tw_optim_free(o);
+    free(segs);
+    free(scale);
+    tw_cls_free(&c);
+    return 1;
+}
+
+/* Every trained tensor of a within tol (norm-relative) of b's. */
+static int same_params(const result *a, const result *b, double tol, const char *what) {
+    int same = 1;
+    for (int i = 0; i < a->n_entries; i++) {
+        const tw_param_entry *e = &a->entries[i];
+        if (e->kind != TW_PARAM_TRAIN) continue;
+        char name[160];
+        snprintf(name, sizeof name, "%s: %s", what, e->name);
+        double err_max = 0, ref = 0;
+        for (size_t j = 0; j < e->n_elems; j++) {
+            err_max = fmax(err_max, fabs((double)a->params[e->offset + j] - b->params[e->offset + j]));
+            ref = fmax(ref, fabs((double)b->params[e->offset + j]));
+        }
+        if (err_max > tol * ref) same &= check_close(name, a->params + e->offset, b->params + e->offset, e->n_elems, tol);
+    }
+    return same;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR\n", argv[0]);
+        return 1;
+    }
+    tw_comm *mpi = check_comm("mpi", &argc, &argv);
+    int rank = tw_comm_rank(mpi);
+    if (tw_comm_size(mpi) != 2) {
+        fprintf(stderr, "FAIL: run me under mpirun -np 2 (got %d ranks)\n", tw_comm_size(mpi));
+        return 1;
+    }
+    tw_err err = {0};
+    char shards[600];
+    snprintf(shards, sizeof shards, "data.shards=%s", argv[1]);
+    char *ov[] = {shards, "data.source=s1+s2", "data.s2_bands=rgb", "model.fusion=feature", "model.head=gated",
+                  "data.size=64", "data.batch=8"};
+    tw_finetune_cfg cfg;
+    tw_backend *be = NULL;
+    if (tw_cfg_load(tw_finetune_schema(), &cfg, NULL, 7, ov, &err) != TW_OK ||
+        tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
+        fprintf(stderr, "FAIL: %s\n", err.msg);
+        return 1;
+    }
+    result two = {0}, one = {0};
+    int ok = run(&two, mpi, be, &cfg, 1);
+    /* Both ranks must hold the same parameters: rank 1's go to rank 0 by a sum with zeros. */
+    float *other = NULL;
+    if (ok) {
+        other = calloc(two.n_params, sizeof(float));
+        if (rank == 1) memcpy(other, two.params, two.n_params * sizeof(float));
+        tw_comm_allreduce(mpi, other, two.n_params, TW_F32, TW_REDUCE_SUM);
+    }
+    int64_t bad = !ok;
+    tw_comm_allreduce(mpi, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    if (rank == 0 && !bad) {
+        result r1 = two;
+        r1.params = other;
+        ok = same_params(&r1, &two, 0, "rank 1 against rank 0");
+        if (ok) printf("ok   both ranks hold bit-identical parameters after %d steps\n", STEPS);
+        tw_comm *single = check_comm("single", &argc, &argv);
+        ok &= run(&one, single, be, &cfg, 2);
+        tw_comm_free(single);
+        tw_log_set_rank(0);
+        for (int s = 0; ok && s < STEPS; s++) {
+            float l2 = (float)two.loss[s], l1 = (float)one.loss[s];
+            char what[64];
+            snprintf(what, sizeof what, "mean loss at step %d", s + 1);
+            ok &= check_close(what, &l2, &l1, 1, 1e-5);
+        }
+        if (ok && same_params(&two, &one, 1e-5, "2 ranks against 1"))
+            printf("ok   parameters after %d SGD steps: every tensor within 1e-5 of the one-rank run\n", STEPS);
+        else
+            ok = 0;
+        bad = !ok;
+    }
+    tw_comm_allreduce(mpi, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    free(other);
+    free(two.params);
+    free(one.params);
+    free(two.entries);
+    free(one.entries);
+    tw_backend_free(be);
+    tw_comm_free(mpi);
+    if (rank == 0) printf("%s\n", bad ? "FAIL" : "PASS");
+    return bad ? 1 : 0;
+}
