@@ -197,10 +197,15 @@ static size_t acts_layout(tw_classifier_acts *a, const tw_classifier *m,
 }
 
 void tw_classifier_acts_make(tw_classifier_acts *a, const tw_classifier *m,
-                             const tw_classifier_plans *p) {
+                             const tw_classifier_plans *p, int for_training) {
     memset(a, 0, sizeof *a);
+    a->for_training = for_training;
+    int eval_only = !for_training || m->o.frozen;
     for (int i = 0; i < m->n_nets; i++)
-        for (int g = 0; g < p->groups; g++) tw_resnet18_acts_make(&a->net[i][g], p->net[i]);
+        for (int g = 0; g < p->groups; g++) {
+            if (eval_only) tw_resnet18_acts_make_eval(&a->net[i][g], p->net[i]);
+            else tw_resnet18_acts_make(&a->net[i][g], p->net[i]);
+        }
     a->n_bytes = acts_layout(a, m, p, NULL);
     a->arena = tw_mem_alloc(p->be, a->n_bytes);
     tw_mem_zero(p->be, a->arena, a->n_bytes);

@@ -92,11 +92,15 @@ typedef struct tw_classifier_acts {
     float *hid, *dhid;          /* [n, d_out[0]] first layer of a two-layer head, else NULL */
     float *fused, *dfused;      /* GATED: [n, 512] g f1 + (1 - g) f2 */
     float *logits, *dlogits;    /* [n, k]; dlogits is the caller's to fill (e.g. tw_bce_logits) */
+    int for_training;           /* made for training steps (else eval forwards only) */
     int train;                  /* the last forward's mode */
 } tw_classifier_acts;
 
+/* for_training = 0: evaluation and embedding only (train forwards and backward are bugs), the
+ * backbones' activation sets without gradients; 1: training steps, where frozen backbones
+ * still get such eval-only sets. */
 void tw_classifier_acts_make(tw_classifier_acts *a, const tw_classifier *m,
-                             const tw_classifier_plans *p);
+                             const tw_classifier_plans *p, int for_training);
 void tw_classifier_acts_free(tw_classifier_acts *a, tw_backend *be);
 
 /* a->logits (=) [n, k] f32. x_s1 [n, 2, h, w] and x_s2 [n, c_s2, h, w]: plain NCHW f32 backend

@@ -71,6 +71,7 @@ void tw_classifier_forward(tw_classifier_acts *a, const float *x_s1, const float
         x[0] = m->o.c_s1 ? x_s1 : x_s2;
         TW_ASSERT(x[0]);
     }
+    TW_ASSERT(a->for_training || !train);
     a->train = train;
     int G = p->groups, rows = p->n / G, bn_train = bn_batch_stats(m, train);
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
@@ -108,7 +109,7 @@ void tw_classifier_forward(tw_classifier_acts *a, const float *x_s1, const float
 
 void tw_classifier_backward(tw_classifier *m, tw_classifier_acts *a, const float *dlogits,
                             tw_classifier_plans *p) {
-    TW_ASSERT(a->train);
+    TW_ASSERT(a->train && a->for_training);
     tw_backend *be = p->be;
     tw_params *P = m->P;
     int n = p->n, k = m->o.n_classes, need_dfeats = !m->o.frozen;

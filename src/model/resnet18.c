@@ -197,6 +197,7 @@ done:
  * returns the arena's size. Each piece starts 64-byte aligned. */
 static size_t acts_layout(tw_resnet18_acts *a, const tw_resnet18_plans *p, char *base) {
     size_t at = 0;
+    const int bwd = !a->eval_only;   /* the train forward's state and the gradients */
 #define PLACE(ptr, n_bytes)                                   \
     do {                                                      \
         (ptr) = base ? (void *)(base + at) : NULL;            \
@@ -212,6 +213,7 @@ static size_t acts_layout(tw_resnet18_acts *a, const tw_resnet18_plans *p, char 
         int c = p->conv_y[u].c;
         TENSOR(a->conv_y[u], p->conv_y[u]);
         TENSOR(a->bn_y[u], p->conv_y[u]);
+        if (!bwd) continue;
         TENSOR(a->d_conv_y[u], p->conv_y[u]);
         TENSOR(a->d_bn_y[u], p->conv_y[u]);
         PLACE(a->save_mean[u], c * sizeof(float));
@@ -221,7 +223,7 @@ static size_t acts_layout(tw_resnet18_acts *a, const tw_resnet18_plans *p, char 
         if (!ws) a->bn_ws[u] = NULL;
     }
     TENSOR(a->pool_y, tw_maxpool_plan_y(p->pool));
-    TENSOR(a->d_pool_y, tw_maxpool_plan_y(p->pool));
+    if (bwd) TENSOR(a->d_pool_y, tw_maxpool_plan_y(p->pool));
     size_t pool_ws = tw_maxpool_plan_ws_bytes(p->pool);
     PLACE(a->pool_ws, pool_ws);
     if (!pool_ws) a->pool_ws = NULL;
@@ -230,10 +232,12 @@ static size_t acts_layout(tw_resnet18_acts *a, const tw_resnet18_plans *p, char 
     for (int i = 0; i < TW_RESNET18_BLOCKS; i++) {
         const tw_resnet18_block *b = &p->b[i];
         TENSOR(a->block_y[i], p->conv_y[b->conv2]);
-        TENSOR(a->d_block_y[i], p->conv_y[b->conv2]);
-        TENSOR(a->d_main[i], in);
-        if (b->down >= 0) TENSOR(a->d_down[i], in);
-        else a->d_down[i] = (tw_tensor){0};
+        if (bwd) {
+            TENSOR(a->d_block_y[i], p->conv_y[b->conv2]);
+            TENSOR(a->d_main[i], in);
+            if (b->down >= 0) TENSOR(a->d_down[i], in);
+            else a->d_down[i] = (tw_tensor){0};
+        }
         in = p->conv_y[b->conv2];
     }
     PLACE(a->feats, (size_t)p->n * TW_RESNET18_FEATS * sizeof(float));
@@ -242,14 +246,19 @@ static size_t acts_layout(tw_resnet18_acts *a, const tw_resnet18_plans *p, char 
     return at;
 }
 
-void tw_resnet18_acts_make(tw_resnet18_acts *a, const tw_resnet18_plans *p) {
+static void acts_make(tw_resnet18_acts *a, const tw_resnet18_plans *p, int eval_only) {
     memset(a, 0, sizeof *a);
+    a->eval_only = eval_only;
     a->n_bytes = acts_layout(a, p, NULL);
     a->arena = tw_mem_alloc(p->be, a->n_bytes);
     /* Zeroed once so that the channel padding of blocked layouts never holds NaN. */
     tw_mem_zero(p->be, a->arena, a->n_bytes);
     acts_layout(a, p, a->arena);
 }
+
+void tw_resnet18_acts_make(tw_resnet18_acts *a, const tw_resnet18_plans *p) { acts_make(a, p, 0); }
+
+void tw_resnet18_acts_make_eval(tw_resnet18_acts *a, const tw_resnet18_plans *p) { acts_make(a, p, 1); }
 
 void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be) {
     if (a->arena) tw_mem_free(be, a->arena);

@@ -94,6 +94,7 @@ typedef struct tw_resnet18_acts {
     tw_tensor block_y[TW_RESNET18_BLOCKS];    /* relu(bn2 + shortcut) */
     float *feats;                             /* [n, 512] f32 */
     int bn_train;                             /* the last forward's BN mode (for backward) */
+    int eval_only;                            /* made by tw_resnet18_acts_make_eval */
     /* activation gradients */
     tw_tensor d_conv_y[TW_RESNET18_UNITS], d_bn_y[TW_RESNET18_UNITS];
     tw_tensor d_block_y[TW_RESNET18_BLOCKS];
@@ -103,6 +104,10 @@ typedef struct tw_resnet18_acts {
 
 /* One activation set for plans p (one allocation). */
 void tw_resnet18_acts_make(tw_resnet18_acts *a, const tw_resnet18_plans *p);
+/* One for eval forwards only (frozen backbones, evaluation, embedding): the forward's tensors
+ * without the train forward's state and the gradients (under half the memory); train
+ * forwards and backward on it are bugs (TW_ASSERT). */
+void tw_resnet18_acts_make_eval(tw_resnet18_acts *a, const tw_resnet18_plans *p);
 void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be);
 
 /* a->feats = resnet18(x). x: [n, c, h, w] plain NCHW f32 in backend memory (copied into a->x).

@@ -60,6 +60,7 @@ void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train) {
     TW_ASSERT(p->c == m->c_in && a->x.n == p->n && a->x.h == p->h && a->x.w == p->w);
     double t0 = stage_begin(p);
+    TW_ASSERT(!(train && a->eval_only));
     a->bn_train = train;
     tw_tensor image = {(void *)x, p->n, p->c, p->h, p->w, TW_F32, TW_LAYOUT_NCHW};
     tw_reorder(p->be, &a->x, &image);
@@ -122,6 +123,7 @@ static void block_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, c
 
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
                           tw_resnet18_plans *p, int accumulate) {
+    TW_ASSERT(!a->eval_only);
     double t0 = stage_begin(p);
     tw_avgpool_backward(p->be, &a->d_block_y[TW_RESNET18_BLOCKS - 1], dfeats);
     stage_end(p, 5, 1, t0);

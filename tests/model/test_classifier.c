@@ -2,8 +2,8 @@
  * bit-unchanged by them), then one training step: logits, the BCE-with-logits loss (tw_bce_logits
  * against torch's mean reduction), every trainable gradient (written with =, over garbage), the
  * running statistics after the step; frozen backbones: weights, buffers and counters bit-unchanged
- * and gradients exactly 0. usage: test_classifier REF_DIR fp32|bf16 CASE [CASE ...];
- * exit 0 pass, 1 fail, 77 skip. Loading and stem adaptation are test_classifier_load.c. */
+ * and gradients exactly 0; an evaluation-only activation set gives the same eval logits.
+ * usage: test_classifier REF_DIR fp32|bf16 CASE [CASE ...]; exit 0 pass, 1 fail, 77 skip. Loading and stem adaptation are test_classifier_load.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,7 +186,7 @@ static int run_case(tw_backend *be, const char *dir, const char *name, const tol
         exit(1);
     }
     tw_classifier_acts a;
-    tw_classifier_acts_make(&a, &m, p);
+    tw_classifier_acts_make(&a, &m, p, 1);
     float *logits = malloc((size_t)n * k * sizeof(float));
 
     /* evaluation: nothing in the arena changes */
@@ -195,6 +195,19 @@ static int run_case(tw_backend *be, const char *dir, const char *name, const tol
     tw_mem_to_host(be, logits, a.logits, (size_t)n * k * sizeof(float));
     ok &= compare(ref, "logits_eval", logits, (size_t)n * k, tol->eval, tol, label, 1);
     ok &= unchanged(&m, &s0, 0, label);
+    {   /* an evaluation-only activation set gives the same logits, bit for bit */
+        tw_classifier_acts e;
+        tw_classifier_acts_make(&e, &m, p, 0);
+        tw_classifier_forward(&e, o.c_s1 ? x1 : NULL, o.c_s2 ? x2 : NULL, &m, p, 0);
+        float *le = malloc((size_t)n * k * sizeof(float));
+        tw_mem_to_host(be, le, e.logits, (size_t)n * k * sizeof(float));
+        int same = !memcmp(le, logits, (size_t)n * k * sizeof(float));
+        printf("%s %s: eval-only activation set (%zu of %zu backbone bytes): same logits\n",
+               same ? "  ok  " : "  FAIL", label, e.net[0][0].n_bytes, a.net[0][0].n_bytes);
+        ok &= same;
+        free(le);
+        tw_classifier_acts_free(&e, be);
+    }
 
     /* one training step; every trainable gradient starts as garbage, so = is checked */
     float *junk = malloc(P.n_params * sizeof(float));
