@@ -14,7 +14,30 @@
  *     GATED                      "head.gate.weight" [512, 1024], "head.gate.bias",
  *                                "head.fc.weight" [k, 512], "head.fc.bias"
  * Early fusion stacks each sample's channels as [S2 bands..., VV, VH]; feature fusion
- * concatenates [f1, f2] = [S1 features, S2 features]. */
+ * concatenates [f1, f2] = [S1 features, S2 features].
+ *
+ * The models (shapes per sample; k classes; "ResNet18" ends with the global average pool):
+ *
+ *   single source (NONE)          x_s2 [12|3, H, W]  or  x_s1 [2, H, W]
+ *                                   │
+ *                                 ResNet18 "backbone."  ──▶ f [512]  ──▶ Linear "head" ──▶ logits [k]
+ *
+ *   early fusion (EARLY)          x_s2 [c2, H, W] ┐
+ *                                 x_s1 [2, H, W]  ┴─ stack ─▶ [c2 + 2, H, W]
+ *                                                      │
+ *                                 ResNet18 "backbone." ──▶ f [512] ──▶ Linear "head" ──▶ logits [k]
+ *
+ *   feature fusion (FEATURE)      x_s1 ──▶ ResNet18 "s1." ──▶ f1 [512] ┐
+ *                                 x_s2 ──▶ ResNet18 "s2." ──▶ f2 [512] ┴─▶ [f1, f2] [1024] ──▶ head
+ *     LINEAR      [f1, f2] ──▶ Linear "head" (1024 → k) ──▶ logits
+ *     CONCAT_MLP  [f1, f2] ──▶ Linear "head.0" (1024 → h) ──▶ ReLU ──▶ Linear "head.2" (h → k)
+ *     GATED       [f1, f2] ──▶ Linear "head.gate" (1024 → 512) ──▶ sigmoid ──▶ g [512]
+ *                 f = g ⊙ f1 + (1 − g) ⊙ f2 [512] ──▶ Linear "head.fc" (512 → k) ──▶ logits
+ *
+ *   loss = BCEWithLogits(logits, targets), mean over n k (tw_bce_logits, the caller's).
+ *   frozen: the ResNet18s run in eval mode and get no gradient; bn_frozen: they train, with BN in
+ *   inference mode (running statistics, tw_bn_backward_eval); bn_groups g: each ResNet18 runs on
+ *   g equal slices of the batch, so BN sees the statistics g ranks would. */
 #ifndef TW_CLASSIFIER_H
 #define TW_CLASSIFIER_H
 
