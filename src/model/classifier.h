@@ -18,21 +18,25 @@
  *
  * The models (shapes per sample; k classes; "ResNet18" ends with the global average pool):
  *
- *   single source (NONE)          x_s2 [12|3, H, W]  or  x_s1 [2, H, W]
- *                                   │
- *                                 ResNet18 "backbone."  ──▶ f [512]  ──▶ Linear "head" ──▶ logits [k]
+ *   single source (NONE)
+ *     x_s2 [c2, H, W] or x_s1 [2, H, W] --> ResNet18 "backbone." --> f [512]
+ *                                           --> Linear "head" (512 -> k) --> logits [k]
  *
- *   early fusion (EARLY)          x_s2 [c2, H, W] ┐
- *                                 x_s1 [2, H, W]  ┴─ stack ─▶ [c2 + 2, H, W]
- *                                                      │
- *                                 ResNet18 "backbone." ──▶ f [512] ──▶ Linear "head" ──▶ logits [k]
+ *   early fusion (EARLY)
+ *     x_s2 [c2, H, W] --+
+ *                       +--> stack [c2 + 2, H, W] --> ResNet18 "backbone." --> f [512]
+ *     x_s1 [2, H, W] ---+                             --> Linear "head" (512 -> k) --> logits [k]
  *
- *   feature fusion (FEATURE)      x_s1 ──▶ ResNet18 "s1." ──▶ f1 [512] ┐
- *                                 x_s2 ──▶ ResNet18 "s2." ──▶ f2 [512] ┴─▶ [f1, f2] [1024] ──▶ head
- *     LINEAR      [f1, f2] ──▶ Linear "head" (1024 → k) ──▶ logits
- *     CONCAT_MLP  [f1, f2] ──▶ Linear "head.0" (1024 → h) ──▶ ReLU ──▶ Linear "head.2" (h → k)
- *     GATED       [f1, f2] ──▶ Linear "head.gate" (1024 → 512) ──▶ sigmoid ──▶ g [512]
- *                 f = g ⊙ f1 + (1 − g) ⊙ f2 [512] ──▶ Linear "head.fc" (512 → k) ──▶ logits
+ *   feature fusion (FEATURE)
+ *     x_s1 [2, H, W]  --> ResNet18 "s1." --> f1 [512] --+
+ *                                                       +--> [f1, f2] [1024] --> head --> logits
+ *     x_s2 [c2, H, W] --> ResNet18 "s2." --> f2 [512] --+
+ *   heads on [f1, f2]:
+ *     LINEAR      Linear "head" (1024 -> k)
+ *     CONCAT_MLP  Linear "head.0" (1024 -> h) --> ReLU --> Linear "head.2" (h -> k)
+ *     GATED       g = sigmoid(Linear "head.gate" (1024 -> 512))         g [512], in (0, 1)
+ *                 f = g * f1 + (1 - g) * f2  (element-wise)             f [512]
+ *                 Linear "head.fc" (512 -> k) on f
  *
  *   loss = BCEWithLogits(logits, targets), mean over n k (tw_bce_logits, the caller's).
  *   frozen: the ResNet18s run in eval mode and get no gradient; bn_frozen: they train, with BN in
