@@ -7,6 +7,9 @@ int tw_cmd_info(int argc, char **argv);
 int tw_cmd_synth(int argc, char **argv);
 int tw_cmd_convert(int argc, char **argv);
 int tw_cmd_pretrain(int argc, char **argv);
+int tw_cmd_finetune(int argc, char **argv);
+int tw_cmd_evaluate(int argc, char **argv);
+int tw_cmd_embed(int argc, char **argv);
 int tw_cmd_export(int argc, char **argv);
 int tw_cmd_import(int argc, char **argv);
 

@@ -14,7 +14,7 @@
 static const char *const s1_names[TW_S1_BANDS] = {"VV", "VH"};
 
 tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg, int n_local,
-                      int bn_groups, tw_err *err) {
+                      int bn_groups, int for_training, tw_err *err) {
     memset(c, 0, sizeof *c);
     c->be = be;
     c->cfg = cfg;
@@ -46,7 +46,7 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     if ((st = tw_classifier_init(&c->m, &c->P, &o, err)) != TW_OK) return st;
     tw_params_alloc(&c->P, 0);   /* the optimizer keeps its own state */
     if ((st = tw_classifier_plans_make(&c->plans, be, &c->m, n_local, c->size, c->size, err)) != TW_OK) return st;
-    tw_classifier_acts_make(&c->acts, &c->m, c->plans);
+    tw_classifier_acts_make(&c->acts, &c->m, c->plans, for_training);
     size_t plane = (size_t)n_local * c->size * c->size * sizeof(float);
     if (c->c_s1) c->x_s1 = tw_mem_alloc(be, plane * c->c_s1);
     if (c->c_s2) c->x_s2 = tw_mem_alloc(be, plane * c->c_s2);

@@ -29,9 +29,10 @@ typedef struct tw_cls {
 
 /* Builds the model for n_local samples per rank and step (the plans' batch). bn_groups: 1, or g
  * to compute the backbones' BN statistics over g equal slices of the batch (what g ranks do; the
- * tests reproduce 2 ranks on one). */
+ * tests reproduce 2 ranks on one). for_training = 0: evaluation and embedding only (activations
+ * without backward state: less memory). */
 tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg, int n_local,
-                      int bn_groups, tw_err *err);
+                      int bn_groups, int for_training, tw_err *err);
 /* The optimizer's segments: the trainable tensors (frozen backbones left out), with the
  * backbones' at backbone_lr_scale and the head's at 1. segs and lr_scale hold c->P.n_segs;
  * returns how many were written. */

@@ -34,7 +34,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *
     tw_cls c;
     tw_loader *ld = NULL;
     tw_optim *o = NULL;
-    if (tw_cls_init(&c, be, comm, cfg, n_local, groups, &err) != TW_OK || tw_cls_init_weights(&c, 11, &err) != TW_OK) {
+    if (tw_cls_init(&c, be, comm, cfg, n_local, groups, 1, &err) != TW_OK || tw_cls_init_weights(&c, 11, &err) != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 0;
     }

@@ -1,0 +1,16 @@
+/* `twinfuse finetune`: multi-label classification (BigEarthNet, BCE with logits over 19 or 43
+ * classes) as a task of the generic loop (loop.h): one source, early or feature fusion, from
+ * scratch, imported weights or Barlow Twins checkpoints, frozen (TL) or fine-tuned (FT), on the
+ * nested label-fraction subset of the training split, validated every eval.every_epochs by mAP
+ * with the best kept as best.safetensors. Gradients are averaged over ranks. */
+#ifndef TW_FINETUNE_H
+#define TW_FINETUNE_H
+
+#include "config/finetune.h"
+#include "dist/comm.h"
+
+/* Runs the whole job; returns the process exit code (0 done, 1 failure; the message has been
+ * printed). yaml: the effective configuration, stored in the run directory and checkpoints. */
+int tw_finetune_run(tw_comm *comm, const tw_finetune_cfg *cfg, const char *yaml, const char *config_path);
+
+#endif
