@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "data/augment.h"
 #include "model/resnet18_io.h"
 #include "train/checkpoint.h"
 #include "train/runtime.h"
@@ -151,6 +152,25 @@ void tw_cls_upload(tw_cls *c, const tw_batch *b) {
     if (rest) tw_mem_zero(c->be, (char *)c->targets + n * row, rest * row);
 }
 
+/* Evaluation's view: the centre data.size window of each source (no augmentation). */
+static tw_status centre_crop(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch, int64_t sample,
+                             int view, tw_err *err) {
+    (void)user;
+    if (out->h > in->h || out->w > in->w)
+        return tw_err_set(err, TW_E_SHAPE, "data.size=%d: larger than the shards' %dx%d patches", out->h, in->h, in->w);
+    static const tw_aug_params none;   /* every probability 0: the centre window */
+    float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
+    if (!scratch) return tw_err_set(err, TW_E_NOMEM, "evaluation crop of %dx%d", out->h, out->w);
+    if (in->s1)
+        tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &none, seed, (uint32_t)epoch,
+                        (uint32_t)sample, (uint32_t)view);
+    if (in->s2)
+        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &none, seed, (uint32_t)epoch,
+                        (uint32_t)sample, (uint32_t)view);
+    free(scratch);
+    return TW_OK;
+}
+
 void tw_cls_scores_free(tw_cls_scores *s) {
     free(s->scores);
     free(s->labels);
@@ -168,7 +188,8 @@ tw_status tw_cls_score_split(tw_cls *c, tw_comm *comm, const char *split, int gl
     lo.drop_last = 0;
     lo.label_fraction = 1.0;
     lo.n_views = 1;
-    lo.augment = NULL;
+    lo.augment = centre_crop;
+    lo.out_h = lo.out_w = c->size;
     lo.prefetch = 2;
     lo.start_epoch = lo.start_step = 0;
     TW_ASSERT(global_batch / tw_comm_size(comm) <= c->n_local);
