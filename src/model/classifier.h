@@ -114,7 +114,8 @@ typedef struct tw_classifier_acts {
     void *arena;                /* the tensors below, one backend allocation */
     size_t n_bytes;
     float *x_early;             /* [n, c_s2 + c_s1, h, w] early fusion's stacked input, else NULL */
-    float *feats[2];            /* [n, 512] per backbone (the pooled features, for embed) */
+    float *feats[2];            /* [n, 512] pooled features after a forward (for embed): [0] of
+                                   "backbone." or, under feature fusion, "s1."; [1] of "s2." */
     float *dfeats[2];           /* [n, 512] */
     float *hid, *dhid;          /* [n, d_out[0]] first layer of a two-layer head, else NULL */
     float *fused, *dfused;      /* GATED: [n, 512] g f1 + (1 - g) f2 */
