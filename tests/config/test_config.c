@@ -1,4 +1,4 @@
-/* The configuration loader against the pretrain schema: every malformed case from a table (each
+/* The configuration loader against the pretrain and finetune schemas: every malformed case from a table (each
  * error must name file:line:col or the override, and the key path), then defaults, overrides,
  * the YAML round trip, the "#" print and the documentation of every key.
  * Usage: test_config DOCS_CONFIG_MD */
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/finetune.h"
 #include "config/pretrain.h"
 
 static int g_fail = 0;
@@ -291,6 +292,60 @@ static void test_print_help_docs(const char *docs_path) {
     free(help);
 }
 
+/* The fine-tuning schema: the shared sections with its own defaults, its keys documented, a
+ * round trip through YAML, and its rules across keys each naming the key to blame. */
+static void test_finetune(const char *docs_path) {
+    tw_finetune_cfg a, b;
+    tw_err err = {0};
+    char *ov[] = {"data.shards=d"};
+    tw_status st = tw_cfg_load(tw_finetune_schema(), &a, NULL, 1, ov, &err);
+    CHECK(st == TW_OK, "%s", err.msg);
+    CHECK(a.optim.warmup_epochs == 0 && a.optim.epochs == 20 && a.data.batch == 64 && a.augment.view1.crop == 0 &&
+              a.augment.view1.flip == 0.5 && a.augment.view2.crop == 1.0 && !strcmp(a.run.name, "finetune"),
+          "finetune defaults");
+    char *text = tw_cfg_to_yaml(tw_finetune_schema(), &a);
+    st = tw_cfg_load_text(tw_finetune_schema(), &b, text, "round-trip", 0, NULL, &err);
+    CHECK(st == TW_OK && !memcmp(&a, &b, sizeof a), "finetune round trip: %s", err.msg);
+    free(text);
+    FILE *d = fopen(docs_path, "rb");
+    char *docs = calloc(1, 1 << 20);
+    if (d && docs) {
+        size_t n = fread(docs, 1, (1 << 20) - 1, d);
+        docs[n] = 0;
+    }
+    if (d) fclose(d);
+    const tw_cfg_schema *s = tw_finetune_schema();
+    for (int i = 0; i < s->n_keys; i++) {
+        char tok[300];
+        snprintf(tok, sizeof tok, "`%s`", s->keys[i].path);
+        CHECK(docs && strstr(docs, tok), "%s does not document %s", docs_path, tok);
+    }
+    free(docs);
+    const struct { const char *over[3]; const char *key, *why; } rules[] = {
+        {{"data.source=s1+s2", NULL}, "model.fusion", "needs a fusion"},
+        {{"model.fusion=early", NULL}, "model.fusion", "fusion needs data.source=s1+s2"},
+        {{"data.source=s1+s2", "model.fusion=early", "model.head=gated"}, "model.head", "feature-fusion head"},
+        {{"model.init=ssl", NULL}, "model.init", "scratch, weights:FILE or ssl:CHECKPOINT"},
+        {{"model.init_s2=imagenet", NULL}, "model.init_s2", "got 'imagenet'"},
+        {{"data.label_fraction=0", NULL}, "data.label_fraction", "(0, 1]"},
+        {{"data.classes=20", NULL}, "data.classes", "19 (BigEarthNet-19) or 43"},
+    };
+    for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+        char *o[4] = {"data.shards=d"};
+        int n = 1;
+        for (int j = 0; j < 3 && rules[r].over[j]; j++) o[n++] = (char *)rules[r].over[j];
+        err.msg[0] = 0;
+        st = tw_cfg_load(tw_finetune_schema(), &a, NULL, n, o, &err);
+        CHECK(st != TW_OK && strstr(err.msg, rules[r].key) && strstr(err.msg, rules[r].why), "rule %zu: '%s'", r,
+              err.msg);
+        if (st != TW_OK) printf("ok   finetune rule: %s\n", err.msg);
+    }
+    tw_pretrain_cfg p;
+    char *po[] = {"data.shards=d", "data.source=s1+s2"};
+    st = tw_cfg_load(tw_pretrain_schema(), &p, NULL, 2, po, &err);
+    CHECK(st != TW_OK && strstr(err.msg, "data.source"), "pretrain refuses s1+s2: %s", err.msg);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DOCS_CONFIG_MD\n", argv[0]);
@@ -304,6 +359,7 @@ int main(int argc, char **argv) {
     test_defaults_and_overrides();
     test_full_file_and_round_trip();
     test_print_help_docs(argv[1]);
+    test_finetune(argv[1]);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
