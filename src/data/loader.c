@@ -59,6 +59,7 @@ void tw_loader_opts_default(tw_loader_opts *o) {
     o->label_fraction = 1.0;
     o->prefetch = 2;
     o->n_views = 1;
+    o->n_classes = TW_N_CLASSES;
 }
 
 tw_status tw_loader_bands_parse(tw_loader_opts *o, const char *spec, tw_err *err) {
@@ -121,9 +122,10 @@ static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t
     }
     tw_shard *sh = ld->shards[lo];
     int64_t row = idx - ld->shard_start[lo];
-    uint8_t labels[TW_N_CLASSES];
-    tw_status st = tw_shard_read(sh, row, ld->c_s2 ? ld->raw_s2 : NULL, ld->o.use_s1 ? ld->raw_s1 : NULL, labels,
-                                 NULL, NULL, NULL, &b->flags[i], err);
+    uint8_t labels[TW_N_CLASSES43];
+    int k = ld->o.n_classes, l43 = k == TW_N_CLASSES43;
+    tw_status st = tw_shard_read(sh, row, ld->c_s2 ? ld->raw_s2 : NULL, ld->o.use_s1 ? ld->raw_s1 : NULL,
+                                 l43 ? NULL : labels, l43 ? labels : NULL, NULL, NULL, &b->flags[i], err);
     if (st) return st;
     size_t n_px = (size_t)ld->h * ld->w, n_out = (size_t)ld->out_h * ld->out_w;
     int direct = !ld->o.augment && ld->o.n_views == 1;   /* normalise straight into the batch */
@@ -159,7 +161,7 @@ static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t
             }
         }
     }
-    for (int k = 0; k < TW_N_CLASSES; k++) b->labels[(size_t)i * TW_N_CLASSES + k] = labels[k] ? 1.0f : 0.0f;
+    for (int j = 0; j < k; j++) b->labels[(size_t)i * k + j] = labels[j] ? 1.0f : 0.0f;
     b->index[i] = idx;
     return TW_OK;
 }
@@ -228,10 +230,34 @@ static tw_status open_shards(tw_loader *ld, tw_err *err) {
                             paths[i], paths[0]);
             goto done;
         }
+        if (ld->o.n_classes == TW_N_CLASSES43 && !tw_shard_has_labels43(sh)) {
+            st = tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
+                            "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);
+            goto done;
+        }
         ld->shard_start[i + 1] = ld->shard_start[i] + tw_shard_n(sh);
     }
 done:
     free(paths);
+    return st;
+}
+
+/* The label-fraction subset: the labels of the whole split are read once (labels only, one row
+ * at a time) so that the subset keeps every class the split has (sampler.h). */
+static tw_status make_subset(tw_loader *ld, int64_t n_split, tw_err *err) {
+    int k = ld->o.n_classes, l43 = k == TW_N_CLASSES43;
+    uint8_t *labels = malloc((size_t)n_split * (size_t)k);
+    if (!labels) return tw_err_set(err, TW_E_NOMEM, "loader: labels of %lld samples", (long long)n_split);
+    tw_status st = TW_OK;
+    for (int s = 0; s < ld->n_shards && !st; s++)
+        for (int64_t r = 0; r < tw_shard_n(ld->shards[s]) && !st; r++) {
+            uint8_t *y = labels + (size_t)(ld->shard_start[s] + r) * (size_t)k;
+            st = tw_shard_read(ld->shards[s], r, NULL, NULL, l43 ? NULL : y, l43 ? y : NULL, NULL, NULL, NULL, err);
+        }
+    if (!st)
+        st = tw_sampler_subset_labeled(&ld->subset, &ld->n_items, n_split, labels, k, ld->o.label_fraction,
+                                       ld->o.subset_seed, err);
+    free(labels);
     return st;
 }
 
@@ -245,6 +271,9 @@ static tw_status check_opts(const tw_loader_opts *o, tw_err *err) {
     for (int c = 0; c < o->n_s2_bands; c++)
         if (o->s2_bands[c] < 0 || o->s2_bands[c] >= TW_S2_BANDS)
             return tw_err_set(err, TW_E_RANGE, "loader: S2 band index %d", o->s2_bands[c]);
+    if (o->n_classes != TW_N_CLASSES && o->n_classes != TW_N_CLASSES43)
+        return tw_err_set(err, TW_E_RANGE, "loader: %d classes, want %d or %d", o->n_classes, TW_N_CLASSES,
+                          TW_N_CLASSES43);
     if (o->start_epoch < 0 || o->start_step < 0)
         return tw_err_set(err, TW_E_RANGE, "loader: start at epoch %lld step %lld", (long long)o->start_epoch,
                           (long long)o->start_step);
@@ -270,9 +299,7 @@ tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *er
     }
     int64_t n_split = ld->shard_start[ld->n_shards];
     ld->n_items = n_split;
-    if (opts->label_fraction != 1.0 && (st = tw_sampler_subset(&ld->subset, &ld->n_items, n_split, opts->label_fraction,
-                                                               opts->subset_seed, err)))
-        goto done;
+    if (opts->label_fraction != 1.0 && (st = make_subset(ld, n_split, err))) goto done;
     if ((st = tw_sampler_init(&ld->sampler, ld->n_items, opts->global_batch, opts->rank, opts->world, opts->seed,
                               opts->shuffle, opts->drop_last, err))) {
         tw_err_prefix(err, "%s split '%s': ", opts->dir, opts->split);
@@ -301,12 +328,13 @@ tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *er
     int ok = ld->slots && ld->raw_s2 && ld->raw_s1 && ld->in_s1 && ld->in_s2 && ld->items;
     for (int k = 0; ok && k < ld->n_slots; k++) {
         tw_batch *b = &ld->slots[k].b;
-        *b = (tw_batch){.n_views = opts->n_views, .c_s1 = c_s1, .c_s2 = ld->c_s2, .h = ld->out_h, .w = ld->out_w};
+        *b = (tw_batch){.n_views = opts->n_views, .c_s1 = c_s1, .c_s2 = ld->c_s2, .h = ld->out_h, .w = ld->out_w,
+                        .n_classes = opts->n_classes};
         for (int v = 0; v < opts->n_views; v++) {
             if (c_s1) ok = ok && (b->s1[v] = malloc(lb * c_s1 * n_out * sizeof(float)));
             if (ld->c_s2) ok = ok && (b->s2[v] = malloc(lb * ld->c_s2 * n_out * sizeof(float)));
         }
-        ok = ok && (b->labels = malloc(lb * TW_N_CLASSES * sizeof(float))) && (b->flags = malloc(lb)) &&
+        ok = ok && (b->labels = malloc(lb * (size_t)opts->n_classes * sizeof(float))) && (b->flags = malloc(lb)) &&
              (b->index = malloc(lb * sizeof(int64_t)));
     }
     if (!ok) {

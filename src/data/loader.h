@@ -46,7 +46,8 @@ typedef struct tw_loader_opts {
     int use_s1;                 /* load VV, VH */
     int n_s2_bands;             /* 0: no S2; else s2_bands[0..n) are indices into tw_shard_s2_bands */
     int s2_bands[TW_S2_BANDS];
-    double label_fraction;      /* (0, 1]: the nested subset of the split (tw_sampler_subset) */
+    double label_fraction;      /* (0, 1]: the nested subset of the split that keeps every class
+                                 * (tw_sampler_subset_labeled over the n_classes labels) */
     uint64_t subset_seed;       /* the subset's own seed, so it does not move with `seed` */
     int prefetch;               /* batches prepared ahead, >= 1 */
     int n_views;                /* 1 or 2 */
@@ -54,9 +55,12 @@ typedef struct tw_loader_opts {
     void *augment_user;
     int out_h, out_w;           /* 0: the shard's size; smaller only with an augment hook */
     int64_t start_epoch, start_step;  /* where to begin: a checkpoint's loader state */
+    int n_classes;              /* 19 (the default: `labels`) or 43 (`labels43`; every shard must
+                                 * have them, has_labels43 = 1) */
 } tw_loader_opts;
 
-/* Defaults: shuffle, drop-last, S1 and all 12 S2 bands, fraction 1, prefetch 2, one view. */
+/* Defaults: shuffle, drop-last, S1 and all 12 S2 bands, fraction 1, prefetch 2, one view,
+ * 19 classes. */
 void tw_loader_opts_default(tw_loader_opts *o);
 
 /* Parses "all", "rgb" (B04, B03, B02), "none" or a comma list of band names ("B08,B04,B03"). */
@@ -68,7 +72,8 @@ typedef struct tw_batch {
     int n_views, c_s1, c_s2, h, w;
     float *s1[TW_LOADER_MAX_VIEWS];          /* per view: [n, c_s1, h, w] f32 NCHW, or NULL */
     float *s2[TW_LOADER_MAX_VIEWS];          /* per view: [n, c_s2, h, w] f32 NCHW, or NULL */
-    float *labels;                           /* [n, 19] f32, 0 or 1 */
+    int n_classes;                           /* 19 or 43 (the options') */
+    float *labels;                           /* [n, n_classes] f32, 0 or 1 */
     uint8_t *flags;                          /* [n] TW_FLAG_* */
     int64_t *index;                          /* [n] global sample index in the split */
     int64_t epoch, step;                     /* which global batch this is */

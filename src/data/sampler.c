@@ -80,22 +80,11 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-tw_status tw_sampler_subset(int64_t **out, int64_t *n_out, int64_t n, double fraction, uint64_t seed, tw_err *err) {
-    *out = NULL;
-    *n_out = 0;
-    if (n < 1) return tw_err_set(err, TW_E_RANGE, "label-fraction subset of an empty split");
-    if (!(fraction > 0 && fraction <= 1))
-        return tw_err_set(err, TW_E_RANGE, "label fraction %g is not in (0, 1]", fraction);
-    int64_t k = (int64_t)llround(fraction * (double)n);
-    if (k < 1) k = 1;
-    if (k > n) k = n;
+/* keys[0..n): the items of [0, n) in increasing Philox key order (ties, never seen in practice,
+ * by item), the order both subset functions take their prefixes from. */
+static keyed *sorted_keys(int64_t n, uint64_t seed) {
     keyed *keys = malloc((size_t)n * sizeof *keys);
-    int64_t *items = malloc((size_t)k * sizeof *items);
-    if (!keys || !items) {
-        free(keys);
-        free(items);
-        return tw_err_set(err, TW_E_NOMEM, "label-fraction subset of %lld", (long long)n);
-    }
+    if (!keys) return NULL;
     for (int64_t i = 0; i < n; i++) {
         /* One Philox block per item: its key depends on (seed, item) only. */
         uint32_t ctr[4] = {(uint32_t)i, (uint32_t)((uint64_t)i >> 32), STREAM_SUBSET, 0}, key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)}, o[4];
@@ -104,10 +93,59 @@ tw_status tw_sampler_subset(int64_t **out, int64_t *n_out, int64_t n, double fra
         keys[i].item = i;
     }
     qsort(keys, (size_t)n, sizeof *keys, cmp_key);
-    for (int64_t i = 0; i < k; i++) items[i] = keys[i].item;
-    qsort(items, (size_t)k, sizeof *items, cmp_i64);
+    return keys;
+}
+
+static tw_status check_fraction(int64_t n, double fraction, int64_t *m, tw_err *err) {
+    if (n < 1) return tw_err_set(err, TW_E_RANGE, "label-fraction subset of an empty split");
+    if (!(fraction > 0 && fraction <= 1))
+        return tw_err_set(err, TW_E_RANGE, "label fraction %g is not in (0, 1]", fraction);
+    *m = (int64_t)llround(fraction * (double)n);
+    if (*m < 1) *m = 1;
+    if (*m > n) *m = n;
+    return TW_OK;
+}
+
+tw_status tw_sampler_subset(int64_t **out, int64_t *n_out, int64_t n, double fraction, uint64_t seed, tw_err *err) {
+    return tw_sampler_subset_labeled(out, n_out, n, NULL, 0, fraction, seed, err);
+}
+
+tw_status tw_sampler_subset_labeled(int64_t **out, int64_t *n_out, int64_t n, const uint8_t *labels, int k,
+                                    double fraction, uint64_t seed, tw_err *err) {
+    *out = NULL;
+    *n_out = 0;
+    int64_t m;
+    tw_status st = check_fraction(n, fraction, &m, err);
+    if (st) return st;
+    keyed *keys = sorted_keys(n, seed);
+    uint8_t *covered = calloc(labels ? (size_t)k : 1, 1);
+    int64_t *items = malloc(((size_t)m + (labels ? (size_t)k : 0)) * sizeof *items);
+    if (!keys || !covered || !items) {
+        free(keys);
+        free(covered);
+        free(items);
+        return tw_err_set(err, TW_E_NOMEM, "label-fraction subset of %lld", (long long)n);
+    }
+    int64_t n_items = 0;
+    for (; n_items < m; n_items++) {
+        items[n_items] = keys[n_items].item;
+        for (int j = 0; labels && j < k; j++) covered[j] |= labels[items[n_items] * k + j] != 0;
+    }
+    /* In key order, the first item past the prefix that is positive for a class the prefix
+     * lacks is that class's smallest-key positive: adding exactly those keeps the subsets nested
+     * (a larger prefix that has the class has that item too). */
+    for (int64_t i = m; labels && i < n; i++) {
+        const uint8_t *y = labels + keys[i].item * k;
+        int adds = 0;
+        for (int j = 0; j < k; j++) adds |= y[j] && !covered[j];
+        if (!adds) continue;
+        for (int j = 0; j < k; j++) covered[j] |= y[j] != 0;
+        items[n_items++] = keys[i].item;
+    }
+    qsort(items, (size_t)n_items, sizeof *items, cmp_i64);
     free(keys);
+    free(covered);
     *out = items;
-    *n_out = k;
+    *n_out = n_items;
     return TW_OK;
 }

@@ -1,6 +1,7 @@
-/* The distributed sampler and label-fraction subsets. An epoch's order is a permutation drawn
- * from (seed, epoch) alone; global batch b is positions [b*B, (b+1)*B) of it and rank r takes
- * the r-th contiguous slice, so every rank count sees the same global batches. */
+/* The distributed sampler and label-fraction subsets (nested, keeping every class). An epoch's
+ * order is a permutation drawn from (seed, epoch) alone; global batch b is positions
+ * [b*B, (b+1)*B) of it and rank r takes the r-th contiguous slice, so every rank count sees the
+ * same global batches. */
 #ifndef TW_SAMPLER_H
 #define TW_SAMPLER_H
 
@@ -32,5 +33,13 @@ int64_t tw_sampler_slice(tw_sampler *s, int64_t *out, int64_t epoch, int64_t ste
  * round(fraction * n) smallest keys are kept, so a smaller fraction is a subset of a larger one.
  * *out (malloc'd, free it) lists the kept items in increasing order. */
 tw_status tw_sampler_subset(int64_t **out, int64_t *n_out, int64_t n, double fraction, uint64_t seed, tw_err *err);
+
+/* The same subset, then, for every class with a positive in the split but none in it, that
+ * class's positive with the smallest key (labels: [n, k] multi-hot, row i = item i). Still
+ * nested and a function of (labels, fraction, seed) alone, so the same for any rank count; it
+ * holds at most round(fraction * n) + k items (docs/finetune.md, "Label fractions").
+ * labels NULL: tw_sampler_subset. */
+tw_status tw_sampler_subset_labeled(int64_t **out, int64_t *n_out, int64_t n, const uint8_t *labels, int k,
+                                    double fraction, uint64_t seed, tw_err *err);
 
 #endif
