@@ -100,25 +100,34 @@ static void blur(float *x, float *tmp, float *kern, int c, int s, float sigma) {
     }
 }
 
-void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, int w, int s,
-                     const tw_aug_params *p, uint64_t seed, uint32_t epoch, uint32_t sample,
-                     uint32_t view) {
-    TW_ASSERT(view < 2 && s <= h && s <= w && c > 0);
-    const tw_aug_view_probs *q = &p->view[view];
-    size_t plane = (size_t)s * s;
-    tw_rng r;
+/* The geometric draws of one view: crop box, flips, quarter turns (from p's crop_min_scale and
+ * q's crop, flip, rot90 alone, never from the channel count). */
+typedef struct geo { int top, left, ch, cw, hflip, vflip, k; } geo;
 
-    /* Geometry: crop box, flips, quarter turns. */
+static geo draw_geometry(const tw_aug_params *p, const tw_aug_view_probs *q, int h, int w, int s, uint64_t seed,
+                         uint32_t epoch, uint32_t sample, uint32_t view) {
+    tw_rng r;
+    geo g = {(h - s) / 2, (w - s) / 2, s, s, 0, 0, 0};
     stream(&r, seed, epoch, sample, view, AUG_CROP);
     int do_crop = tw_rng_uniform(&r) < q->crop;
-    int top = (h - s) / 2, left = (w - s) / 2, ch = s, cw = s;
-    if (do_crop) crop_box(&top, &left, &ch, &cw, &r, h, w, p->crop_min_scale);
+    if (do_crop) crop_box(&g.top, &g.left, &g.ch, &g.cw, &r, h, w, p->crop_min_scale);
     stream(&r, seed, epoch, sample, view, AUG_FLIP);
-    int hflip = tw_rng_uniform(&r) < q->flip, vflip = tw_rng_uniform(&r) < q->flip;
+    g.hflip = tw_rng_uniform(&r) < q->flip;
+    g.vflip = tw_rng_uniform(&r) < q->flip;
     stream(&r, seed, epoch, sample, view, AUG_ROT);
     int rot = tw_rng_uniform(&r) < q->rot90;
     int k = 1 + (int)tw_rng_below(&r, 3);   /* a quarter, half or three-quarter turn */
-    geometry(out, in, c, h, w, s, top, left, ch, cw, hflip, vflip, rot ? k : 0);
+    g.k = rot ? k : 0;
+    return g;
+}
+
+/* The radiometric transforms of out [c, s, s], in place; tag = view | source << 16 picks the
+ * streams (source 0 is what tw_augment_view uses). */
+static void photometric(float *out, float *scratch, int c, int s, const tw_aug_params *p, const tw_aug_view_probs *q,
+                        uint64_t seed, uint32_t epoch, uint32_t sample, uint32_t tag) {
+    uint32_t view = tag;
+    size_t plane = (size_t)s * s;
+    tw_rng r;
 
     /* Per-band brightness and contrast: x' = c (x - mean) + mean + b (ColorJitter per band). */
     stream(&r, seed, epoch, sample, view, AUG_JITTER);
@@ -175,5 +184,33 @@ void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, 
             float *x = out + order[i] * plane;
             for (size_t e = 0; e < plane; e++) x[e] = 0.0f;
         }
+    }
+}
+
+void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, int w, int s,
+                     const tw_aug_params *p, uint64_t seed, uint32_t epoch, uint32_t sample,
+                     uint32_t view) {
+    TW_ASSERT(view < 2 && s <= h && s <= w && c > 0);
+    const tw_aug_view_probs *q = &p->view[view];
+    geo g = draw_geometry(p, q, h, w, s, seed, epoch, sample, view);
+    geometry(out, in, c, h, w, s, g.top, g.left, g.ch, g.cw, g.hflip, g.vflip, g.k);
+    photometric(out, scratch, c, s, p, q, seed, epoch, sample, view);
+}
+
+void tw_augment_pair(float *out_s1, float *out_s2, float *scratch, const float *in_s1, int c_s1, const float *in_s2,
+                     int c_s2, int h, int w, int s, const tw_aug_params *p_s1, const tw_aug_params *p_s2,
+                     uint64_t seed, uint32_t epoch, uint32_t sample, uint32_t view) {
+    TW_ASSERT(view < 2 && s <= h && s <= w && (in_s1 || in_s2));
+    TW_ASSERT((!in_s1 || (c_s1 > 0 && out_s1)) && (!in_s2 || (c_s2 > 0 && out_s2)));
+    const tw_aug_params *pg = in_s2 ? p_s2 : p_s1;
+    geo g = draw_geometry(pg, &pg->view[view], h, w, s, seed, epoch, sample, view);
+    if (in_s2) {
+        geometry(out_s2, in_s2, c_s2, h, w, s, g.top, g.left, g.ch, g.cw, g.hflip, g.vflip, g.k);
+        photometric(out_s2, scratch, c_s2, s, p_s2, &p_s2->view[view], seed, epoch, sample, view);
+    }
+    if (in_s1) {
+        geometry(out_s1, in_s1, c_s1, h, w, s, g.top, g.left, g.ch, g.cw, g.hflip, g.vflip, g.k);
+        photometric(out_s1, scratch, c_s1, s, p_s1, &p_s1->view[view], seed, epoch, sample,
+                    view | (uint32_t)(in_s2 != NULL) << 16);
     }
 }

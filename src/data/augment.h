@@ -1,7 +1,8 @@
 /* Earth-observation augmentations for Barlow Twins views: random resized crop, flips, rot90,
  * per-band brightness/contrast jitter, Gaussian blur (optical), additive noise and Gamma speckle
  * (SAR, in dB), band dropout. Every draw comes from Philox streams keyed by (seed, epoch, sample,
- * view), so a sample's views do not depend on the rank count, the batch it lands in or a resume.
+ * view), so a sample's views do not depend on the rank count, the batch it lands in or a resume;
+ * tw_augment_pair gives an S1+S2 pair one geometric transform.
  * Inputs are normalised f32 bands (the loader's job); defaults and reasons: docs/augmentations.md. */
 #ifndef TW_AUGMENT_H
 #define TW_AUGMENT_H
@@ -35,5 +36,17 @@ size_t tw_augment_scratch_floats(int s);
 void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, int w, int s,
                      const tw_aug_params *p, uint64_t seed, uint32_t epoch, uint32_t sample,
                      uint32_t view);
+
+/* One view of an S1+S2 pair (fine-tuning): the geometric transform (crop, flips, quarter turns)
+ * is drawn once, from p_s2's crop_min_scale and view[view].crop/flip/rot90 (p_s1's when there is
+ * no S2), and applied identically to both sources, whatever their channel counts; then each
+ * source's photometric transforms with its own parameters and its own Philox streams.
+ * out_s2 is exactly tw_augment_view(out_s2, ..., in_s2, c_s2, ..., p_s2, ...); out_s1 has the same
+ * geometry, with radiometric draws independent of S2's. Either source may be NULL (with its
+ * out); with S1 alone this is tw_augment_view of S1. in_*: [c_*, h, w]; out_*: [c_*, s, s];
+ * scratch: tw_augment_scratch_floats(s) floats. */
+void tw_augment_pair(float *out_s1, float *out_s2, float *scratch, const float *in_s1, int c_s1, const float *in_s2,
+                     int c_s2, int h, int w, int s, const tw_aug_params *p_s1, const tw_aug_params *p_s2,
+                     uint64_t seed, uint32_t epoch, uint32_t sample, uint32_t view);
 
 #endif
