@@ -97,6 +97,7 @@ static void test_sampler(int64_t n, int k) {
     tw_sampler_subset(&plain, &n_plain, n, 0.1, 7, &err);
     tw_sampler_subset_labeled(&nolab, &n_nolab, n, NULL, 0, 0.1, 7, &err);
     CHECK(n_plain == n_nolab && !memcmp(plain, nolab, (size_t)n_plain * sizeof *plain), "labels NULL differs");
+    free(nolab);
     CHECK(tw_sampler_subset_labeled(&nolab, &n_nolab, n, y, k, 1.5, 7, &err) == TW_E_RANGE, "fraction 1.5 accepted");
     free(plain);
     for (int f = 0; f < 6; f++) free(sub[f]);
