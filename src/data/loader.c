@@ -242,18 +242,15 @@ done:
     return st;
 }
 
-/* The label-fraction subset: the labels of the whole split are read once (labels only, one row
- * at a time) so that the subset keeps every class the split has (sampler.h). */
+/* The label-fraction subset: the labels of the whole split are read once (one read per shard)
+ * so that the subset keeps every class the split has (sampler.h). */
 static tw_status make_subset(tw_loader *ld, int64_t n_split, tw_err *err) {
-    int k = ld->o.n_classes, l43 = k == TW_N_CLASSES43;
+    int k = ld->o.n_classes;
     uint8_t *labels = malloc((size_t)n_split * (size_t)k);
     if (!labels) return tw_err_set(err, TW_E_NOMEM, "loader: labels of %lld samples", (long long)n_split);
     tw_status st = TW_OK;
     for (int s = 0; s < ld->n_shards && !st; s++)
-        for (int64_t r = 0; r < tw_shard_n(ld->shards[s]) && !st; r++) {
-            uint8_t *y = labels + (size_t)(ld->shard_start[s] + r) * (size_t)k;
-            st = tw_shard_read(ld->shards[s], r, NULL, NULL, l43 ? NULL : y, l43 ? y : NULL, NULL, NULL, NULL, err);
-        }
+        st = tw_shard_read_labels(ld->shards[s], labels + (size_t)ld->shard_start[s] * (size_t)k, k, err);
     if (!st)
         st = tw_sampler_subset_labeled(&ld->subset, &ld->n_items, n_split, labels, k, ld->o.label_fraction,
                                        ld->o.subset_seed, err);

@@ -92,6 +92,10 @@ tw_status tw_shard_norm_get(const tw_shard *sh, tw_shard_norm *norm, tw_err *err
 tw_status tw_shard_read(tw_shard *sh, int64_t i, uint16_t *s2, float *s1, uint8_t *labels,
                         uint8_t *labels43, char *name, char *s1_name, uint8_t *flags, tw_err *err);
 
+/* Every sample's labels at once: labels [n, n_classes], n_classes 19 (`labels`) or 43
+ * (`labels43`). */
+tw_status tw_shard_read_labels(tw_shard *sh, uint8_t *labels, int n_classes, tw_err *err);
+
 /* The shards of one split in a directory, sorted: `<split>-<NNNNN>.h5`. *paths is one
  * allocation (free it with free()); *n may be 0. */
 tw_status tw_shard_list(char ***paths, int *n, const char *dir, const char *split, tw_err *err);

@@ -211,3 +211,16 @@ tw_status tw_shard_read(tw_shard *sh, int64_t i, uint16_t *s2, float *s1, uint8_
     tw_h5_unlock();
     return st;
 }
+
+tw_status tw_shard_read_labels(tw_shard *sh, uint8_t *labels, int n_classes, tw_err *err) {
+    if (n_classes != TW_N_CLASSES && n_classes != TW_N_CLASSES43)
+        return tw_err_set(err, TW_E_RANGE, "%s: %d classes, want %d or %d", sh->path, n_classes, TW_N_CLASSES,
+                          TW_N_CLASSES43);
+    int d = n_classes == TW_N_CLASSES ? D_LABELS : D_LABELS43;
+    tw_h5_lock();
+    herr_t r = H5Dread(sh->dset[d], H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels);
+    tw_h5_unlock();
+    if (r < 0)
+        return tw_err_set(err, TW_E_IO, "%s: cannot read dataset '%s' (truncated or corrupt?)", sh->path, specs[d].name);
+    return TW_OK;
+}

@@ -212,7 +212,8 @@ static void test_subsets(const char *dir) {
     CHECK(memcmp(other, sub[1], (size_t)n_other * sizeof *other), "subset seed 8 equals seed 7");
     free(other);
     CHECK(tw_sampler_subset(&other, &n_other, 1000, 0.0, 7, &err) == TW_E_RANGE, "fraction 0 accepted");
-    /* The loader with fraction 0.1 yields exactly the subset's samples, each once per epoch. */
+    /* The loader with fraction 0.1 yields exactly the subset's samples (the one that keeps every
+     * class, data/sampler.h), each once per epoch. */
     tw_loader_opts o;
     tw_loader_opts_default(&o);
     o.dir = dir;
@@ -221,7 +222,10 @@ static void test_subsets(const char *dir) {
     o.label_fraction = 0.1;
     o.subset_seed = 7;
     int64_t want_n, *want;
-    tw_sampler_subset(&want, &want_n, N_SAMPLES, 0.1, 7, &err);
+    uint8_t labels[N_SAMPLES * TW_N_CLASSES] = {0};   /* what write_shards stored: bits of the id */
+    for (int i = 0; i < N_SAMPLES; i++)
+        for (int k = 0; k < 7; k++) labels[i * TW_N_CLASSES + k] = (i >> k) & 1;
+    tw_sampler_subset_labeled(&want, &want_n, N_SAMPLES, labels, TW_N_CLASSES, 0.1, 7, &err);
     int64_t got[10];
     if (run_ranks(got, &o, 2, 5)) {
         int hit = 0;
