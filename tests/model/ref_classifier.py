@@ -7,6 +7,7 @@ Per case, into OUT_DIR:
                               logits_eval (model.eval()); logits, loss (BCEWithLogitsLoss, mean)
                               and grad.<param> of one training step; after.<buffer> after it;
                               bf16err.<name>: torch's own bf16-autocast norm error on that tensor
+                              (the largest of three runs that round differently)
                               metadata: the case's options (c_s1, c_s2, fusion, head, ...)
 Training step modes: "train" (model.train()), "frozen" (backbones eval() and requires_grad False),
 "bn_frozen" (backbones eval(), weights trained), and bn_groups 2 (each backbone run on the two
@@ -115,7 +116,7 @@ def build(case, seed):
     return Classifier(c_s1, c_s2, fusion, head, k, hidden, groups)
 
 
-def run(case, seed, inputs, dt, bf16=False, jitter=None):
+def run(case, seed, inputs, dt, bf16=False, jitter=None, scale=JITTER):
     mode = CASES[case][6]
     m = build(case, seed).to(dt)
     x1, x2, t = (v.to(dt) for v in inputs)
@@ -123,9 +124,9 @@ def run(case, seed, inputs, dt, bf16=False, jitter=None):
         g = torch.Generator().manual_seed(jitter)
         with torch.no_grad():
             for p in m.parameters():
-                p.mul_(1 + JITTER * torch.randn(p.shape, generator=g, dtype=dt))
-            x1 = x1 * (1 + JITTER * torch.randn(x1.shape, generator=g, dtype=dt))
-            x2 = x2 * (1 + JITTER * torch.randn(x2.shape, generator=g, dtype=dt))
+                p.mul_(1 + scale * torch.randn(p.shape, generator=g, dtype=dt))
+            x1 = x1 * (1 + scale * torch.randn(x1.shape, generator=g, dtype=dt))
+            x2 = x2 * (1 + scale * torch.randn(x2.shape, generator=g, dtype=dt))
     out = {}
     ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     m.eval()
@@ -189,7 +190,12 @@ def main():
         else:
             print(f"ref_classifier.py: no well-conditioned draw for {case}", file=sys.stderr)
             return 1
-        bf16 = run(case, seed, inputs, torch.float32, bf16=True)
+        # torch's bf16 error, the yardstick of the C test's bf16 run: the largest of three runs
+        # (plain, and weights and inputs jittered by bf16's own rounding, 2^-9 relative), since
+        # which ReLU units of a small head flip under rounding, and so a gradient's error, is a
+        # matter of luck that one run does not show.
+        bf16_runs = [run(case, seed, inputs, torch.float32, bf16=True)] + \
+            [run(case, seed, inputs, torch.float32, bf16=True, jitter=j, scale=2.0 ** -9) for j in (2, 3)]
         sd = {n: v.detach().clone().contiguous() for n, v in build(case, seed).state_dict().items()}
         meta = {"c_s1": str(c_s1), "c_s2": str(c_s2), "fusion": fusion, "head": head,
                 "n_classes": str(k), "mlp_hidden": str(hidden), "mode": mode,
@@ -199,7 +205,8 @@ def main():
         for n, v in truth.items():
             exp[n] = v if "num_batches" in n else v.float()
             if n.startswith(("logits", "grad.")):
-                exp["bf16err." + n] = torch.tensor([rel_norm(bf16[n], v)], dtype=torch.float32)
+                err = max(rel_norm(b[n], v) for b in bf16_runs)
+                exp["bf16err." + n] = torch.tensor([err], dtype=torch.float32)
         save_file({n: v.contiguous() for n, v in exp.items()},
                   os.path.join(out, f"expect_{case}.safetensors"), metadata=meta)
         print(f"# {case} seed {seed}: float32 vs float64 {worst:.2e}")
