@@ -85,28 +85,35 @@ void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float
             }
     }
     if (!dgamma) return;
-    /* The weight gradients: each thread owns a contiguous channel range and sums its channels
-     * over (n, h, w) in one fixed order, in double, so the result does not depend on the thread
-     * count and needs no scratch. */
+    /* The weight gradients: each thread owns a contiguous channel range and sums each of its
+     * channels over (n, h, w) in one fixed order, in double, so the result does not depend on
+     * the thread count. The range is walked a pixel at a time (the channels of a pixel are
+     * contiguous in every blocked layout), so each cache line is read once. */
+    TW_ASSERT(g.c <= 4096);
 #pragma omp parallel
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int c0 = (int)((long)g.c * t / nt), c1 = (int)((long)g.c * (t + 1) / nt);
-        for (int c = c0; c < c1; c++) {
-            int cb = c / g.blk, k = c % g.blk;
-            double sdy = 0.0, sdyx = 0.0, mean = run_mean[c];
-            for (int n = 0; n < g.n; n++) {
-                size_t base = ((size_t)n * g.n_blk + cb) * g.hw * g.blk + k;
-                for (size_t s = 0; s < g.hw; s++) {
-                    size_t i = base + s * g.blk;
-                    double d = ld(dyp, i, is_bf16);
-                    if (relu && !(ld(yp, i, is_bf16) > 0.0f)) continue;
-                    sdy += d;
-                    sdyx += d * ((double)ld(xp, i, is_bf16) - mean);
-                }
+        double sdy[c1 > c0 ? c1 - c0 : 1], sdyx[c1 > c0 ? c1 - c0 : 1];
+        for (int c = c0; c < c1; c++) sdy[c - c0] = sdyx[c - c0] = 0.0;
+        for (int n = 0; n < g.n && c0 < c1; n++)
+            for (int cb = c0 / g.blk; cb <= (c1 - 1) / g.blk; cb++) {
+                int k0 = c0 > cb * g.blk ? c0 - cb * g.blk : 0;
+                int k1 = c1 < (cb + 1) * g.blk ? c1 - cb * g.blk : g.blk;
+                size_t base = ((size_t)n * g.n_blk + cb) * g.hw * g.blk;
+                for (size_t s = 0; s < g.hw; s++)
+                    for (int k = k0; k < k1; k++) {
+                        size_t i = base + s * g.blk + k;
+                        int c = cb * g.blk + k;
+                        if (relu && !(ld(yp, i, is_bf16) > 0.0f)) continue;
+                        double d = ld(dyp, i, is_bf16);
+                        sdy[c - c0] += d;
+                        sdyx[c - c0] += d * ((double)ld(xp, i, is_bf16) - run_mean[c]);
+                    }
             }
-            dbeta[c] = (float)sdy;
-            dgamma[c] = (float)(sdyx / sqrt((double)run_var[c] + (double)eps));
+        for (int c = c0; c < c1; c++) {
+            dbeta[c] = (float)sdy[c - c0];
+            dgamma[c] = (float)(sdyx[c - c0] / sqrt((double)run_var[c] + (double)eps));
         }
     }
 }
