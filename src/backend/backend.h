@@ -144,8 +144,8 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
  * BatchNorm2d in eval() with requires_grad weights). With s = 1 / sqrt(run_var + eps) and
  * dy' = relu ? dy (y > 0) : dy, per channel over (n, h, w):
  *   dx = gamma s dy' (=), dgamma = Σ dy' (x - run_mean) s (=), dbeta = Σ dy' (=).
- * No plan: x, dy, dx (and y when relu) share shape, dtype and layout (any of tw_layout's; the
- * padding channels of dx are written 0). y is the eval forward's output (the fused ReLU's mask),
+ * No plan: x, dy, dx (and y when relu) share shape, dtype and layout (any layout the backend makes;
+ * the padding channels of dx are written 0). y is the eval forward's output (the fused ReLU's mask),
  * NULL when relu is 0. dgamma and dbeta are f32 [c] and may be NULL together (no weights). */
 void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
                          const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
