@@ -21,6 +21,7 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     c->cfg = cfg;
     tw_status st = tw_run_loader_opts(&c->lo, comm, &cfg->data, tw_cfg_split_names[cfg->data.split], err);
     if (st != TW_OK) return st;
+    c->lo.n_classes = cfg->data.classes;
     c->n_local = n_local;
     c->size = cfg->data.size;
     c->c_s1 = c->lo.use_s1 ? TW_S1_BANDS : 0;
@@ -161,12 +162,8 @@ static tw_status centre_crop(void *user, tw_view *out, const tw_view *in, uint64
     static const tw_aug_params none;   /* every probability 0: the centre window */
     float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
     if (!scratch) return tw_err_set(err, TW_E_NOMEM, "evaluation crop of %dx%d", out->h, out->w);
-    if (in->s1)
-        tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &none, seed, (uint32_t)epoch,
-                        (uint32_t)sample, (uint32_t)view);
-    if (in->s2)
-        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &none, seed, (uint32_t)epoch,
-                        (uint32_t)sample, (uint32_t)view);
+    tw_augment_pair(out->s1, out->s2, scratch, in->s1, in->c_s1, in->s2, in->c_s2, in->h, in->w, out->h, &none, &none,
+                    seed, (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
     free(scratch);
     return TW_OK;
 }

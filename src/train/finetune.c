@@ -24,23 +24,18 @@ typedef struct cls_task {
     double *lr_scale;
 } cls_task;
 
-/* The loader's hook: view 0 of a sample, both sources transformed by the same geometric draws
- * (data/augment.h: crop, flips and turns come from Philox streams keyed by (seed, epoch,
- * sample, view) alone, whatever the channel count), photometric ones per source. */
-static tw_status augment_pair(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
-                              int64_t sample, int view, tw_err *err) {
+/* The loader's hook: view 0 of a sample; an S1+S2 pair gets one geometric transform (crop, flips,
+ * turns: data/augment.h tw_augment_pair), photometric ones per source. */
+static tw_status augment_sample(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
+                                int64_t sample, int view, tw_err *err) {
     const cls_task *T = user;
     if (out->h != out->w || out->h > in->h || out->w > in->w)
         return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample (data.size too large?)", out->h,
                           out->w, in->h, in->w);
     float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
     if (!scratch) return tw_err_set(err, TW_E_NOMEM, "augment: scratch for %dx%d", out->h, out->w);
-    if (in->s1)
-        tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &T->aug_s1, seed, (uint32_t)epoch,
-                        (uint32_t)sample, (uint32_t)view);
-    if (in->s2)
-        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &T->aug_s2, seed, (uint32_t)epoch,
-                        (uint32_t)sample, (uint32_t)view);
+    tw_augment_pair(out->s1, out->s2, scratch, in->s1, in->c_s1, in->s2, in->c_s2, in->h, in->w, out->h, &T->aug_s1,
+                    &T->aug_s2, seed, (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
     free(scratch);
     return TW_OK;
 }
@@ -64,9 +59,10 @@ static void aug_from_cfg(tw_aug_params *p, const tw_augment_cfg *a) {
 static void cls_loader_opts(tw_task *t, tw_loader_opts *lo) {
     cls_task *T = t->self;
     lo->n_views = 1;
-    lo->augment = augment_pair;
+    lo->augment = augment_sample;
     lo->augment_user = T;
     lo->out_h = lo->out_w = T->cfg->data.size;
+    lo->n_classes = T->cfg->data.classes;
 }
 
 static tw_status cls_reset(tw_task *t, uint64_t seed, tw_err *err) {

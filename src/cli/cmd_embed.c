@@ -1,0 +1,130 @@
+/* `twinfuse embed CHECKPOINT --split S --out FILE.h5 [key=value ...]`: the pooled 512-d features
+ * of every patch of a split (1024 for feature fusion: S1's then S2's) with their names and labels,
+ * from a fine-tuned checkpoint or from a Barlow Twins pre-training checkpoint's backbone. Every
+ * rank scores a disjoint slice; rank 0 writes the file (data/features_h5.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_run.h"
+#include "cli/commands.h"
+#include "config/finetune.h"
+#include "config/pretrain.h"
+#include "core/log.h"
+#include "data/features_h5.h"
+#include "data/split_names.h"
+#include "train/checkpoint.h"
+#include "train/classify.h"
+#include "train/runtime.h"
+
+static const char usage[] = "usage: twinfuse embed CHECKPOINT --split train|val|test|clouds --out FILE.h5 "
+                            "[key=value ...]\n";
+
+/* The fine-tuning configuration that reads a pre-training checkpoint's backbone: its data
+ * section, a frozen single-source model initialised from it, then the user's overrides. */
+static int config_from_pretrain(tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov, char **ov) {
+    tw_pretrain_cfg *pc = calloc(1, sizeof *pc);
+    int bad = !pc || tw_cli_load_config("embed", tw_pretrain_schema(), pc, ckpt, text, 0, NULL);
+    if (bad) {
+        free(pc);
+        return 1;
+    }
+    char b[6][TW_CFG_STR_MAX + 32];
+    snprintf(b[0], sizeof b[0], "data.shards=%s", pc->data.shards);
+    snprintf(b[1], sizeof b[1], "data.source=%s", tw_cfg_source_names[pc->data.source]);
+    snprintf(b[2], sizeof b[2], "data.s2_bands=%s", pc->data.s2_bands == TW_BANDS_RGB ? "rgb" : "all");
+    snprintf(b[3], sizeof b[3], "data.size=%d", pc->data.size);
+    snprintf(b[4], sizeof b[4], "model.init=ssl:%s", ckpt);
+    snprintf(b[5], sizeof b[5], "model.mode=frozen");
+    char **all = calloc((size_t)n_ov + 6, sizeof *all);
+    for (int i = 0; i < 6; i++) all[i] = b[i];
+    for (int i = 0; i < n_ov; i++) all[6 + i] = ov[i];
+    bad = tw_cli_load_config("embed", tw_finetune_schema(), cfg, NULL, NULL, n_ov + 6, all);
+    free(all);
+    free(pc);
+    return bad;
+}
+
+static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ckpt, const tw_ckpt_info *info,
+                       const char *split, const char *out, tw_err *err) {
+    tw_backend *be = NULL;
+    tw_cls c;
+    memset(&c, 0, sizeof c);
+    int world = tw_comm_size(comm);
+    int batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
+    if (batch % world) return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
+    tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
+    if (st != TW_OK) return st;
+    st = tw_run_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    int is_cls = !strcmp(info->task, "classification");
+    if (st == TW_OK && is_cls) {
+        tw_ckpt_state cs;
+        tw_ckpt_content content = {&c.P, NULL, "classification", info->sources};
+        st = tw_run_agree(comm, tw_ckpt_load(ckpt, &content, &cs, err), err);
+    } else if (st == TW_OK) {
+        st = tw_run_agree(comm, tw_cls_init_weights(&c, 0, err), err);
+    }
+    tw_cls_scores sc;
+    memset(&sc, 0, sizeof sc);
+    if (st == TW_OK) st = tw_cls_score_split(&c, comm, split, batch, 1, &sc, err);
+    if (st == TW_OK && tw_comm_rank(comm) == 0) {
+        char *names = NULL;
+        int64_t n_names = 0;
+        st = tw_split_names_read(&names, &n_names, cfg->data.shards, split, err);
+        if (st == TW_OK && n_names != sc.n)
+            st = tw_err_set(err, TW_E_RANGE, "%s: split %s has %lld names for %lld patches", cfg->data.shards, split,
+                            (long long)n_names, (long long)sc.n);
+        if (st == TW_OK)
+            st = tw_features_h5_write(out, sc.feats, sc.labels, names, sc.n, sc.d_feats, sc.k, c.sources, ckpt, split,
+                                      err);
+        if (st == TW_OK)
+            tw_log("# %s: %lld patches of %s, %d features each (%s backbone%s of %s)\n", out, (long long)sc.n, split,
+                   sc.d_feats, c.sources, c.m.n_nets > 1 ? "s" : "", ckpt);
+        free(names);
+    }
+    st = tw_run_agree(comm, st, err);
+    tw_cls_scores_free(&sc);
+    tw_cls_free(&c);
+    tw_backend_free(be);
+    return st;
+}
+
+int tw_cmd_embed(int argc, char **argv) {
+    const char *split = NULL, *out = NULL;
+    char **ov = calloc((size_t)argc + 1, sizeof *ov);
+    int n_ov = 0, bad = !ov || argc < 1 || argv[0][0] == '-';
+    for (int i = 1; !bad && i < argc; i++) {
+        if (!strcmp(argv[i], "--split") && i + 1 < argc) split = argv[++i];
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (strchr(argv[i], '=') && argv[i][0] != '-') ov[n_ov++] = argv[i];
+        else bad = 1;
+    }
+    int known = 0;
+    for (int j = 0; split && tw_cfg_split_names[j]; j++) known |= !strcmp(split, tw_cfg_split_names[j]);
+    if (bad || !known || !out) {
+        fputs(usage, stderr);
+        free(ov);
+        return 2;
+    }
+    tw_err err = {0};
+    tw_ckpt_info info;
+    tw_finetune_cfg *cfg = calloc(1, sizeof *cfg);
+    tw_comm *comm = NULL;
+    int code = 1;
+    if (tw_ckpt_info_read(&info, argv[0], &err) != TW_OK) {
+        if (tw_cli_is_rank0()) fprintf(stderr, "twinfuse embed: %s\n", err.msg);
+    } else if (!cfg) {
+    } else if (!strcmp(info.task, "classification")
+                   ? tw_cli_load_config("embed", tw_finetune_schema(), cfg, argv[0], info.config, n_ov, ov)
+                   : config_from_pretrain(cfg, argv[0], info.config, n_ov, ov)) {
+    } else if ((comm = tw_cli_comm("embed", &cfg->backend))) {
+        tw_status st = embed(comm, cfg, argv[0], &info, split, out, &err);
+        if (st != TW_OK && tw_comm_rank(comm) == 0) fprintf(stderr, "twinfuse embed: %s\n", err.msg);
+        code = st != TW_OK;
+        tw_comm_free(comm);
+    }
+    tw_ckpt_info_free(&info);
+    free(cfg);
+    free(ov);
+    return code;
+}
