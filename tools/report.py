@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Tables and plots of twinfuse runs and sweeps (run by `twinfuse report DIR`; docs/report.md).
+
+  report.py sweep DIR   DIR/results.csv -> DIR/results.md and DIR/map_*.png (+ .json sidecars)
+  report.py run DIR     DIR/metrics.jsonl -> DIR/loss.png, DIR/lr.png (+ .json sidecars)
+
+Every PNG has a sidecar PNG + ".json": {"title", "xlabel", "ylabel", "xscale", "series":
+[{"label", "x", "y"}]} listing exactly the lines drawn. Every file is written to a temporary
+name in DIR and renamed. Bad input exits 1 with "report.py: FILE:LINE[:COLUMN]: message".
+"""
+import csv
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+
+SOURCES = ("s1", "s2", "s1+s2")
+FUSIONS = ("none", "early", "feature")
+HEADS = ("concat-linear", "concat-mlp", "gated")
+INITS = ("scratch", "weights", "ssl", "ssl-cross")
+MODES = ("frozen", "finetune")
+SPLITS = ("val", "test", "clouds")  # the order of the tables; other splits follow by name
+REQUIRED = ("source", "fusion", "head", "init", "mode", "label_fraction", "seed", "split", "map_macro")
+INIT_NAMES = {"scratch": "Scratch", "weights": "Weights", "ssl": "SSL", "ssl-cross": "SSL-cross"}
+MODE_NAMES = {"frozen": "TL", "finetune": "FT"}
+SPLIT_NAMES = {"val": "validation", "test": "test", "clouds": "clouds"}
+GAP_RULE = (
+    "Gap: 100 × (mAP − mAP_fusion) / mAP_fusion, from the means over seeds. The fusion model of a "
+    "row at a label fraction is the S1+S2 experiment (any fusion and head) with the highest mean mAP "
+    "at that fraction in this split among those with the row's initialisation and mode; when no "
+    "S1+S2 experiment has them, the S1+S2 experiment with the highest mean mAP at that fraction; "
+    "when there is none, the gap is —. mAP is the macro mAP; ± is the sample standard deviation "
+    "over seeds (shown when there are several).")
+
+
+class InputError(Exception):
+    """Bad input; the message names the file and line."""
+
+
+def fail(msg):
+    print("report.py: %s" % msg, file=sys.stderr)
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- atomic output
+
+
+def write_atomic(path, data):
+    """Writes bytes or str to a temporary file in path's directory, then renames it onto path."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def json_num(v):
+    """A float for JSON; None (null) for NaN and infinities, which JSON cannot hold."""
+    return float(v) if math.isfinite(v) else None
+
+
+def plot(path, title, xlabel, ylabel, xscale, series, styles=None):
+    """Draws series [{"label", "x", "y"}] as lines in one figure: path (PNG) and path + ".json"."""
+    import io
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for i, s in enumerate(series):
+        kw = styles[i] if styles else {"marker": "o"}
+        ax.plot(s["x"], s["y"], label=s["label"], **kw)
+    ax.set_xscale(xscale)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+    side = {"title": title, "xlabel": xlabel, "ylabel": ylabel, "xscale": xscale,
+            "series": [{"label": s["label"], "x": [json_num(v) for v in s["x"]],
+                        "y": [json_num(v) for v in s["y"]]} for s in series]}
+    write_atomic(path + ".json", json.dumps(side, indent=1, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- sweep: results.csv
+
+
+def read_results(path):
+    """Rows of results.csv as dicts with typed values and their line numbers ("line")."""
+    try:
+        f = open(path, newline="")
+    except OSError as e:
+        raise InputError("%s: %s" % (path, e.strerror))
+    with f:
+        rd = csv.reader(f)
+        try:
+            header = next(rd, None)
+        except csv.Error as e:
+            raise InputError("%s:1: %s" % (path, e))
+        if header is None:
+            raise InputError("%s: empty file (want a header line with the columns %s)" % (path, ",".join(REQUIRED)))
+        header = [h.strip() for h in header]
+        for c in REQUIRED:
+            if c not in header:
+                raise InputError("%s:1: missing column '%s'" % (path, c))
+        col = {c: header.index(c) for c in REQUIRED}
+        rows, seen = [], {}
+        try:
+            for fields in rd:
+                line = rd.line_num
+                if not fields:
+                    continue
+                if len(fields) != len(header):
+                    raise InputError("%s:%d: %d fields, the header has %d" % (path, line, len(fields), len(header)))
+                rows.append(parse_row(path, line, fields, col))
+                r = rows[-1]
+                key = (experiment_key(r), r["label_fraction"], r["seed"], r["split"])
+                if key in seen:
+                    raise InputError("%s:%d: the same experiment, label_fraction, seed and split as line %d"
+                                     % (path, line, seen[key]))
+                seen[key] = line
+        except csv.Error as e:
+            raise InputError("%s:%d: %s" % (path, rd.line_num, e))
+    if not rows:
+        raise InputError("%s: no rows after the header" % path)
+    return rows
+
+
+def parse_row(path, line, fields, col):
+    def at(c):
+        return "%s:%d:%d (column '%s')" % (path, line, col[c] + 1, c)
+
+    def choice(c, allowed):
+        v = fields[col[c]].strip()
+        if v not in allowed:
+            raise InputError("%s: '%s', want one of %s" % (at(c), v, "|".join(allowed)))
+        return v
+
+    def number(c, kind):
+        v = fields[col[c]].strip()
+        try:
+            x = kind(v)
+        except ValueError:
+            raise InputError("%s: '%s' is not a%s" % (at(c), v, "n integer" if kind is int else " number"))
+        if kind is float and not math.isfinite(x):
+            raise InputError("%s: '%s' is not finite" % (at(c), v))
+        return x
+
+    r = {"line": line, "source": choice("source", SOURCES), "fusion": choice("fusion", FUSIONS),
+         "init": choice("init", INITS), "mode": choice("mode", MODES)}
+    r["head"] = fields[col["head"]].strip()
+    if r["fusion"] == "feature":
+        r["head"] = choice("head", HEADS)
+    if (r["source"] == "s1+s2") != (r["fusion"] != "none"):
+        raise InputError("%s: fusion '%s' with source '%s' (s1+s2 takes early|feature, s1 and s2 take none)"
+                         % (at("fusion"), r["fusion"], r["source"]))
+    r["label_fraction"] = number("label_fraction", float)
+    if not 0 < r["label_fraction"] <= 1:
+        raise InputError("%s: %s is outside (0, 1]" % (at("label_fraction"), fields[col["label_fraction"]].strip()))
+    r["seed"] = number("seed", int)
+    r["split"] = fields[col["split"]].strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", r["split"]):
+        raise InputError("%s: '%s' is not a split name" % (at("split"), r["split"]))
+    r["map_macro"] = number("map_macro", float)
+    return r
+
+
+def experiment_key(r):
+    """(source, fusion, head, init, mode); head only counts for feature fusion."""
+    head = r["head"] if r["fusion"] == "feature" else ""
+    return (r["source"], r["fusion"], head, r["init"], r["mode"])
+
+
+def key_order(k):
+    source, fusion, head, init, mode = k
+    return (SOURCES.index(source), FUSIONS.index(fusion), HEADS.index(head) if head else -1,
+            INITS.index(init), MODES.index(mode))
+
+
+def source_name(k):
+    source, fusion, head = k[0], k[1], k[2]
+    if source != "s1+s2":
+        return source.upper()
+    return "S1+S2 " + fusion + ("/" + head if head else "")
+
+
+def experiment_name(k):
+    """E.g. "S2 · SSL · FT", "S1+S2 feature/gated · SSL-cross · TL"."""
+    return "%s · %s · %s" % (source_name(k), INIT_NAMES[k[3]], MODE_NAMES[k[4]])
+
+
+def split_order(s):
+    return (SPLITS.index(s), "") if s in SPLITS else (len(SPLITS), s)
+
+
+def percent(frac):
+    """A label fraction in % as a short number: 0.01 -> 1, 0.005 -> 0.5."""
+    return round(frac * 100, 9)
+
+
+def fmt_percent(frac):
+    return "%g %%" % percent(frac)
+
+
+def mean_std(values):
+    n = len(values)
+    m = sum(values) / n
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return m, s
+
+
+def summarise(rows):
+    """{split: {experiment key: {label_fraction: (mean, std, n_seeds)}}} of map_macro."""
+    acc = {}
+    for r in rows:
+        acc.setdefault(r["split"], {}).setdefault(experiment_key(r), {}).setdefault(
+            r["label_fraction"], []).append(r["map_macro"])
+    return {sp: {k: {f: mean_std(v) + (len(v),) for f, v in fr.items()} for k, fr in ex.items()}
+            for sp, ex in acc.items()}
+
+
+def fusion_reference(table, key, frac):
+    """The mean mAP of the fusion model for row key at frac (the rule in GAP_RULE), or None."""
+    fused = [(k, fr[frac][0]) for k, fr in table.items() if k[0] == "s1+s2" and frac in fr]
+    same = [m for k, m in fused if k[3] == key[3] and k[4] == key[4]]
+    pool = same or [m for _, m in fused]
+    return max(pool) if pool else None
+
+
+def sweep_markdown(path, stats):
+    out = ["# Sweep results", "",
+           "From `%s`: macro mAP per experiment (rows) and label fraction (columns), "
+           "with the relative gap to the fusion model in parentheses." % os.path.basename(path), ""]
+    for split in sorted(stats, key=split_order):
+        table = stats[split]
+        fracs = sorted({f for fr in table.values() for f in fr})
+        out += ["## %s split" % SPLIT_NAMES.get(split, split).capitalize(), ""]
+        out.append("| Experiment | " + " | ".join(fmt_percent(f) for f in fracs) + " |")
+        out.append("|---|" + "---:|" * len(fracs))
+        for k in sorted(table, key=key_order):
+            cells = []
+            for f in fracs:
+                if f not in table[k]:
+                    cells.append("—")
+                    continue
+                m, s, n = table[k][f]
+                cell = "%.4f ± %.4f" % (m, s) if n > 1 else "%.4f" % m
+                ref = fusion_reference(table, k, f)
+                gap = "—" if ref is None or ref == 0 else "%+.2f %%" % (100 * (m - ref) / ref)
+                cells.append("%s (%s)" % (cell, gap))
+            out.append("| %s | %s |" % (experiment_name(k), " | ".join(cells)))
+        out += ["", GAP_RULE, ""]
+    return "\n".join(out)
+
+
+def sweep_series(table, keys, with_source):
+    series = []
+    for k in sorted(keys, key=key_order):
+        fr = table[k]
+        xs = sorted(fr)
+        name = experiment_name(k) if with_source else "%s · %s" % (INIT_NAMES[k[3]], MODE_NAMES[k[4]])
+        if not with_source and k[0] == "s1+s2":
+            name = "%s · %s" % (source_name(k)[len("S1+S2 "):], name)
+        series.append({"label": name, "x": [percent(f) for f in xs], "y": [fr[f][0] for f in xs]})
+    return series
+
+
+def report_sweep(d):
+    path = os.path.join(d, "results.csv")
+    stats = summarise(read_results(path))
+    write_atomic(os.path.join(d, "results.md"), sweep_markdown(path, stats))
+    xlabel, ylabel = "labels used (%)", "mAP (macro, mean over seeds)"
+    if "val" in stats:
+        table = stats["val"]
+        for source, stem in (("s1", "s1"), ("s2", "s2"), ("s1+s2", "s1_s2")):
+            keys = [k for k in table if k[0] == source]
+            if keys:
+                plot(os.path.join(d, "map_val_%s.png" % stem), "%s, validation split" % source.upper(),
+                     xlabel, ylabel, "log", sweep_series(table, keys, False))
+    if "clouds" in stats:
+        table = stats["clouds"]
+        plot(os.path.join(d, "map_clouds.png"), "Every experiment, clouds split", xlabel, ylabel, "log",
+             sweep_series(table, list(table), True))
+
+
+# ---------------------------------------------------------------- run: metrics.jsonl
+
+NONFINITE = re.compile(r'(:\s*)(-?)(nan|inf)\b', re.IGNORECASE)
+
+
+def read_metrics(path):
+    """[(step, loss, lr)] ordered by step; a step logged again (a resumed run) keeps its last line."""
+    try:
+        f = open(path)
+    except OSError as e:
+        raise InputError("%s: %s" % (path, e.strerror))
+    by_step = {}
+    with f:
+        for line_no, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            # C's printf writes nan/inf for a diverged loss; JSON spells them NaN/Infinity.
+            text = NONFINITE.sub(lambda m: m.group(1) + m.group(2) + ("NaN" if m.group(3).lower() == "nan"
+                                                                      else "Infinity"), text)
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise InputError("%s:%d:%d: %s" % (path, line_no, e.colno, e.msg))
+            if not isinstance(obj, dict):
+                raise InputError("%s:%d: not a JSON object" % (path, line_no))
+            for k in ("step", "loss", "lr"):
+                if k not in obj:
+                    raise InputError("%s:%d: missing key '%s'" % (path, line_no, k))
+            if not isinstance(obj["step"], int) or isinstance(obj["step"], bool):
+                raise InputError("%s:%d: step %r is not an integer" % (path, line_no, obj["step"]))
+            for k in ("loss", "lr"):
+                if not isinstance(obj[k], (int, float)) or isinstance(obj[k], bool):
+                    raise InputError("%s:%d: %s %r is not a number" % (path, line_no, k, obj[k]))
+            by_step[obj["step"]] = (float(obj["loss"]), float(obj["lr"]))
+    if not by_step:
+        raise InputError("%s: empty file (want one JSON line per step)" % path)
+    return [(s,) + by_step[s] for s in sorted(by_step)]
+
+
+def smooth(values):
+    """Trailing mean over the last w values, w = min(50, max(1, n // 10)); non-finite values skipped."""
+    w = min(50, max(1, len(values) // 10))
+    out = []
+    for i in range(len(values)):
+        win = [v for v in values[max(0, i - w + 1):i + 1] if math.isfinite(v)]
+        out.append(sum(win) / len(win) if win else float("nan"))
+    return out, w
+
+
+def report_run(d):
+    rows = read_metrics(os.path.join(d, "metrics.jsonl"))
+    steps = [r[0] for r in rows]
+    loss = [r[1] for r in rows]
+    sm, w = smooth(loss)
+    name = os.path.basename(os.path.normpath(os.path.abspath(d)))
+    plot(os.path.join(d, "loss.png"), "Training loss, %s" % name, "step", "loss", "linear",
+         [{"label": "loss", "x": steps, "y": loss},
+          {"label": "loss, mean of the last %d steps" % w, "x": steps, "y": sm}],
+         styles=[{"alpha": 0.35, "linewidth": 0.8}, {"linewidth": 2}])
+    plot(os.path.join(d, "lr.png"), "Learning rate, %s" % name, "step", "learning rate", "linear",
+         [{"label": "lr", "x": steps, "y": [r[2] for r in rows]}], styles=[{}])
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] not in ("sweep", "run"):
+        print("usage: report.py sweep|run DIR", file=sys.stderr)
+        return 2
+    d = argv[2]
+    if not os.path.isdir(d):
+        fail("%s: not a directory" % d)
+    try:
+        import matplotlib  # noqa: F401  (checked first: a clear message instead of a traceback)
+    except ImportError:
+        fail("matplotlib is not installed for %s (pip install matplotlib==3.11.2, as in "
+             "launch/requirements.txt; or set TW_PYTHON to a Python that has it)" % sys.executable)
+    try:
+        (report_sweep if argv[1] == "sweep" else report_run)(d)
+    except InputError as e:
+        fail(str(e))
+    except OSError as e:
+        fail("%s: %s" % (e.filename or d, e.strerror))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
