@@ -56,6 +56,9 @@ def write_atomic(path, data):
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the report is for everyone who reads DIR
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -68,23 +71,31 @@ def json_num(v):
     return float(v) if math.isfinite(v) else None
 
 
-def plot(path, title, xlabel, ylabel, xscale, series, styles=None):
-    """Draws series [{"label", "x", "y"}] as lines in one figure: path (PNG) and path + ".json"."""
+def plot(path, title, xlabel, ylabel, xscale, series):
+    """Draws series [{"label", "x", "y", optional "style": matplotlib keywords}] as lines in one
+    figure: path (PNG) and path + ".json" (the sidecar: everything but the styles)."""
     import io
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for i, s in enumerate(series):
-        kw = styles[i] if styles else {"marker": "o"}
-        ax.plot(s["x"], s["y"], label=s["label"], **kw)
+    from matplotlib.ticker import NullFormatter
+    fig, ax = plt.subplots(figsize=(9 if len(series) > 6 else 7, 4.5), dpi=100)
+    for s in series:
+        ax.plot(s["x"], s["y"], label=s["label"], **s.get("style", {"marker": "o"}))
     ax.set_xscale(xscale)
+    if xscale == "log":  # ticks at the label fractions drawn, written as plain numbers
+        ticks = sorted({v for s in series for v in s["x"]})
+        ax.set_xticks(ticks, ["%g" % v for v in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
     if series:
-        ax.legend(fontsize="small")
+        if len(series) > 6:
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            ax.legend(fontsize="small")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -275,7 +286,8 @@ def sweep_series(table, keys, with_source):
         name = experiment_name(k) if with_source else "%s · %s" % (INIT_NAMES[k[3]], MODE_NAMES[k[4]])
         if not with_source and k[0] == "s1+s2":
             name = "%s · %s" % (source_name(k)[len("S1+S2 "):], name)
-        series.append({"label": name, "x": [percent(f) for f in xs], "y": [fr[f][0] for f in xs]})
+        style = {"marker": "os^"[SOURCES.index(k[0])], "linestyle": "--" if k[4] == "frozen" else "-"}
+        series.append({"label": name, "x": [percent(f) for f in xs], "y": [fr[f][0] for f in xs], "style": style})
     return series
 
 
@@ -353,11 +365,10 @@ def report_run(d):
     sm, w = smooth(loss)
     name = os.path.basename(os.path.normpath(os.path.abspath(d)))
     plot(os.path.join(d, "loss.png"), "Training loss, %s" % name, "step", "loss", "linear",
-         [{"label": "loss", "x": steps, "y": loss},
-          {"label": "loss, mean of the last %d steps" % w, "x": steps, "y": sm}],
-         styles=[{"alpha": 0.35, "linewidth": 0.8}, {"linewidth": 2}])
+         [{"label": "loss", "x": steps, "y": loss, "style": {"alpha": 0.35, "linewidth": 0.8}},
+          {"label": "loss, mean of the last %d steps" % w, "x": steps, "y": sm, "style": {"linewidth": 2}}])
     plot(os.path.join(d, "lr.png"), "Learning rate, %s" % name, "step", "learning rate", "linear",
-         [{"label": "lr", "x": steps, "y": [r[2] for r in rows]}], styles=[{}])
+         [{"label": "lr", "x": steps, "y": [r[2] for r in rows], "style": {}}])
 
 
 def main(argv):
@@ -367,9 +378,8 @@ def main(argv):
     d = argv[2]
     if not os.path.isdir(d):
         fail("%s: not a directory" % d)
-    try:
-        import matplotlib  # noqa: F401  (checked first: a clear message instead of a traceback)
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:  # checked first, without the cost of importing it
         fail("matplotlib is not installed for %s (pip install matplotlib==3.11.2, as in "
              "launch/requirements.txt; or set TW_PYTHON to a Python that has it)" % sys.executable)
     try:
