@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """`twinfuse report` end to end: a synthetic sweep's tables, gaps and plots (sweep), a run's loss and
-lr curves (run), bad inputs named (bad), and where the Python and report.py are found (layout).
+lr curves (run), bad inputs named (bad), where the Python and report.py are found (layout), and an
+installed twinfuse (install).
 
 usage: run_report.py sweep|run|bad|layout TWINFUSE WORKDIR
+       run_report.py install TWINFUSE WORKDIR CMAKE BUILD_DIR   (cmake --install, then report)
 Exit 0 pass, 1 fail, 77 skip. The expected numbers are computed here from the formulas that made
 the synthetic data, not by report.py's code, and a few are written out by hand.
 """
@@ -382,7 +384,25 @@ def test_layout(twinfuse, work):
           "a Python without matplotlib: a clear message (%d: %s)" % (rc, out.strip()))
 
 
+def test_install(twinfuse, work, cmake, build_dir):
+    """cmake --install into a fresh prefix; that twinfuse runs its own share/twinfuse/report.py."""
+    prefix = fresh(os.path.join(work, "install"))
+    p = subprocess.run([cmake, "--install", build_dir, "--prefix", prefix], capture_output=True, text=True)
+    check(p.returncode == 0, "cmake --install exits 0: %s" % (p.stdout + p.stderr))
+    script = os.path.join(prefix, "share", "twinfuse", "report.py")
+    check(os.path.isfile(script), "report.py installed at %s" % script)
+    d = fresh(os.path.join(work, "install_sweep"))
+    write_results(os.path.join(d, "results.csv"))
+    rc, out = report(os.path.join(prefix, "bin", "twinfuse"), d)
+    check(rc == 0 and os.path.isfile(os.path.join(d, "map_clouds.png.json")),
+          "the installed twinfuse reports a sweep (%d: %s)" % (rc, out))
+
+
 def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "install":
+        test_install(os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3]), sys.argv[4], sys.argv[5])
+        print("install: %s" % ("FAIL (%d)" % len(FAILS) if FAILS else "ok"))
+        return 1 if FAILS else 0
     if len(sys.argv) != 4 or sys.argv[1] not in ("sweep", "run", "bad", "layout"):
         print(__doc__, file=sys.stderr)
         return 2
