@@ -21,7 +21,6 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     c->cfg = cfg;
     tw_status st = tw_run_loader_opts(&c->lo, comm, &cfg->data, tw_cfg_split_names[cfg->data.split], err);
     if (st != TW_OK) return st;
-    c->lo.n_classes = cfg->data.classes;
     c->n_local = n_local;
     c->size = cfg->data.size;
     c->c_s1 = c->lo.use_s1 ? TW_S1_BANDS : 0;

@@ -62,7 +62,6 @@ static void cls_loader_opts(tw_task *t, tw_loader_opts *lo) {
     lo->augment = augment_sample;
     lo->augment_user = T;
     lo->out_h = lo->out_w = T->cfg->data.size;
-    lo->n_classes = T->cfg->data.classes;
 }
 
 static tw_status cls_reset(tw_task *t, uint64_t seed, tw_err *err) {

@@ -72,6 +72,7 @@ tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cf
     lo->use_s1 = d->source != TW_SOURCE_S2;
     lo->label_fraction = d->label_fraction;
     lo->subset_seed = (uint64_t)d->subset_seed;
+    lo->n_classes = d->classes;   /* also what keeps the rare classes in a label-fraction subset */
     lo->prefetch = d->prefetch > 0 ? d->prefetch : 1;
     if (d->source == TW_SOURCE_S1) {
         lo->n_s2_bands = 0;

@@ -22,7 +22,7 @@ void tw_run_set_threads(tw_comm *comm, int threads);
 /* The backend section's device and precision, on this rank's local device; agreed by all ranks. */
 tw_status tw_run_backend_create(tw_backend **be, tw_comm *comm, const tw_backend_cfg *c, tw_err *err);
 /* The data section as loader options for split (one view, no hook, the section's batch, subset
- * and bands; shuffle and drop_last as for training). */
+ * and bands, the label nomenclature; shuffle and drop_last as for training). */
 tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cfg *d, const char *split,
                              tw_err *err);
 

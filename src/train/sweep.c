@@ -227,7 +227,6 @@ static tw_status fit_batch(tw_finetune_cfg *cfg, tw_comm *comm, tw_err *err) {
     tw_loader_opts lo;
     tw_loader *ld = NULL;
     tw_status st = tw_run_loader_opts(&lo, comm, &cfg->data, tw_cfg_split_names[cfg->data.split], err);
-    lo.n_classes = cfg->data.classes;
     lo.prefetch = 1;
     if (st == TW_OK) st = tw_loader_init(&ld, &lo, err);
     if ((st = tw_run_agree(comm, st, err)) != TW_OK) return st;
