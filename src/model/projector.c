@@ -6,29 +6,34 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "core/rng.h"
 
-void tw_projector_register(tw_projector *pj, tw_params *P) {
+void tw_projector_register(tw_projector *pj, tw_params *P, const char *prefix) {
     int w1[2] = {pj->d, pj->d_in}, wd[2] = {pj->d, pj->d}, v[1] = {pj->d};
     static const char *const lin[3] = {"projector.0.weight", "projector.3.weight",
                                        "projector.6.weight"};
     static const char *const bn[2] = {"projector.1", "projector.4"};
     char name[TW_PARAM_NAME_MAX];
-    pj->id[0] = tw_params_add(P, lin[0], TW_PARAM_TRAIN, 2, w1);
-    pj->id[3] = tw_params_add(P, lin[1], TW_PARAM_TRAIN, 2, wd);
-    pj->id[6] = tw_params_add(P, lin[2], TW_PARAM_TRAIN, 2, wd);
+    TW_ASSERT(strlen(prefix) + 40 < sizeof name);
+    snprintf(name, sizeof name, "%s%s", prefix, lin[0]);
+    pj->id[0] = tw_params_add(P, name, TW_PARAM_TRAIN, 2, w1);
+    snprintf(name, sizeof name, "%s%s", prefix, lin[1]);
+    pj->id[3] = tw_params_add(P, name, TW_PARAM_TRAIN, 2, wd);
+    snprintf(name, sizeof name, "%s%s", prefix, lin[2]);
+    pj->id[6] = tw_params_add(P, name, TW_PARAM_TRAIN, 2, wd);
     for (int l = 0; l < 2; l++) {
-        snprintf(name, sizeof name, "%s.weight", bn[l]);
+        snprintf(name, sizeof name, "%s%s.weight", prefix, bn[l]);
         pj->id[1 + 3 * l] = tw_params_add(P, name, TW_PARAM_TRAIN, 1, v);
-        snprintf(name, sizeof name, "%s.bias", bn[l]);
+        snprintf(name, sizeof name, "%s%s.bias", prefix, bn[l]);
         pj->id[2 + 3 * l] = tw_params_add(P, name, TW_PARAM_TRAIN, 1, v);
-        snprintf(name, sizeof name, "%s.running_mean", bn[l]);
+        snprintf(name, sizeof name, "%s%s.running_mean", prefix, bn[l]);
         pj->id_stats[l][0] = tw_params_add(P, name, TW_PARAM_BUFFER, 1, v);
-        snprintf(name, sizeof name, "%s.running_var", bn[l]);
+        snprintf(name, sizeof name, "%s%s.running_var", prefix, bn[l]);
         pj->id_stats[l][1] = tw_params_add(P, name, TW_PARAM_BUFFER, 1, v);
-        snprintf(name, sizeof name, "%s.num_batches_tracked", bn[l]);
+        snprintf(name, sizeof name, "%s%s.num_batches_tracked", prefix, bn[l]);
         pj->id_stats[l][2] = tw_params_add(P, name, TW_PARAM_COUNTER, 0, NULL);
     }
 }

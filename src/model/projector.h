@@ -37,10 +37,11 @@ typedef struct tw_projector {
 /* Activations and scratch for n local rows (the BN statistics span n * n_ranks rows). */
 void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d, int n_ranks);
 void tw_projector_free(tw_projector *pj, tw_backend *be);
-/* Registers the parameters and BN buffers under torch's names in the BarlowTwins module
- * (projector.0.weight, projector.1.{weight,bias,running_mean,running_var,num_batches_tracked},
- * projector.3.weight, projector.4.*, projector.6.weight), before tw_params_alloc. */
-void tw_projector_register(tw_projector *pj, tw_params *P);
+/* Registers the parameters and BN buffers under torch's names in the BarlowTwins module, after
+ * prefix ("" for one modality, "s1." / "s2." for a cross-modal model's branches):
+ * projector.0.weight, projector.1.{weight,bias,running_mean,running_var,num_batches_tracked},
+ * projector.3.weight, projector.4.*, projector.6.weight; before tw_params_alloc. */
+void tw_projector_register(tw_projector *pj, tw_params *P, const char *prefix);
 /* After tw_params_alloc: points pj->p, pj->g and the BN running statistics into the arena. */
 void tw_projector_bind(tw_projector *pj, const tw_params *P);
 /* torch's default initialisation: Linear weights U(-1/sqrt(fan_in), 1/sqrt(fan_in))

@@ -17,26 +17,18 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     m->comm = comm;
     m->o = *o;
     int G = o->bn_groups, n = o->n_local, ranks = tw_comm_size(comm);
-    if (G < 1 || G > TW_BT_MAX_GROUPS || n % G)
-        return tw_err_set(err, TW_E_RANGE, "bn_groups %d must divide the %d pairs per rank (1..%d)", G,
-                          n, TW_BT_MAX_GROUPS);
-    if (n < 2 && ranks < 2)
-        return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
+    tw_status st = tw_bt_opts_check(o, ranks, err);
+    if (st != TW_OK) return st;
     tw_params_init(&m->P, be);
-    tw_status st = tw_resnet18_init(&m->net, &m->P, "backbone.", o->c_in, err);
+    st = tw_resnet18_init(&m->net, &m->P, "backbone.", o->c_in, err);
     if (st != TW_OK) return st;
     tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks);
-    tw_projector_register(&m->pj, &m->P);
+    tw_projector_register(&m->pj, &m->P, "");
     tw_barlow_init(&m->loss, be, n, o->proj_dim, ranks, o->lambda);
-    int v1[1] = {o->proj_dim};
-    m->id_bn_stats[0] = tw_params_add(&m->P, "bn.running_mean", TW_PARAM_BUFFER, 1, v1);
-    m->id_bn_stats[1] = tw_params_add(&m->P, "bn.running_var", TW_PARAM_BUFFER, 1, v1);
-    m->id_bn_stats[2] = tw_params_add(&m->P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
+    tw_bt_loss_register(m->id_bn_stats, &m->P, o->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     tw_projector_bind(&m->pj, &m->P);
-    m->loss.bn.run_mean = tw_params_ptr(&m->P, m->id_bn_stats[0]);
-    m->loss.bn.run_var = tw_params_ptr(&m->P, m->id_bn_stats[1]);
-    m->loss.bn.n_batches = tw_params_counter(&m->P, m->id_bn_stats[2]);
+    tw_bt_loss_bind(&m->loss, &m->P, m->id_bn_stats);
 
     st = tw_resnet18_plans_make(&m->plans, be, &m->net, n / G, o->h, o->w, err);
     if (st != TW_OK) return st;
@@ -76,26 +68,53 @@ void tw_bt_model_free(tw_bt_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-void tw_bt_model_broadcast(tw_bt_model *m) {
-    tw_comm *c = m->comm;
-    tw_params *P = &m->P;
+tw_status tw_bt_opts_check(const tw_bt_opts *o, int n_ranks, tw_err *err) {
+    int G = o->bn_groups, n = o->n_local;
+    if (G < 1 || G > TW_BT_MAX_GROUPS || n % G)
+        return tw_err_set(err, TW_E_RANGE, "bn_groups %d must divide the %d pairs per rank (1..%d)", G,
+                          n, TW_BT_MAX_GROUPS);
+    if (n < 2 && n_ranks < 2)
+        return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
+    return TW_OK;
+}
+
+void tw_bt_loss_register(int id[3], tw_params *P, int d) {
+    int v1[1] = {d};
+    id[0] = tw_params_add(P, "bn.running_mean", TW_PARAM_BUFFER, 1, v1);
+    id[1] = tw_params_add(P, "bn.running_var", TW_PARAM_BUFFER, 1, v1);
+    id[2] = tw_params_add(P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
+}
+
+void tw_bt_loss_bind(tw_barlow *L, const tw_params *P, const int id[3]) {
+    L->bn.run_mean = tw_params_ptr(P, id[0]);
+    L->bn.run_var = tw_params_ptr(P, id[1]);
+    L->bn.n_batches = tw_params_counter(P, id[2]);
+}
+
+void tw_bt_loss_reset(tw_barlow *L, tw_backend *be) {
+    int d = L->d;
+    float *ones = malloc((size_t)d * sizeof(float));
+    TW_ASSERT(ones);
+    for (int j = 0; j < d; j++) ones[j] = 1.0f;
+    tw_mem_zero(be, L->bn.run_mean, (size_t)d * sizeof(float));
+    tw_mem_from_host(be, L->bn.run_var, ones, (size_t)d * sizeof(float));
+    *L->bn.n_batches = 0;
+    free(ones);
+}
+
+void tw_bt_params_broadcast(tw_comm *c, tw_params *P) {
     if (tw_comm_size(c) == 1) return;
     tw_comm_broadcast(c, P->params, P->n_params * sizeof(float), 0);
     if (P->n_buffers) tw_comm_broadcast(c, P->buffers, P->n_buffers * sizeof(float), 0);
     if (P->n_counters) tw_comm_broadcast(c, P->counters, P->n_counters * sizeof(int64_t), 0);
 }
 
+void tw_bt_model_broadcast(tw_bt_model *m) { tw_bt_params_broadcast(m->comm, &m->P); }
+
 void tw_bt_model_reset(tw_bt_model *m, uint64_t seed) {
     tw_resnet18_init_weights(&m->net, seed);
     tw_projector_reset(&m->pj, &m->P, seed);
-    int d = m->o.proj_dim;
-    float *ones = malloc((size_t)d * sizeof(float));
-    TW_ASSERT(ones);
-    for (int j = 0; j < d; j++) ones[j] = 1.0f;
-    tw_mem_zero(m->be, m->loss.bn.run_mean, (size_t)d * sizeof(float));
-    tw_mem_from_host(m->be, m->loss.bn.run_var, ones, (size_t)d * sizeof(float));
-    *m->loss.bn.n_batches = 0;
-    free(ones);
+    tw_bt_loss_reset(&m->loss, m->be);
     tw_bt_model_broadcast(m);
 }
 

@@ -70,4 +70,17 @@ double tw_bt_model_forward_backward(tw_bt_model *m);
  * the parameters and the optimizer are left as they were. */
 double tw_bt_model_step(tw_bt_model *m, double *lr);
 
+/* Pieces shared with the cross-modal model (bt_cross.h). */
+/* A status naming the bad option: bn_groups must divide n_local; BN needs 2 rows in all. */
+tw_status tw_bt_opts_check(const tw_bt_opts *o, int n_ranks, tw_err *err);
+/* The loss's affine-free BN buffers under torch's names (bn.running_mean, bn.running_var,
+ * bn.num_batches_tracked; width d), before tw_params_alloc; id: their entries. */
+void tw_bt_loss_register(int id[3], tw_params *P, int d);
+/* After tw_params_alloc: points L's running statistics into the arena. */
+void tw_bt_loss_bind(tw_barlow *L, const tw_params *P, const int id[3]);
+/* Running mean 0, running var 1, no batches tracked (torch's initial BN state). */
+void tw_bt_loss_reset(tw_barlow *L, tw_backend *be);
+/* Rank 0's parameters, buffers and counters to every rank. */
+void tw_bt_params_broadcast(tw_comm *c, tw_params *P);
+
 #endif

@@ -3,7 +3,10 @@ implementation does it (facebookresearch/barlowtwins main.py: torchvision ResNet
 the bias-free projector with BN+ReLU, the affine-free BN, the loss; LARS class copied from it),
 in float32 on the CPU. Writes the initial state, the two views, the loss, the gradients and the
 state after the update.
-usage: ref_bt_step.py OUT.safetensors N C H D adam|lars SEED"""
+With "cross C_S2": the cross-modal model (src/train/bt_cross.h), two BarlowTwins-like branches s1
+(C channels) and s2 (C_S2 channels), each with its own backbone and projector, and the loss's BN;
+y1 is the S1 view and y2 the S2 view of the same places.
+usage: ref_bt_step.py OUT.safetensors N C H D adam|lars SEED [cross C_S2]"""
 import os
 import sys
 
@@ -28,7 +31,16 @@ def off_diagonal(x):
     return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
 
-class BarlowTwins(torch.nn.Module):
+def barlow_loss(c, n):
+    c.div_(n)
+    on_diag = torch.diagonal(c).add_(-1).pow_(2).sum()
+    off_diag = off_diagonal(c).pow_(2).sum()
+    return on_diag + LAMBD * off_diag
+
+
+class Branch(torch.nn.Module):
+    """What BarlowTwins holds for one modality: its backbone and its projector."""
+
     def __init__(self, c_in, d):
         super().__init__()
         self.backbone = torchvision.models.resnet18()
@@ -41,26 +53,50 @@ class BarlowTwins(torch.nn.Module):
                        torch.nn.BatchNorm1d(sizes[i + 1]), torch.nn.ReLU(inplace=True)]
         layers.append(torch.nn.Linear(sizes[-2], sizes[-1], bias=False))
         self.projector = torch.nn.Sequential(*layers)
-        self.bn = torch.nn.BatchNorm1d(sizes[-1], affine=False)
+
+    def forward(self, y):
+        return self.projector(self.backbone(y))
+
+
+class BarlowTwins(Branch):
+    def __init__(self, c_in, d):
+        super().__init__(c_in, d)
+        self.bn = torch.nn.BatchNorm1d(d, affine=False)
 
     def forward(self, y1, y2):
-        z1 = self.projector(self.backbone(y1))
-        z2 = self.projector(self.backbone(y2))
-        c = self.bn(z1).T @ self.bn(z2)
-        c.div_(y1.shape[0])
-        on_diag = torch.diagonal(c).add_(-1).pow_(2).sum()
-        off_diag = off_diagonal(c).pow_(2).sum()
-        return on_diag + LAMBD * off_diag
+        z1 = super().forward(y1)
+        z2 = super().forward(y2)
+        return barlow_loss(self.bn(z1).T @ self.bn(z2), y1.shape[0])
+
+
+class CrossBarlowTwins(torch.nn.Module):
+    def __init__(self, c_s1, c_s2, d):
+        super().__init__()
+        self.s1 = Branch(c_s1, d)
+        self.s2 = Branch(c_s2, d)
+        self.bn = torch.nn.BatchNorm1d(d, affine=False)
+
+    def forward(self, y1, y2):
+        z1, z2 = self.s1(y1), self.s2(y2)
+        return barlow_loss(self.bn(z1).T @ self.bn(z2), y1.shape[0])
 
 
 def main():
     out, n, c, h, d, opt_name, seed = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
                                        int(sys.argv[5]), sys.argv[6], int(sys.argv[7]))
+    cross = len(sys.argv) > 8 and sys.argv[8] == "cross"
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    model = BarlowTwins(c, d).train()
-    y1 = torch.randn(n, c, h, h)
-    y2 = (0.7 * y1 + 0.5 * torch.randn(n, c, h, h))
+    if cross:
+        c_s2 = int(sys.argv[9])
+        model = CrossBarlowTwins(c, c_s2, d).train()
+        y1 = torch.randn(n, c, h, h)
+        # The S2 view shares the places' content: each band leans on one S1 channel.
+        y2 = 0.7 * y1[:, torch.arange(c_s2) % c] + 0.5 * torch.randn(n, c_s2, h, h)
+    else:
+        model = BarlowTwins(c, d).train()
+        y1 = torch.randn(n, c, h, h)
+        y2 = (0.7 * y1 + 0.5 * torch.randn(n, c, h, h))
     state0 = {"init." + k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     weights = [p for p in model.parameters() if p.ndim != 1]
     biases = [p for p in model.parameters() if p.ndim == 1]

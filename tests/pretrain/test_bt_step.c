@@ -4,20 +4,25 @@
  * the update, for Adam and for LARS, fp32. One process only: with two ranks the backbone's BN
  * statistics are per rank, which torch's one-process step does not have (test_dist_equiv.c covers
  * ranks). The communicator argument is there to make that choice explicit.
- * usage: test_bt_step REF.safetensors N C H D adam|lars single|mpi */
+ * With "cross C_S2", the cross-modal model's step (src/train/bt_cross.c): C is the S1 view's
+ * channels, C_S2 the S2 view's, and every s1.*, s2.* and bn.* tensor is compared the same way.
+ * usage: test_bt_step REF.safetensors N C H D adam|lars single|mpi [cross C_S2] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "core/log.h"
+#include "train/bt_cross.h"
 #include "train/bt_model.h"
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s REF.safetensors N C H D adam|lars single|mpi\n", argv[0]);
+    int cross = argc == 10 && !strcmp(argv[8], "cross");
+    if (argc != 8 && !cross) {
+        fprintf(stderr, "usage: %s REF.safetensors N C H D adam|lars single|mpi [cross C_S2]\n", argv[0]);
         return 1;
     }
+    int c_s2 = cross ? (int)strtol(argv[9], NULL, 10) : 0;
     tw_comm *comm = check_comm(argv[7], &argc, &argv);
     int rank = tw_comm_rank(comm), size = tw_comm_size(comm);
     int n = (int)strtol(argv[2], NULL, 10), c = (int)strtol(argv[3], NULL, 10);
@@ -54,39 +59,46 @@ int main(int argc, char **argv) {
         o.optim.lr_bias_scale = 1.0;
     }
     tw_bt_model m;
-    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+    tw_bt_cross mc;
+    tw_bt_cross_opts oc = {.bt = o, .c_s2 = c_s2};
+    tw_status st = cross ? tw_bt_cross_init(&mc, be, comm, &oc, &err) : tw_bt_model_init(&m, be, comm, &o, &err);
+    if (st != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 1;
     }
+    tw_params *P = cross ? &mc.P : &m.P;
     tw_params_load_opts lo = {.file_prefix = "init.", .entry_prefix = "", .ignore_prefix = NULL,
                               .allow_extra = 1};
-    if (tw_params_load(&m.P, f, &lo, &err) != TW_OK) {
+    if (tw_params_load(P, f, &lo, &err) != TW_OK) {
         fprintf(stderr, "FAIL: loading the initial state: %s\n", err.msg);
         return 1;
     }
-    size_t per_rank = (size_t)(n / size) * c * h * h;
+    int c_view[2] = {c, cross ? c_s2 : c};
+    float *x[2] = {cross ? mc.br[0].x : m.x[0], cross ? mc.br[1].x : m.x[1]};
     float *y[2] = {check_read(f, "y1", NULL), check_read(f, "y2", NULL)};
-    for (int v = 0; v < 2; v++)
-        tw_mem_from_host(be, m.x[v], y[v] + rank * per_rank, per_rank * sizeof(float));
+    for (int v = 0; v < 2; v++) {
+        size_t per_rank = (size_t)(n / size) * c_view[v] * h * h;
+        tw_mem_from_host(be, x[v], y[v] + rank * per_rank, per_rank * sizeof(float));
+    }
 
-    double loss = tw_bt_model_step(&m, NULL);
+    double loss = cross ? tw_bt_cross_step(&mc, NULL) : tw_bt_model_step(&m, NULL);
 
     int ok = 1;
     float lossf = (float)loss, *loss_ref = check_read(f, "loss", NULL);
     ok &= check_close("loss", &lossf, loss_ref, 1, 1e-5);
     size_t max_n = 0;
-    for (int i = 0; i < m.P.n_entries; i++)
-        if (m.P.entries[i].n_elems > max_n) max_n = m.P.entries[i].n_elems;
+    for (int i = 0; i < P->n_entries; i++)
+        if (P->entries[i].n_elems > max_n) max_n = P->entries[i].n_elems;
     float *got = malloc(max_n * sizeof(float));
     char name[160];
-    for (int i = 0; i < m.P.n_entries && rank == 0; i++) {
-        const tw_param_entry *e = &m.P.entries[i];
+    for (int i = 0; i < P->n_entries && rank == 0; i++) {
+        const tw_param_entry *e = &P->entries[i];
         if (e->kind == TW_PARAM_COUNTER) continue;
         size_t cnt;
         if (e->kind == TW_PARAM_TRAIN) {
             snprintf(name, sizeof name, "grad.%s", e->name);
             float *want = check_read(f, name, &cnt);
-            tw_mem_to_host(be, got, tw_params_grad(&m.P, i), cnt * sizeof(float));
+            tw_mem_to_host(be, got, tw_params_grad(P, i), cnt * sizeof(float));
             ok &= check_close_l2(name, got, want, cnt, 1e-4);
             free(want);
         } else if (size > 1) {
@@ -94,7 +106,7 @@ int main(int argc, char **argv) {
         }
         snprintf(name, sizeof name, "after.%s", e->name);
         float *want = check_read(f, name, &cnt);
-        tw_mem_to_host(be, got, tw_params_ptr(&m.P, i), cnt * sizeof(float));
+        tw_mem_to_host(be, got, tw_params_ptr(P, i), cnt * sizeof(float));
         ok &= check_close_l2(name, got, want, cnt, 1e-4);
         free(want);
     }
@@ -104,7 +116,10 @@ int main(int argc, char **argv) {
     free(loss_ref);
     free(y[0]);
     free(y[1]);
-    tw_bt_model_free(&m);
+    if (cross)
+        tw_bt_cross_free(&mc);
+    else
+        tw_bt_model_free(&m);
     tw_st_close(f);
     tw_backend_free(be);
     tw_comm_free(comm);
