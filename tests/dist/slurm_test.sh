@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node Slurm (munge + slurmctld + slurmd in a temporary directory, random ports)
+# A real single-node Slurm (slurm_local.sh: munge + slurmctld + slurmd in a temporary directory)
 # runs slurm/pretrain.sbatch with a 2-rank MPI program (test_comm mpi) standing in for twinfuse;
 # the rank-labelled output must show both ranks and the job's header. Skips (77) when the
 # daemons cannot start here. Usage: slurm_test.sh REPO_ROOT TEST_COMM
@@ -7,68 +7,9 @@ set -uo pipefail
 repo=$(realpath "$1") test_comm=$(realpath "$2")
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; for f in "$tmp"/*.log; do echo "== $f"; tail -20 "$f"; done; exit 1; }
-for t in munged slurmctld slurmd sbatch sinfo scontrol srun; do
-  command -v "$t" >/dev/null || skip "$t not installed (Debian: slurm-wlm, munge)"
-done
-[ "$(id -u)" = 0 ] || skip "starting slurmd needs root"
-
-tmp=$(mktemp -d /tmp/tw_slurm.XXXXXX)
-chmod 755 "$tmp"
-stop() {
-  for pf in "$tmp"/slurmd.pid "$tmp"/slurmctld.pid "$tmp"/munged.pid; do
-    [ -s "$pf" ] && kill "$(cat "$pf")" 2>/dev/null
-  done
-  sleep 0.5
-  rm -rf "$tmp"
-}
-trap stop EXIT
-
-# munge: a fresh key, its own socket, so nothing on the machine is touched.
-head -c 1024 /dev/urandom > "$tmp/munge.key"
-chmod 400 "$tmp/munge.key"
-munged --force --key-file="$tmp/munge.key" --socket="$tmp/munge.sock" --pid-file="$tmp/munged.pid" \
-       --log-file="$tmp/munged.log" --seed-file="$tmp/munge.seed" >"$tmp/munged-start.log" 2>&1 \
-  || skip "munged does not start here: $(tail -1 "$tmp/munged-start.log")"
-
-host=$(hostname -s)
-mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))
-port=$(( 20000 + (RANDOM % 20000) ))
-mkdir -p "$tmp/state" "$tmp/spool"
-cat > "$tmp/slurm.conf" <<CONF
-ClusterName=twtest
-SlurmctldHost=$host
-SlurmUser=root
-SlurmdUser=root
-SlurmctldPort=$port
-SlurmdPort=$((port + 1))
-AuthType=auth/munge
-AuthInfo=socket=$tmp/munge.sock
-CredType=cred/munge
-StateSaveLocation=$tmp/state
-SlurmdSpoolDir=$tmp/spool
-SlurmctldPidFile=$tmp/slurmctld.pid
-SlurmdPidFile=$tmp/slurmd.pid
-SlurmctldLogFile=$tmp/slurmctld.log
-SlurmdLogFile=$tmp/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/builtin
-ReturnToService=2
-MpiDefault=none
-NodeName=$host CPUs=$(nproc) RealMemory=$mem_mb State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
-CONF
-export SLURM_CONF=$tmp/slurm.conf
-slurmctld -f "$SLURM_CONF" >"$tmp/slurmctld-start.log" 2>&1 || skip "slurmctld does not start: $(tail -1 "$tmp/slurmctld-start.log")"
-slurmd -f "$SLURM_CONF" >"$tmp/slurmd-start.log" 2>&1 || skip "slurmd does not start: $(tail -1 "$tmp/slurmd-start.log")"
-for _ in $(seq 1 60); do
-  state=$(sinfo -h -o %T 2>/dev/null | head -1)
-  [ "$state" = idle ] && break
-  sleep 0.5
-done
-[ "$state" = idle ] || skip "the node did not come up (state '${state}'): $(tail -3 "$tmp/slurmd.log" 2>/dev/null)"
+# shellcheck source=slurm_local.sh
+. "$(dirname "$0")/slurm_local.sh"
+tw_slurm_start
 
 # The stand-in for twinfuse: checks that it was asked to pretrain, then runs the MPI test.
 cat > "$tmp/fake_twinfuse" <<FAKE
