@@ -7,6 +7,7 @@
 #include "config/pretrain.h"
 
 static const char *const bn_names[] = {"local", "sync", NULL};
+static const char *const pairing_names[] = {"views", "cross", NULL};
 
 #define M tw_pretrain_model_cfg
 static const tw_cfg_key model_keys[] = {
@@ -19,16 +20,22 @@ static const tw_cfg_key model_keys[] = {
 static const tw_cfg_key loss_keys[] = {
     {"loss.lambda", TW_CFG_FLOAT, offsetof(tw_pretrain_loss_cfg, lambda), 1, NULL, "0.0051", TW_CFG_LO, 0, 0,
      "weight of the off-diagonal (redundancy) terms"},
+    {"loss.pairing", TW_CFG_ENUM, offsetof(tw_pretrain_loss_cfg, pairing), 1, pairing_names, "views", 0, 0, 0,
+     "views (two augmented views of one source) or cross (S1 against S2; data.source s1+s2)"},
 };
 
 static const char *check(const void *cfg_, char *why, size_t n_why) {
     const tw_pretrain_cfg *cfg = cfg_;
     const char *bad = tw_cfg_sections_check(&cfg->data, &cfg->optim, &cfg->augment, why, n_why);
     if (bad) return bad;
-    if (cfg->data.source == TW_SOURCE_S1S2) {
-        snprintf(why, n_why, "s1+s2 pre-training (cross-modal Barlow Twins) is not available yet; "
-                             "pre-train s1 and s2 separately");
-        return "data.source";
+    int both = cfg->data.source == TW_SOURCE_S1S2;
+    if (both && cfg->loss.pairing != TW_PAIRING_CROSS) {
+        snprintf(why, n_why, "data.source s1+s2 pairs S1 with S2: it needs loss.pairing cross");
+        return "loss.pairing";
+    }
+    if (!both && cfg->loss.pairing == TW_PAIRING_CROSS) {
+        snprintf(why, n_why, "cross pairs S1 with S2: it needs data.source s1+s2");
+        return "loss.pairing";
     }
     return NULL;
 }
@@ -43,7 +50,7 @@ const tw_cfg_schema *tw_pretrain_schema(void) {
             PART(tw_cfg_run_keys, tw_cfg_n_run_keys, run),
             PART(tw_cfg_data_keys, tw_cfg_n_data_keys, data),
             PART(model_keys, 2, model),
-            PART(loss_keys, 1, loss),
+            PART(loss_keys, 2, loss),
             PART(tw_cfg_optim_keys, tw_cfg_n_optim_keys, optim),
             PART(tw_cfg_backend_keys, tw_cfg_n_backend_keys, backend),
             PART(tw_cfg_augment_keys, tw_cfg_n_augment_keys, augment),

@@ -16,8 +16,13 @@ typedef struct tw_pretrain_model_cfg {
     tw_cfg_bn backbone_bn;
 } tw_pretrain_model_cfg;
 
+/* What the two sides of the cross-correlation are: two augmented views of one source, or the S1
+ * and the S2 patch of the same places (cross-modal, data.source s1+s2). */
+typedef enum { TW_PAIRING_VIEWS, TW_PAIRING_CROSS } tw_cfg_pairing;
+
 typedef struct tw_pretrain_loss_cfg {
     double lambda;                     /* off-diagonal weight of the Barlow Twins loss */
+    tw_cfg_pairing pairing;
 } tw_pretrain_loss_cfg;
 
 typedef struct tw_pretrain_cfg {

@@ -3,6 +3,7 @@
 #include "train/classify.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,7 +84,11 @@ void tw_cls_free(tw_cls *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* One backbone from its model.init* value. source: "s1", "s2" or "s1+s2" (early fusion). */
+/* One backbone from its model.init* value. source: "s1", "s2" or "s1+s2" (early fusion). An ssl:
+ * checkpoint of the same source holds the backbone under "backbone."; a cross-modal one ("s1+s2",
+ * bt_cross.h) holds an S1 and an S2 backbone under "s1.backbone." and "s2.backbone.", which start
+ * the backbone of that source (feature fusion's two, or a single-source model's), not early
+ * fusion's one backbone over both. */
 static tw_status init_backbone(tw_resnet18 *net, const char *key, const char *value, const char *source,
                                const char *const *names, tw_err *err) {
     tw_init_spec spec;
@@ -91,13 +96,15 @@ static tw_status init_backbone(tw_resnet18 *net, const char *key, const char *va
         return tw_err_set(err, TW_E_FORMAT, "%s: must be scratch, weights:FILE or ssl:CHECKPOINT, got '%s'", key, value);
     if (spec.kind == TW_INIT_SCRATCH) return TW_OK;
     tw_status st;
+    char prefix[16] = "";
     if (spec.kind == TW_INIT_SSL) {
         tw_ckpt_info info;
         if ((st = tw_ckpt_info_read(&info, spec.path, err)) != TW_OK) {
             tw_err_prefix(err, "%s: ", key);
             return st;
         }
-        int ok_task = !strcmp(info.task, "barlow-twins"), ok_src = !strcmp(info.sources, source);
+        int cross = !strcmp(info.sources, "s1+s2"), early = !strcmp(source, "s1+s2");
+        int ok_task = !strcmp(info.task, "barlow-twins"), ok_src = cross ? !early : !strcmp(info.sources, source);
         char task[sizeof info.task], sources[sizeof info.sources];
         memcpy(task, info.task, sizeof task);
         memcpy(sources, info.sources, sizeof sources);
@@ -105,11 +112,18 @@ static tw_status init_backbone(tw_resnet18 *net, const char *key, const char *va
         if (!ok_task)
             return tw_err_set(err, TW_E_FORMAT, "%s: %s is a %s checkpoint; ssl: needs a barlow-twins pre-training "
                               "checkpoint", key, spec.path, task);
+        if (!ok_src && cross)
+            return tw_err_set(err, TW_E_FORMAT, "%s: %s is a cross-modal pre-training (separate s1 and s2 "
+                              "backbones); early fusion's one backbone over both cannot start from it", key, spec.path);
         if (!ok_src)
             return tw_err_set(err, TW_E_FORMAT, "%s: %s was pre-trained on %s, this backbone reads %s", key, spec.path,
                               sources, source);
+        if (cross)
+            snprintf(prefix, sizeof prefix, "%s.backbone.", source);
+        else
+            snprintf(prefix, sizeof prefix, "backbone.");
     }
-    st = tw_resnet18_load_backbone(net, spec.path, spec.kind == TW_INIT_SSL ? "backbone." : "", names, err);
+    st = tw_resnet18_load_backbone(net, spec.path, prefix, names, err);
     if (st != TW_OK) tw_err_prefix(err, "%s: ", key);
     return st;
 }

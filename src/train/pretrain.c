@@ -1,6 +1,7 @@
 /* `twinfuse pretrain` (pretrain.h): Barlow Twins as a task of the generic loop (loop.h) — the
- * model and step of bt_model.h, two augmented views per sample through the loader's hook, the
- * sum of the ranks' gradients (one global loss), checkpoints named "barlow-twins". */
+ * model and step of bt_model.h, two augmented views per sample through the loader's hook (or,
+ * with loss.pairing cross, bt_cross.h on the S1 and the S2 patch of each place), the sum of the
+ * ranks' gradients (one global loss), checkpoints named "barlow-twins". */
 #include "train/pretrain.h"
 
 #include <stdlib.h>
@@ -9,29 +10,43 @@
 #include "core/log.h"
 #include "data/augment.h"
 #include "data/loader.h"
+#include "train/bt_cross.h"
 #include "train/bt_model.h"
 #include "train/loop.h"
 
 typedef struct aug_hook {
-    tw_aug_params p;
+    tw_aug_params p;          /* the view's source (S2, or S1 when sar) */
     int sar;                  /* S1: the view comes from the s1 planes */
+    int cross;                /* one loader view holds both sources, augmented independently */
+    tw_aug_params p_s1;       /* cross: S1's (p with the dB scale) */
     float db_per_unit[TW_S1_BANDS];
 } aug_hook;
 
-/* The loader's hook (data/loader.h): one view of one sample, a pure function of its arguments. */
+/* The loader's hook (data/loader.h): one view of one sample, a pure function of its arguments.
+ * Cross-modal pairs (loss.pairing cross) are the same place seen by two sensors; each source gets
+ * its own, independent augmentation, as two views of one image do in Barlow Twins: S1 is
+ * augmented as view 0 (augment.view1's probabilities) and S2 as view 1 (augment.view2's), on
+ * their own Philox streams, so crops, flips and turns differ between the two. */
 static tw_status augment_hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
                               int64_t sample, int view, tw_err *err) {
     const aug_hook *a = user;
-    float *dst = a->sar ? out->s1 : out->s2;
-    const float *src = a->sar ? in->s1 : in->s2;
-    int c = a->sar ? in->c_s1 : in->c_s2;
     if (out->h != out->w || out->h > in->h || out->w > in->w)
         return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample (data.size too large?)",
                           out->h, out->w, in->h, in->w);
     float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
     if (!scratch) return tw_err_set(err, TW_E_NOMEM, "augment: scratch for %dx%d", out->h, out->w);
-    tw_augment_view(dst, scratch, src, c, in->h, in->w, out->h, &a->p, seed, (uint32_t)epoch,
-                    (uint32_t)sample, (uint32_t)view);
+    if (a->cross) {
+        tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &a->p_s1, seed,
+                        (uint32_t)epoch, (uint32_t)sample, 0);
+        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &a->p, seed,
+                        (uint32_t)epoch, (uint32_t)sample, 1);
+    } else {
+        float *dst = a->sar ? out->s1 : out->s2;
+        const float *src = a->sar ? in->s1 : in->s2;
+        int c = a->sar ? in->c_s1 : in->c_s2;
+        tw_augment_view(dst, scratch, src, c, in->h, in->w, out->h, &a->p, seed, (uint32_t)epoch,
+                        (uint32_t)sample, (uint32_t)view);
+    }
     free(scratch);
     return TW_OK;
 }
@@ -51,19 +66,24 @@ static void aug_from_cfg(aug_hook *a, const tw_pretrain_cfg *cfg) {
     a->p.speckle_looks = cfg->augment.speckle_looks;
     a->p.band_dropout_frac = (float)cfg->augment.band_dropout_frac;
     a->sar = cfg->data.source == TW_SOURCE_S1;
+    a->cross = cfg->loss.pairing == TW_PAIRING_CROSS;
     a->p.db_per_unit = a->sar ? a->db_per_unit : NULL;
+    a->p_s1 = a->p;
+    a->p_s1.db_per_unit = a->db_per_unit;
 }
 
 typedef struct bt_task {
     const tw_pretrain_cfg *cfg;
-    tw_bt_model m;
+    tw_bt_model m;            /* loss.pairing views */
+    tw_bt_cross mc;           /* loss.pairing cross */
     aug_hook hook;
-    size_t view_bytes;
+    size_t view_bytes;        /* views: one view; cross: S1's */
+    size_t s2_bytes;          /* cross: S2's */
 } bt_task;
 
 static void bt_loader_opts(tw_task *t, tw_loader_opts *lo) {
     bt_task *T = t->self;
-    lo->n_views = 2;
+    lo->n_views = T->hook.cross ? 1 : 2;
     lo->augment = augment_hook;
     lo->augment_user = &T->hook;
     lo->out_h = lo->out_w = T->cfg->data.size;
@@ -71,12 +91,23 @@ static void bt_loader_opts(tw_task *t, tw_loader_opts *lo) {
 
 static tw_status bt_reset(tw_task *t, uint64_t seed, tw_err *err) {
     (void)err;
-    tw_bt_model_reset(&((bt_task *)t->self)->m, seed);
+    bt_task *T = t->self;
+    if (T->hook.cross)
+        tw_bt_cross_reset(&T->mc, seed);
+    else
+        tw_bt_model_reset(&T->m, seed);
     return TW_OK;
 }
 
 static double bt_step(tw_task *t, const tw_batch *b) {
     bt_task *T = t->self;
+    if (T->hook.cross) {
+        tw_bt_cross *mc = &T->mc;
+        TW_ASSERT(b->n == mc->o.bt.n_local);
+        tw_mem_from_host(mc->be, mc->br[0].x, b->s1[0], T->view_bytes);
+        tw_mem_from_host(mc->be, mc->br[1].x, b->s2[0], T->s2_bytes);
+        return tw_bt_cross_forward_backward(mc);
+    }
     tw_bt_model *m = &T->m;
     TW_ASSERT(b->n == m->o.n_local);
     for (int v = 0; v < 2; v++)
@@ -87,7 +118,10 @@ static double bt_step(tw_task *t, const tw_batch *b) {
 static void bt_free(tw_task *t) {
     bt_task *T = t->self;
     if (!T) return;
-    tw_bt_model_free(&T->m);
+    if (T->hook.cross)
+        tw_bt_cross_free(&T->mc);
+    else
+        tw_bt_model_free(&T->m);
     free(T);
     t->self = NULL;
 }
@@ -101,19 +135,28 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
     aug_from_cfg(&T->hook, cfg);
     const tw_shard_norm *norm = tw_loader_norm(probe);
     for (int b = 0; b < TW_S1_BANDS; b++) T->hook.db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
-    int c_in = T->hook.sar ? TW_S1_BANDS : (cfg->data.s2_bands == TW_BANDS_RGB ? 3 : TW_S2_BANDS);
+    int c_s2 = cfg->data.s2_bands == TW_BANDS_RGB ? 3 : TW_S2_BANDS;
+    int c_in = T->hook.sar || T->hook.cross ? TW_S1_BANDS : c_s2;
     tw_bt_opts o = {.c_in = c_in, .h = cfg->data.size, .w = cfg->data.size,
                     .n_local = cfg->data.batch / tw_comm_size(comm), .bn_groups = 1,
                     .proj_dim = cfg->model.projector_dim, .lambda = (float)cfg->loss.lambda,
                     .external_optim = 1};
     T->view_bytes = (size_t)o.n_local * c_in * o.h * o.w * sizeof(float);
-    *t = (tw_task){.kind = "barlow-twins", .sources = T->hook.sar ? "s1" : "s2", .unit = "pairs",
+    T->s2_bytes = (size_t)o.n_local * c_s2 * o.h * o.w * sizeof(float);
+    *t = (tw_task){.kind = "barlow-twins", .sources = tw_cfg_source_names[cfg->data.source], .unit = "pairs",
                    .reduce = TW_GRAD_SUM, .loader_opts = bt_loader_opts, .reset = bt_reset, .step = bt_step,
                    .free = bt_free, .self = T};
-    tw_status st = tw_bt_model_init(&T->m, be, comm, &o, err);
-    t->P = &T->m.P;
-    t->segs = T->m.P.segs;
-    t->n_segs = T->m.P.n_segs;
+    tw_status st;
+    if (T->hook.cross) {
+        tw_bt_cross_opts oc = {.bt = o, .c_s2 = c_s2};
+        st = tw_bt_cross_init(&T->mc, be, comm, &oc, err);
+        t->P = &T->mc.P;
+    } else {
+        st = tw_bt_model_init(&T->m, be, comm, &o, err);
+        t->P = &T->m.P;
+    }
+    t->segs = t->P->segs;
+    t->n_segs = t->P->n_segs;
     return st;
 }
 

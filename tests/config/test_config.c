@@ -340,10 +340,25 @@ static void test_finetune(const char *docs_path) {
               err.msg);
         if (st != TW_OK) printf("ok   finetune rule: %s\n", err.msg);
     }
+    /* Cross-modal pre-training: s1+s2 needs loss.pairing=cross and cross needs s1+s2. */
     tw_pretrain_cfg p;
-    char *po[] = {"data.shards=d", "data.source=s1+s2"};
+    char *po[] = {"data.shards=d", "data.source=s1+s2", "loss.pairing=views"};
     st = tw_cfg_load(tw_pretrain_schema(), &p, NULL, 2, po, &err);
-    CHECK(st != TW_OK && strstr(err.msg, "data.source"), "pretrain refuses s1+s2: %s", err.msg);
+    CHECK(st != TW_OK && strstr(err.msg, "loss.pairing") && strstr(err.msg, "s1+s2"),
+          "pretrain refuses s1+s2 with views (the default): %s", err.msg);
+    st = tw_cfg_load(tw_pretrain_schema(), &p, NULL, 3, po, &err);
+    CHECK(st != TW_OK && strstr(err.msg, "loss.pairing"), "pretrain refuses s1+s2 with views: %s", err.msg);
+    char *pc[] = {"data.shards=d", "data.source=s2", "loss.pairing=cross"};
+    st = tw_cfg_load(tw_pretrain_schema(), &p, NULL, 3, pc, &err);
+    CHECK(st != TW_OK && strstr(err.msg, "loss.pairing") && strstr(err.msg, "data.source s1+s2"),
+          "pretrain refuses cross without s1+s2: %s", err.msg);
+    pc[1] = "data.source=s1+s2";
+    st = tw_cfg_load(tw_pretrain_schema(), &p, NULL, 3, pc, &err);
+    CHECK(st == TW_OK && p.loss.pairing == TW_PAIRING_CROSS && p.data.source == TW_SOURCE_S1S2,
+          "pretrain takes s1+s2 with cross: %s", err.msg);
+    char *pd[] = {"data.shards=d"};
+    st = tw_cfg_load(tw_pretrain_schema(), &p, NULL, 1, pd, &err);
+    CHECK(st == TW_OK && p.loss.pairing == TW_PAIRING_VIEWS, "loss.pairing defaults to views: %s", err.msg);
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,116 @@
+"""End-to-end cross-modal Barlow Twins (`loss.pairing: cross`) on synthetic S1+S2 shards, on the CPU:
+1. `twinfuse pretrain data.source=s1+s2 loss.pairing=cross` runs a few steps with finite losses; its
+   checkpoint is a barlow-twins checkpoint of sources s1+s2 holding s1.backbone.* (2-channel stem),
+   s2.backbone.* (12-channel stem), each branch's projector and the loss's bn.*, and the two
+   backbones did not start as copies of each other;
+2. s1+s2 without loss.pairing=cross, and cross with one source, are refused naming loss.pairing;
+3. `twinfuse finetune` with feature fusion, model.init=ssl:<that checkpoint>, model.mode=frozen for
+   one epoch: the fine-tuned checkpoint's s1.* and s2.* backbones (weights, BN buffers, counters)
+   are the pre-training checkpoint's s1.backbone.* and s2.backbone.*, bit for bit;
+4. a single-source S2 model from the same checkpoint: its backbone.* is s2.backbone.* (frozen, bit-equal);
+   early fusion's one backbone over both sources is refused.
+usage: run_cross.py TWINFUSE REPO_DIR SHARD_DIR WORK_DIR"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+TWINFUSE, REPO, SHARDS, WORK = sys.argv[1:5]
+PRE_CONFIG = os.path.join(REPO, "configs", "pretrain", "demo_s1.yaml")
+FT_CONFIG = os.path.join(REPO, "configs", "finetune", "demo.yaml")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.batch=8", "backend.threads=1",
+          "backend.precision=fp32", "run.log_every=1", "run.resume=never", "data.s2_bands=all"]
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def twinfuse(*args, expect=0):
+    cmd = [TWINFUSE, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    if (p.returncode == 0) != (expect == 0):
+        print(p.stdout[-4000:], p.stderr[-4000:])
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want {'0' if expect == 0 else 'non-zero'}")
+    return p
+
+
+def newest_ckpt(name):
+    return sorted(glob.glob(os.path.join(WORK, name, "ckpt-*.safetensors")))[-1]
+
+
+def backbone_of(t, src_prefix, dst_prefix):
+    return {dst_prefix + k[len(src_prefix):]: v for k, v in t.items() if k.startswith(src_prefix)}
+
+
+def same_tensors(a, b):
+    return bool(a) and all(k in b and a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)
+
+
+shutil.rmtree(WORK, ignore_errors=True)
+os.makedirs(WORK)
+
+# 1. Three steps of cross-modal pre-training.
+PRE = ["model.projector_dim=64", "data.source=s1+s2", "loss.pairing=cross"]
+twinfuse("pretrain", PRE_CONFIG, "run.name=cross", *COMMON, *PRE, "run.max_steps=3", "run.ckpt_every_steps=3")
+with open(os.path.join(WORK, "cross", "metrics.jsonl")) as f:
+    steps = [json.loads(line) for line in f if '"loss"' in line]
+check(len(steps) == 3 and all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in steps),
+      f"cross pre-training: 3 finite losses {[round(m['loss'], 3) for m in steps]}")
+ssl = newest_ckpt("cross")
+meta = safe_open(ssl, "np").metadata()
+check(meta.get("task") == "barlow-twins" and meta.get("sources") == "s1+s2",
+      f"checkpoint task {meta.get('task')}, sources {meta.get('sources')}")
+pre = load_file(ssl)
+shapes = {k: pre[k].shape for k in ("s1.backbone.conv1.weight", "s2.backbone.conv1.weight",
+                                    "s1.projector.6.weight", "s2.projector.6.weight", "bn.running_var") if k in pre}
+check(shapes.get("s1.backbone.conv1.weight") == (64, 2, 7, 7) and shapes.get("s2.backbone.conv1.weight") ==
+      (64, 12, 7, 7) and shapes.get("s1.projector.6.weight") == (64, 64) and
+      shapes.get("s2.projector.6.weight") == (64, 64) and shapes.get("bn.running_var") == (64,),
+      f"the checkpoint's s1.*, s2.* and bn.* tensors: {shapes}")
+check(not any(k.startswith(("backbone.", "projector.")) for k in pre), "no single-source names in it")
+w1, w2 = pre.get("s1.backbone.layer1.0.conv1.weight"), pre.get("s2.backbone.layer1.0.conv1.weight")
+check(w1 is not None and w2 is not None and not np.allclose(w1, w2, atol=1e-3),
+      "the two backbones are distinct (the S2 branch has its own seed)")
+
+# 2. Bad pairings.
+for over, want in ((["data.source=s1+s2", "loss.pairing=views"], "loss.pairing"),
+                   (["data.source=s1+s2"], "loss.pairing"),
+                   (["data.source=s2", "loss.pairing=cross"], "loss.pairing")):
+    p = twinfuse("pretrain", PRE_CONFIG, "run.name=bad", *COMMON, "model.projector_dim=64", *over, expect=1)
+    check(want in p.stderr + p.stdout, f"pretrain {' '.join(over)} refused naming {want}")
+
+# 3. Feature fusion, both backbones from the cross-modal checkpoint, frozen, one epoch.
+FT = ["optim.epochs=1", "model.mode=frozen", f"model.init=ssl:{ssl}"]
+twinfuse("finetune", FT_CONFIG, "run.name=ft", *COMMON, "data.source=s1+s2", "model.fusion=feature", *FT)
+got = load_file(newest_ckpt("ft"))
+for s in ("s1", "s2"):
+    want = backbone_of(pre, f"{s}.backbone.", f"{s}.")
+    check(len(want) > 100 and same_tensors(want, got),
+          f"feature fusion's {s} backbone ({len(want)} tensors) bit-equal to the checkpoint's {s}.backbone.*")
+
+# 4. One source from the cross-modal checkpoint; early fusion refused.
+twinfuse("finetune", FT_CONFIG, "run.name=ft-s2", *COMMON, "data.source=s2", "model.fusion=none",
+         "model.head=concat-linear", *FT, "run.max_steps=2")
+got = load_file(newest_ckpt("ft-s2"))
+want = backbone_of(pre, "s2.backbone.", "backbone.")
+check(len(want) > 100 and same_tensors(want, got),
+      "a single-source S2 model's backbone.* is the checkpoint's s2.backbone.* (frozen, bit-equal)")
+p = twinfuse("finetune", FT_CONFIG, "run.name=bad", *COMMON, "data.source=s1+s2", "model.fusion=early",
+             "model.head=concat-linear", *FT, expect=1)
+check("cross-modal" in p.stderr + p.stdout, "early fusion from a cross-modal checkpoint refused")
+
+if failures:
+    print(f"FAIL: {len(failures)} check(s)")
+    sys.exit(1)
+print("PASS")
