@@ -3,7 +3,9 @@
  * and the same parameters after k steps (1e-5), and the two ranks must read disjoint samples
  * whose union, in order, is the one rank's batch. The backbone's BN is per rank, so the one-rank
  * run splits its batch into 2 BN groups (tw_bt_opts.bn_groups), which is what 2 ranks compute.
- * usage: mpirun -np 2 test_dist_equiv SHARD_DIR */
+ * With "cross", the same for the cross-modal model (bt_cross.c): one loader view of S1 and three
+ * S2 bands per place, each augmented on its own streams, S1 branch against S2 branch.
+ * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,11 +15,13 @@
 #include "core/log.h"
 #include "data/augment.h"
 #include "data/loader.h"
+#include "train/bt_cross.h"
 #include "train/bt_model.h"
 
-enum { B = 8, STEPS = 3, SIZE = 64, DIM = 64 };
+enum { B = 8, STEPS = 3, SIZE = 64, DIM = 64, C_S2 = 3 };
 
-static tw_aug_params g_aug;   /* read-only after main sets it */
+static tw_aug_params g_aug, g_aug_s2;   /* read-only after main sets them */
+static int g_cross;                     /* the cross-modal model */
 
 static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
                       int64_t sample, int view, tw_err *err) {
@@ -27,6 +31,9 @@ static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed
     TW_ASSERT(scratch);
     tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &g_aug, seed,
                     (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
+    if (g_cross)
+        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &g_aug_s2, seed,
+                        (uint32_t)epoch, (uint32_t)sample, 1);
     free(scratch);
     return TW_OK;
 }
@@ -53,8 +60,9 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
     lo.world = world;
     lo.seed = 5;
     lo.use_s1 = 1;
-    lo.n_s2_bands = 0;
-    lo.n_views = 2;
+    lo.n_s2_bands = g_cross ? C_S2 : 0;
+    for (int c = 0; c < lo.n_s2_bands; c++) lo.s2_bands[c] = c;
+    lo.n_views = g_cross ? 1 : 2;
     lo.augment = hook;
     lo.out_h = lo.out_w = SIZE;
     tw_loader *ld = NULL;
@@ -73,13 +81,24 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
      * 0.0048: on 4 pairs per BN group, BN parameters moved that far make the next step's backbone
      * gradients sensitive to rounding (in PyTorch alone a 1e-6 relative change of the 1-D
      * parameters moves them by 5e-5), so the two summation orders of 1 and 2 ranks would part
-     * beyond 1e-5 within three steps for reasons that are not the distribution's. */
+     * beyond 1e-5 within three steps for reasons that are not the distribution's. The cross-modal
+     * model starts from two unrelated branches, a loss and gradients several times larger, so
+     * its BN/bias rate is a tenth again (after one step its parameters agree within 1e-5 at
+     * either rate). */
+    if (g_cross) o.optim.lr_bias_scale = 1e-4;
     tw_bt_model m;
-    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+    tw_bt_cross mc;
+    tw_bt_cross_opts oc = {.bt = o, .c_s2 = C_S2};
+    tw_status st = g_cross ? tw_bt_cross_init(&mc, be, comm, &oc, &err) : tw_bt_model_init(&m, be, comm, &o, &err);
+    if (st != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 0;
     }
-    tw_bt_model_reset(&m, 11);
+    tw_params *P = g_cross ? &mc.P : &m.P;
+    if (g_cross)
+        tw_bt_cross_reset(&mc, 11);
+    else
+        tw_bt_model_reset(&m, 11);
     for (int s = 0; s < STEPS; s++) {
         const tw_batch *b = NULL;
         if (tw_loader_next(ld, &b, &err) != TW_OK) {
@@ -87,31 +106,41 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
             return 0;
         }
         TW_ASSERT(b->n == n_local);
-        size_t bytes = (size_t)n_local * 2 * SIZE * SIZE * sizeof(float);
-        for (int v = 0; v < 2; v++) tw_mem_from_host(be, m.x[v], b->s1[v], bytes);
-        r->loss[s] = tw_bt_model_step(&m, NULL);
+        size_t plane = (size_t)n_local * SIZE * SIZE * sizeof(float);
+        if (g_cross) {
+            tw_mem_from_host(be, mc.br[0].x, b->s1[0], 2 * plane);
+            tw_mem_from_host(be, mc.br[1].x, b->s2[0], C_S2 * plane);
+            r->loss[s] = tw_bt_cross_step(&mc, NULL);
+        } else {
+            for (int v = 0; v < 2; v++) tw_mem_from_host(be, m.x[v], b->s1[v], 2 * plane);
+            r->loss[s] = tw_bt_model_step(&m, NULL);
+        }
         /* Each rank fills its slice (index + 1, so that 0 means "nobody") and the sum joins them. */
         int64_t slot[B] = {0};
         for (int i = 0; i < n_local; i++) slot[rank * n_local + i] = b->index[i] + 1;
         tw_comm_allreduce(comm, slot, B, TW_I64, TW_REDUCE_SUM);
         for (int i = 0; i < B; i++) r->index[s][i] = slot[i] - 1;
     }
-    r->n_params = m.P.n_params;
+    r->n_params = P->n_params;
     r->params = malloc(r->n_params * sizeof(float));
     TW_ASSERT(r->params);
-    tw_mem_to_host(be, r->params, m.P.params, r->n_params * sizeof(float));
-    r->n_entries = m.P.n_entries;
+    tw_mem_to_host(be, r->params, P->params, r->n_params * sizeof(float));
+    r->n_entries = P->n_entries;
     r->entries = malloc((size_t)r->n_entries * sizeof *r->entries);
     TW_ASSERT(r->entries);
-    memcpy(r->entries, m.P.entries, (size_t)r->n_entries * sizeof *r->entries);
-    tw_bt_model_free(&m);
+    memcpy(r->entries, P->entries, (size_t)r->n_entries * sizeof *r->entries);
+    if (g_cross)
+        tw_bt_cross_free(&mc);
+    else
+        tw_bt_model_free(&m);
     tw_loader_free(ld);
     return 1;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR\n", argv[0]);
+    g_cross = argc == 3 && !strcmp(argv[2], "cross");
+    if (argc != 2 && !g_cross) {
+        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross]\n", argv[0]);
         return 1;
     }
     tw_comm *mpi = check_comm("mpi", &argc, &argv);
@@ -124,6 +153,8 @@ int main(int argc, char **argv) {
                             .crop_min_scale = 0.25f, .jitter_brightness = 0.4f, .jitter_contrast = 0.4f,
                             .blur_sigma_min = 0.1f, .blur_sigma_max = 2.0f, .noise_std = 0.1f,
                             .speckle_looks = 4, .band_dropout_frac = 0.25f};
+    g_aug_s2 = g_aug;   /* S2: no speckle (a SAR transform) */
+    g_aug_s2.view[0].speckle = g_aug_s2.view[1].speckle = 0;
     tw_err err = {0};
     tw_backend *be = NULL;
     if (tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
