@@ -118,6 +118,15 @@ int main(int argc, char **argv) {
             printf("#   %-8s %9.2f %9.2f %6.1f%%\n", tw_resnet18_stage_names[s],
                    1e3 * p->time_s[s][0] / steps, 1e3 * p->time_s[s][1] / steps,
                    100.0 * (p->time_s[s][0] + p->time_s[s][1]) / total);
+        /* The kernels behind each stage: the backend's names, per unit (conv, then its BN). */
+        printf("# kernels (stem input %s, activations %s):\n", tw_layout_name(p->x_stem.layout),
+               tw_layout_name(p->conv_y[0].layout));
+        for (int u = 0; u < TW_RESNET18_UNITS; u++) {
+            const tw_resnet18_unit *q = &m.u[u];
+            printf("#   unit %2d %dx%d %4d->%-4d conv %s | bn %s\n", u, q->kernel, q->kernel,
+                   q->c_in, q->c_out, tw_conv_plan_impl(p->conv[u]), tw_bn_plan_impl(p->bn[u]));
+        }
+        printf("#   maxpool %s\n", tw_maxpool_plan_impl(p->pool));
     }
     free(t);
     free(hx);

@@ -68,6 +68,9 @@ tw_tensor tw_conv_plan_x(const tw_conv_plan *p) { return ((const tw_plan_head *)
 size_t tw_bn_plan_ws_bytes(const tw_bn_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }
 tw_tensor tw_maxpool_plan_y(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->y; }
 size_t tw_maxpool_plan_ws_bytes(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }
+const char *tw_conv_plan_impl(const tw_conv_plan *p) { return ((const tw_plan_head *)p)->impl; }
+const char *tw_bn_plan_impl(const tw_bn_plan *p) { return ((const tw_plan_head *)p)->impl; }
+const char *tw_maxpool_plan_impl(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->impl; }
 
 void tw_backend_free(tw_backend *be) {
     if (be) be->ops->backend_free(be);

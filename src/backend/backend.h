@@ -99,6 +99,11 @@ void tw_conv_plan_free(tw_backend *be, tw_conv_plan *p);
 tw_tensor tw_conv_plan_y(const tw_conv_plan *p);
 /* The input the plan takes: desc->x_layout, or the backend's pick when x_layout_free. */
 tw_tensor tw_conv_plan_x(const tw_conv_plan *p);
+/* The kernels a plan runs, one "pass=name" per pass ("fwd=brgconv:avx512_core_amx bwd_d=..."),
+ * for logs and benchmarks; "" where the backend does not report them. At most
+ * TW_PLAN_IMPL_BYTES - 1 characters. (Likewise tw_bn_plan_impl, tw_maxpool_plan_impl.) */
+#define TW_PLAN_IMPL_BYTES 192
+const char *tw_conv_plan_impl(const tw_conv_plan *p);
 
 /* y = conv(x, w).  x: [n, c_in, h, w] in d->x_layout; w: [c_out, c_in, k, k] f32 (torch order). */
 void tw_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,
@@ -126,6 +131,7 @@ void tw_bn_plan_free(tw_backend *be, tw_bn_plan *p);
 /* Bytes of per-call state kept from forward to backward (e.g. the fused ReLU's mask); the caller
  * owns it so one plan can serve several activation sets (the two Barlow Twins views). */
 size_t tw_bn_plan_ws_bytes(const tw_bn_plan *p);
+const char *tw_bn_plan_impl(const tw_bn_plan *p);
 
 /* Training: batch statistics; saves mean and biased var [c] f32; updates running stats. */
 void tw_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
@@ -167,6 +173,7 @@ tw_status tw_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c,
 void tw_maxpool_plan_free(tw_backend *be, tw_pool_plan *p);
 tw_tensor tw_maxpool_plan_y(const tw_pool_plan *p);
 size_t tw_maxpool_plan_ws_bytes(const tw_pool_plan *p);
+const char *tw_maxpool_plan_impl(const tw_pool_plan *p);
 void tw_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws, const tw_tensor *x);
 void tw_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx, const tw_tensor *dy,
                          const void *ws);   /* dx (=) */

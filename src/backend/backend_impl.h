@@ -72,6 +72,7 @@ typedef struct tw_plan_head {
     tw_tensor x;          /* input shape, dtype and layout (conv plans; data NULL) */
     tw_tensor y;          /* output shape, dtype and layout (data NULL) */
     size_t ws_bytes;      /* caller-owned per-call state (see tw_bn_plan_ws_bytes) */
+    char impl[TW_PLAN_IMPL_BYTES];   /* the kernels chosen, per pass ("" when not reported) */
 } tw_plan_head;
 
 /* Every backend's struct starts with this header; the rest is its own. */

@@ -1,5 +1,6 @@
 /* `twinfuse info`: version, the backends compiled in, the CPU ISA oneDNN dispatches to, the
- * default precision on this machine, and the GPUs seen (none is not an error). */
+ * default precision and activation layout on this machine, and the GPUs seen (none is not an
+ * error). */
 #include <stdio.h>
 
 #include "backend/backend.h"
@@ -28,6 +29,20 @@ int tw_cmd_info(int argc, char **argv) {
     tw_backend_describe(be, line, sizeof line);
     printf("cpu: %s\n", line);
     printf("default precision (auto): %s\n", tw_backend_act_dtype(be) == TW_BF16 ? "bf16" : "fp32");
+    /* The backend picks the activation layout once per stem shape (a ResNet18 stem at 120x120,
+     * batch 64, here); its output layout is the whole network's. */
+    for (int c = 2; c <= 12; c += 10) {
+        tw_conv_desc d = {64, c, 120, 120, 64, 7, 2, 3, 0, TW_LAYOUT_NCHW, 1};
+        tw_conv_plan *p = NULL;
+        if (tw_conv_plan_make(be, &p, &d, &err) != TW_OK) {
+            printf("layout (%d channels): none: %s\n", c, err.msg);
+            continue;
+        }
+        printf("layout (%d channels): image %s, activations %s; stem %s\n", c,
+               tw_layout_name(tw_conv_plan_x(p).layout), tw_layout_name(tw_conv_plan_y(p).layout),
+               tw_conv_plan_impl(p));
+        tw_conv_plan_free(be, p);
+    }
     tw_backend_free(be);
     int n_gpus = tw_backend_device_count(TW_DEVICE_CUDA);
     printf("gpus: %d%s\n", n_gpus, n_gpus == 0 ? " (none visible)" : "");

@@ -2,6 +2,7 @@
  * statistics updated as torch does), evaluation forward (running statistics) and backward, each
  * with the optional fused ReLU whose mask is the caller-owned workspace. Scale, shift and the
  * statistics stay f32 whatever the activation dtype. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend/cpu/cpu.h"
@@ -76,6 +77,7 @@ tw_status tw_cpu_bn_plan_make(tw_backend *base, tw_bn_plan **out, const tw_bn_de
                 "on this CPU; use the layout the convolution picked\n",
                 tw_layout_name(d->layout), d->n, d->c, d->h, d->w, impl);
 
+    snprintf(p->head.impl, sizeof p->head.impl, "fwd=%s bwd=%s", impl, tw_cpu_pd_impl(b_pd));
     tw_cpu_prim_init(be, &p->fwd_train, ft_pd);
     tw_cpu_prim_init(be, &p->fwd_eval, fe_pd);
     tw_cpu_prim_init(be, &p->bwd, b_pd);

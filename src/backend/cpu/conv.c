@@ -1,8 +1,9 @@
 /* Convolutions on oneDNN: forward (training), backward-data, backward-weights. The input layout
- * is fixed by the descriptor (or, with x_layout_free, the first one with real kernels for all
- * passes); oneDNN picks the output and weight layouts ("any"), and the plan
- * reports the output layout so that BN, ReLU and pooling run on the same blocked layout. Weights
- * arrive as torch OIHW f32, are reordered once per forward and reused by backward-data. */
+ * is fixed by the descriptor (or, with x_layout_free, the candidate layout.c ranks best); oneDNN
+ * picks the output and weight layouts ("any"), and the plan reports the output layout so that BN,
+ * ReLU and pooling run on the same layout. Weights arrive as torch OIHW f32, are reordered once
+ * per forward and reused by backward-data. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct tw_conv_plan {
     tw_cpu_prim dw_to_user;           /* backward-weights layout -> OIHW f32 (if they differ) */
     int have_bwd_data, bwd_w_same, dw_same;
     int slow;                         /* some pass runs a reference or GEMM-based kernel */
+    int rank;                         /* Σ tw_cpu_impl_rank over the passes */
     void *w_fwd, *w_bwd, *dw_buf;     /* plan-owned weight buffers in oneDNN's layouts */
     const float *w_in_fwd;            /* the user weights w_fwd holds (from the last forward) */
     dnnl_memory_t m_x, m_y, m_w_user, m_w_fwd, m_w_bwd, m_dw, m_dw_user, m_dx, m_dy;
@@ -61,8 +63,9 @@ static int is_slow(const_dnnl_primitive_desc_t pd) {
     return strncmp(impl, "ref", 3) == 0 || strstr(impl, "gemm") != NULL;
 }
 
+/* y_force: -1, or the output layout to take whatever kernel it gets (TW_CPU_LAYOUT). */
 static tw_status plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
-                                 tw_err *err) {
+                                 int y_force, tw_err *err) {
     tw_cpu_backend *be = tw_cpu_be(base);
     *out = NULL;
     if (d->n < 1 || d->c_in < 1 || d->h_in < 1 || d->w_in < 1 || d->c_out < 1 || d->kernel < 1 ||
@@ -112,18 +115,19 @@ static tw_status plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_
     tw_layout y_layout;
     int named = tw_cpu_layout_of(dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_dst_md, 0), d->n,
                                  d->c_out, h_out, w_out, act, &y_layout);
-    if (named && y_layout != d->x_layout && d->x_layout != TW_LAYOUT_NCHW) {
+    tw_layout keep = y_force >= 0 ? (tw_layout)y_force : d->x_layout;
+    if (named && y_layout != keep && (y_force >= 0 || d->x_layout != TW_LAYOUT_NCHW)) {
         dnnl_primitive_desc_t kept = NULL;
-        y_fixed = tw_cpu_md_make(d->n, d->c_out, h_out, w_out, act, d->x_layout);
+        y_fixed = tw_cpu_md_make(d->n, d->c_out, h_out, w_out, act, keep);
         s = dnnl_convolution_forward_primitive_desc_create(&kept, be->engine,
                                                            dnnl_forward_training,
                                                            dnnl_convolution_direct, x_md, w_any,
                                                            NULL, y_fixed, strides, dil, pad, pad,
                                                            attr);
-        if (s == dnnl_success && strncmp(tw_cpu_pd_impl(kept), "ref", 3) != 0) {
+        if (s == dnnl_success && (y_force >= 0 || strncmp(tw_cpu_pd_impl(kept), "ref", 3) != 0)) {
             TW_CHECK_DNNL(dnnl_primitive_desc_destroy(fwd_pd));
             fwd_pd = kept;
-            y_layout = d->x_layout;
+            y_layout = keep;
         } else if (kept) {
             TW_CHECK_DNNL(dnnl_primitive_desc_destroy(kept));
         }
@@ -168,6 +172,10 @@ static tw_status plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_
     p->head.x = (tw_tensor){NULL, d->n, d->c_in, d->h_in, d->w_in, act, d->x_layout};
     p->head.y = (tw_tensor){NULL, d->n, d->c_out, h_out, w_out, act, y_layout};
     p->slow = is_slow(fwd_pd) || (bd_pd && is_slow(bd_pd)) || is_slow(bw_pd);
+    p->rank = tw_cpu_impl_rank(tw_cpu_pd_impl(fwd_pd)) + tw_cpu_impl_rank(tw_cpu_pd_impl(bw_pd)) +
+              (bd_pd ? tw_cpu_impl_rank(tw_cpu_pd_impl(bd_pd)) : 0);
+    snprintf(p->head.impl, sizeof p->head.impl, "fwd=%s%s%s bwd_w=%s", tw_cpu_pd_impl(fwd_pd),
+             bd_pd ? " bwd_d=" : "", bd_pd ? tw_cpu_pd_impl(bd_pd) : "", tw_cpu_pd_impl(bw_pd));
     p->head.ws_bytes = 0;
     tw_cpu_prim_init(be, &p->fwd, fwd_pd);
     p->m_x = tw_cpu_mem_make(be, x_md);
@@ -221,42 +229,61 @@ done:
     return st;
 }
 
-/* With x_layout_free: the first input layout whose passes all have real kernels, in the order
- * plain NCHW first (oneDNN's first-layer kernels, no channel padding). Which one that is depends
- * on the ISA and the channel count: AVX2 has no NCHW backward-weights for a 2-channel 7x7
- * convolution, and AVX-512 none for a 12-channel one. */
+/* With x_layout_free, the stem decides the layout of the whole network: its output layout is
+ * every later layer's. Each candidate input layout is planned and scored by the kernels oneDNN
+ * has for the stem and for a representative layer in the output layout (layout.c); the order
+ * below breaks ties. On AVX-512 fp32, NCHW (first-layer kernels, no channel padding), then NHWC
+ * (a 12-channel ResNet18 step at 120x120, batch 64, oneDNN 3.2: 59 img/s against 48 for
+ * nChw16c); on AVX2, nChw8c before NHWC (47 against 43 img/s). With AMX, bf16 convolutions run
+ * the AMX kernels only on NHWC, and the ranks pick it. TW_CPU_LAYOUT forces the stem's output
+ * layout (the network's), whatever its kernels. */
 tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
                                 tw_err *err) {
+    tw_cpu_backend *be = tw_cpu_be(base);
     *out = NULL;
-    tw_conv_plan *p = NULL, *fallback = NULL;
-    /* After NCHW, the order that gave the fastest ResNet18 step for a 12-channel stem (batch 64,
-     * 120x120, oneDNN 3.2): on AVX-512, NHWC (59 img/s against 48 for nChw16c); on AVX2,
-     * nChw8c (47 against 43 for NHWC). The stem's layout is the whole network's layout. */
     static const tw_layout order_avx512[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, TW_LAYOUT_NCHW16C,
                                              TW_LAYOUT_NCHW8C};
     static const tw_layout order_avx2[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NCHW8C, TW_LAYOUT_NHWC,
                                            TW_LAYOUT_NCHW16C};
-    const tw_layout *order = tw_cpu_be(base)->isa >= dnnl_cpu_isa_avx512_core ? order_avx512
-                                                                               : order_avx2;
-    for (size_t i = 0; d->x_layout_free && i < sizeof order_avx2 / sizeof order_avx2[0]; i++) {
+    enum { N_CANDS = sizeof order_avx2 / sizeof order_avx2[0] };
+    const tw_layout *order = be->isa >= dnnl_cpu_isa_avx512_core ? order_avx512 : order_avx2;
+    tw_layout forced;
+    int force = tw_cpu_layout_forced(&forced);
+    if (force < 0)
+        return tw_err_set(err, TW_E_RANGE, "TW_CPU_LAYOUT=%s: want nchw, nhwc, nChw8c or nChw16c",
+                          getenv("TW_CPU_LAYOUT"));
+    tw_conv_plan *cand[N_CANDS] = {NULL};
+    tw_cpu_layout_cand score[N_CANDS] = {{0}};
+    int best = -1;
+    for (int i = 0; d->x_layout_free && i < N_CANDS; i++) {
         tw_conv_desc c = *d;
         c.x_layout = order[i];
         c.x_layout_free = 0;
-        if (plan_make_fixed(base, &p, &c, NULL) != TW_OK) continue;
-        if (!p->slow) {
-            tw_cpu_conv_plan_free(base, fallback);
-            *out = p;
-            return TW_OK;
-        }
-        if (fallback) tw_cpu_conv_plan_free(base, p);
-        else fallback = p;
+        if (plan_make_fixed(base, &cand[i], &c, force ? (int)forced : -1, NULL) != TW_OK) continue;
+        const tw_tensor *y = &cand[i]->head.y;
+        score[i] = (tw_cpu_layout_cand){1, cand[i]->slow, cand[i]->rank,
+                                        tw_cpu_layout_net_rank(be, y->n, y->c, (y->h - 1) / 2 + 1,
+                                                               (y->w - 1) / 2 + 1, y->layout)};
     }
-    if (fallback) {
-        p = fallback;
-    } else {
+    best = tw_cpu_layout_choose(score, N_CANDS);
+    if (getenv("TW_VERBOSE") && d->x_layout_free) {
+        for (int i = 0; i < N_CANDS; i++)
+            if (score[i].ok)
+                tw_warn("twinfuse: stem %d->%d %dx%d, %s input -> %s: net_rank=%d stem_rank=%d "
+                        "slow=%d%s %s\n", d->c_in, d->c_out, d->h_in, d->w_in,
+                        tw_layout_name(order[i]), tw_layout_name(cand[i]->head.y.layout),
+                        score[i].net_rank, score[i].stem_rank, score[i].slow,
+                        i == best ? " (chosen)" : "", cand[i]->head.impl);
+    }
+    tw_conv_plan *p = NULL;
+    for (int i = 0; i < N_CANDS; i++) {
+        if (i == best) p = cand[i];
+        else tw_cpu_conv_plan_free(base, cand[i]);
+    }
+    if (!p) {
         tw_conv_desc c = *d;
         c.x_layout_free = 0;
-        tw_status st = plan_make_fixed(base, &p, &c, err);
+        tw_status st = plan_make_fixed(base, &p, &c, -1, err);
         if (st != TW_OK) return st;
     }
     if (p->slow)

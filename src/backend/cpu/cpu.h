@@ -30,6 +30,15 @@ typedef struct tw_cpu_reorder_entry {
 } tw_cpu_reorder_entry;
 
 #define TW_CPU_REORDER_CACHE 32
+#define TW_CPU_NET_RANK_CACHE 16
+
+/* One candidate activation layout for the network, as the stem's plan sees it (layout.c). */
+typedef struct tw_cpu_layout_cand {
+    int ok;                           /* the stem's plan could be made with this input layout */
+    int slow;                         /* a stem pass runs a reference or GEMM-based kernel */
+    int stem_rank;                    /* Σ tw_cpu_impl_rank of the stem's passes */
+    int net_rank;                     /* tw_cpu_layout_net_rank in the stem's output layout */
+} tw_cpu_layout_cand;
 
 typedef struct tw_cpu_backend {
     struct tw_backend base;           /* must stay first: tw_backend * points here */
@@ -44,6 +53,8 @@ typedef struct tw_cpu_backend {
     size_t scratch_bytes;
     tw_cpu_reorder_entry reorders[TW_CPU_REORDER_CACHE];
     int n_reorders, next_evict;
+    struct { tw_tensor key; int rank; } net_ranks[TW_CPU_NET_RANK_CACHE];   /* layout.c */
+    int n_net_ranks;
 } tw_cpu_backend;
 
 static inline tw_cpu_backend *tw_cpu_be(tw_backend *be) { return (tw_cpu_backend *)be; }
@@ -85,6 +96,20 @@ void tw_cpu_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_
 void tw_cpu_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes);
 void tw_cpu_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);
 void tw_cpu_reorder_cache_free(tw_cpu_backend *be);
+
+/* layout.c. A speed rank from an implementation name: 0 reference, 1 GEMM-based, 2 and up by
+ * ISA (6: AMX). */
+int tw_cpu_impl_rank(const char *impl);
+/* The index of the best candidate (-1 when none is ok): highest net_rank, then not slow, then
+ * highest stem_rank; ties keep the earlier one. Pure: the selection test feeds it fakes. */
+int tw_cpu_layout_choose(const tw_cpu_layout_cand *c, int n_cands);
+/* Σ ranks of a 3x3 c->c conv (3 passes), BN+ReLU (2) and max pool (2) on [n, c, h, w] in layout
+ * l and the backend's activation dtype; 0 when one has only reference code. Cached per shape. */
+int tw_cpu_layout_net_rank(tw_cpu_backend *be, int n, int c, int h, int w, tw_layout l);
+/* TW_CPU_LAYOUT=nchw|nhwc|nChw8c|nChw16c forces the network's layout (the stem's output), for
+ * tests and measurements:
+ * 1 and *out set, 0 when unset, -1 when it names no layout. */
+int tw_cpu_layout_forced(tw_layout *out);
 
 /* conv.c */
 tw_status tw_cpu_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d,

@@ -2,6 +2,7 @@
  * plan serves both Barlow Twins views), and the global average pool to a plain [n, c] f32 matrix
  * and back, as OpenMP loops over any layout. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ tw_status tw_cpu_maxpool_plan_make(tw_backend *base, tw_pool_plan **out, int n, 
                         h, w, tw_layout_name(layout), tw_cpu_dnnl_status_str(s));
         goto done;
     }
+    snprintf(p->head.impl, sizeof p->head.impl, "fwd=%s bwd=%s", tw_cpu_pd_impl(f_pd),
+             tw_cpu_pd_impl(b_pd));
     tw_cpu_prim_init(be, &p->fwd, f_pd);
     tw_cpu_prim_init(be, &p->bwd, b_pd);
     const_dnnl_memory_desc_t ws_md = dnnl_primitive_desc_query_md(f_pd, dnnl_query_workspace_md, 0);
