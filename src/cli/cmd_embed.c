@@ -21,7 +21,8 @@ static const char usage[] = "usage: twinfuse embed CHECKPOINT --split train|val|
                             "[key=value ...]\n";
 
 /* The fine-tuning configuration that reads a pre-training checkpoint's backbone: its data
- * section, a frozen single-source model initialised from it, then the user's overrides. */
+ * section, a frozen single-source model initialised from it (a feature-fusion one, S1's features
+ * then S2's, for a cross-modal pre-training), then the user's overrides. */
 static int config_from_pretrain(tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov, char **ov) {
     tw_pretrain_cfg *pc = calloc(1, sizeof *pc);
     int bad = !pc || tw_cli_load_config("embed", tw_pretrain_schema(), pc, ckpt, text, 0, NULL);
@@ -29,17 +30,19 @@ static int config_from_pretrain(tw_finetune_cfg *cfg, const char *ckpt, const ch
         free(pc);
         return 1;
     }
-    char b[6][TW_CFG_STR_MAX + 32];
+    char b[7][TW_CFG_STR_MAX + 32];
     snprintf(b[0], sizeof b[0], "data.shards=%s", pc->data.shards);
     snprintf(b[1], sizeof b[1], "data.source=%s", tw_cfg_source_names[pc->data.source]);
     snprintf(b[2], sizeof b[2], "data.s2_bands=%s", pc->data.s2_bands == TW_BANDS_RGB ? "rgb" : "all");
     snprintf(b[3], sizeof b[3], "data.size=%d", pc->data.size);
     snprintf(b[4], sizeof b[4], "model.init=ssl:%s", ckpt);
     snprintf(b[5], sizeof b[5], "model.mode=frozen");
-    char **all = calloc((size_t)n_ov + 6, sizeof *all);
-    for (int i = 0; i < 6; i++) all[i] = b[i];
-    for (int i = 0; i < n_ov; i++) all[6 + i] = ov[i];
-    bad = tw_cli_load_config("embed", tw_finetune_schema(), cfg, NULL, NULL, n_ov + 6, all);
+    int n_b = 6;
+    if (pc->data.source == TW_SOURCE_S1S2) snprintf(b[n_b++], sizeof b[0], "model.fusion=feature");
+    char **all = calloc((size_t)n_ov + n_b, sizeof *all);
+    for (int i = 0; i < n_b; i++) all[i] = b[i];
+    for (int i = 0; i < n_ov; i++) all[n_b + i] = ov[i];
+    bad = tw_cli_load_config("embed", tw_finetune_schema(), cfg, NULL, NULL, n_ov + n_b, all);
     free(all);
     free(pc);
     return bad;

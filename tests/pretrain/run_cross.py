@@ -6,7 +6,8 @@
 2. s1+s2 without loss.pairing=cross, and cross with one source, are refused naming loss.pairing;
 3. `twinfuse finetune` with feature fusion, model.init=ssl:<that checkpoint>, model.mode=frozen for
    one epoch: the fine-tuned checkpoint's s1.* and s2.* backbones (weights, BN buffers, counters)
-   are the pre-training checkpoint's s1.backbone.* and s2.backbone.*, bit for bit;
+   are the pre-training checkpoint's s1.backbone.* and s2.backbone.*, bit for bit; `twinfuse embed`
+   of the pre-training checkpoint gives 1024 features per patch (feature fusion's);
 4. a single-source S2 model from the same checkpoint: its backbone.* is s2.backbone.* (frozen, bit-equal);
    early fusion's one backbone over both sources is refused.
 usage: run_cross.py TWINFUSE REPO_DIR SHARD_DIR WORK_DIR"""
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
@@ -98,6 +100,13 @@ for s in ("s1", "s2"):
     want = backbone_of(pre, f"{s}.backbone.", f"{s}.")
     check(len(want) > 100 and same_tensors(want, got),
           f"feature fusion's {s} backbone ({len(want)} tensors) bit-equal to the checkpoint's {s}.backbone.*")
+
+feats = os.path.join(WORK, "val-cross.h5")
+twinfuse("embed", ssl, "--split", "val", "--out", feats, "backend.threads=1")
+with h5py.File(feats) as f:
+    n_val = len(f["name"])
+    check(n_val > 0 and f["features"].shape == (n_val, 1024) and f.attrs["source"] == "s1+s2",
+          f"embed of the cross-modal checkpoint: {f['features'].shape} features (S1's then S2's)")
 
 # 4. One source from the cross-modal checkpoint; early fusion refused.
 twinfuse("finetune", FT_CONFIG, "run.name=ft-s2", *COMMON, "data.source=s2", "model.fusion=none",
