@@ -100,7 +100,8 @@ int main(int argc, char **argv) {
     snprintf(o_size, sizeof o_size, "data.size=%d", size);
     snprintf(o_batch, sizeof o_batch, "data.batch=%d", batch);
     char *ov[] = {"data.shards=unused", fusion ? "data.source=s1+s2" : "data.source=s2", "data.s2_bands=all",
-                  fusion ? "model.fusion=feature" : "model.fusion=none", fusion ? "model.head=gated" : "model.head=concat-linear",
+                  fusion ? "model.fusion=feature" : "model.fusion=none",
+                  fusion ? "model.head=gated" : "model.head=concat-linear",
                   mode == 1 ? "model.mode=frozen" : "model.mode=finetune", o_size, o_batch};
     tw_finetune_cfg cfg;
     tw_comm *comm = NULL;
@@ -115,7 +116,8 @@ int main(int argc, char **argv) {
         return err.code == TW_E_UNSUPPORTED ? 77 : 1;
     }
     tw_cls c;
-    if (tw_cls_init(&c, be, comm, &cfg, batch, 1, mode != 2, &err) != TW_OK || tw_cls_init_weights(&c, 1, &err) != TW_OK) {
+    if (tw_cls_init(&c, be, comm, &cfg, batch, 1, mode != 2, &err) != TW_OK ||
+        tw_cls_init_weights(&c, 1, &err) != TW_OK) {
         fprintf(stderr, "bench_finetune: %s\n", err.msg);
         return 1;
     }
