@@ -52,7 +52,8 @@ int tw_cmd_sweep(int argc, char **argv) {
     if (list) {
         for (int i = 0; i < s.n_cells; i++)
             printf("%4d  %-60s %s\n", i, s.cells[i].name, tw_sweep_cell_done(&s, i) ? "done" : "to do");
-        printf("# %d cells in %s (slurm: --array=0-%d)\n", s.n_cells, s.dir, s.n_cells - 1);
+        printf("# %d cells in %s (slurm: --array=0-%d)%s\n", s.n_cells, s.dir, s.n_cells - 1,
+               s.n_skipped ? "; early fusion x ssl left out (no pre-training of a stacked backbone)" : "");
         code = 0;
         goto done;
     }

@@ -55,21 +55,16 @@ static tw_status bad(tw_err *err, const char *key, const char *value, const char
 }
 
 /* The initialisation's checkpoint or file for one cell, or an error naming the empty key. */
-static tw_status check_init(const tw_sweep_grid_cfg *g, const char *init, tw_cfg_source src, tw_cfg_fusion fusion,
-                            tw_err *err) {
+static tw_status check_init(const tw_sweep_grid_cfg *g, const char *init, tw_cfg_source src, tw_err *err) {
     if (!strcmp(init, "weights") && !g->weights[0])
         return tw_err_set(err, TW_E_MISSING, "sweep.weights: empty, and sweep.experiments asks for weights");
     if (!strcmp(init, "ssl")) {
-        if (fusion == TW_CFG_FUSION_EARLY)
-            return bad(err, "sweep.experiments", init, "early fusion has no ssl initialisation (scratch or weights)");
         if (src != TW_SOURCE_S2 && !g->ssl_s1[0])
             return tw_err_set(err, TW_E_MISSING, "sweep.ssl_s1: empty, and an S1 backbone is initialised from ssl");
         if (src != TW_SOURCE_S1 && !g->ssl_s2[0])
             return tw_err_set(err, TW_E_MISSING, "sweep.ssl_s2: empty, and an S2 backbone is initialised from ssl");
     }
     if (!strcmp(init, "ssl-cross")) {
-        if (fusion == TW_CFG_FUSION_EARLY)
-            return bad(err, "sweep.experiments", init, "early fusion has no ssl-cross initialisation");
         if (!g->ssl_cross[0])
             return tw_err_set(err, TW_E_MISSING, "sweep.ssl_cross: empty, and sweep.experiments asks for ssl-cross");
     }
@@ -140,7 +135,13 @@ tw_status tw_sweep_init(tw_sweep *s, const tw_sweep_cfg *cfg, tw_err *err) {
                              "want <scratch|weights|ssl|ssl-cross>:<frozen|finetune>");
                     break;
                 }
-                if ((st = check_init(g, x, src, fusion, err)) != TW_OK) break;
+                /* Early fusion's stacked backbone has no pre-training: that pair is left out of the
+                 * grid (so one grid can hold every row of the seed's table). */
+                if (fusion == TW_CFG_FUSION_EARLY && !strncmp(x, "ssl", 3)) {
+                    s->n_skipped += L->n_fracs * L->n_seeds;
+                    continue;
+                }
+                if ((st = check_init(g, x, src, err)) != TW_OK) break;
                 for (int f = 0; st == TW_OK && f < L->n_fracs; f++) {
                     char *end = NULL;
                     double frac = strtod(L->fracs[f], &end);
@@ -191,7 +192,7 @@ int tw_sweep_cell_done(const tw_sweep *s, int i) {
 /* The cell's fine-tuning configuration: the base read back with the cell's keys. */
 static tw_status cell_config(tw_finetune_cfg *out, const tw_sweep *s, const tw_sweep_cell *c, tw_err *err) {
     const tw_sweep_grid_cfg *g = &s->cfg->sweep;
-    enum { N = 12, W = 3 * TW_CFG_STR_MAX };
+    enum { N = 13, W = 3 * TW_CFG_STR_MAX };
     char (*b)[W] = calloc(N, W);
     TW_ASSERT(b);
     int n = 0;
@@ -205,6 +206,8 @@ static tw_status cell_config(tw_finetune_cfg *out, const tw_sweep *s, const tw_s
     snprintf(b[n++], W, "run.out_dir=\"%s\"", s->dir);
     double scale = fmin(1.0 / c->fraction, g->epoch_scale_max);
     snprintf(b[n++], W, "optim.epochs=%ld", lrint(fmax(1.0, s->cfg->ft.optim.epochs * scale)));
+    /* As many validations per cell whatever the fraction. */
+    snprintf(b[n++], W, "eval.every_epochs=%ld", lrint(s->cfg->ft.eval.every_epochs * scale));
     const char *i1 = "", *i2 = "", *i0 = "scratch", *pre = "";
     if (!strcmp(c->init, "weights")) i0 = g->weights, pre = "weights:";
     if (!strcmp(c->init, "ssl")) i1 = g->ssl_s1, i2 = g->ssl_s2, i0 = "scratch";
@@ -228,6 +231,8 @@ static tw_status fit_batch(tw_finetune_cfg *cfg, tw_comm *comm, tw_err *err) {
     tw_loader *ld = NULL;
     tw_status st = tw_run_loader_opts(&lo, comm, &cfg->data, tw_cfg_split_names[cfg->data.split], err);
     lo.prefetch = 1;
+    lo.global_batch = tw_comm_size(comm);   /* only counting: any subset holds one such batch */
+    lo.drop_last = 0;
     if (st == TW_OK) st = tw_loader_init(&ld, &lo, err);
     if ((st = tw_run_agree(comm, st, err)) != TW_OK) return st;
     int64_t n = tw_loader_n_samples(ld), world = tw_comm_size(comm);

@@ -27,14 +27,15 @@ typedef struct tw_sweep {
     char *base_yaml;                   /* the base fine-tuning configuration */
     tw_sweep_cell *cells;
     int n_cells;
+    int n_skipped;                     /* combinations without meaning left out (early x ssl) */
     const char *splits[4];
     char splits_buf[TW_CFG_STR_MAX];
     int n_splits;
 } tw_sweep;
 
-/* Parses the grid; an unknown source, fusion, init, mode, fraction or seed, a combination with no
- * meaning (early fusion from ssl) or an initialisation whose checkpoint key is empty is an error
- * naming the key and the value. */
+/* Parses the grid; an unknown source, fusion, init, mode, fraction or seed, or an initialisation
+ * whose checkpoint key is empty, is an error naming the key and the value. Early fusion from ssl
+ * or ssl-cross (no pre-training of a stacked backbone exists) is left out and counted. */
 tw_status tw_sweep_init(tw_sweep *s, const tw_sweep_cfg *cfg, tw_err *err);
 void tw_sweep_free(tw_sweep *s);
 
