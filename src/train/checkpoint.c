@@ -251,7 +251,7 @@ int tw_ckpt_list(char ***paths, const char *dir) {
         n++;
     }
     closedir(d);
-    qsort(list, n, sizeof *list, by_name_desc);
+    if (n > 1) qsort(list, n, sizeof *list, by_name_desc);   /* list is NULL when n is 0 */
     *paths = list;
     return n;
 }
