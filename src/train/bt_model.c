@@ -153,11 +153,5 @@ double tw_bt_model_forward_backward(tw_bt_model *m) {
 }
 
 double tw_bt_model_step(tw_bt_model *m, double *lr) {
-    double loss = tw_bt_model_forward_backward(m);
-    if (!isfinite(loss)) return NAN;
-    tw_grad_span all = {0, m->P.n_params};
-    double lr_used = tw_train_update(m->comm, m->be, &m->P, m->optim, all, TW_GRAD_SUM);
-    if (!isfinite(lr_used)) return NAN;
-    if (lr) *lr = lr_used;
-    return loss;
+    return tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_model_forward_backward(m), lr);
 }

@@ -20,3 +20,12 @@ double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o,
     if (!tw_scale_check(be, g, span.n_elems, scale)) return NAN;
     return tw_optim_step(o, P->params, P->grads);
 }
+
+double tw_train_sum_step(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, double loss, double *lr) {
+    if (!isfinite(loss)) return NAN;
+    tw_grad_span all = {0, P->n_params};
+    double lr_used = tw_train_update(comm, be, P, o, all, TW_GRAD_SUM);
+    if (!isfinite(lr_used)) return NAN;
+    if (lr) *lr = lr_used;
+    return loss;
+}

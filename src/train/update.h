@@ -22,4 +22,9 @@ tw_grad_span tw_grad_span_of(const tw_param_seg *segs, int n_segs);
 double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span,
                        tw_grad_reduce reduce);
 
+/* The end of a standalone Barlow Twins step (tests and benchmarks): given the forward-backward's
+ * loss, the SUM update of the whole buffer; the loss, or NaN when it or a gradient is not finite
+ * (nothing updated then). *lr (may be NULL) gets the weights' rate. */
+double tw_train_sum_step(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, double loss, double *lr);
+
 #endif
