@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int g_rank = 0;   /* process-wide facts, set once by the communicator */
 static void (*g_abort)(int code) = NULL;
@@ -34,4 +36,10 @@ void tw_fatal(const char *what, const char *why, const char *file, int line) {
     fflush(stderr);
     if (g_abort) g_abort(1);
     abort();
+}
+
+int tw_log_is_terminal(int fd) {
+    const char *v = getenv("TW_TERMINAL");
+    if (v && (!strcmp(v, "0") || !strcmp(v, "1"))) return v[0] == '1';
+    return isatty(fd);
 }

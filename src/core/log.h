@@ -24,4 +24,9 @@ _Noreturn void tw_fatal(const char *what, const char *why, const char *file, int
         if (!(cond)) tw_fatal(#cond, "assertion failed", __FILE__, __LINE__); \
     } while (0)
 
+/* Whether fd is a terminal to draw progress bars on. TW_TERMINAL=0 or 1 overrides isatty: under
+ * mpirun a rank's stdout is a pseudo-terminal even when the job's output goes to a file, so
+ * launch/run passes on whether its own stdout is a terminal. */
+int tw_log_is_terminal(int fd);
+
 #endif

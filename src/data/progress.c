@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
+
 double tw_progress_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -16,7 +18,7 @@ void tw_progress_init(tw_progress *p, const char *what, int64_t total) {
     p->total = total;
     p->done = 0;
     p->t0 = p->last_draw = tw_progress_now();
-    p->tty = isatty(STDERR_FILENO);
+    p->tty = tw_log_is_terminal(STDERR_FILENO);
     pthread_mutex_init(&p->mu, NULL);
 }
 

@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
+
 double tw_report_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -16,7 +18,7 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
                          int64_t first_step, int64_t total_steps, int64_t steps_per_epoch, tw_err *err) {
     memset(r, 0, sizeof *r);
     r->on = on;
-    r->tty = on && isatty(STDOUT_FILENO);
+    r->tty = on && tw_log_is_terminal(STDOUT_FILENO);
     r->log_every = log_every > 0 ? log_every : 1;
     r->first_step = first_step;
     r->total_steps = total_steps;
