@@ -7,23 +7,11 @@
 #include <stdint.h>
 
 #include "backend/cpu/cpu.h"
+#include "core/dtype.h"
 
-static inline float bf(uint16_t v) {
-    union { uint32_t u; float f; } c = {(uint32_t)v << 16};
-    return c.f;
-}
-
-/* Round to nearest even, NaN kept a NaN (as tw_f32_to_bf16 and eltwise.c). */
-static inline uint16_t to_bf(float f) {
-    union { float f; uint32_t u; } c = {f};
-    uint32_t u = c.u;
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    uint32_t nan = (u >> 16) | 0x40u;
-    return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? nan : rounded);
-}
 
 static inline float ld(const void *p, size_t i, int is_bf16) {
-    return is_bf16 ? bf(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+    return is_bf16 ? tw_bf16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
 }
 
 /* ---- batch norm, inference-mode backward ------------------------------------------------- */
@@ -80,7 +68,7 @@ void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float
                     if (relu && !(ld(yp, i, is_bf16) > 0.0f)) d = 0.0f;
                     v = gamma[c] / sqrtf(run_var[c] + eps) * d;
                 }
-                if (is_bf16) ((uint16_t *)dx->data)[i] = to_bf(v);
+                if (is_bf16) ((uint16_t *)dx->data)[i] = tw_f32_to_bf16(v);
                 else ((float *)dx->data)[i] = v;
             }
     }
