@@ -27,9 +27,14 @@ tw_slurm_start() {
   host=$(hostname -s)
   local mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))
   local port=$(( 20000 + (RANDOM % 20000) ))
+  # Job ids from a random start: Slurm's PMIx plugin keeps per-step folders named by job id in /tmp
+  # (/tmp/spmix_appdir_<uid>_<job>.<step>), and a second Slurm of these tests (the sanitizer pass,
+  # a parallel ctest) counting from 1 again would meet a folder left there and fail to launch.
+  local first_job=$(( 1000 + RANDOM * 1000 + RANDOM % 1000 ))
   mkdir -p "$tmp/state" "$tmp/spool"
   cat > "$tmp/slurm.conf" <<CONF
 ClusterName=twtest
+FirstJobId=$first_job
 SlurmctldHost=$host
 SlurmUser=root
 SlurmdUser=root
