@@ -1,8 +1,12 @@
 /* One Barlow Twins training step of twinfuse (src/train/bt_model.c: two views through ResNet18,
- * projector, loss, backward, gradient all-reduce, Adam), timed on random views; bench/bt_step/run
- * compares it with PyTorch's same step. One process or every rank of mpirun (batch is global).
+ * projector, loss, backward with the gradient buckets' all-reduce started as its stages finish,
+ * Adam), timed on random views; bench/bt_step/run compares it with PyTorch's same step. One
+ * process or every rank of mpirun (batch is global); on more than one rank it also prints the
+ * '# comm' line of bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default
+ * 4096, the config's default).
  * usage: bench_bt_step C SIZE BATCH STEPS WARMUP fp32|bf16|auto [PROJ_DIM]
  * prints: pairs_per_s=<median over steps> flops_per_pair=<FLOP> ms=<median step> precision=... */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +14,10 @@
 
 #include "core/log.h"
 #include "core/rng.h"
+#include "dist/buckets.h"
+#include "overlap.h"
 #include "train/bt_model.h"
+#include "train/update.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -83,15 +90,40 @@ int main(int argc, char **argv) {
     }
     double proj = 2.0 * (512.0 * dim + 2.0 * dim * dim);
     double flops_pair = 2 * (2 * conv + conv_nostem + 3 * proj);
-    double *t = malloc((size_t)steps * sizeof(double));
+    const char *kib_env = getenv("BUCKET_KIB");
+    int bucket_kib = kib_env ? atoi(kib_env) : 4096;
+    tw_buckets *bk = NULL;
+    if (bucket_kib < 0 || tw_buckets_create(&bk, comm, m.P.grads, 0, m.P.n_params,
+                                            (size_t)bucket_kib * 1024 / sizeof(float), &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: bad BUCKET_KIB or %s\n", err.msg);
+        return 2;
+    }
+    tw_grad_ready ready = tw_buckets_hook(bk);
+    tw_grad_span all = {0, m.P.n_params};
+    double *t = malloc((size_t)steps * sizeof(double)), wait_s = 0, sum_s = 0;
     for (int s = 0; s < warmup + steps; s++) {
         tw_comm_barrier(comm);
         double t0 = now_s();
-        tw_bt_model_step(&m, NULL);
+        tw_buckets_begin(bk);
+        double loss = tw_bt_model_forward_backward(&m, &ready);
+        double w = tw_buckets_wait(bk);
+        int accepted = isfinite(loss) && isfinite(tw_train_apply(be, &m.P, m.optim, all, TW_GRAD_SUM, world));
+        tw_bt_model_end_step(&m, accepted);
+        if (!accepted) {
+            fprintf(stderr, "bench_bt_step: non-finite loss or gradients at step %d\n", s + 1);
+            return 1;
+        }
         tw_backend_sync(be);
         tw_comm_barrier(comm);
-        if (s >= warmup) t[s - warmup] = now_s() - t0;
+        if (s >= warmup) {
+            t[s - warmup] = now_s() - t0;
+            sum_s += t[s - warmup];
+            wait_s += w;
+        }
     }
+    if (world > 1)
+        tw_bench_overlap_print(comm, "bt_step", bk, bucket_kib, sum_s / steps, wait_s / steps,
+                               tw_bench_comm_alone_s(comm, bk, 5));
     qsort(t, (size_t)steps, sizeof *t, cmp_d);
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
     char desc[256];
@@ -101,6 +133,7 @@ int main(int argc, char **argv) {
                1e3 * med, world, desc);
     free(t);
     free(x);
+    tw_buckets_free(bk);
     tw_bt_model_free(&m);
     tw_backend_free(be);
     tw_comm_free(comm);

@@ -106,6 +106,28 @@ void tw_comm_abort(tw_comm *c, int code) {
     abort();   /* an abort that returned is a bug in the communicator; never leave the job running */
 }
 
+tw_comm_req tw_comm_iallreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
+    TW_ASSERT(dtype == TW_F32 || dtype == TW_I64 || dtype == TW_I32);
+    int slot = 0;
+    while (slot < TW_COMM_MAX_PENDING && c->busy[slot]) slot++;
+    TW_ASSERT(slot < TW_COMM_MAX_PENDING);
+    c->busy[slot] = 1;
+    if (n_elems) c->ops->istart(c, slot, buf, n_elems, dtype, op);
+    else c->busy[slot] = 2;   /* nothing to reduce: complete at once */
+    return slot;
+}
+
+int tw_comm_test(tw_comm *c, tw_comm_req r) {
+    TW_ASSERT(r >= 0 && r < TW_COMM_MAX_PENDING && c->busy[r]);
+    return c->busy[r] == 2 || c->ops->test(c, r);
+}
+
+void tw_comm_wait(tw_comm *c, tw_comm_req r) {
+    TW_ASSERT(r >= 0 && r < TW_COMM_MAX_PENDING && c->busy[r]);
+    if (c->busy[r] == 1) c->ops->wait(c, r);
+    c->busy[r] = 0;
+}
+
 static void reducer_sum(void *ctx, float *buf, size_t n_elems) {
     tw_comm_allreduce(ctx, buf, n_elems, TW_F32, TW_REDUCE_SUM);
 }

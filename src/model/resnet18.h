@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "core/grad_ready.h"
 #include "model/params.h"
 
 #define TW_RESNET18_FEATS 512
@@ -121,8 +122,10 @@ void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
  * it is the backward of the network with BN in inference mode (statistics fixed at the running
  * ones: a fine-tuned backbone with frozen BN, tw_bn_backward_eval). accumulate = 0: the backbone's gradients in m->P->grads are overwritten
  * (=); accumulate = 1: added to what is there (+=), e.g. the second Barlow Twins view. The stem's
- * input gets no gradient. */
+ * input gets no gradient. ready (NULL: none) is for the call that makes the backbone's gradients
+ * final (the last view or BN group): it hears of each stage's range as soon as that is final,
+ * layer4 first, and between blocks in case reductions are pending (tw_grad_ready). */
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
-                          tw_resnet18_plans *p, int accumulate);
+                          tw_resnet18_plans *p, int accumulate, const tw_grad_ready *ready);
 
 #endif
