@@ -115,7 +115,11 @@ def main():
     ap.add_argument("--alpha", type=float, default=10.0, help="one case: latency per all-reduce, us")
     ap.add_argument("--bucket-mib", type=float, default=4.0, help="one case: the bucket size")
     a = ap.parse_args()
+    if a.tflops is None:
+        a.tflops = 20.0 if a.gpu == "a100" else 40.0
     if a.ranks:
+        if a.busbw is None:
+            ap.error("--ranks needs --busbw")
         a.gpus_per_node = a.ranks
         a.intra_busbw, a.intra_alpha = a.busbw, a.alpha
         tc, blk, exp, inf = step(a, a.ranks, a.batch, int(a.bucket_mib * MIB))
@@ -125,8 +129,6 @@ def main():
               f"comm_alone_ms={1e3 * inf['comm']:.2f} wait_ms={1e3 * exp:.2f} "
               f"overlap={1 - exp / inf['comm'] if inf['comm'] else 0:.3f} blocking_ms={1e3 * blk:.2f}")
         return
-    if a.tflops is None:
-        a.tflops = 20.0 if a.gpu == "a100" else 40.0
     # Published all-reduce busbw at large messages (nccl-tests): 8x A100 NVLink3 230-250 GB/s, A100 +
     # 8x HDR multi-node 250-300 quoted (we take 180); 8x H100 NVLink4 460-480, H100 + 8x NDR 400-450
     # quoted (we take 350). Latency: 15 us inside a node, 25 us across, +1x per doubling of nodes.

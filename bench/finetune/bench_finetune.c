@@ -170,6 +170,9 @@ int main(int argc, char **argv) {
                 c.plans->net[i]->timing = 1;
                 memset(c.plans->net[i]->time_s, 0, sizeof c.plans->net[i]->time_s);
             }
+        /* Ranks start each step together, so that waiting for the buckets is communication, not
+         * the skew a shared machine leaves between ranks from earlier steps. */
+        if (world > 1) tw_comm_barrier(comm);
         double t0 = now_s(), tp[PHASES + 1];
         tp[0] = t0;
         tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, mode != 2);
