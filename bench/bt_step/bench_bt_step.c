@@ -3,7 +3,8 @@
  * Adam), timed on random views; bench/bt_step/run compares it with PyTorch's same step. One
  * process or every rank of mpirun (batch is global); on more than one rank it also prints the
  * '# comm' line of bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default
- * 4096, the config's default).
+ * 4096, the config's default; SIM_BUSBW=<GB/s> [SIM_ALPHA_US=<us>, default 10]: every all-reduce
+ * also takes the time of a network that slow, tw_comm_sim_wrap, for docs/scaling.md's check).
  * usage: bench_bt_step C SIZE BATCH STEPS WARMUP fp32|bf16|auto [PROJ_DIM]
  * prints: pairs_per_s=<median over steps> flops_per_pair=<FLOP> ms=<median step> precision=... */
 #include <math.h>
@@ -47,6 +48,11 @@ int main(int argc, char **argv) {
     if (tw_comm_create(&comm, tw_comm_kind_auto(0), NULL, NULL, &err) != TW_OK) {
         fprintf(stderr, "bench_bt_step: %s\n", err.msg);
         return 1;
+    }
+    const char *sim_bw = getenv("SIM_BUSBW"), *sim_alpha = getenv("SIM_ALPHA_US");
+    if (sim_bw && tw_comm_sim_wrap(&comm, atof(sim_bw), sim_alpha ? atof(sim_alpha) : 10.0, &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: %s\n", err.msg);
+        return 2;
     }
     int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
     if (batch % world) {

@@ -66,6 +66,16 @@ tw_status tw_comm_create(tw_comm **out, tw_comm_kind kind, int *argc, char ***ar
     return TW_OK;
 }
 
+tw_status tw_comm_sim_wrap(tw_comm **c, double busbw_gbs, double alpha_us, tw_err *err) {
+    for (int i = 0; i < TW_COMM_MAX_PENDING; i++) TW_ASSERT(!(*c)->busy[i]);   /* nothing pending */
+    tw_comm *sim = NULL;
+    tw_status st = tw_comm_sim_create(&sim, *c, busbw_gbs, alpha_us, err);
+    if (st != TW_OK) return st;
+    if (g_abort_comm == *c) g_abort_comm = sim;
+    *c = sim;
+    return TW_OK;
+}
+
 void tw_comm_free(tw_comm *c) {
     if (!c) return;
     if (g_abort_comm == c) {

@@ -63,6 +63,12 @@ void tw_comm_barrier(tw_comm *c);
  * without blocking the host. Unbound, they drain the device instead. Host communicators ignore
  * it (stream may be NULL). */
 void tw_comm_set_stream(tw_comm *c, void *stream);
+/* Replaces *c by a communicator that gives the same results, each all-reduce (blocking or not)
+ * also taking the time of a network of bus bandwidth busbw_gbs (GB/s, nccl-tests' definition)
+ * and latency alpha_us, one collective at a time: imitates a slower interconnect on one machine,
+ * to check the overlap of docs/scaling.md's model (bench/bt_step, SIM_BUSBW). On a bad value *c
+ * stays as it was. */
+tw_status tw_comm_sim_wrap(tw_comm **c, double busbw_gbs, double alpha_us, tw_err *err);
 /* Ends every rank of the job with code (MPI_Abort); tw_fatal reaches it through log.h. */
 _Noreturn void tw_comm_abort(tw_comm *c, int code);
 

@@ -29,6 +29,8 @@ struct tw_comm {
 };
 
 tw_status tw_comm_single_create(tw_comm **out, tw_err *err);
+/* comm_sim.c: inner (owned from then on) slowed to a simulated network (tw_comm_sim_wrap). */
+tw_status tw_comm_sim_create(tw_comm **out, tw_comm *inner, double busbw_gbs, double alpha_us, tw_err *err);
 #ifdef TW_HAVE_MPI
 tw_status tw_comm_mpi_create(tw_comm **out, int *argc, char ***argv, tw_err *err);
 #endif

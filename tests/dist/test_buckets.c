@@ -5,8 +5,9 @@
  * poisons the sum. Bucket sizes: one bucket (0), an odd
  * size, one element (more buckets than TW_COMM_MAX_PENDING), a span offset inside the arena. The
  * sums must equal the flat call's bit for bit on 1 or 2 ranks (a + b is b + a) and within 1e-6
- * (relative) on 3, where MPI may add a bucket in another order than the flat buffer.
- * usage: [mpirun -np N] test_buckets single|mpi */
+ * (relative) on 3, where MPI may add a bucket in another order than the flat buffer. With "sim"
+ * the same through the simulated slow network (tw_comm_sim_wrap), which must not change a sum.
+ * usage: [mpirun -np N] test_buckets single|mpi [sim] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,14 +66,19 @@ static double run(tw_comm *c, size_t bucket_elems, int k, int *n_buckets) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 || (strcmp(argv[1], "single") && strcmp(argv[1], "mpi"))) {
-        fprintf(stderr, "usage: test_buckets single|mpi\n");
+    int sim = argc == 3 && !strcmp(argv[2], "sim");
+    if (argc < 2 || argc > 3 || (argc == 3 && !sim) || (strcmp(argv[1], "single") && strcmp(argv[1], "mpi"))) {
+        fprintf(stderr, "usage: test_buckets single|mpi [sim]\n");
         return 2;
     }
     tw_comm *c = NULL;
     tw_err err = {0};
     tw_comm_kind kind = strcmp(argv[1], "mpi") ? TW_COMM_SINGLE : TW_COMM_MPI;
     if (tw_comm_create(&c, kind, NULL, NULL, &err) != TW_OK) {
+        fprintf(stderr, "test_buckets: %s\n", err.msg);
+        return 1;
+    }
+    if (sim && tw_comm_sim_wrap(&c, 2.0, 1.0, &err) != TW_OK) {
         fprintf(stderr, "test_buckets: %s\n", err.msg);
         return 1;
     }
@@ -85,8 +91,9 @@ int main(int argc, char **argv) {
         int ok = worst <= tol;
         fail |= !ok;
         if (tw_comm_rank(c) == 0)
-            printf("%s %d ranks, bucket %zu elements (%d buckets): max rel. difference to one flat "
-                   "all-reduce %.3g (allowed %.0g)\n", ok ? "  ok  " : "  FAIL", world, sizes[s], nb, worst, tol);
+            printf("%s %d ranks%s, bucket %zu elements (%d buckets): max rel. difference to one flat "
+                   "all-reduce %.3g (allowed %.0g)\n", ok ? "  ok  " : "  FAIL", world,
+                   sim ? " (simulated network)" : "", sizes[s], nb, worst, tol);
     }
     int64_t bad = fail;
     tw_comm_allreduce(c, &bad, 1, TW_I64, TW_REDUCE_MAX);
