@@ -146,5 +146,5 @@ void tw_classifier_backward(tw_classifier *m, tw_classifier_acts *a, const float
     for (int i = m->n_nets - 1; i >= 0; i--)
         for (int g = 0; g < G; g++)
             tw_resnet18_backward(&m->net[i], &a->net[i][g], a->dfeats[i] + g * f_group, p->net[i],
-                                 g > 0, g == G - 1 ? ready : NULL);
+                                 g > 0, ready, g == G - 1);
 }

@@ -141,7 +141,7 @@ static void stage_done(tw_resnet18 *m, tw_resnet18_plans *p, int s, int accumula
 }
 
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
-                          tw_resnet18_plans *p, int accumulate, const tw_grad_ready *ready) {
+                          tw_resnet18_plans *p, int accumulate, const tw_grad_ready *ready, int last) {
     TW_ASSERT(!a->eval_only);
     double t0 = stage_begin(p);
     tw_avgpool_backward(p->be, &a->d_block_y[TW_RESNET18_BLOCKS - 1], dfeats);
@@ -152,10 +152,10 @@ void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfea
         for (int i = 2 * s + 1; i >= 2 * s; i--) {
             block_backward(m, a, i ? &a->d_block_y[i - 1] : &a->d_pool_y,
                            i ? &a->block_y[i - 1] : &a->pool_y, p, i, accumulate);
-            if (i == 2 * s + 1) tw_grad_ready_at(ready, final_lo);   /* progress between blocks */
+            tw_grad_ready_at(ready, final_lo);   /* progress between blocks */
         }
         stage_end(p, 1 + s, 1, t0);
-        if (ready) {
+        if (ready && last) {
             stage_done(m, p, 1 + s, accumulate, ready);
             final_lo = stage_lo(m, 1 + s);
         }
@@ -163,7 +163,7 @@ void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfea
     t0 = stage_begin(p);
     tw_maxpool_backward(p->be, p->pool, &a->d_bn_y[0], &a->d_pool_y, a->pool_ws);
     unit_backward(m, a, NULL, &a->d_bn_y[0], &a->x, p, 0, accumulate);
-    if (ready) {
+    if (ready && last) {
         stage_done(m, p, 0, accumulate, ready);
     } else if (accumulate) {
         /* One add over the backbone's whole gradient range; the alignment gaps are 0 + 0. */

@@ -135,8 +135,8 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) 
         tw_projector_backward(&b->pj, be, &red, 0, b->dfeats, b->dz, b->feats);
         tw_grad_ready_at(ready, b->net.grad_end);
         for (int g = 0; g < G; g++)
-            tw_resnet18_backward(&b->net, &b->acts[g], b->dfeats + g * f_group, b->plans, g > 0,
-                                 g == G - 1 ? ready : NULL);
+            tw_resnet18_backward(&b->net, &b->acts[g], b->dfeats + g * f_group, b->plans, g > 0, ready,
+                                 g == G - 1);
     }
     return loss;
 }

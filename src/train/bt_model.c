@@ -148,7 +148,7 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) 
     for (int v = 0; v < 2; v++)
         for (int g = 0; g < G; g++)
             tw_resnet18_backward(&m->net, &m->acts[v][g], m->dfeats[v] + g * f_group, m->plans,
-                                 v > 0 || g > 0, v == 1 && g == G - 1 ? ready : NULL);
+                                 v > 0 || g > 0, ready, v == 1 && g == G - 1);
 
     return loss;
 }
