@@ -26,6 +26,19 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* A number from the environment (def when unset); exits 2 naming the variable when it is not one. */
+static double env_num(const char *name, double def) {
+    const char *v = getenv(name);
+    if (!v) return def;
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end) {
+        fprintf(stderr, "bench_bt_step: %s='%s' is not a number\n", name, v);
+        exit(2);
+    }
+    return x;
+}
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -49,8 +62,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_bt_step: %s\n", err.msg);
         return 1;
     }
-    const char *sim_bw = getenv("SIM_BUSBW"), *sim_alpha = getenv("SIM_ALPHA_US");
-    if (sim_bw && tw_comm_sim_wrap(&comm, atof(sim_bw), sim_alpha ? atof(sim_alpha) : 10.0, &err) != TW_OK) {
+    if (getenv("SIM_BUSBW") &&
+        tw_comm_sim_wrap(&comm, env_num("SIM_BUSBW", 0), env_num("SIM_ALPHA_US", 10.0), &err) != TW_OK) {
         fprintf(stderr, "bench_bt_step: %s\n", err.msg);
         return 2;
     }
@@ -96,10 +109,9 @@ int main(int argc, char **argv) {
     }
     double proj = 2.0 * (512.0 * dim + 2.0 * dim * dim);
     double flops_pair = 2 * (2 * conv + conv_nostem + 3 * proj);
-    const char *kib_env = getenv("BUCKET_KIB");
-    int bucket_kib = kib_env ? atoi(kib_env) : 4096;
+    int bucket_kib = (int)env_num("BUCKET_KIB", 4096);
     tw_buckets *bk = NULL;
-    if (bucket_kib < 0 || tw_buckets_create(&bk, comm, m.P.grads, 0, m.P.n_params,
+    if (bucket_kib < 0 || bucket_kib > 1048576 || tw_buckets_create(&bk, comm, m.P.grads, 0, m.P.n_params,
                                             (size_t)bucket_kib * 1024 / sizeof(float), &err) != TW_OK) {
         fprintf(stderr, "bench_bt_step: bad BUCKET_KIB or %s\n", err.msg);
         return 2;
