@@ -1,8 +1,13 @@
 /* One Barlow Twins training step of twinfuse (src/train/bt_model.c: two views through ResNet18,
- * projector, loss, backward, gradient all-reduce, Adam), timed on random views; bench/bt_step/run
- * compares it with PyTorch's same step. One process or every rank of mpirun (batch is global).
+ * projector, loss, backward with the gradient buckets' all-reduce started as its stages finish,
+ * Adam), timed on random views; bench/bt_step/run compares it with PyTorch's same step. One
+ * process or every rank of mpirun (batch is global); on more than one rank it also prints the
+ * '# comm' line of bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default
+ * 4096, the config's default; SIM_BUSBW=<GB/s> [SIM_ALPHA_US=<us>, default 10]: every all-reduce
+ * also takes the time of a network that slow, tw_comm_sim_wrap, for docs/scaling.md's check).
  * usage: bench_bt_step C SIZE BATCH STEPS WARMUP fp32|bf16|auto [PROJ_DIM]
  * prints: pairs_per_s=<median over steps> flops_per_pair=<FLOP> ms=<median step> precision=... */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +15,28 @@
 
 #include "core/log.h"
 #include "core/rng.h"
+#include "dist/buckets.h"
+#include "overlap.h"
 #include "train/bt_model.h"
+#include "train/update.h"
 
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A number from the environment (def when unset); exits 2 naming the variable when it is not one. */
+static double env_num(const char *name, double def) {
+    const char *v = getenv(name);
+    if (!v) return def;
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end) {
+        fprintf(stderr, "bench_bt_step: %s='%s' is not a number\n", name, v);
+        exit(2);
+    }
+    return x;
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -40,6 +61,11 @@ int main(int argc, char **argv) {
     if (tw_comm_create(&comm, tw_comm_kind_auto(0), NULL, NULL, &err) != TW_OK) {
         fprintf(stderr, "bench_bt_step: %s\n", err.msg);
         return 1;
+    }
+    if (getenv("SIM_BUSBW") &&
+        tw_comm_sim_wrap(&comm, env_num("SIM_BUSBW", 0), env_num("SIM_ALPHA_US", 10.0), &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: %s\n", err.msg);
+        return 2;
     }
     int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
     if (batch % world) {
@@ -83,15 +109,39 @@ int main(int argc, char **argv) {
     }
     double proj = 2.0 * (512.0 * dim + 2.0 * dim * dim);
     double flops_pair = 2 * (2 * conv + conv_nostem + 3 * proj);
-    double *t = malloc((size_t)steps * sizeof(double));
+    int bucket_kib = (int)env_num("BUCKET_KIB", 4096);
+    tw_buckets *bk = NULL;
+    if (bucket_kib < 0 || bucket_kib > 1048576 || tw_buckets_create(&bk, comm, m.P.grads, 0, m.P.n_params,
+                                            (size_t)bucket_kib * 1024 / sizeof(float), &err) != TW_OK) {
+        fprintf(stderr, "bench_bt_step: bad BUCKET_KIB or %s\n", err.msg);
+        return 2;
+    }
+    tw_grad_ready ready = tw_buckets_hook(bk);
+    tw_grad_span all = {0, m.P.n_params};
+    double *t = malloc((size_t)steps * sizeof(double)), wait_s = 0, sum_s = 0;
     for (int s = 0; s < warmup + steps; s++) {
         tw_comm_barrier(comm);
         double t0 = now_s();
-        tw_bt_model_step(&m, NULL);
+        tw_buckets_begin(bk);
+        double loss = tw_bt_model_forward_backward(&m, &ready);
+        double w = tw_buckets_wait(bk);
+        int accepted = isfinite(loss) && isfinite(tw_train_apply(be, &m.P, m.optim, all, TW_GRAD_SUM, world));
+        tw_bt_model_end_step(&m, accepted);
+        if (!accepted) {
+            fprintf(stderr, "bench_bt_step: non-finite loss or gradients at step %d\n", s + 1);
+            return 1;
+        }
         tw_backend_sync(be);
         tw_comm_barrier(comm);
-        if (s >= warmup) t[s - warmup] = now_s() - t0;
+        if (s >= warmup) {
+            t[s - warmup] = now_s() - t0;
+            sum_s += t[s - warmup];
+            wait_s += w;
+        }
     }
+    if (world > 1)
+        tw_bench_overlap_print(comm, "bt_step", bk, bucket_kib, sum_s / steps, wait_s / steps,
+                               tw_bench_comm_alone_s(comm, bk, 5));
     qsort(t, (size_t)steps, sizeof *t, cmp_d);
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
     char desc[256];
@@ -101,6 +151,7 @@ int main(int argc, char **argv) {
                1e3 * med, world, desc);
     free(t);
     free(x);
+    tw_buckets_free(bk);
     tw_bt_model_free(&m);
     tw_backend_free(be);
     tw_comm_free(comm);

@@ -1,6 +1,9 @@
-/* One fine-tuning step (upload-free: forward, tw_bce_logits, backward, tw_train_update with Adam)
- * or one evaluation forward of the classifier a fine-tuning configuration builds (train/classify.h),
- * timed on random inputs; bench/finetune/run compares it with torch_finetune.py.
+/* One fine-tuning step (upload-free: forward, tw_bce_logits, backward with the gradient buckets'
+ * all-reduce started as its stages finish, tw_train_apply with Adam) or one evaluation forward of
+ * the classifier a fine-tuning configuration builds (train/classify.h), timed on random inputs;
+ * bench/finetune/run compares it with torch_finetune.py. One process or every rank of mpirun
+ * (BATCH is global); on more than one rank a training case also prints the '# comm' line of
+ * bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default the config's).
  * usage: bench_finetune s2|fusion train|frozen|eval SIZE BATCH STEPS WARMUP fp32|bf16 [breakdown]
  *   s2: S2 12 bands, ResNet18 + linear head; fusion: S1 (2) + S2 (12) feature fusion, gated head.
  *   train: every layer learns; frozen: backbones frozen (TL), only the head; eval: forward only.
@@ -15,7 +18,9 @@
 #include "config/finetune.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "dist/buckets.h"
 #include "optim/optim.h"
+#include "overlap.h"
 #include "train/classify.h"
 #include "train/update.h"
 
@@ -115,16 +120,21 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_finetune: %s\n", err.msg);
         return err.code == TW_E_UNSUPPORTED ? 77 : 1;
     }
+    int world = tw_comm_size(comm), n = batch / world;
+    if (batch % world) {
+        fprintf(stderr, "bench_finetune: batch %d is not a multiple of %d ranks\n", batch, world);
+        return 2;
+    }
     tw_cls c;
-    if (tw_cls_init(&c, be, comm, &cfg, batch, 1, mode != 2, &err) != TW_OK ||
+    if (tw_cls_init(&c, be, comm, &cfg, n, 1, mode != 2, &err) != TW_OK ||
         tw_cls_init_weights(&c, 1, &err) != TW_OK) {
         fprintf(stderr, "bench_finetune: %s\n", err.msg);
         return 1;
     }
-    size_t plane = (size_t)batch * size * size;
+    size_t plane = (size_t)n * size * size;
     if (c.x_s1) fill_random(be, c.x_s1, plane * c.c_s1, 1, 0);
     if (c.x_s2) fill_random(be, c.x_s2, plane * c.c_s2, 2, 0);
-    fill_random(be, c.targets, (size_t)batch * c.k, 3, 1);
+    fill_random(be, c.targets, (size_t)n * c.k, 3, 1);
 
     tw_param_seg *segs = malloc(sizeof *segs * (size_t)(c.P.n_segs + 1));
     double *scale = malloc(sizeof *scale * (size_t)(c.P.n_segs + 1));
@@ -139,6 +149,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     tw_grad_span span = tw_grad_span_of(segs, n_segs);
+    const char *kib_env = getenv("BUCKET_KIB");
+    int bucket_kib = kib_env ? (int)arg_long(kib_env, "BUCKET_KIB", 0, 1048576) : cfg.backend.bucket_kib;
+    tw_buckets *bk = NULL;
+    if (tw_buckets_create(&bk, comm, c.P.grads + span.offset, span.offset, span.n_elems,
+                          (size_t)bucket_kib * 1024 / sizeof(float), &err) != TW_OK) {
+        fprintf(stderr, "bench_finetune: %s\n", err.msg);
+        return 1;
+    }
+    tw_grad_ready ready = tw_buckets_hook(bk);
+    double wait_s = 0;
 
     enum { PH_FWD, PH_LOSS, PH_BWD, PH_UPDATE, PHASES };
     static const char *const phase_names[PHASES] = {"forward", "loss", "backward", "update"};
@@ -150,6 +170,9 @@ int main(int argc, char **argv) {
                 c.plans->net[i]->timing = 1;
                 memset(c.plans->net[i]->time_s, 0, sizeof c.plans->net[i]->time_s);
             }
+        /* Ranks start each step together, so that waiting for the buckets is communication, not
+         * the skew a shared machine leaves between ranks from earlier steps. */
+        if (world > 1) tw_comm_barrier(comm);
         double t0 = now_s(), tp[PHASES + 1];
         tp[0] = t0;
         tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, mode != 2);
@@ -157,12 +180,15 @@ int main(int argc, char **argv) {
         tp[1] = now_s();
         tp[2] = tp[3] = tp[4] = tp[1];
         if (mode != 2) {
-            double loss = tw_bce_logits(be, c.acts.dlogits, c.acts.logits, c.targets, batch, c.k);
+            double loss = tw_bce_logits(be, c.acts.dlogits, c.acts.logits, c.targets, n, c.k);
             tp[2] = now_s();
-            tw_classifier_backward(&c.m, &c.acts, c.acts.dlogits, c.plans);
+            tw_buckets_begin(bk);
+            tw_classifier_backward(&c.m, &c.acts, c.acts.dlogits, c.plans, &ready);
             if (breakdown) tw_backend_sync(be);
             tp[3] = now_s();
-            if (!isfinite(loss) || !isfinite(tw_train_update(comm, be, &c.P, o, span, TW_GRAD_MEAN))) {
+            double w = tw_buckets_wait(bk);
+            if (s >= warmup) wait_s += w;
+            if (!isfinite(loss) || !isfinite(tw_train_apply(be, &c.P, o, span, TW_GRAD_MEAN, world))) {
                 fprintf(stderr, "bench_finetune: non-finite loss or gradients at step %d\n", s + 1);
                 return 1;
             }
@@ -178,10 +204,17 @@ int main(int argc, char **argv) {
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
     char desc[256];
     tw_backend_describe(be, desc, sizeof desc);
-    printf("# twinfuse %s\n", desc);
-    printf("twinfuse model=%s mode=%s images_per_s=%.3f flops_per_image=%.6e ms=%.1f min_s=%.4f max_s=%.4f\n",
+    if (world > 1 && mode != 2) {
+        char name[64];
+        snprintf(name, sizeof name, "finetune_%s_%s", argv[1], argv[2]);
+        double mean = 0;
+        for (int i = 0; i < steps; i++) mean += t[i] / steps;
+        tw_bench_overlap_print(comm, name, bk, bucket_kib, mean, wait_s / steps, tw_bench_comm_alone_s(comm, bk, 5));
+    }
+    if (tw_comm_rank(comm) == 0) printf("# twinfuse %s\n", desc);
+    if (tw_comm_rank(comm) == 0) printf("twinfuse model=%s mode=%s images_per_s=%.3f flops_per_image=%.6e ms=%.1f min_s=%.4f max_s=%.4f\n",
            argv[1], argv[2], batch / med, flops_per_image(&c, mode), 1e3 * med, t[0], t[steps - 1]);
-    if (breakdown) {
+    if (breakdown && tw_comm_rank(comm) == 0) {
         printf("# per phase, ms per step (synchronised; %d steps):", steps);
         for (int p = 0; p < PHASES; p++) printf(" %s %.1f", phase_names[p], 1e3 * phase_s[p] / steps);
         printf("\n");
@@ -195,6 +228,7 @@ int main(int argc, char **argv) {
         }
     }
     free(t);
+    tw_buckets_free(bk);
     free(segs);
     free(scale);
     tw_optim_free(o);

@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
         }
         double t0 = now_s();
         tw_resnet18_forward(&a, x, &m, p, 1);
-        tw_resnet18_backward(&m, &a, dfeats, p, 0);
+        tw_resnet18_backward(&m, &a, dfeats, p, 0, NULL, 0);
         tw_backend_sync(be);
         if (i >= warmup) t[i - warmup] = now_s() - t0;
     }

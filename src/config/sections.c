@@ -98,6 +98,8 @@ const tw_cfg_key tw_cfg_backend_keys[] = {
     KI(B, "backend.threads", threads, "0", GE | LE, 0, 1024, "CPU threads per rank; 0: cores / local ranks"),
     KE(B, "backend.comm", comm, comm_names, "auto",
        "communicator: auto (mpi when launched by mpirun or srun, nccl on cuda), single, mpi, nccl"),
+    KI(B, "backend.bucket_kib", bucket_kib, "4096", GE | LE, 0, 1048576,
+       "gradient all-reduce bucket in KiB, started while backward runs (docs/scaling.md); 0: one bucket"),
 };
 const int tw_cfg_n_backend_keys = COUNT(tw_cfg_backend_keys);
 #undef B

@@ -67,6 +67,7 @@ typedef struct tw_backend_cfg {
     tw_cfg_precision precision;
     int threads;                       /* 0: cores / local ranks */
     tw_cfg_comm comm;
+    int bucket_kib;                    /* gradient all-reduce bucket; 0: one bucket */
 } tw_backend_cfg;
 
 /* Probability that each augmentation is applied to a view (augment.view1.*, augment.view2.*).

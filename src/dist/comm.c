@@ -66,6 +66,16 @@ tw_status tw_comm_create(tw_comm **out, tw_comm_kind kind, int *argc, char ***ar
     return TW_OK;
 }
 
+tw_status tw_comm_sim_wrap(tw_comm **c, double busbw_gbs, double alpha_us, tw_err *err) {
+    for (int i = 0; i < TW_COMM_MAX_PENDING; i++) TW_ASSERT(!(*c)->busy[i]);   /* nothing pending */
+    tw_comm *sim = NULL;
+    tw_status st = tw_comm_sim_create(&sim, *c, busbw_gbs, alpha_us, err);
+    if (st != TW_OK) return st;
+    if (g_abort_comm == *c) g_abort_comm = sim;
+    *c = sim;
+    return TW_OK;
+}
+
 void tw_comm_free(tw_comm *c) {
     if (!c) return;
     if (g_abort_comm == c) {
@@ -104,6 +114,28 @@ void tw_comm_set_stream(tw_comm *c, void *stream) {
 void tw_comm_abort(tw_comm *c, int code) {
     c->ops->abort(c, code);
     abort();   /* an abort that returned is a bug in the communicator; never leave the job running */
+}
+
+tw_comm_req tw_comm_iallreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
+    TW_ASSERT(dtype == TW_F32 || dtype == TW_I64 || dtype == TW_I32);
+    int slot = 0;
+    while (slot < TW_COMM_MAX_PENDING && c->busy[slot]) slot++;
+    TW_ASSERT(slot < TW_COMM_MAX_PENDING);
+    c->busy[slot] = 1;
+    if (n_elems) c->ops->istart(c, slot, buf, n_elems, dtype, op);
+    else c->busy[slot] = 2;   /* nothing to reduce: complete at once */
+    return slot;
+}
+
+int tw_comm_test(tw_comm *c, tw_comm_req r) {
+    TW_ASSERT(r >= 0 && r < TW_COMM_MAX_PENDING && c->busy[r]);
+    return c->busy[r] == 2 || c->ops->test(c, r);
+}
+
+void tw_comm_wait(tw_comm *c, tw_comm_req r) {
+    TW_ASSERT(r >= 0 && r < TW_COMM_MAX_PENDING && c->busy[r]);
+    if (c->busy[r] == 1) c->ops->wait(c, r);
+    c->busy[r] = 0;
 }
 
 static void reducer_sum(void *ctx, float *buf, size_t n_elems) {

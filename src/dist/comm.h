@@ -1,4 +1,5 @@
-/* The communicator: rank, size, all-reduce, broadcast, barrier, abort. Implementations: single
+/* The communicator: rank, size, all-reduce (blocking, or started and waited for), broadcast,
+ * barrier, abort. Implementations: single
  * process (comm_single.c), MPI (comm_mpi.c), NCCL (comm_nccl.c, GPU buffers, bootstrapped over
  * MPI). Buffers live where the backend keeps its memory (host for the CPU backend, device for
  * CUDA). A failure is fatal and aborts every rank: a dead rank must never leave the others
@@ -39,6 +40,22 @@ void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw
 /* A reducer (core/reducer.h) whose sum is tw_comm_allreduce(c, ..., TW_F32, TW_REDUCE_SUM): what
  * the synchronised layers of the model take. Valid while c lives. */
 tw_reducer tw_comm_reducer(tw_comm *c);
+
+/* Non-blocking all-reduce: starts what tw_comm_allreduce does and returns a handle at once; buf is
+ * the communicator's until tw_comm_wait(c, handle) returns. Every rank starts the same collectives
+ * in the same order, and at most TW_COMM_MAX_PENDING are pending at a time (more is a bug).
+ * Progress: MPI moves a pending reduction only inside MPI calls, so whoever overlaps it with
+ * computation calls tw_comm_test between pieces of that computation (train/: between the layers
+ * of backward). NCCL runs it on the communication stream after the compute stream's work queued
+ * so far. */
+enum { TW_COMM_MAX_PENDING = 256 };
+typedef int tw_comm_req;
+tw_comm_req tw_comm_iallreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
+/* 1 when the reduction has completed (its handle is still to be waited for), else 0; never blocks. */
+int tw_comm_test(tw_comm *c, tw_comm_req r);
+/* Host communicators: returns when buf holds the result. NCCL: makes the compute stream's later
+ * work wait for it (the host does not block). The handle is free again afterwards. */
+void tw_comm_wait(tw_comm *c, tw_comm_req r);
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
 void tw_comm_barrier(tw_comm *c);
 /* Device communicators (NCCL) order each collective after the work already queued on `stream`
@@ -46,6 +63,12 @@ void tw_comm_barrier(tw_comm *c);
  * without blocking the host. Unbound, they drain the device instead. Host communicators ignore
  * it (stream may be NULL). */
 void tw_comm_set_stream(tw_comm *c, void *stream);
+/* Replaces *c by a communicator that gives the same results, each all-reduce (blocking or not)
+ * also taking the time of a network of bus bandwidth busbw_gbs (GB/s, nccl-tests' definition)
+ * and latency alpha_us, one collective at a time: imitates a slower interconnect on one machine,
+ * to check the overlap of docs/scaling.md's model (bench/bt_step, SIM_BUSBW). On a bad value *c
+ * stays as it was. */
+tw_status tw_comm_sim_wrap(tw_comm **c, double busbw_gbs, double alpha_us, tw_err *err);
 /* Ends every rank of the job with code (MPI_Abort); tw_fatal reaches it through log.h. */
 _Noreturn void tw_comm_abort(tw_comm *c, int code);
 

@@ -12,6 +12,11 @@ typedef struct tw_comm_ops {
     void (*broadcast)(tw_comm *c, void *buf, size_t n_bytes, int root);
     void (*barrier)(tw_comm *c);
     void (*abort)(tw_comm *c, int code);   /* must not return */
+    /* The non-blocking all-reduce in slot (0 <= slot < TW_COMM_MAX_PENDING; comm.c hands out the
+     * slots and never starts a busy one). */
+    void (*istart)(tw_comm *c, int slot, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
+    int (*test)(tw_comm *c, int slot);
+    void (*wait)(tw_comm *c, int slot);
 } tw_comm_ops;
 
 /* Every communicator's struct starts with this header; the rest is its own. */
@@ -20,9 +25,12 @@ struct tw_comm {
     tw_comm_kind kind;
     int rank, size;
     int local_rank, local_size;   /* among the ranks on this node */
+    unsigned char busy[TW_COMM_MAX_PENDING];   /* slots of pending non-blocking calls */
 };
 
 tw_status tw_comm_single_create(tw_comm **out, tw_err *err);
+/* comm_sim.c: inner (owned from then on) slowed to a simulated network (tw_comm_sim_wrap). */
+tw_status tw_comm_sim_create(tw_comm **out, tw_comm *inner, double busbw_gbs, double alpha_us, tw_err *err);
 #ifdef TW_HAVE_MPI
 tw_status tw_comm_mpi_create(tw_comm **out, int *argc, char ***argv, tw_err *err);
 #endif

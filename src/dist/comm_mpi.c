@@ -13,6 +13,7 @@ typedef struct mpi_comm {
     struct tw_comm base;
     MPI_Comm comm;        /* our duplicate of MPI_COMM_WORLD */
     int owns_init;        /* we called MPI_Init_thread, so we finalise */
+    MPI_Request req[TW_COMM_MAX_PENDING];   /* the non-blocking calls' requests, by slot */
 } mpi_comm;
 
 static void check_mpi(int rc, const char *call, const char *file, int line) {
@@ -50,6 +51,29 @@ static void mpi_allreduce(tw_comm *c_, void *buf, size_t n_elems, tw_dtype dtype
     }
 }
 
+/* MPI_Iallreduce in place. A non-blocking call is one request, so it takes at most INT_MAX
+ * elements (the gradient buckets are far smaller; more is a bug). */
+static void mpi_istart(tw_comm *c_, int slot, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
+    mpi_comm *c = (mpi_comm *)c_;
+    TW_ASSERT(n_elems <= MAX_COUNT);
+    TW_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n_elems, mpi_type(dtype), op == TW_REDUCE_SUM ? MPI_SUM : MPI_MAX,
+                                c->comm, &c->req[slot]));
+}
+
+/* MPI_Test also moves the pending reductions on (Open MPI progresses only inside MPI calls). */
+static int mpi_test(tw_comm *c_, int slot) {
+    mpi_comm *c = (mpi_comm *)c_;
+    int done = 0;
+    if (c->req[slot] == MPI_REQUEST_NULL) return 1;
+    TW_CHECK_MPI(MPI_Test(&c->req[slot], &done, MPI_STATUS_IGNORE));
+    return done;
+}
+
+static void mpi_wait(tw_comm *c_, int slot) {
+    mpi_comm *c = (mpi_comm *)c_;
+    TW_CHECK_MPI(MPI_Wait(&c->req[slot], MPI_STATUS_IGNORE));
+}
+
 static void mpi_broadcast(tw_comm *c_, void *buf, size_t n_bytes, int root) {
     mpi_comm *c = (mpi_comm *)c_;
     for (size_t done = 0; done < n_bytes; done += MAX_COUNT) {
@@ -78,7 +102,8 @@ static void mpi_free(tw_comm *c_) {
     free(c);
 }
 
-static const tw_comm_ops mpi_ops = {mpi_free, mpi_allreduce, mpi_broadcast, mpi_barrier, mpi_abort};
+static const tw_comm_ops mpi_ops = {mpi_free,  mpi_allreduce, mpi_broadcast, mpi_barrier,
+                                    mpi_abort, mpi_istart,    mpi_test,      mpi_wait};
 
 tw_status tw_comm_mpi_create(tw_comm **out, int *argc, char ***argv, tw_err *err) {
     int inited = 0, finalized = 0, provided = 0;
@@ -105,6 +130,7 @@ tw_status tw_comm_mpi_create(tw_comm **out, int *argc, char ***argv, tw_err *err
     TW_CHECK_MPI(MPI_Comm_rank(node, &c->base.local_rank));
     TW_CHECK_MPI(MPI_Comm_size(node, &c->base.local_size));
     TW_CHECK_MPI(MPI_Comm_free(&node));
+    for (int i = 0; i < TW_COMM_MAX_PENDING; i++) c->req[i] = MPI_REQUEST_NULL;
     c->base.ops = &mpi_ops;
     c->base.kind = TW_COMM_MPI;
     *out = &c->base;

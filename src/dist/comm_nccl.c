@@ -30,6 +30,10 @@ typedef struct nccl_comm {
     cudaStream_t compute_stream;  /* the backend's (tw_comm_set_stream); NULL until bound */
     cudaEvent_t ev_ready, ev_done;
     int warned_unbound;
+    /* Non-blocking calls, by slot: the event recorded on the communication stream after the
+     * collective (made on the slot's first use), or the slot went to MPI (a host buffer). */
+    cudaEvent_t ev_req[TW_COMM_MAX_PENDING];
+    unsigned char on_host[TW_COMM_MAX_PENDING];
 } nccl_comm;
 
 static int on_device(const void *p) {
@@ -92,6 +96,43 @@ static void nccl_allreduce(tw_comm *c_, void *buf, size_t n_elems, tw_dtype dtyp
     leave(c);
 }
 
+/* Queued on the communication stream after the compute stream's work so far; the slot's event
+ * marks its end, so test and wait never touch the device as a whole. */
+static void nccl_istart(tw_comm *c_, int slot, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
+    nccl_comm *c = (nccl_comm *)c_;
+    c->on_host[slot] = !on_device(buf);
+    if (c->on_host[slot]) {
+        c->mpi->ops->istart(c->mpi, slot, buf, n_elems, dtype, op);
+        return;
+    }
+    if (!c->ev_req[slot]) TW_CHECK_CUDA(cudaEventCreateWithFlags(&c->ev_req[slot], cudaEventDisableTiming));
+    enter(c);
+    TW_CHECK_NCCL(ncclAllReduce(buf, buf, n_elems, nccl_type(dtype), op == TW_REDUCE_SUM ? ncclSum : ncclMax,
+                                c->nccl, c->comm_stream));
+    TW_CHECK_CUDA(cudaEventRecord(c->ev_req[slot], c->comm_stream));
+}
+
+static int nccl_test(tw_comm *c_, int slot) {
+    nccl_comm *c = (nccl_comm *)c_;
+    if (c->on_host[slot]) return c->mpi->ops->test(c->mpi, slot);
+    cudaError_t e = cudaEventQuery(c->ev_req[slot]);
+    if (e == cudaErrorNotReady) return 0;
+    TW_CHECK_CUDA(e);
+    return 1;
+}
+
+/* The compute stream's later work waits for the slot's collective; unbound, the host waits for
+ * that one event (never the whole device). */
+static void nccl_wait(tw_comm *c_, int slot) {
+    nccl_comm *c = (nccl_comm *)c_;
+    if (c->on_host[slot]) {
+        c->mpi->ops->wait(c->mpi, slot);
+        return;
+    }
+    if (c->compute_stream) TW_CHECK_CUDA(cudaStreamWaitEvent(c->compute_stream, c->ev_req[slot], 0));
+    else TW_CHECK_CUDA(cudaEventSynchronize(c->ev_req[slot]));
+}
+
 static void nccl_broadcast(tw_comm *c_, void *buf, size_t n_bytes, int root) {
     nccl_comm *c = (nccl_comm *)c_;
     if (!on_device(buf)) {
@@ -127,6 +168,8 @@ static void nccl_free(tw_comm *c_) {
     if (c->nccl) TW_CHECK_NCCL(ncclCommDestroy(c->nccl));
     if (c->ev_ready) cudaEventDestroy(c->ev_ready);
     if (c->ev_done) cudaEventDestroy(c->ev_done);
+    for (int i = 0; i < TW_COMM_MAX_PENDING; i++)
+        if (c->ev_req[i]) cudaEventDestroy(c->ev_req[i]);
     if (c->comm_stream) cudaStreamDestroy(c->comm_stream);
     if (c->mpi) c->mpi->ops->free(c->mpi);
     free(c);
@@ -138,6 +181,9 @@ static const tw_comm_ops nccl_ops = {
     .broadcast = nccl_broadcast,
     .barrier = nccl_barrier,
     .abort = nccl_abort,
+    .istart = nccl_istart,
+    .test = nccl_test,
+    .wait = nccl_wait,
 };
 
 tw_status tw_comm_nccl_create(tw_comm **out, int *argc, char ***argv, tw_err *err) {

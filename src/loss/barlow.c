@@ -52,3 +52,5 @@ double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, f
     tw_syncbn_backward(&L->bn, be, &red, dz1, NULL, NULL, L->da[1], L->a[1], z1, &L->cache[1], NULL);
     return loss;
 }
+
+void tw_barlow_commit(tw_barlow *L, tw_backend *be, int accepted) { tw_syncbn_commit(&L->bn, be, accepted); }

@@ -26,5 +26,7 @@ void tw_barlow_free(tw_barlow *L, tw_backend *be);
  * Returns NAN when the embeddings' statistics or the loss are not finite. */
 double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
                                   float *dz1, const float *z0, const float *z1);
+/* The end of a step for the loss's BN (tw_syncbn_commit). */
+void tw_barlow_commit(tw_barlow *L, tw_backend *be, int accepted);
 
 #endif

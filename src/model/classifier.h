@@ -138,8 +138,10 @@ void tw_classifier_acts_free(tw_classifier_acts *a, tw_backend *be);
 void tw_classifier_forward(tw_classifier_acts *a, const float *x_s1, const float *x_s2,
                            tw_classifier *m, tw_classifier_plans *p, int train);
 /* From dlogits [n, k] f32 (backend memory, e.g. a->dlogits), after a train = 1 forward on a:
- * every trainable gradient into P->grads (=); frozen backbones' gradients are not written. */
+ * every trainable gradient into P->grads (=); frozen backbones' gradients are not written.
+ * ready (NULL: none) hears of each range of the arena as soon as its gradients are final: the
+ * head's, then each backbone's stages, layer4 first (core/grad_ready.h). */
 void tw_classifier_backward(tw_classifier *m, tw_classifier_acts *a, const float *dlogits,
-                            tw_classifier_plans *p);
+                            tw_classifier_plans *p, const tw_grad_ready *ready);
 
 #endif

@@ -108,7 +108,7 @@ void tw_classifier_forward(tw_classifier_acts *a, const float *x_s1, const float
 }
 
 void tw_classifier_backward(tw_classifier *m, tw_classifier_acts *a, const float *dlogits,
-                            tw_classifier_plans *p) {
+                            tw_classifier_plans *p, const tw_grad_ready *ready) {
     TW_ASSERT(a->train && a->for_training);
     tw_backend *be = p->be;
     tw_params *P = m->P;
@@ -137,11 +137,14 @@ void tw_classifier_backward(tw_classifier *m, tw_classifier_acts *a, const float
                         TW_RESNET18_FEATS, a->dhid, tw_params_ptr(P, m->w[0]), n, m->d_out[0],
                         gated);
     }
+    /* The head's tensors come after the backbones' in the arena: final now. */
+    tw_grad_ready_at(ready, P->entries[m->w[0]].offset);
     if (!need_dfeats) return;
     int G = p->groups, rows = n / G;
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
-    for (int i = 0; i < m->n_nets; i++)
+    /* The last backbone in the arena first, so that what is final grows from the arena's end. */
+    for (int i = m->n_nets - 1; i >= 0; i--)
         for (int g = 0; g < G; g++)
             tw_resnet18_backward(&m->net[i], &a->net[i][g], a->dfeats[i] + g * f_group, p->net[i],
-                                 g > 0);
+                                 g > 0, ready, g == G - 1);
 }

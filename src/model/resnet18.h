@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "core/grad_ready.h"
 #include "model/params.h"
 
 #define TW_RESNET18_FEATS 512
@@ -121,8 +122,12 @@ void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
  * it is the backward of the network with BN in inference mode (statistics fixed at the running
  * ones: a fine-tuned backbone with frozen BN, tw_bn_backward_eval). accumulate = 0: the backbone's gradients in m->P->grads are overwritten
  * (=); accumulate = 1: added to what is there (+=), e.g. the second Barlow Twins view. The stem's
- * input gets no gradient. */
+ * input gets no gradient. ready (NULL: none) hears after every block, so that pending reductions
+ * progress (tw_grad_ready), with the offset of the backbone's end: the caller guarantees that
+ * everything after the backbone in the arena is final by then. last = 1 for the call that makes
+ * the backbone's gradients final (the last view or BN group): ready then also hears of each
+ * stage's range as soon as it is final, layer4 first. */
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
-                          tw_resnet18_plans *p, int accumulate);
+                          tw_resnet18_plans *p, int accumulate, const tw_grad_ready *ready, int last);
 
 #endif

@@ -1,6 +1,7 @@
-/* ResNet18's forward and backward over one activation set, with the optional per-stage timer.
- * Plans, parameters and activation sets are made in resnet18.c. BN is fused with the ReLU after
- * it, and each block's residual add with its ReLU. */
+/* ResNet18's forward and backward over one activation set, with the optional per-stage timer and
+ * the backward's stage-by-stage "gradients final" calls (core/grad_ready.h). Plans, parameters
+ * and activation sets are made in resnet18.c. BN is fused with the ReLU after it, and each
+ * block's residual add with its ReLU. */
 #include <time.h>
 
 #include "core/log.h"
@@ -121,23 +122,50 @@ static void block_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, c
     }
 }
 
+/* Stage s's (0: stem, 1..4: layer1..4) range in the arena: from its first tensor to the next
+ * stage's (torchvision's registration order keeps a stage's tensors together). */
+static size_t stage_lo(const tw_resnet18 *m, int s) {
+    return s == 0 ? m->grad_begin : m->P->entries[m->u[m->b[2 * (s - 1)].conv1].w].offset;
+}
+
+/* Stage s's weight gradients are final: with accumulate, the scratch's share is added to the
+ * arena first (the alignment gaps are 0 + 0), then `ready` hears of it. */
+static void stage_done(tw_resnet18 *m, tw_resnet18_plans *p, int s, int accumulate, const tw_grad_ready *ready) {
+    size_t lo = stage_lo(m, s), hi = s == 4 ? m->grad_end : stage_lo(m, s + 1);
+    if (accumulate) {
+        tw_tensor g = {m->P->grads + lo, 1, (int)(hi - lo), 1, 1, TW_F32, TW_LAYOUT_NCHW};
+        tw_tensor sc = {p->grad_scratch + (lo - m->grad_begin), 1, (int)(hi - lo), 1, 1, TW_F32, TW_LAYOUT_NCHW};
+        tw_add(p->be, &g, &g, &sc);
+    }
+    tw_grad_ready_at(ready, lo);
+}
+
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
-                          tw_resnet18_plans *p, int accumulate) {
+                          tw_resnet18_plans *p, int accumulate, const tw_grad_ready *ready, int last) {
     TW_ASSERT(!a->eval_only);
     double t0 = stage_begin(p);
     tw_avgpool_backward(p->be, &a->d_block_y[TW_RESNET18_BLOCKS - 1], dfeats);
     stage_end(p, 5, 1, t0);
+    size_t final_lo = m->grad_end;   /* what `ready` has heard is final */
     for (int s = 3; s >= 0; s--) {
         t0 = stage_begin(p);
-        for (int i = 2 * s + 1; i >= 2 * s; i--)
+        for (int i = 2 * s + 1; i >= 2 * s; i--) {
             block_backward(m, a, i ? &a->d_block_y[i - 1] : &a->d_pool_y,
                            i ? &a->block_y[i - 1] : &a->pool_y, p, i, accumulate);
+            tw_grad_ready_at(ready, final_lo);   /* progress between blocks */
+        }
         stage_end(p, 1 + s, 1, t0);
+        if (ready && last) {
+            stage_done(m, p, 1 + s, accumulate, ready);
+            final_lo = stage_lo(m, 1 + s);
+        }
     }
     t0 = stage_begin(p);
     tw_maxpool_backward(p->be, p->pool, &a->d_bn_y[0], &a->d_pool_y, a->pool_ws);
     unit_backward(m, a, NULL, &a->d_bn_y[0], &a->x, p, 0, accumulate);
-    if (accumulate) {
+    if (ready && last) {
+        stage_done(m, p, 0, accumulate, ready);
+    } else if (accumulate) {
         /* One add over the backbone's whole gradient range; the alignment gaps are 0 + 0. */
         size_t n = m->grad_end - m->grad_begin;
         tw_tensor g = {m->P->grads + m->grad_begin, 1, (int)n, 1, 1, TW_F32, TW_LAYOUT_NCHW};

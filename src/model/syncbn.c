@@ -1,11 +1,13 @@
-/* Synchronised 1-D batch norm (syncbn.h): local sums from the backend, an all-reduce, the global
- * mean, the same for the centred values, the inverse std on the host in double, then the
- * backend's normalise step. The
- * backward mirrors it (torch.nn.SyncBatchNorm's formulas, documented in torch/nn/modules/_functions.py). */
+/* Synchronised 1-D batch norm (syncbn.h). Forward: the local sums of x - K for a shift K every
+ * rank holds alike (the running mean), one all-reduce of them, the global mean and variance on
+ * the host in double, then the backend's normalise step; a second pass about the global mean
+ * only where K was too far from it. The running statistics wait for tw_syncbn_commit. The
+ * backward mirrors torch.nn.SyncBatchNorm's formulas (torch/nn/modules/_functions.py). */
 #include "model/syncbn.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 
@@ -19,15 +21,19 @@ void tw_syncbn_init(tw_syncbn *bn, tw_backend *be, int n, int d, int n_ranks, in
     bn->n_global = (double)n * n_ranks;
     bn->run_mean = bn->run_var = NULL;
     bn->n_batches = NULL;
+    bn->n_pending = 0;
+    bn->n_reductions = 0;
     bn->host = malloc((size_t)2 * d * sizeof(double));
     bn->host_f = malloc((size_t)4 * d * sizeof(float));
-    TW_ASSERT(bn->host && bn->host_f);
+    bn->pending = malloc((size_t)TW_SYNCBN_MAX_PENDING * 2 * d * sizeof(double));
+    TW_ASSERT(bn->host && bn->host_f && bn->pending);
     bn->sums = tw_mem_alloc(be, (size_t)2 * d * sizeof(float));
 }
 
 void tw_syncbn_free(tw_syncbn *bn, tw_backend *be) {
     free(bn->host);
     free(bn->host_f);
+    free(bn->pending);
     tw_mem_free(be, bn->sums);
 }
 
@@ -41,52 +47,54 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be) {
     tw_mem_free(be, c->inv_std);
 }
 
-int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
-                      const float *x, const float *gamma, const float *beta) {
-    int d = bn->d, finite = 1;
+/* One pass about the shift K in c->mean (c->inv_std holds ones): y = x - K, the local sums of y
+ * and y², one all-reduce of both, then host[j] = K + S1/N and host[d + j] = S2/N - (S1/N)²
+ * (biased). Returns -1 when a statistic is not finite, 0 when K was too far from the mean for
+ * some feature (further than a quarter of its standard deviation: S2/N is then var (1 + 1/16) at
+ * most, so the subtraction loses next to nothing against centred sums), else 1. The verdict
+ * follows the reduced sums, so it is the same on every rank. */
+static int shifted_pass(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
+                        const float *x) {
+    int d = bn->d, verdict = 1;
     double N = bn->n_global;
-    /* Two passes, as torch's variance is computed: the global mean first, then the sums of the
-     * centred values (in y, which the normalise step overwrites), so that a feature whose mean is
-     * large next to its spread keeps its variance (Σx² - N mean² in fp32 would cancel). */
-    tw_bn1d_sums(be, bn->sums, x, bn->n, d);
-    tw_reducer_sum(red, bn->sums, (size_t)2 * d);
-    tw_mem_to_host(be, bn->host_f, bn->sums, (size_t)2 * d * sizeof(float));
-    for (int j = 0; j < d; j++) {
-        bn->host[j] = bn->host_f[j] / N;
-        if (!isfinite(bn->host[j])) finite = 0;
-        bn->host_f[j] = (float)bn->host[j];
-        bn->host_f[d + j] = 1.0f;
-    }
-    if (!finite) return 0;
-    tw_mem_from_host(be, c->mean, bn->host_f, (size_t)d * sizeof(float));
-    tw_mem_from_host(be, c->inv_std, bn->host_f + d, (size_t)d * sizeof(float));
     tw_bn1d_forward(be, y, x, c->mean, c->inv_std, NULL, NULL, bn->n, d, 0);
     tw_bn1d_sums(be, bn->sums, y, bn->n, d);
     tw_reducer_sum(red, bn->sums, (size_t)2 * d);
+    bn->n_reductions++;
     tw_mem_to_host(be, bn->host_f, bn->sums, (size_t)2 * d * sizeof(float));
+    tw_mem_to_host(be, bn->host_f + 2 * d, c->mean, (size_t)d * sizeof(float));
     for (int j = 0; j < d; j++) {
-        /* Σ(x - m) is the rounding left in m; take it out of both the mean and the variance. */
         double shift = bn->host_f[j] / N;
         double var = bn->host_f[d + j] / N - shift * shift;
         if (var < 0) var = 0;
-        if (!isfinite(var)) finite = 0;
-        bn->host[j] += shift;
+        bn->host[j] = bn->host_f[2 * d + j] + shift;
         bn->host[d + j] = var;
+        if (!isfinite(bn->host[j]) || !isfinite(var)) return -1;
+        if (16 * shift * shift > var) verdict = 0;
     }
-    if (bn->run_mean) {
-        /* torch: running = (1 - m) running + m batch, with the unbiased variance. */
-        float *rm = bn->host_f + 2 * d, *rv = bn->host_f + 3 * d;
-        double m = bn->momentum, corr = N > 1 ? N / (N - 1) : 1.0;
-        tw_mem_to_host(be, rm, bn->run_mean, (size_t)d * sizeof(float));
-        tw_mem_to_host(be, rv, bn->run_var, (size_t)d * sizeof(float));
-        for (int j = 0; j < d; j++) {
-            rm[j] = (float)((1 - m) * rm[j] + m * bn->host[j]);
-            rv[j] = (float)((1 - m) * rv[j] + m * bn->host[d + j] * corr);
-        }
-        tw_mem_from_host(be, bn->run_mean, rm, (size_t)d * sizeof(float));
-        tw_mem_from_host(be, bn->run_var, rv, (size_t)d * sizeof(float));
+    return verdict;
+}
+
+int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
+                      const float *x, const float *gamma, const float *beta) {
+    int d = bn->d;
+    TW_ASSERT(bn->n_pending < TW_SYNCBN_MAX_PENDING);
+    /* The shift: the running mean (the same on every rank, and near the batch mean once training
+     * has run a while), or 0 untracked. Where it is too far off (early steps, or a feature whose
+     * mean is large next to its spread), a second pass about the global mean: two passes, as
+     * torch's variance, so Σx² - N mean² in fp32 never cancels the variance away. */
+    for (int j = 0; j < d; j++) bn->host_f[j] = 1.0f;
+    tw_mem_from_host(be, c->inv_std, bn->host_f, (size_t)d * sizeof(float));
+    if (bn->run_mean) tw_mem_copy(be, c->mean, bn->run_mean, (size_t)d * sizeof(float));
+    else tw_mem_zero(be, c->mean, (size_t)d * sizeof(float));
+    int verdict = shifted_pass(bn, be, red, y, c, x);
+    if (verdict == 0) {
+        for (int j = 0; j < d; j++) bn->host_f[j] = (float)bn->host[j];
+        tw_mem_from_host(be, c->mean, bn->host_f, (size_t)d * sizeof(float));
+        verdict = shifted_pass(bn, be, red, y, c, x);
     }
-    if (bn->n_batches) (*bn->n_batches)++;
+    if (verdict < 0) return 0;
+    memcpy(bn->pending + (size_t)bn->n_pending++ * 2 * d, bn->host, (size_t)2 * d * sizeof(double));
     for (int j = 0; j < d; j++) {
         bn->host_f[j] = (float)bn->host[j];
         bn->host_f[d + j] = (float)(1.0 / sqrt(bn->host[d + j] + bn->eps));
@@ -94,7 +102,31 @@ int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, floa
     tw_mem_from_host(be, c->mean, bn->host_f, (size_t)d * sizeof(float));
     tw_mem_from_host(be, c->inv_std, bn->host_f + d, (size_t)d * sizeof(float));
     tw_bn1d_forward(be, y, x, c->mean, c->inv_std, gamma, beta, bn->n, d, bn->relu);
-    return finite;
+    return 1;
+}
+
+void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted) {
+    int d = bn->d, k = bn->n_pending;
+    bn->n_pending = 0;
+    if (!accepted || !k) return;
+    if (bn->run_mean) {
+        /* torch: running = (1 - m) running + m batch, with the unbiased variance, once per
+         * forward in the order they ran. */
+        float *rm = bn->host_f + 2 * d, *rv = bn->host_f + 3 * d;
+        double m = bn->momentum, N = bn->n_global, corr = N > 1 ? N / (N - 1) : 1.0;
+        tw_mem_to_host(be, rm, bn->run_mean, (size_t)d * sizeof(float));
+        tw_mem_to_host(be, rv, bn->run_var, (size_t)d * sizeof(float));
+        for (int i = 0; i < k; i++) {
+            const double *st = bn->pending + (size_t)i * 2 * d;
+            for (int j = 0; j < d; j++) {
+                rm[j] = (float)((1 - m) * rm[j] + m * st[j]);
+                rv[j] = (float)((1 - m) * rv[j] + m * st[d + j] * corr);
+            }
+        }
+        tw_mem_from_host(be, bn->run_mean, rm, (size_t)d * sizeof(float));
+        tw_mem_from_host(be, bn->run_var, rv, (size_t)d * sizeof(float));
+    }
+    if (bn->n_batches) *bn->n_batches += k;
 }
 
 /* v += s over d f32 elements of backend memory, through the op interface's element-wise add. */
@@ -110,7 +142,7 @@ void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, fl
     int d = bn->d;
     tw_bn1d_backward_sums(be, bn->sums, dy, y, x, c->mean, c->inv_std, bn->n, d, bn->relu);
     /* The local shares are this rank's parameter gradients (sums = [Σdy', Σdy'x̂]); the flat
-     * gradient all-reduce adds the other ranks' shares later. */
+     * gradient all-reduce adds the other ranks' shares later. Both sums go in one all-reduce. */
     if (dbeta) vec_add(be, dbeta, bn->sums, d);
     if (dgamma) vec_add(be, dgamma, bn->sums + d, d);
     tw_reducer_sum(red, bn->sums, (size_t)2 * d);

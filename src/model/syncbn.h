@@ -8,8 +8,12 @@
 #include "backend/backend.h"
 #include "core/reducer.h"
 
+/* Forwards a step may make before its commit (Barlow Twins: two views through one layer). */
+#define TW_SYNCBN_MAX_PENDING 2
+
 /* One synchronised BN layer: its constants, where its running statistics live (torch's buffers,
- * kept for checkpoints; they do not enter training) and the scratch it needs. */
+ * kept for checkpoints; in training they only give the statistics' shift) and the scratch it
+ * needs. */
 typedef struct tw_syncbn {
     int n, d;              /* local rows, features */
     int relu;              /* y = relu(bn(x)) */
@@ -20,6 +24,11 @@ typedef struct tw_syncbn {
     float *sums;           /* [2d] backend scratch for the all-reduced sums */
     double *host;          /* [2d] host scratch */
     float *host_f;         /* [4d] host scratch */
+    double *pending;       /* [MAX_PENDING][2d] the batch mean and biased var of each forward
+                            * since the last commit */
+    int n_pending;
+    int64_t n_reductions;  /* forward's all-reduces so far: one per forward, two where the
+                            * running mean was too far from the batch's */
 } tw_syncbn;
 
 /* The per-call state a forward leaves for its backward (one per view). */
@@ -33,12 +42,19 @@ void tw_syncbn_free(tw_syncbn *bn, tw_backend *be);
 void tw_syncbn_cache_init(tw_syncbn_cache *c, tw_backend *be, int d);
 void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
 
-/* y = [relu](gamma (x - mean) inv_std + beta), mean and var of the global batch (biased var);
- * updates the running statistics with the unbiased var, as torch does. x, y: [n, d] backend f32.
- * gamma, beta: [d] or NULL (affine=False). Two passes (mean, then centred sums), each with one
- * all-reduce of 2d floats. Returns 0 when the global statistics are not finite. */
+/* y = [relu](gamma (x - mean) inv_std + beta), mean and var of the global batch (biased var). x,
+ * y: [n, d] backend f32. gamma, beta: [d] or NULL (affine=False). One all-reduce of 2d floats: the
+ * sums of x - K and (x - K)² about the running mean K (0 untracked), which every rank holds alike;
+ * a second one about the global mean for a step where some feature's mean is further from K than a
+ * quarter of its standard deviation (then the one-pass variance would lose precision). Returns 0
+ * when the global statistics are not finite. The running statistics do not move here: the batch's
+ * statistics wait for tw_syncbn_commit (at most TW_SYNCBN_MAX_PENDING forwards). */
 int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
                       const float *x, const float *gamma, const float *beta);
+/* The end of a step: accepted, the forwards since the last commit update the running statistics
+ * in order (torch's momentum rule, unbiased var) and num_batches_tracked; rejected (a non-finite
+ * loss or gradient), they are dropped and nothing changes. */
+void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted);
 
 /* dx (=) from dy through the layer, with the global sums of dy and dy·x̂. dgamma, dbeta (+=) get
  * only this rank's share: the gradient all-reduce sums the shares. dgamma/dbeta NULL with

@@ -100,7 +100,7 @@ void tw_bt_cross_reset(tw_bt_cross *m, uint64_t seed) {
     tw_bt_params_broadcast(m->comm, &m->P);
 }
 
-double tw_bt_cross_forward_backward(tw_bt_cross *m) {
+double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) {
     tw_backend *be = m->be;
     const tw_bt_opts *o = &m->o.bt;
     int G = o->bn_groups, rows = o->n_local / G, c_in[2] = {o->c_in, m->o.c_s2};
@@ -125,19 +125,29 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m) {
 
     /* backward: each projector (+= into its zeroed gradients: the arena range from its backbone's
      * end to the next branch's backbone, or to the end), then its backbone (= for the first BN
-     * group, += after) */
+     * group, += after). The S2 branch first: it sits after the S1 branch in the arena, so what
+     * is final grows from the arena's end (tw_grad_ready). */
     tw_params *P = &m->P;
-    for (int s = 0; s < 2; s++) {
+    for (int s = 1; s >= 0; s--) {
         tw_bt_branch *b = &m->br[s];
         size_t end = s == 0 ? m->br[1].net.grad_begin : P->n_params;
         tw_mem_zero(be, P->grads + b->net.grad_end, (end - b->net.grad_end) * sizeof(float));
         tw_projector_backward(&b->pj, be, &red, 0, b->dfeats, b->dz, b->feats);
+        tw_grad_ready_at(ready, b->net.grad_end);
         for (int g = 0; g < G; g++)
-            tw_resnet18_backward(&b->net, &b->acts[g], b->dfeats + g * f_group, b->plans, g > 0);
+            tw_resnet18_backward(&b->net, &b->acts[g], b->dfeats + g * f_group, b->plans, g > 0, ready,
+                                 g == G - 1);
     }
     return loss;
 }
 
+void tw_bt_cross_end_step(tw_bt_cross *m, int accepted) {
+    for (int s = 0; s < 2; s++) tw_projector_commit(&m->br[s].pj, m->be, accepted);
+    tw_barlow_commit(&m->loss, m->be, accepted);
+}
+
 double tw_bt_cross_step(tw_bt_cross *m, double *lr) {
-    return tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_cross_forward_backward(m), lr);
+    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_cross_forward_backward(m, NULL), lr);
+    tw_bt_cross_end_step(m, isfinite(loss));
+    return loss;
 }

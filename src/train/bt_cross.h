@@ -50,8 +50,12 @@ uint64_t tw_bt_cross_s2_seed(uint64_t seed);
 
 /* Forward, loss and backward on br[0].x (S1) and br[1].x (S2): every gradient (=) in m->P.grads,
  * this rank's share of the one global loss. Returns the loss, the same on every rank; NAN when
- * the embeddings' statistics or the loss are not finite (then no gradient is written). */
-double tw_bt_cross_forward_backward(tw_bt_cross *m);
+ * the embeddings' statistics or the loss are not finite (then no gradient is written). ready
+ * (NULL: none) hears of each range of the gradient arena as soon as it is final, from the
+ * arena's end (core/grad_ready.h): the gradient buckets start from it. */
+double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready);
+/* The end of a step for both projectors' and the loss's BN, as tw_bt_model_end_step. */
+void tw_bt_cross_end_step(tw_bt_cross *m, int accepted);
 /* tw_bt_cross_forward_backward, the gradient all-reduce (sum) and the optimizer's update, as
  * tw_bt_model_step does for one modality (the same return and NaN contract). */
 double tw_bt_cross_step(tw_bt_cross *m, double *lr);

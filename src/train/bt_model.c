@@ -118,7 +118,7 @@ void tw_bt_model_reset(tw_bt_model *m, uint64_t seed) {
     tw_bt_model_broadcast(m);
 }
 
-double tw_bt_model_forward_backward(tw_bt_model *m) {
+double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) {
     tw_backend *be = m->be;
     tw_comm *comm = m->comm;
     int G = m->o.bn_groups, rows = m->o.n_local / G;
@@ -144,14 +144,22 @@ double tw_bt_model_forward_backward(tw_bt_model *m) {
     tw_mem_zero(be, P->grads + m->net.grad_end, (P->n_params - m->net.grad_end) * sizeof(float));
     for (int v = 0; v < 2; v++)
         tw_projector_backward(&m->pj, be, &red, v, m->dfeats[v], m->dz[v], m->feats[v]);
+    tw_grad_ready_at(ready, m->net.grad_end);   /* the projector's, after the backbone's */
     for (int v = 0; v < 2; v++)
         for (int g = 0; g < G; g++)
             tw_resnet18_backward(&m->net, &m->acts[v][g], m->dfeats[v] + g * f_group, m->plans,
-                                 v > 0 || g > 0);
+                                 v > 0 || g > 0, ready, v == 1 && g == G - 1);
 
     return loss;
 }
 
+void tw_bt_model_end_step(tw_bt_model *m, int accepted) {
+    tw_projector_commit(&m->pj, m->be, accepted);
+    tw_barlow_commit(&m->loss, m->be, accepted);
+}
+
 double tw_bt_model_step(tw_bt_model *m, double *lr) {
-    return tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_model_forward_backward(m), lr);
+    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_model_forward_backward(m, NULL), lr);
+    tw_bt_model_end_step(m, isfinite(loss));
+    return loss;
 }

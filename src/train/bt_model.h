@@ -60,8 +60,15 @@ void tw_bt_model_broadcast(tw_bt_model *m);
 
 /* Forward, loss and backward on the views in m->x[0], m->x[1]: every gradient (=) in m->P.grads,
  * this rank's share of the one global loss. Returns the loss, the same on every rank; NAN when
- * the embeddings' statistics or the loss are not finite (then no gradient is written). */
-double tw_bt_model_forward_backward(tw_bt_model *m);
+ * the embeddings' statistics or the loss are not finite (then no gradient is written). ready
+ * (NULL: none) hears of each range of the gradient arena as soon as it is final, from the
+ * arena's end (core/grad_ready.h): the gradient buckets start from it. */
+double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready);
+
+/* The end of a step (after the update's verdict): accepted, the synchronised BNs' running
+ * statistics take the step's batch statistics; rejected (non-finite), nothing of the step stays
+ * in the projector's and the loss's BN buffers (tw_syncbn_commit). */
+void tw_bt_model_end_step(tw_bt_model *m, int accepted);
 
 /* One step on the views in m->x[0], m->x[1]: forward, loss, backward, gradient all-reduce (sum:
  * every rank's share of the one global loss is its gradient, so the sum is the 1-rank gradient),

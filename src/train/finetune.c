@@ -68,14 +68,14 @@ static tw_status cls_reset(tw_task *t, uint64_t seed, tw_err *err) {
     return tw_cls_init_weights(&((cls_task *)t->self)->c, seed, err);
 }
 
-static double cls_step(tw_task *t, const tw_batch *b) {
+static double cls_step(tw_task *t, const tw_batch *b, const tw_grad_ready *ready) {
     tw_cls *c = &((cls_task *)t->self)->c;
     TW_ASSERT(b->n == c->n_local);
     tw_cls_upload(c, b);
     tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 1);
     double loss = tw_bce_logits(c->be, c->acts.dlogits, c->acts.logits, c->targets, c->n_local, c->k);
     if (!isfinite(loss)) return NAN;
-    tw_classifier_backward(&c->m, &c->acts, c->acts.dlogits, c->plans);
+    tw_classifier_backward(&c->m, &c->acts, c->acts.dlogits, c->plans, ready);
     return loss;
 }
 

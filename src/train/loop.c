@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "data/loader.h"
+#include "dist/buckets.h"
 #include "optim/optim_config.h"
 #include "train/checkpoint.h"
 #include "train/report.h"
@@ -133,6 +134,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     tw_status st = TW_OK;
     tw_backend *be = NULL;
     tw_loader *ld = NULL;
+    tw_buckets *bk = NULL;
     tw_report rep;
     memset(&rep, 0, sizeof rep);
     char path[3 * TW_CFG_STR_MAX];
@@ -198,19 +200,27 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     rep.unit = L.task.unit;
 
     tw_grad_span span = tw_grad_span_of(L.task.segs, L.task.n_segs);
+    st = tw_buckets_create(&bk, comm, L.task.P->grads + span.offset, span.offset, span.n_elems,
+                           (size_t)lc->backend->bucket_kib * 1024 / sizeof(float), &err);
+    if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
+    tw_grad_ready ready = tw_buckets_hook(bk);
     int64_t step = cs.step, saved_at = resumed ? cs.step : -1, validated_at = resumed ? cs.step : -1;
     double loss = cs.loss;
     while (step < total) {
         double t0 = tw_report_now();
         const tw_batch *b = NULL;
         if ((st = tw_run_agree(comm, tw_loader_next(ld, &b, &err), &err)) != TW_OK) goto done;
-        double l = L.task.step(&L.task, b), lr = NAN;
+        tw_buckets_begin(bk);
+        double l = L.task.step(&L.task, b, &ready), lr = NAN;
         if (L.task.reduce == TW_GRAD_MEAN && L.world > 1) {
             float lf = (float)l;   /* NaN on any rank makes the mean NaN on all */
             tw_comm_allreduce(comm, &lf, 1, TW_F32, TW_REDUCE_SUM);
             l = lf / L.world;
         }
-        if (isfinite(l)) lr = tw_train_update(comm, be, L.task.P, L.optim, span, L.task.reduce);
+        /* Every rank waits for every bucket whatever its loss, so all start the same collectives. */
+        tw_buckets_wait(bk);
+        if (isfinite(l)) lr = tw_train_apply(be, L.task.P, L.optim, span, L.task.reduce, L.world);
+        if (L.task.end_step) L.task.end_step(&L.task, isfinite(l) && isfinite(lr));
         if (!isfinite(l) || !isfinite(lr)) {
             tw_report_break(&rep);
             tw_log("# stopped at step %" PRId64 ": non-finite loss or gradients; the parameters stay those of "
@@ -257,6 +267,7 @@ done:
     }
     tw_report_close(&rep);
     if (ld) tw_loader_free(ld);
+    tw_buckets_free(bk);
     if (L.optim) tw_optim_free(L.optim);
     if (L.task.free) L.task.free(&L.task);
     if (be) tw_backend_free(be);

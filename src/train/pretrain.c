@@ -99,20 +99,26 @@ static tw_status bt_reset(tw_task *t, uint64_t seed, tw_err *err) {
     return TW_OK;
 }
 
-static double bt_step(tw_task *t, const tw_batch *b) {
+static double bt_step(tw_task *t, const tw_batch *b, const tw_grad_ready *ready) {
     bt_task *T = t->self;
     if (T->hook.cross) {
         tw_bt_cross *mc = &T->mc;
         TW_ASSERT(b->n == mc->o.bt.n_local);
         tw_mem_from_host(mc->be, mc->br[0].x, b->s1[0], T->view_bytes);
         tw_mem_from_host(mc->be, mc->br[1].x, b->s2[0], T->s2_bytes);
-        return tw_bt_cross_forward_backward(mc);
+        return tw_bt_cross_forward_backward(mc, ready);
     }
     tw_bt_model *m = &T->m;
     TW_ASSERT(b->n == m->o.n_local);
     for (int v = 0; v < 2; v++)
         tw_mem_from_host(m->be, m->x[v], T->hook.sar ? b->s1[v] : b->s2[v], T->view_bytes);
-    return tw_bt_model_forward_backward(m);
+    return tw_bt_model_forward_backward(m, ready);
+}
+
+static void bt_end_step(tw_task *t, int accepted) {
+    bt_task *T = t->self;
+    if (T->hook.cross) tw_bt_cross_end_step(&T->mc, accepted);
+    else tw_bt_model_end_step(&T->m, accepted);
 }
 
 static void bt_free(tw_task *t) {
@@ -145,7 +151,7 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
     T->s2_bytes = (size_t)o.n_local * c_s2 * o.h * o.w * sizeof(float);
     *t = (tw_task){.kind = "barlow-twins", .sources = tw_cfg_source_names[cfg->data.source], .unit = "pairs",
                    .reduce = TW_GRAD_SUM, .loader_opts = bt_loader_opts, .reset = bt_reset, .step = bt_step,
-                   .free = bt_free, .self = T};
+                   .end_step = bt_end_step, .free = bt_free, .self = T};
     tw_status st;
     if (T->hook.cross) {
         tw_bt_cross_opts oc = {.bt = o, .c_s2 = c_s2};

@@ -58,6 +58,8 @@ tw_status tw_run_backend_create(tw_backend **be, tw_comm *comm, const tw_backend
     tw_device dev = c->device == TW_CFG_DEV_CUDA ? TW_DEVICE_CUDA : TW_DEVICE_CPU;
     *be = NULL;
     tw_status st = tw_backend_create(be, dev, prec, tw_comm_local_rank(comm), err);
+    /* NCCL orders its collectives against the backend's stream by events (no device-wide sync). */
+    if (st == TW_OK && dev == TW_DEVICE_CUDA) tw_comm_set_stream(comm, tw_backend_stream(*be));
     return tw_run_agree(comm, st, err);
 }
 

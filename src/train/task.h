@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "core/grad_ready.h"
 #include "data/loader.h"
 #include "model/params.h"
 
@@ -39,8 +40,13 @@ struct tw_task {
     tw_status (*reset)(tw_task *t, uint64_t seed, tw_err *err);
     /* Forward, loss and backward on this rank's share of a global batch: every trained gradient
      * (=) in P->grads. Returns the loss (SUM: the global loss, equal on every rank; MEAN: this
-     * rank's mean), NaN when it is not finite. */
-    double (*step)(tw_task *t, const tw_batch *b);
+     * rank's mean), NaN when it is not finite. ready: what backward tells, as soon as a range
+     * of P->grads is final, so its all-reduce starts while backward goes on (core/grad_ready.h). */
+    double (*step)(tw_task *t, const tw_batch *b, const tw_grad_ready *ready);
+    /* Optional (NULL: nothing to do): the end of a step, after the update's verdict. accepted = 0
+     * (a non-finite loss or gradient): whatever the step would change beyond the gradients
+     * (running statistics held back until now) must stay as it was. */
+    void (*end_step)(tw_task *t, int accepted);
     /* Optional (NULL: none): scores the validation split; *score is higher-better (mAP), the
      * same on every rank; summary is a short line for the log. */
     tw_status (*validate)(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err);

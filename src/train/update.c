@@ -1,4 +1,4 @@
-/* The gradient all-reduce and the optimizer step (update.h). */
+/* The gradient all-reduce (one flat call) and the optimizer step (update.h). */
 #include "train/update.h"
 
 #include <math.h>
@@ -12,13 +12,18 @@ tw_grad_span tw_grad_span_of(const tw_param_seg *segs, int n_segs) {
     return n_segs ? (tw_grad_span){lo, hi - lo} : (tw_grad_span){0, 0};
 }
 
-double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span,
-                       tw_grad_reduce reduce) {
+double tw_train_apply(tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span, tw_grad_reduce reduce,
+                      int n_ranks) {
     float *g = P->grads + span.offset;
-    tw_comm_allreduce(comm, g, span.n_elems, TW_F32, TW_REDUCE_SUM);
-    float scale = reduce == TW_GRAD_MEAN ? 1.0f / (float)tw_comm_size(comm) : 1.0f;
+    float scale = reduce == TW_GRAD_MEAN ? 1.0f / (float)n_ranks : 1.0f;
     if (!tw_scale_check(be, g, span.n_elems, scale)) return NAN;
     return tw_optim_step(o, P->params, P->grads);
+}
+
+double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span,
+                       tw_grad_reduce reduce) {
+    tw_comm_allreduce(comm, P->grads + span.offset, span.n_elems, TW_F32, TW_REDUCE_SUM);
+    return tw_train_apply(be, P, o, span, reduce, tw_comm_size(comm));
 }
 
 double tw_train_sum_step(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, double loss, double *lr) {

@@ -21,6 +21,11 @@ tw_grad_span tw_grad_span_of(const tw_param_seg *segs, int n_segs);
  * gradients). */
 double tw_train_update(tw_comm *comm, tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span,
                        tw_grad_reduce reduce);
+/* The same after the gradients over span already hold the ranks' sum (the loop's gradient
+ * buckets, dist/buckets.h, reduced them while backward ran): the mean's scale over n_ranks,
+ * the finiteness check and the optimizer, with tw_train_update's return. */
+double tw_train_apply(tw_backend *be, tw_params *P, tw_optim *o, tw_grad_span span, tw_grad_reduce reduce,
+                      int n_ranks);
 
 /* The end of a standalone Barlow Twins step (tests and benchmarks): given the forward-backward's
  * loss, the SUM update of the whole buffer; the loss, or NaN when it or a gradient is not finite

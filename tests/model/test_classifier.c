@@ -221,7 +221,7 @@ static int run_case(tw_backend *be, const char *dir, const char *name, const tol
     ok &= compare(ref, "logits", logits, (size_t)n * k, tol->train, tol, label, 1);
     float loss = (float)tw_bce_logits(be, a.dlogits, a.logits, targets, n, k);
     ok &= compare(ref, "loss", &loss, 1, tol->loss, &TOL_FP32, label, 1);
-    tw_classifier_backward(&m, &a, a.dlogits, p);
+    tw_classifier_backward(&m, &a, a.dlogits, p, NULL);
 
     float *grads = malloc(P.n_params * sizeof(float));
     tw_mem_to_host(be, grads, P.grads, P.n_params * sizeof(float));

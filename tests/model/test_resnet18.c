@@ -69,6 +69,22 @@ static int check_norm(tw_st_file *ref, const char *name, const float *got, const
 }
 
 /* Every trained tensor's gradient against scale * grad.<name>. */
+/* What a backward announced through tw_grad_ready: calls, the times the final range grew (the
+ * offset fell), the last offset, and whether the offsets never rose. */
+typedef struct ready_log {
+    int n, n_new, monotone;
+    size_t last;
+} ready_log;
+
+static void log_ready(void *ctx, size_t lo) {
+    ready_log *l = ctx;
+    if (l->n == 0) l->monotone = 1;
+    else if (lo > l->last) l->monotone = 0;
+    if (l->n > 0 && lo < l->last) l->n_new++;
+    l->last = lo;
+    l->n++;
+}
+
 static int check_grads(tw_params *P, tw_st_file *ref, float scale, const tolerances *tol,
                        const char *label) {
     int ok = 1;
@@ -200,16 +216,28 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
     /* View b runs forward after a; backward of a (=) then b (+=) must give twice the gradient, and
      * a later backward without accumulate must overwrite again. */
     tw_resnet18_forward(&b, x, &m, p, 1);
-    tw_resnet18_backward(&m, &a, r, p, 0);
+    tw_resnet18_backward(&m, &a, r, p, 0, NULL, 0);
     int g1 = check_grads(&P, ref, 1.0f, tol, label);
     printf("%s %s: gradients of every parameter (%s)\n", g1 ? "  ok  " : "  FAIL", label, "=");
-    tw_resnet18_backward(&m, &b, r, p, 1);
+    /* The accumulating call that makes the gradients final tells a listener stage by stage. */
+    ready_log log = {0};
+    tw_grad_ready rd = {log_ready, &log};
+    tw_resnet18_backward(&m, &b, r, p, 1, &rd, 1);
     int g2 = check_grads(&P, ref, 2.0f, tol, label);
     printf("%s %s: two views accumulated (+=) give twice the gradient\n", g2 ? "  ok  " : "  FAIL", label);
-    tw_resnet18_backward(&m, &a, r, p, 0);
+    int g4 = log.n_new == 5 && log.monotone && log.last == m.grad_begin && log.n > log.n_new;
+    printf("%s %s: gradients announced final stage by stage, layer4 first, down to the stem "
+           "(%d ranges, %d calls)\n", g4 ? "  ok  " : "  FAIL", label, log.n_new, log.n);
+    /* A call that is not the last only polls: always the backbone's end, never a stage. */
+    ready_log poll = {0};
+    tw_grad_ready rp = {log_ready, &poll};
+    tw_resnet18_backward(&m, &a, r, p, 0, &rp, 0);
     int g3 = check_grads(&P, ref, 1.0f, tol, label);
     printf("%s %s: backward without accumulate overwrites\n", g3 ? "  ok  " : "  FAIL", label);
-    ok &= g1 && g2 && g3;
+    g4 &= poll.n > 0 && poll.n_new == 0 && poll.last == m.grad_end;
+    printf("%s %s: a backward that is not the last only polls (%d calls, all at the backbone's end)\n",
+           poll.n > 0 && poll.n_new == 0 && poll.last == m.grad_end ? "  ok  " : "  FAIL", label, poll.n);
+    ok &= g1 && g2 && g3 && g4;
 
     tw_resnet18_acts_free(&a, be);
     tw_resnet18_acts_free(&b, be);
