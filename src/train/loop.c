@@ -31,22 +31,31 @@ typedef struct loop {
     tw_ckpt_content content;
 } loop;
 
-/* resume=auto: the newest checkpoint of the run that loads; invalid ones are reported and
- * skipped. Returns 1 when one was loaded. */
-static int resume_auto(loop *L, tw_ckpt_state *s) {
-    char **paths;
-    int n = tw_ckpt_list(&paths, L->run_dir), loaded = 0;
-    for (int i = 0; i < n && !loaded; i++) {
-        tw_err err = {0};
-        if (tw_ckpt_load(paths[i], &L->content, s, &err) == TW_OK) {
-            loaded = 1;
-            snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", paths[i]);
-        } else if (L->rank == 0) {
-            tw_warn("twinfuse %s: warning: skipping invalid checkpoint: %s\n", L->lc->command, err.msg);
+/* resume=auto: rank 0 chooses the newest checkpoint of the run that loads (invalid ones are
+ * reported and skipped) and sends its path to the others, so that every rank resumes from the
+ * same file even when their views of the run directory differ; a rank that then cannot load it
+ * fails the job with a message naming the rank and the file. *loaded: 1 when one was loaded. */
+static tw_status resume_auto(loop *L, tw_ckpt_state *s, int *loaded, tw_err *err) {
+    char chosen[sizeof L->last_ckpt] = "";
+    tw_status st = TW_OK;
+    if (L->rank == 0) {
+        char **paths;
+        int n = tw_ckpt_list(&paths, L->run_dir);
+        for (int i = 0; i < n && !chosen[0]; i++) {
+            tw_err e = {0};
+            if (tw_ckpt_load(paths[i], &L->content, s, &e) == TW_OK)
+                snprintf(chosen, sizeof chosen, "%s", paths[i]);
+            else
+                tw_warn("twinfuse %s: warning: skipping invalid checkpoint: %s\n", L->lc->command, e.msg);
         }
+        tw_ckpt_list_free(paths, n);
     }
-    tw_ckpt_list_free(paths, n);
-    return loaded;
+    tw_comm_broadcast(L->comm, chosen, sizeof chosen, 0);
+    if (L->rank != 0 && chosen[0]) st = tw_ckpt_load(chosen, &L->content, s, err);
+    if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+    *loaded = chosen[0] != 0;
+    snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", chosen);
+    return TW_OK;
 }
 
 /* Deletes the run's checkpoints beyond the newest KEEP_CKPTS (rank 0). */
@@ -159,7 +168,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     tw_ckpt_state cs = {.seed = (uint64_t)lc->run->seed, .best_score = -1};
     int resumed = 0;
     if (!strcmp(lc->run->resume, "auto")) {
-        resumed = resume_auto(&L, &cs);
+        if ((st = resume_auto(&L, &cs, &resumed, &err)) != TW_OK) goto done;
     } else if (strcmp(lc->run->resume, "never")) {
         st = tw_ckpt_load(lc->run->resume, &L.content, &cs, &err);
         if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
