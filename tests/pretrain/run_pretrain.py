@@ -3,7 +3,8 @@
 2. a run stopped at step 4 and resumed (resume=auto) continues at step 5 with the same losses as
    the uninterrupted run, bit for bit;
 3. with the newest checkpoint corrupted, resume=auto warns, skips it, resumes from the one before
-   and again matches the uninterrupted run;
+   and again matches the uninterrupted run; a checkpoint whose metadata (step, loader position,
+   config) was edited is refused with a message naming it;
 4. a diverging run (SGD at lr 1e30) stops with a message and exit code 1 and keeps its last good
    checkpoint;
 5. with MPIRUN given: 2 ranks stopped at step 3 and resumed match 2 uninterrupted ranks.
@@ -11,6 +12,7 @@ usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -81,6 +83,30 @@ check("skipping invalid checkpoint" in p.stderr and "ckpt-00000004" in p.stderr,
 check("at step 2" in p.stdout, "resumed from the step-2 checkpoint instead")
 corrupt = losses("corrupt")
 check(corrupt.get(6) == whole[6], f"step 6 after the fallback: {corrupt.get(6)!r}, uninterrupted {whole[6]!r}")
+
+# 3b. A checkpoint whose metadata was edited (the tensors untouched) is refused, naming the file.
+def edit_meta(src, dst, key, value):
+    with open(src, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    hdr = json.loads(data[8:8 + n])
+    hdr["__metadata__"][key] = value
+    text = json.dumps(hdr).encode()
+    text += b" " * (-len(text) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+
+
+step8 = os.path.join(WORK, "split", "ckpt-00000008.safetensors")
+for key, value in (("step", "7"), ("loader_step", "1"), ("config", "run: {}\n")):
+    edited = os.path.join(WORK, f"edited-{key}.safetensors")
+    edit_meta(step8, edited, key, value)
+    p = run("edited", "run.max_steps=9", f"run.resume={edited}", expect=1)
+    check(edited in p.stderr and "checksum" in p.stderr, f"metadata '{key}' edited: refused, naming the file")
+unedited = os.path.join(WORK, "unedited.safetensors")
+edit_meta(step8, unedited, "step", "8")
+p = run("unedited", "run.max_steps=9", f"run.resume={unedited}")
+check("at step 8" in p.stdout, "the same header rewritten with its values unchanged still loads")
 
 # 4. A non-finite loss stops the run and keeps the last good checkpoint.
 p = run("nan", "run.max_steps=6", "run.ckpt_every_steps=1", "run.resume=never", "optim.name=sgd",
