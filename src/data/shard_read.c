@@ -3,6 +3,7 @@
 #include "data/shard.h"
 #include "data/shard_h5.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,7 +134,7 @@ static tw_status validate(tw_shard *sh, tw_err *err) {
         for (int b = 0; b < TW_N_BANDS; b++) {
             sh->norm.mean[b] = b < TW_S2_BANDS ? v[0][b] : v[2][b - TW_S2_BANDS];
             sh->norm.std[b] = b < TW_S2_BANDS ? v[1][b] : v[3][b - TW_S2_BANDS];
-            if (!(sh->norm.std[b] > 0) || sh->norm.mean[b] != sh->norm.mean[b])
+            if (!(sh->norm.std[b] > 0) || !isfinite(sh->norm.std[b]) || !isfinite(sh->norm.mean[b]))
                 return tw_err_set(err, TW_E_RANGE, "%s: normalisation of band %d: mean %g std %g", p, b,
                                   sh->norm.mean[b], sh->norm.std[b]);
         }

@@ -209,10 +209,12 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     tw_grad_span span = tw_grad_span_of(L.task.segs, L.task.n_segs);
     int64_t step = cs.step, saved_at = resumed ? cs.step : -1, validated_at = resumed ? cs.step : -1;
     double loss = cs.loss;
+    tw_status st_metrics = TW_OK;   /* rank 0's last metrics line, agreed with the next batch */
     while (step < total) {
         double t0 = tw_report_now();
         const tw_batch *b = NULL;
-        if ((st = tw_run_agree(comm, tw_loader_next(ld, &b, &err), &err)) != TW_OK) goto done;
+        if ((st = st_metrics) == TW_OK) st = tw_loader_next(ld, &b, &err);
+        if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
         double l = L.task.step(&L.task, b), lr = NAN;
         if (L.task.reduce == TW_GRAD_MEAN && L.world > 1) {
             float lf = (float)l;   /* NaN on any rank makes the mean NaN on all */
@@ -231,7 +233,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
         step++;
         tw_backend_sync(be);
         double dt = tw_report_now() - t0;
-        tw_report_step(&rep, step, b->epoch, loss, lr, dt, lc->data->batch / dt);
+        st_metrics = tw_report_step(&rep, step, b->epoch, loss, lr, dt, lc->data->batch / dt, &err);
 
         cs.step = step;
         tw_loader_state(ld, &cs.loader_epoch, &cs.loader_step);
@@ -252,6 +254,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
             saved_at = step;
         }
     }
+    if ((st = tw_run_agree(comm, st_metrics, &err)) != TW_OK) goto done;
     tw_report_break(&rep);
     tw_log("# done: %" PRId64 " steps, loss %.4e, 0 non-finite losses, checkpoint %s %s\n", step, loss,
            L.last_ckpt[0] ? L.last_ckpt : "(none)", saved_at == step ? "OK" : "(from before)");
