@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/safetensors.h"
@@ -284,4 +285,22 @@ int tw_ckpt_list(char ***paths, const char *dir) {
 void tw_ckpt_list_free(char **paths, int n) {
     for (int i = 0; i < n; i++) free(paths[i]);
     free(paths);
+}
+
+int tw_ckpt_torn_remove(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* ckpt-<8 digits>.safetensors.tmp.<6 characters of mkstemp> */
+        if (strlen(e->d_name) != 25 + 5 + 6 || strncmp(e->d_name, "ckpt-", 5) ||
+            strncmp(e->d_name + 13, ".safetensors.tmp.", 17))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(d);
+    return n;
 }

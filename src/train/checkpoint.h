@@ -60,5 +60,9 @@ void tw_ckpt_path(char *buf, size_t n_bytes, const char *dir, int64_t step);
  * tw_ckpt_list_free. Returns how many (0 when dir has none or does not exist). */
 int tw_ckpt_list(char ***paths, const char *dir);
 void tw_ckpt_list_free(char **paths, int n);
+/* Removes the temporary files of checkpoint writes that never finished (a process killed while
+ * writing: "ckpt-<step>.safetensors.tmp.XXXXXX", core/atomic_file.h). Rank 0, before a run starts
+ * writing. Returns how many. */
+int tw_ckpt_torn_remove(const char *dir);
 
 #endif

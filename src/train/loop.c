@@ -153,6 +153,8 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     }
     if (L.rank == 0) {
         st = tw_run_make_dirs(L.run_dir, &err);
+        int torn = st == TW_OK ? tw_ckpt_torn_remove(L.run_dir) : 0;
+        if (torn) tw_log("# removed %d temporary file(s) of checkpoint writes that never finished\n", torn);
         if (st == TW_OK) {
             snprintf(path, sizeof path, "%s/config.yaml", L.run_dir);
             st = tw_run_write_text(path, lc->yaml, &err);
