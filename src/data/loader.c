@@ -205,7 +205,8 @@ static void produce(tw_loader *ld) {
 
 /* The thread. A TW_ASSERT or library failure while filling a batch (a bug, or a file that HDF5
  * cannot read) must not abort from here: it becomes that batch's status, which the main thread
- * gets from tw_loader_next and ends the job with, on every rank. */
+ * gets from tw_loader_next and ends the job with, on every rank. (Nothing that can reach
+ * tw_fatal runs under tw_h5_lock or mu, so the jump leaves no lock held.) */
 static void *producer(void *arg) {
     tw_loader *ld = arg;
     if (setjmp(ld->caught.jb) == 0) {
