@@ -204,6 +204,8 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     else tw_log("# starting from the initialisation of run.seed=%" PRId64 "\n", lc->run->seed);
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", L.run_dir);
+    if (strcmp(lc->run->resume, "never") && L.rank == 0) st = tw_report_metrics_trim(path, cs.step, &err);
+    if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
     st = tw_report_open(&rep, L.rank == 0, path, lc->run->log_every, cs.step, total, spe, &err);
     if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
     rep.unit = L.task.unit;

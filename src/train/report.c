@@ -3,9 +3,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/atomic_file.h"
 
 double tw_report_now(void) {
     struct timespec t;
@@ -31,6 +34,42 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
             return tw_err_set(err, TW_E_IO, "%s: cannot open for appending: %s", metrics_path, strerror(errno));
     }
     return TW_OK;
+}
+
+tw_status tw_report_metrics_trim(const char *metrics_path, int64_t last_step, tw_err *err) {
+    FILE *f = fopen(metrics_path, "rb");
+    if (!f) return errno == ENOENT ? TW_OK : tw_err_set(err, TW_E_IO, "%s: %s", metrics_path, strerror(errno));
+    char *text = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1)) &&
+        fread(text, 1, (size_t)n, f) != (size_t)n) {
+        free(text);
+        text = NULL;
+    }
+    fclose(f);
+    if (!text) return tw_err_set(err, TW_E_IO, "%s: cannot read it back", metrics_path);
+    text[n] = 0;
+    size_t kept = 0;
+    int dropped = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n'), *at = strstr(line, "\"step\": ");
+        if (!end) {   /* a torn last line */
+            dropped = 1;
+            break;
+        }
+        size_t len = (size_t)(end - line) + 1;
+        if (at && at < end && strtoll(at + 8, NULL, 10) <= last_step) {
+            memmove(text + kept, line, len);
+            kept += len;
+        } else {
+            dropped = 1;
+        }
+        line = end + 1;
+    }
+    text[kept] = 0;
+    tw_status st = dropped ? tw_atomic_write_text(metrics_path, text, err) : TW_OK;
+    free(text);
+    return st;
 }
 
 static void format_eta(char *buf, size_t n, double s) {

@@ -20,6 +20,11 @@ typedef struct tw_report {
     const char *unit;       /* what the rate counts: "pairs" (the default), "images" */
 } tw_report;
 
+/* Before a resumed run appends to metrics_path (rank 0): keeps only its complete lines of steps
+ * <= last_step. A run killed after its last checkpoint leaves lines of steps the resumed run
+ * records again, and perhaps a torn last line that no JSON reader accepts. Rewritten atomically,
+ * and only when something goes; a missing file is fine. */
+tw_status tw_report_metrics_trim(const char *metrics_path, int64_t last_step, tw_err *err);
 /* metrics_path NULL: no JSON lines. Only rank 0 (on = 1) prints or writes. */
 tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log_every,
                          int64_t first_step, int64_t total_steps, int64_t steps_per_epoch, tw_err *err);

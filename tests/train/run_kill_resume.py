@@ -6,8 +6,10 @@
    file appears, i.e. during a checkpoint write, restarted with resume=auto (which removes the
    torn temporary file).
 Both restarted runs must end with a last checkpoint whose every tensor (weights, BN buffers and
-counters, optimizer moments) is bit-identical to the uninterrupted run's, and a kill during a
-write must leave the checkpoints before it valid (the restart resumes from one of them).
+counters, optimizer moments) is bit-identical to the uninterrupted run's and a metrics.jsonl with
+each step once (the lines after the checkpoint resumed from, and a torn last line, are dropped),
+and a kill during a write must leave the checkpoints before it valid (the restart resumes from
+one of them).
 usage: run_kill_resume.py TWINFUSE MPIRUN WORK_DIR COMMAND CONFIG [key=value ...]"""
 import glob
 import json
@@ -113,11 +115,26 @@ while proc.poll() is None and not killed:
     time.sleep(0.005)
 rc = proc.wait(timeout=300)
 check(killed and rc != 0, f"rank 1 SIGKILLed after step {k} ends the job (killed {killed}, exit {rc})")
+# A kill can also tear rank 0's last metrics line: append one such line.
+with open(metrics, "a") as f:
+    f.write('{"step": 99, "epoch": 0, "lo')
 p = run("kill", "run.resume=auto")
 check(p.returncode == 0 and "resumed from" in p.stdout,
       "the restart with resume=auto resumes from a checkpoint and finishes")
 ok, why = same_final("kill")
 check(ok, f"after the kill and resume, the last checkpoint equals the uninterrupted run's ({why})")
+
+
+def metrics_steps(name):
+    with open(os.path.join(WORK, name, "metrics.jsonl")) as f:
+        try:
+            return [json.loads(line)["step"] for line in f]
+        except ValueError as e:
+            return f"a line is not JSON: {e}"
+
+
+steps = metrics_steps("kill")
+check(steps == list(range(1, N + 1)), f"metrics.jsonl after the resume: steps 1..{N} once each, no torn line ({steps})")
 
 # 3. SIGKILL of rank 0 during a checkpoint write (after the first checkpoint exists).
 run_dir = os.path.join(WORK, "wkill")
@@ -150,6 +167,8 @@ if m and killed_during:
 ok, why = same_final("wkill")
 check(ok, f"after a kill during a checkpoint write and resume, the last checkpoint equals the uninterrupted "
       f"run's ({why})")
+steps = metrics_steps("wkill")
+check(steps == list(range(1, N + 1)), f"metrics.jsonl after that resume: steps 1..{N} once each ({steps})")
 
 print("FAIL" if failures else "PASS")
 sys.exit(1 if failures else 0)
