@@ -1,4 +1,5 @@
-"""Exact resume after a SIGKILL, for any command on the training loop (pretrain, finetune), on 2 ranks:
+"""Exact resume after a SIGKILL, for any command on the training loop (pretrain, finetune, and a sweep's
+cell 0: `sweep CONFIG --cell 0`, checked in its cell folder), on 2 ranks:
 1. an uninterrupted run of N steps (checkpoints every 2);
 2. the same run with rank 1 SIGKILLed once rank 0 has recorded step K (K drawn at random from
    3..N-1; the seed is printed, TW_KILL_SEED=<seed> repeats it), restarted with resume=auto;
@@ -37,9 +38,19 @@ def check(cond, what):
 
 
 def cmd(name, *extra):
-    return [MPIRUN, "--oversubscribe", "-np", "2", "-x", "OMP_NUM_THREADS=1", TWINFUSE, COMMAND, CONFIG,
+    what = [COMMAND, CONFIG] + (["--cell", "0"] if COMMAND == "sweep" else [])
+    return [MPIRUN, "--oversubscribe", "-np", "2", "-x", "OMP_NUM_THREADS=1", TWINFUSE, *what,
             f"run.out_dir={WORK}", f"run.name={name}", f"run.max_steps={N}", "run.ckpt_every_steps=2",
             "run.log_every=1", *OVER, *extra]
+
+
+def run_dir(name):
+    """Where the run's checkpoints go: WORK/name, or a sweep's cell folder inside it."""
+    top = os.path.join(WORK, name)
+    if COMMAND != "sweep":
+        return top
+    cells = sorted(d for d in glob.glob(os.path.join(top, "*")) if os.path.isdir(d))
+    return cells[0] if cells else os.path.join(top, "(no cell yet)")
 
 
 def run(name, *extra):
@@ -78,7 +89,7 @@ def tensors(path):
 
 def same_final(name):
     last = f"ckpt-{N:08d}.safetensors"
-    a, b = os.path.join(WORK, name, last), os.path.join(WORK, "whole", last)
+    a, b = os.path.join(run_dir(name), last), os.path.join(run_dir("whole"), last)
     if not os.path.exists(a):
         return False, f"{a} missing"
     ta, tb = tensors(a), tensors(b)
@@ -97,13 +108,12 @@ check(p.returncode == 0, f"the uninterrupted run finishes (exit {p.returncode})"
 
 # 2. SIGKILL of rank 1 after step k.
 # Rank 0 appends and flushes a metrics line after every step (mpirun may hold back stdout).
-metrics = os.path.join(WORK, "kill", "metrics.jsonl")
 proc = subprocess.Popen(cmd("kill", "run.resume=never"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         env=ENV)
 killed = False
 while proc.poll() is None and not killed:
     try:
-        with open(metrics) as f:
+        with open(os.path.join(run_dir("kill"), "metrics.jsonl")) as f:
             steps = [json.loads(line)["step"] for line in f if line.endswith("\n")]
     except (OSError, ValueError):
         steps = []
@@ -116,7 +126,7 @@ while proc.poll() is None and not killed:
 rc = proc.wait(timeout=300)
 check(killed and rc != 0, f"rank 1 SIGKILLed after step {k} ends the job (killed {killed}, exit {rc})")
 # A kill can also tear rank 0's last metrics line: append one such line.
-with open(metrics, "a") as f:
+with open(os.path.join(run_dir("kill"), "metrics.jsonl"), "a") as f:
     f.write('{"step": 99, "epoch": 0, "lo')
 p = run("kill", "run.resume=auto")
 check(p.returncode == 0 and "resumed from" in p.stdout,
@@ -126,7 +136,7 @@ check(ok, f"after the kill and resume, the last checkpoint equals the uninterrup
 
 
 def metrics_steps(name):
-    with open(os.path.join(WORK, name, "metrics.jsonl")) as f:
+    with open(os.path.join(run_dir(name), "metrics.jsonl")) as f:
         try:
             return [json.loads(line)["step"] for line in f]
         except ValueError as e:
@@ -137,12 +147,12 @@ steps = metrics_steps("kill")
 check(steps == list(range(1, N + 1)), f"metrics.jsonl after the resume: steps 1..{N} once each, no torn line ({steps})")
 
 # 3. SIGKILL of rank 0 during a checkpoint write (after the first checkpoint exists).
-run_dir = os.path.join(WORK, "wkill")
 proc = subprocess.Popen(cmd("wkill", "run.resume=never"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         env=ENV)
 killed_during = None
 while proc.poll() is None and killed_during is None:
-    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    wdir = run_dir("wkill")
+    names = os.listdir(wdir) if os.path.isdir(wdir) else []
     tmp = [n for n in names if n.startswith("ckpt-") and ".tmp." in n]
     done = [n for n in names if re.fullmatch(r"ckpt-\d{8}\.safetensors", n)]
     if tmp and done:
@@ -153,10 +163,11 @@ while proc.poll() is None and killed_during is None:
     time.sleep(0.0005)
 rc = proc.wait(timeout=300)
 check(killed_during is not None and rc != 0, f"rank 0 SIGKILLed while writing {killed_during} ends the job (exit {rc})")
-left = sorted(os.listdir(run_dir))
+wdir = run_dir("wkill")
+left = sorted(os.listdir(wdir))
 print(f"#   left in the run directory: {left}", flush=True)
 p = run("wkill", "run.resume=auto")
-torn = [n for n in os.listdir(run_dir) if ".tmp." in n]
+torn = [n for n in os.listdir(wdir) if ".tmp." in n]
 check(not torn, f"the restart removed the torn temporary files ({torn})")
 m = re.search(r"resumed from (\S+) at step (\d+)", p.stdout)
 check(p.returncode == 0 and m is not None, "the restart resumes from a checkpoint written before the kill")
