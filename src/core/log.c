@@ -1,4 +1,4 @@
-/* Implementation of log.h: rank-aware printing and the fatal path. */
+/* Implementation of log.h: rank-aware printing and the fatal path (caught on threads that ask). */
 #include "core/log.h"
 
 #include <stdarg.h>
@@ -31,7 +31,17 @@ void tw_warn(const char *fmt, ...) {
     fflush(stderr);
 }
 
+static _Thread_local tw_fatal_catch *t_catch = NULL;   /* per thread: see tw_fatal_catch_set */
+
+void tw_fatal_catch_set(tw_fatal_catch *c) { t_catch = c; }
+
 void tw_fatal(const char *what, const char *why, const char *file, int line) {
+    if (t_catch) {
+        tw_fatal_catch *c = t_catch;
+        t_catch = NULL;   /* a failure while unwinding ends the process as usual */
+        snprintf(c->msg, sizeof c->msg, "fatal on rank %d at %s:%d: %s: %s", g_rank, file, line, what, why);
+        longjmp(c->jb, 1);
+    }
     fprintf(stderr, "twinfuse: fatal on rank %d at %s:%d: %s: %s\n", g_rank, file, line, what, why);
     fflush(stderr);
     if (g_abort) g_abort(1);

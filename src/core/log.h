@@ -4,6 +4,7 @@
 #ifndef TW_LOG_H
 #define TW_LOG_H
 
+#include <setjmp.h>
 #include <stdio.h>
 
 /* The communicator registers its rank and abort function here once it is up. */
@@ -17,6 +18,17 @@ void tw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tw_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 _Noreturn void tw_fatal(const char *what, const char *why, const char *file, int line);
+
+/* A thread that must not end the process itself (the loader's: MPI runs FUNNELED, so only the
+ * main thread may abort the job) catches tw_fatal instead: after tw_fatal_catch_set(&c) on that
+ * thread, a TW_ASSERT or library failure there writes its report into c.msg and longjmps to c.jb
+ * (set it with setjmp first); the thread then hands the report to the main thread as a status.
+ * NULL ends the catch. */
+typedef struct tw_fatal_catch {
+    jmp_buf jb;
+    char msg[512];
+} tw_fatal_catch;
+void tw_fatal_catch_set(tw_fatal_catch *c);
 
 /* Compiled in every build: a bug, not bad input. */
 #define TW_ASSERT(cond)                                                   \

@@ -21,7 +21,8 @@
     X(TW_E_UNSUPPORTED, "unsupported on this machine")     \
     X(TW_E_BACKEND, "backend failure")                     \
     X(TW_E_COMM, "communication failure")                  \
-    X(TW_E_USAGE, "bad command line")
+    X(TW_E_USAGE, "bad command line")                      \
+    X(TW_E_INTERNAL, "internal error")
 
 typedef enum {
 #define TW_STATUS_ENUM(name, msg) name,

@@ -4,7 +4,6 @@
 #include "data/convert.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 
 #include "core/log.h"
 #include "data/labels.h"
+#include "data/labels_v1.h"
 #include "data/progress.h"
 #include "data/raster.h"
 #include "data/shard.h"
@@ -62,32 +62,6 @@ static void patch_dir(char *out, size_t n, const tw_convert_opts *o, const char 
     snprintf(out, n, "%s/BigEarthNet-%s/%.*s/%s", o->root, s1 ? "S1" : "S2", (int)len, name, name);
 }
 
-/* v1 labels: the S2 label file's 43-class names, mapped to the 19 classes. */
-static tw_status read_v1_labels(uint8_t *l19, uint8_t *l43, const char *dir, const char *name, tw_err *err) {
-    char path[8192];
-    snprintf(path, sizeof path, "%s/%s_labels_metadata.json", dir, name);
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je), *labels = j ? json_object_get(j, "labels") : NULL, *lab;
-    tw_status st = TW_OK;
-    if (!json_is_array(labels)) {
-        st = tw_err_set(err, TW_E_FORMAT, "%s: %s", path, j ? "no \"labels\" array" : je.text);
-        goto done;
-    }
-    size_t k;
-    json_array_foreach(labels, k, lab) {
-        int c = json_is_string(lab) ? tw_labels_find43(json_string_value(lab)) : -1;
-        if (c < 0) {
-            st = tw_err_set(err, TW_E_UNKNOWN, "%s: unknown label '%s'", path, json_is_string(lab) ? json_string_value(lab) : "(not a string)");
-            goto done;
-        }
-        l43[c] = 1;
-        if (tw_labels_map43_to19(c) >= 0) l19[tw_labels_map43_to19(c)] = 1;
-    }
-done:
-    json_decref(j);
-    return st;
-}
-
 /* Reads one patch; returns TW_SKIP_N when it is good, else the reason (message in err). */
 static tw_skip read_patch(uint16_t *s2, float *s1, uint8_t *l19, uint8_t *l43, const tw_convert_opts *o,
                           const tw_patch *p, tw_err *err) {
@@ -99,7 +73,10 @@ static tw_skip read_patch(uint16_t *s2, float *s1, uint8_t *l19, uint8_t *l43, c
     memset(l19, 0, TW_N_CLASSES);
     memset(l43, 0, TW_N_CLASSES43);
     if (p->has_labels) memcpy(l19, p->labels19, TW_N_CLASSES);
-    else if (read_v1_labels(l19, l43, dir2, p->s2, err)) return TW_SKIP_LABEL;
+    else {
+        snprintf(path, sizeof path, "%s/%s_labels_metadata.json", dir2, p->s2);
+        if (tw_labels_v1_read(l19, l43, path, err)) return TW_SKIP_LABEL;
+    }
     for (int b = 0; b < TW_S2_BANDS; b++) {
         snprintf(path, sizeof path, "%s/%s_%s.tif", dir2, p->s2, tw_shard_s2_bands[b]);
         int nat = S / band_div[b];

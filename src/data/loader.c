@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,8 @@ struct tw_loader {
     int64_t produced;           /* batches 0 .. produced-1 are in their slots */
     int64_t released;           /* batches below this are free to overwrite */
     int stop;
+    int64_t filling;            /* the batch the producer is filling (its thread only) */
+    tw_fatal_catch caught;      /* its thread's tw_fatal (not on its stack: longjmp's rules) */
     /* the caller's side */
     int64_t next_seq;           /* the batch tw_loader_next returns next */
 };
@@ -177,8 +180,15 @@ static void fill_slot(tw_loader *ld, slot *s, int64_t seq) {
     }
 }
 
-static void *producer(void *arg) {
-    tw_loader *ld = arg;
+/* Publishes batch seq (filled, or failed) to the caller. */
+static void publish(tw_loader *ld, int64_t seq) {
+    pthread_mutex_lock(&ld->mu);
+    ld->produced = seq + 1;
+    pthread_cond_broadcast(&ld->cv);
+    pthread_mutex_unlock(&ld->mu);
+}
+
+static void produce(tw_loader *ld) {
     for (int64_t seq = 0;; seq++) {
         pthread_mutex_lock(&ld->mu);
         while (!ld->stop && seq - ld->released >= ld->n_slots) pthread_cond_wait(&ld->cv, &ld->mu);
@@ -186,13 +196,29 @@ static void *producer(void *arg) {
         pthread_mutex_unlock(&ld->mu);
         if (stop) break;
         slot *s = &ld->slots[seq % ld->n_slots];
+        ld->filling = seq;
         fill_slot(ld, s, seq);
-        pthread_mutex_lock(&ld->mu);
-        ld->produced = seq + 1;
-        pthread_cond_broadcast(&ld->cv);
-        pthread_mutex_unlock(&ld->mu);
+        publish(ld, seq);
         if (s->st) break;   /* the stream ends at its first error */
     }
+}
+
+/* The thread. A TW_ASSERT or library failure while filling a batch (a bug, or a file that HDF5
+ * cannot read) must not abort from here: it becomes that batch's status, which the main thread
+ * gets from tw_loader_next and ends the job with, on every rank. (Nothing that can reach
+ * tw_fatal runs under tw_h5_lock or mu, so the jump leaves no lock held.) */
+static void *producer(void *arg) {
+    tw_loader *ld = arg;
+    if (setjmp(ld->caught.jb) == 0) {
+        tw_fatal_catch_set(&ld->caught);
+        produce(ld);
+    } else {
+        slot *s = &ld->slots[ld->filling % ld->n_slots];
+        s->st = tw_err_set(&s->err, TW_E_INTERNAL, "%s split '%s', loader thread: %s", ld->o.dir, ld->o.split,
+                           ld->caught.msg);
+        publish(ld, ld->filling);
+    }
+    tw_fatal_catch_set(NULL);
     return NULL;
 }
 

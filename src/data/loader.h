@@ -83,8 +83,9 @@ typedef struct tw_loader tw_loader;
 
 /* Opens and validates every shard of the split and starts the prefetch thread. */
 tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *err);
-/* The next batch; epochs follow one another without end. A bad shard or a failed hook ends
- * the stream: this and every later call return its status and message. */
+/* The next batch; epochs follow one another without end. A bad shard, a failed hook, or a
+ * TW_ASSERT or library failure on the loader's thread (TW_E_INTERNAL, with its file:line) ends
+ * the stream: this and every later call return its status and message; nothing aborts there. */
 tw_status tw_loader_next(tw_loader *ld, const tw_batch **out, tw_err *err);
 void tw_loader_free(tw_loader *ld);
 

@@ -3,8 +3,10 @@
 #include "data/shard.h"
 #include "data/shard_h5.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { D_S2, D_S1, D_LABELS, D_LABELS43, D_NAME, D_S1NAME, D_FLAGS, N_DSETS };
 
@@ -12,6 +14,7 @@ struct tw_shard {
     char path[4096];
     hid_t file, dset[N_DSETS], fspace[N_DSETS], mspace[N_DSETS], str_type;
     int64_t n, n_skipped;
+    int64_t file_bytes;        /* the size at open (sec2 driver), -1 when unknown */
     int h, w, has_labels43, has_norm;
     tw_shard_moments mom;
     tw_shard_norm norm;
@@ -49,6 +52,15 @@ void tw_shard_close(tw_shard *sh) {
     if (sh->file >= 0) H5Fclose(sh->file);
     tw_h5_unlock();
     free(sh);
+}
+
+/* The file's size now, through HDF5's own descriptor (the default sec2 driver hands out an int
+ * fd), or -1 when the driver gives none. Under tw_h5_lock. */
+static int64_t file_bytes_now(const tw_shard *sh) {
+    void *handle = NULL;
+    struct stat sb;
+    if (H5Fget_vfd_handle(sh->file, H5P_DEFAULT, &handle) < 0 || !handle || fstat(*(int *)handle, &sb) != 0) return -1;
+    return (int64_t)sb.st_size;
 }
 
 /* Opens dataset i and checks type, rank, shape and per-sample chunking. */
@@ -133,7 +145,7 @@ static tw_status validate(tw_shard *sh, tw_err *err) {
         for (int b = 0; b < TW_N_BANDS; b++) {
             sh->norm.mean[b] = b < TW_S2_BANDS ? v[0][b] : v[2][b - TW_S2_BANDS];
             sh->norm.std[b] = b < TW_S2_BANDS ? v[1][b] : v[3][b - TW_S2_BANDS];
-            if (!(sh->norm.std[b] > 0) || sh->norm.mean[b] != sh->norm.mean[b])
+            if (!(sh->norm.std[b] > 0) || !isfinite(sh->norm.std[b]) || !isfinite(sh->norm.mean[b]))
                 return tw_err_set(err, TW_E_RANGE, "%s: normalisation of band %d: mean %g std %g", p, b,
                                   sh->norm.mean[b], sh->norm.std[b]);
         }
@@ -160,6 +172,7 @@ tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err) {
         st = tw_err_set(err, TW_E_IO, "%s: string type", path);
     } else {
         st = validate(sh, err);
+        sh->file_bytes = file_bytes_now(sh);
     }
     tw_h5_unlock();
     if (st) {
@@ -208,6 +221,13 @@ tw_status tw_shard_read(tw_shard *sh, int64_t i, uint16_t *s2, float *s1, uint8_
         if (want[k].buf && read_row(sh, want[k].d, want[k].t, i, want[k].buf) < 0)
             st = tw_err_set(err, TW_E_IO, "%s: cannot read sample %lld of dataset '%s' (truncated or corrupt?)", sh->path,
                             (long long)i, specs[want[k].d].name);
+    /* HDF5 reads the part of a file cut short after it was opened as zeros, without an error:
+     * a shard truncated in place (rewritten, a full disk on another node) would train on them. */
+    int64_t now = st || sh->file_bytes < 0 ? sh->file_bytes : file_bytes_now(sh);
+    if (now < sh->file_bytes)
+        st = tw_err_set(err, TW_E_IO, "%s: sample %lld: the file shrank from %lld to %lld bytes since it was opened "
+                        "(truncated or being rewritten)", sh->path, (long long)i, (long long)sh->file_bytes,
+                        (long long)now);
     tw_h5_unlock();
     return st;
 }

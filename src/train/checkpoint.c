@@ -1,6 +1,7 @@
 /* Checkpoint save and load (checkpoint.h). The checksum is FNV-1a 64 over the state as it sits in
  * memory (parameters, buffers, counters, then each optimizer tensor), so it is checked against
- * what was actually loaded, whatever the tensors' order in the file. */
+ * what was actually loaded, whatever the tensors' order in the file, and then (format 3) over
+ * every metadata pair but its own, sorted by key: an edited step, loader position or config fails. */
 #include "train/checkpoint.h"
 
 #include <dirent.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/safetensors.h"
@@ -59,6 +61,24 @@ static uint64_t state_checksum(tw_params *P, tw_optim *optim, tw_st_file *f, tw_
     return h;
 }
 
+#define CHECKSUM_KEY "checksum_fnv1a64"
+
+static int meta_by_key(const void *a, const void *b) {
+    return strcmp(((const tw_st_meta *)a)->key, ((const tw_st_meta *)b)->key);
+}
+
+/* h continued over the metadata pairs (key and value, each with its NUL) in key order, the
+ * checksum's own pair left out. Sorts pairs. */
+static uint64_t meta_checksum(uint64_t h, tw_st_meta *pairs, int n) {
+    qsort(pairs, (size_t)n, sizeof *pairs, meta_by_key);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(pairs[i].key, CHECKSUM_KEY)) continue;
+        h = fnv1a(h, pairs[i].key, strlen(pairs[i].key) + 1);
+        h = fnv1a(h, pairs[i].value, strlen(pairs[i].value) + 1);
+    }
+    return h;
+}
+
 void tw_ckpt_path(char *buf, size_t n_bytes, const char *dir, int64_t step) {
     snprintf(buf, n_bytes, "%s/ckpt-%08" PRId64 ".safetensors", dir, step);
 }
@@ -79,29 +99,29 @@ tw_status tw_ckpt_save(const char *path, const tw_ckpt_content *c, const tw_ckpt
         int64_t shape[1] = {(int64_t)n};
         tw_st_writer_add(w, tw_optim_state_name(c->optim, i), TW_F32, 1, shape, opt_host[i]);
     }
-    char buf[64];
-    tw_st_writer_meta(w, "format", TW_CKPT_FORMAT);
-    tw_st_writer_meta(w, "task", c->task);
-    tw_st_writer_meta(w, "sources", c->sources);
-    snprintf(buf, sizeof buf, "%" PRId64, s->step);
-    tw_st_writer_meta(w, "step", buf);
-    snprintf(buf, sizeof buf, "%" PRId64, s->loader_epoch);
-    tw_st_writer_meta(w, "loader_epoch", buf);
-    snprintf(buf, sizeof buf, "%" PRId64, s->loader_step);
-    tw_st_writer_meta(w, "loader_step", buf);
-    snprintf(buf, sizeof buf, "%" PRIu64, s->seed);
-    tw_st_writer_meta(w, "seed", buf);
-    tw_st_writer_meta(w, "rng", "philox4x32-10, key = seed, counter = (epoch, sample, view | transform << 8)");
-    snprintf(buf, sizeof buf, "%.9g", s->loss);
-    tw_st_writer_meta(w, "loss", buf);
-    snprintf(buf, sizeof buf, "%.17g", s->best_score);
-    tw_st_writer_meta(w, "best_score", buf);
-    snprintf(buf, sizeof buf, "%" PRId64, s->best_step);
-    tw_st_writer_meta(w, "best_step", buf);
+    enum { N_NUM = 7 };
+    char num[N_NUM][32];
+    snprintf(num[0], sizeof num[0], "%" PRId64, s->step);
+    snprintf(num[1], sizeof num[1], "%" PRId64, s->loader_epoch);
+    snprintf(num[2], sizeof num[2], "%" PRId64, s->loader_step);
+    snprintf(num[3], sizeof num[3], "%" PRIu64, s->seed);
+    snprintf(num[4], sizeof num[4], "%.9g", s->loss);
+    snprintf(num[5], sizeof num[5], "%.17g", s->best_score);
+    snprintf(num[6], sizeof num[6], "%" PRId64, s->best_step);
+    tw_st_meta meta[] = {
+        {"format", TW_CKPT_FORMAT}, {"task", (char *)c->task}, {"sources", (char *)c->sources},
+        {"step", num[0]}, {"loader_epoch", num[1]}, {"loader_step", num[2]}, {"seed", num[3]},
+        {"rng", "philox4x32-10, key = seed, counter = (epoch, sample, view | transform << 8)"},
+        {"loss", num[4]}, {"best_score", num[5]}, {"best_step", num[6]},
+        {"config", (char *)(config_yaml ? config_yaml : "")},
+    };
+    int n_meta = (int)(sizeof meta / sizeof meta[0]);
     tw_status st = TW_OK;
-    snprintf(buf, sizeof buf, "%016" PRIx64, state_checksum(c->P, c->optim, NULL, &st, err));
-    tw_st_writer_meta(w, "checksum_fnv1a64", buf);
-    tw_st_writer_meta(w, "config", config_yaml ? config_yaml : "");
+    uint64_t h = meta_checksum(state_checksum(c->P, c->optim, NULL, &st, err), meta, n_meta);
+    char sum[32];
+    snprintf(sum, sizeof sum, "%016" PRIx64, h);
+    for (int i = 0; i < n_meta; i++) tw_st_writer_meta(w, meta[i].key, meta[i].value);
+    tw_st_writer_meta(w, CHECKSUM_KEY, sum);
     st = tw_st_writer_save(w, path, err);
     tw_st_writer_free(w);
     free(host);
@@ -123,10 +143,12 @@ static tw_status meta_i64(int64_t *out, const tw_st_file *f, const char *key, tw
 }
 
 /* The file's format, task and sources (a version-1 pre-training file is task barlow-twins, its
- * source in its configuration). */
+ * source in its configuration). *meta_summed: whether the checksum covers the metadata (format 3). */
 static tw_status read_identity(const tw_st_file *f, char *task, size_t n_task, char *sources, size_t n_sources,
-                               tw_err *err) {
+                               int *meta_summed, tw_err *err) {
     const char *fmt = tw_st_meta_get(f, "format");
+    *meta_summed = fmt && !strcmp(fmt, TW_CKPT_FORMAT);
+    if (fmt && !strcmp(fmt, TW_CKPT_FORMAT_2)) fmt = TW_CKPT_FORMAT;
     if (fmt && !strcmp(fmt, TW_CKPT_FORMAT_PRETRAIN_1)) {
         const char *cfg = tw_st_meta_get(f, "config"), *src = cfg ? strstr(cfg, "\n  source: ") : NULL;
         snprintf(task, n_task, "barlow-twins");
@@ -147,7 +169,9 @@ tw_status tw_ckpt_info_read(tw_ckpt_info *out, const char *path, tw_err *err) {
     memset(out, 0, sizeof *out);
     tw_st_file *f = NULL;
     tw_status st = tw_st_open(&f, path, err);
-    if (st == TW_OK) st = read_identity(f, out->task, sizeof out->task, out->sources, sizeof out->sources, err);
+    int meta_summed;
+    if (st == TW_OK)
+        st = read_identity(f, out->task, sizeof out->task, out->sources, sizeof out->sources, &meta_summed, err);
     if (st == TW_OK) st = meta_i64(&out->step, f, "step", err);
     if (st == TW_OK) {
         const char *cfg = tw_st_meta_get(f, "config");
@@ -169,7 +193,8 @@ tw_status tw_ckpt_load(const char *path, const tw_ckpt_content *c, tw_ckpt_state
     tw_status st = tw_st_open(&f, path, err);
     if (st != TW_OK) goto done;
     char task[64], sources[32];
-    if ((st = read_identity(f, task, sizeof task, sources, sizeof sources, err)) != TW_OK) goto done;
+    int meta_summed;
+    if ((st = read_identity(f, task, sizeof task, sources, sizeof sources, &meta_summed, err)) != TW_OK) goto done;
     if (strcmp(task, c->task) || strcmp(sources, c->sources)) {
         st = tw_err_set(err, TW_E_FORMAT, "%s: a %s checkpoint of %s, this run is %s of %s", path, task, sources,
                         c->task, c->sources);
@@ -207,14 +232,15 @@ tw_status tw_ckpt_load(const char *path, const tw_ckpt_content *c, tw_ckpt_state
         }
     }
     if (c->optim) tw_optim_set_step_count(c->optim, s->step);
-    const char *sum = tw_st_meta_get(f, "checksum_fnv1a64");
+    const char *sum = tw_st_meta_get(f, CHECKSUM_KEY);
     char got[32];
     uint64_t h = state_checksum(c->P, c->optim, f, &st, err);
     if (st != TW_OK) goto done;
+    if (meta_summed) h = meta_checksum(h, f->meta, f->n_meta);
     snprintf(got, sizeof got, "%016" PRIx64, h);
     if (!sum || strcmp(sum, got)) {
-        st = tw_err_set(err, TW_E_FORMAT, "%s: checksum %s, the loaded state gives %s (corrupt file)",
-                        path, sum ? sum : "(none)", got);
+        st = tw_err_set(err, TW_E_FORMAT, "%s: checksum %s, the loaded %s gives %s (corrupt or edited file)",
+                        path, sum ? sum : "(none)", meta_summed ? "state and metadata" : "state", got);
         goto done;
     }
 done:
@@ -259,4 +285,22 @@ int tw_ckpt_list(char ***paths, const char *dir) {
 void tw_ckpt_list_free(char **paths, int n) {
     for (int i = 0; i < n; i++) free(paths[i]);
     free(paths);
+}
+
+int tw_ckpt_torn_remove(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* ckpt-<8 digits>.safetensors.tmp.<6 characters of mkstemp> */
+        if (strlen(e->d_name) != 25 + 5 + 6 || strncmp(e->d_name, "ckpt-", 5) ||
+            strncmp(e->d_name + 13, ".safetensors.tmp.", 17))
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(d);
+    return n;
 }

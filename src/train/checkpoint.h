@@ -2,7 +2,7 @@
  * by safetensors.torch), the optimizer's moments, and in the header's metadata the task and its
  * sources, the step, the loader's position, the seed (all randomness is Philox keyed by it: the
  * RNG state), the best validation score so far, the configuration as YAML and a checksum of the
- * whole state. Writing is atomic (core/atomic_file.h); rank 0 writes and every rank reads. */
+ * whole state and of that metadata. Writing is atomic (core/atomic_file.h); rank 0 writes and every rank reads. */
 #ifndef TW_CHECKPOINT_H
 #define TW_CHECKPOINT_H
 
@@ -13,7 +13,9 @@
 #include "model/params.h"
 #include "optim/optim.h"
 
-#define TW_CKPT_FORMAT "twinfuse-checkpoint/2"
+#define TW_CKPT_FORMAT "twinfuse-checkpoint/3"
+/* Format 2: the same, but its checksum covers the tensors only; still read (docs/pretrain.md). */
+#define TW_CKPT_FORMAT_2 "twinfuse-checkpoint/2"
 /* What pre-training wrote before tasks had names; read as task barlow-twins. */
 #define TW_CKPT_FORMAT_PRETRAIN_1 "twinfuse-pretrain/1"
 
@@ -58,5 +60,9 @@ void tw_ckpt_path(char *buf, size_t n_bytes, const char *dir, int64_t step);
  * tw_ckpt_list_free. Returns how many (0 when dir has none or does not exist). */
 int tw_ckpt_list(char ***paths, const char *dir);
 void tw_ckpt_list_free(char **paths, int n);
+/* Removes the temporary files of checkpoint writes that never finished (a process killed while
+ * writing: "ckpt-<step>.safetensors.tmp.XXXXXX", core/atomic_file.h). Rank 0, before a run starts
+ * writing. Returns how many. */
+int tw_ckpt_torn_remove(const char *dir);
 
 #endif

@@ -32,22 +32,31 @@ typedef struct loop {
     tw_ckpt_content content;
 } loop;
 
-/* resume=auto: the newest checkpoint of the run that loads; invalid ones are reported and
- * skipped. Returns 1 when one was loaded. */
-static int resume_auto(loop *L, tw_ckpt_state *s) {
-    char **paths;
-    int n = tw_ckpt_list(&paths, L->run_dir), loaded = 0;
-    for (int i = 0; i < n && !loaded; i++) {
-        tw_err err = {0};
-        if (tw_ckpt_load(paths[i], &L->content, s, &err) == TW_OK) {
-            loaded = 1;
-            snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", paths[i]);
-        } else if (L->rank == 0) {
-            tw_warn("twinfuse %s: warning: skipping invalid checkpoint: %s\n", L->lc->command, err.msg);
+/* resume=auto: rank 0 chooses the newest checkpoint of the run that loads (invalid ones are
+ * reported and skipped) and sends its path to the others, so that every rank resumes from the
+ * same file even when their views of the run directory differ; a rank that then cannot load it
+ * fails the job with a message naming the rank and the file. *loaded: 1 when one was loaded. */
+static tw_status resume_auto(loop *L, tw_ckpt_state *s, int *loaded, tw_err *err) {
+    char chosen[sizeof L->last_ckpt] = "";
+    tw_status st = TW_OK;
+    if (L->rank == 0) {
+        char **paths;
+        int n = tw_ckpt_list(&paths, L->run_dir);
+        for (int i = 0; i < n && !chosen[0]; i++) {
+            tw_err e = {0};
+            if (tw_ckpt_load(paths[i], &L->content, s, &e) == TW_OK)
+                snprintf(chosen, sizeof chosen, "%s", paths[i]);
+            else
+                tw_warn("twinfuse %s: warning: skipping invalid checkpoint: %s\n", L->lc->command, e.msg);
         }
+        tw_ckpt_list_free(paths, n);
     }
-    tw_ckpt_list_free(paths, n);
-    return loaded;
+    tw_comm_broadcast(L->comm, chosen, sizeof chosen, 0);
+    if (L->rank != 0 && chosen[0]) st = tw_ckpt_load(chosen, &L->content, s, err);
+    if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+    *loaded = chosen[0] != 0;
+    snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", chosen);
+    return TW_OK;
 }
 
 /* Deletes the run's checkpoints beyond the newest KEEP_CKPTS (rank 0). */
@@ -146,6 +155,8 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     }
     if (L.rank == 0) {
         st = tw_run_make_dirs(L.run_dir, &err);
+        int torn = st == TW_OK ? tw_ckpt_torn_remove(L.run_dir) : 0;
+        if (torn) tw_log("# removed %d temporary file(s) of checkpoint writes that never finished\n", torn);
         if (st == TW_OK) {
             snprintf(path, sizeof path, "%s/config.yaml", L.run_dir);
             st = tw_run_write_text(path, lc->yaml, &err);
@@ -161,7 +172,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     tw_ckpt_state cs = {.seed = (uint64_t)lc->run->seed, .best_score = -1};
     int resumed = 0;
     if (!strcmp(lc->run->resume, "auto")) {
-        resumed = resume_auto(&L, &cs);
+        if ((st = resume_auto(&L, &cs, &resumed, &err)) != TW_OK) goto done;
     } else if (strcmp(lc->run->resume, "never")) {
         st = tw_ckpt_load(lc->run->resume, &L.content, &cs, &err);
         if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
@@ -195,6 +206,8 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     else tw_log("# starting from the initialisation of run.seed=%" PRId64 "\n", lc->run->seed);
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", L.run_dir);
+    if (strcmp(lc->run->resume, "never") && L.rank == 0) st = tw_report_metrics_trim(path, cs.step, &err);
+    if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
     st = tw_report_open(&rep, L.rank == 0, path, lc->run->log_every, cs.step, total, spe, &err);
     if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
     rep.unit = L.task.unit;
@@ -206,10 +219,12 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     tw_grad_ready ready = tw_buckets_hook(bk);
     int64_t step = cs.step, saved_at = resumed ? cs.step : -1, validated_at = resumed ? cs.step : -1;
     double loss = cs.loss;
+    tw_status st_metrics = TW_OK;   /* rank 0's last metrics line, agreed with the next batch */
     while (step < total) {
         double t0 = tw_report_now();
         const tw_batch *b = NULL;
-        if ((st = tw_run_agree(comm, tw_loader_next(ld, &b, &err), &err)) != TW_OK) goto done;
+        if ((st = st_metrics) == TW_OK) st = tw_loader_next(ld, &b, &err);
+        if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
         tw_buckets_begin(bk);
         double l = L.task.step(&L.task, b, &ready), lr = NAN;
         if (L.task.reduce == TW_GRAD_MEAN && L.world > 1) {
@@ -232,7 +247,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
         step++;
         tw_backend_sync(be);
         double dt = tw_report_now() - t0;
-        tw_report_step(&rep, step, b->epoch, loss, lr, dt, lc->data->batch / dt);
+        st_metrics = tw_report_step(&rep, step, b->epoch, loss, lr, dt, lc->data->batch / dt, &err);
 
         cs.step = step;
         tw_loader_state(ld, &cs.loader_epoch, &cs.loader_step);
@@ -253,6 +268,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
             saved_at = step;
         }
     }
+    if ((st = tw_run_agree(comm, st_metrics, &err)) != TW_OK) goto done;
     tw_report_break(&rep);
     tw_log("# done: %" PRId64 " steps, loss %.4e, 0 non-finite losses, checkpoint %s %s\n", step, loss,
            L.last_ckpt[0] ? L.last_ckpt : "(none)", saved_at == step ? "OK" : "(from before)");

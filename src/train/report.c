@@ -1,11 +1,14 @@
 /* Progress lines and metrics (report.h). */
 #include "train/report.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/log.h"
 
 double tw_report_now(void) {
@@ -26,10 +29,48 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
     r->t_first = tw_report_now();
     r->unit = "pairs";
     if (on && metrics_path) {
+        snprintf(r->metrics_path, sizeof r->metrics_path, "%s", metrics_path);
         r->metrics = fopen(metrics_path, "a");
-        if (!r->metrics) return tw_err_set(err, TW_E_IO, "%s: cannot open for appending", metrics_path);
+        if (!r->metrics)
+            return tw_err_set(err, TW_E_IO, "%s: cannot open for appending: %s", metrics_path, strerror(errno));
     }
     return TW_OK;
+}
+
+tw_status tw_report_metrics_trim(const char *metrics_path, int64_t last_step, tw_err *err) {
+    FILE *f = fopen(metrics_path, "rb");
+    if (!f) return errno == ENOENT ? TW_OK : tw_err_set(err, TW_E_IO, "%s: %s", metrics_path, strerror(errno));
+    char *text = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1)) &&
+        fread(text, 1, (size_t)n, f) != (size_t)n) {
+        free(text);
+        text = NULL;
+    }
+    fclose(f);
+    if (!text) return tw_err_set(err, TW_E_IO, "%s: cannot read it back", metrics_path);
+    text[n] = 0;
+    size_t kept = 0;
+    int dropped = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n'), *at = strstr(line, "\"step\": ");
+        if (!end) {   /* a torn last line */
+            dropped = 1;
+            break;
+        }
+        size_t len = (size_t)(end - line) + 1;
+        if (at && at < end && strtoll(at + 8, NULL, 10) <= last_step) {
+            memmove(text + kept, line, len);
+            kept += len;
+        } else {
+            dropped = 1;
+        }
+        line = end + 1;
+    }
+    text[kept] = 0;
+    tw_status st = dropped ? tw_atomic_write_text(metrics_path, text, err) : TW_OK;
+    free(text);
+    return st;
 }
 
 static void format_eta(char *buf, size_t n, double s) {
@@ -38,9 +79,9 @@ static void format_eta(char *buf, size_t n, double s) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
-void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
-                    double step_s, double pairs_per_s) {
-    if (!r->on) return;
+tw_status tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
+                         double step_s, double pairs_per_s, tw_err *err) {
+    if (!r->on) return TW_OK;
     double now = tw_report_now();
     int64_t done = step - r->first_step;
     double eta = done > 0 ? (now - r->t_first) / done * (double)(r->total_steps - step) : 0;
@@ -51,11 +92,13 @@ void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, doub
                 "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.9g, \"lr\": %.9g, "
                 "\"step_s\": %.6f, \"%s_per_s\": %.3f}\n",
                 step, epoch, loss, lr, step_s, r->unit, pairs_per_s);
-        fflush(r->metrics);
+        if (fflush(r->metrics) != 0 || ferror(r->metrics))
+            return tw_err_set(err, TW_E_IO, "%s: cannot write the metrics of step %" PRId64 ": %s", r->metrics_path,
+                              step, strerror(errno));
     }
     int last = step == r->total_steps;
     if (r->tty) {
-        if (!last && now - r->last_draw < 0.2) return;
+        if (!last && now - r->last_draw < 0.2) return TW_OK;
         r->last_draw = now;
         enum { W = 24 };
         char bar[W + 1];
@@ -66,12 +109,13 @@ void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, doub
                epoch, step, r->total_steps, bar, loss, pairs_per_s, r->unit, eta_s);
         if (last) printf("\n");
         fflush(stdout);
-        return;
+        return TW_OK;
     }
-    if (step % r->log_every && !last && step != r->first_step + 1) return;
+    if (step % r->log_every && !last && step != r->first_step + 1) return TW_OK;
     printf("step %7" PRId64 "/%-7" PRId64 " | epoch %4" PRId64 " | loss %.4e | lr %.2e | %8.1f ms | %7.1f %s/s | ETA %s\n",
            step, r->total_steps, epoch, loss, lr, 1e3 * step_s, pairs_per_s, r->unit, eta_s);
     fflush(stdout);
+    return TW_OK;
 }
 
 void tw_report_break(tw_report *r) {

@@ -16,16 +16,23 @@ typedef struct tw_report {
     int64_t total_steps, steps_per_epoch, first_step;
     double t_first, last_draw;
     FILE *metrics;          /* metrics.jsonl, appended */
+    char metrics_path[4096];
     const char *unit;       /* what the rate counts: "pairs" (the default), "images" */
 } tw_report;
 
+/* Before a resumed run appends to metrics_path (rank 0): keeps only its complete lines of steps
+ * <= last_step. A run killed after its last checkpoint leaves lines of steps the resumed run
+ * records again, and perhaps a torn last line that no JSON reader accepts. Rewritten atomically,
+ * and only when something goes; a missing file is fine. */
+tw_status tw_report_metrics_trim(const char *metrics_path, int64_t last_step, tw_err *err);
 /* metrics_path NULL: no JSON lines. Only rank 0 (on = 1) prints or writes. */
 tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log_every,
                          int64_t first_step, int64_t total_steps, int64_t steps_per_epoch, tw_err *err);
 /* After step `step` (1-based count of steps done): loss, learning rate, seconds of this step and
- * pairs/s over the global batch. */
-void tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
-                    double step_s, double pairs_per_s);
+ * pairs/s over the global batch. A metrics line that cannot be written (a full disk) is a status
+ * naming the file and the error. */
+tw_status tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
+                         double step_s, double pairs_per_s, tw_err *err);
 /* Ends a progress bar's line (before any other output). */
 void tw_report_break(tw_report *r);
 void tw_report_close(tw_report *r);

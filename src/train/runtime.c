@@ -32,10 +32,21 @@ tw_status tw_run_write_text(const char *path, const char *text, tw_err *err) {
 }
 
 tw_status tw_run_agree(tw_comm *comm, tw_status st, tw_err *err) {
-    int64_t bad = st != TW_OK;
+    int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
+    /* world - rank: the maximum over the failing ranks names the lowest of them. */
+    int64_t bad = st != TW_OK ? world - rank : 0;
     tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
-    if (bad && st == TW_OK) return tw_err_set(err, TW_E_COMM, "another rank failed (see its message)");
-    return st;
+    if (!bad) return TW_OK;
+    int root = world - (int)bad;
+    struct { int64_t code; char msg[sizeof err->msg]; } m;
+    memset(&m, 0, sizeof m);
+    if (rank == root) {
+        m.code = st;
+        snprintf(m.msg, sizeof m.msg, "%s", err ? err->msg : tw_status_str(st));
+    }
+    tw_comm_broadcast(comm, &m, sizeof m, root);
+    if (rank == root || (rank != 0 && st != TW_OK)) return st;   /* rank 0 prints the first failure */
+    return tw_err_set(err, (tw_status)m.code, "rank %d: %s", root, m.msg);
 }
 
 void tw_run_set_threads(tw_comm *comm, int threads) {

@@ -13,8 +13,9 @@
 tw_status tw_run_make_dirs(const char *path, tw_err *err);
 /* Writes text to path atomically (a temporary file, fsync, rename). */
 tw_status tw_run_write_text(const char *path, const char *text, tw_err *err);
-/* Every rank reaches the same verdict: a failure on any rank fails them all (the others get
- * "another rank failed"). */
+/* Every rank reaches the same verdict: a failure on any rank fails them all. The lowest failing
+ * rank's message reaches the others as "rank R: <its message>" (a failing rank other than 0 keeps
+ * its own), so rank 0, which prints, names the rank and what went wrong there. */
 tw_status tw_run_agree(tw_comm *comm, tw_status st, tw_err *err);
 /* Sets OpenMP's thread count before the backend starts: threads, or the cores shared by the
  * ranks on this node (0). */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`twinfuse convert` on the real BigEarthNet samples: v1 (4 pairs) and v2 (24 pairs) converted
 and checked pixel by pixel and label by label (check_convert.py); --keep-snow; a resumed run
-after an interruption; and bad archives (missing band file, wrong size, wrong type, unknown
+after an interruption, and after a real SIGKILL mid-shard; and bad archives (missing band file, wrong size, wrong type, unknown
 label, S1 without its S2 partner, NaN pixels), each skipped and counted, or fatal with
 --on-error stop, with a message naming the file or patch.
 
@@ -11,9 +11,11 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
@@ -105,6 +107,31 @@ def main():
         check(f["s2"].shape[0] == 2 and np.array_equal(f.attrs["s2_mean"], g.attrs["s2_mean"]), "resumed shard")
     r = run([python, checker, "v2", out2, v2])
     check(r.returncode == 0, f"v2 check after resume: {r.stdout}")
+
+    # A real SIGKILL while a shard is being written (one thread, 2 patches a shard: about a dozen
+    # shards one after another): what is left is complete shards and at most one temporary file,
+    # no shard reads as finished (the normalisation comes last), and the rerun completes it.
+    out2k = os.path.join(tmp, "v2kill")
+    proc = subprocess.Popen(v2args[:-5] + ["--shard-size", "2", "--threads", "1", "--no-progress", "--out", out2k],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = False
+    while proc.poll() is None and not killed:
+        listing = os.listdir(out2k) if os.path.isdir(out2k) else []
+        if any(n.endswith(".h5.tmp") for n in listing) and any(n.endswith(".h5") for n in listing):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+        time.sleep(0.0005)
+    proc.wait()
+    check(killed, "convert finished before the SIGKILL could land mid-shard")
+    for path in glob.glob(os.path.join(out2k, "*.h5")):
+        with h5py.File(path) as f:
+            check("s2_mean" not in f.attrs and f["s2"].shape[0] == f.attrs["n_samples"],
+                  f"{path}: after the kill, a complete shard of an unfinished conversion")
+    r = run(v2args[:-5] + ["--shard-size", "2", "--threads", "1", "--no-progress", "--out", out2k])
+    check(r.returncode == 0 and "kept" in r.stdout, f"rerun after the kill: {r.stdout} {r.stderr}")
+    check(not glob.glob(os.path.join(out2k, "*.tmp")), "temporary file left after the rerun")
+    r = run([python, checker, "v2", out2k, v2])
+    check(r.returncode == 0, f"v2 check after the kill and rerun: {r.stdout}")
 
     # --keep-snow: the 3 snow patches stay in their splits, flagged.
     out2s = os.path.join(tmp, "v2snow")

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/augment.h"
 #include "data/loader.h"
 #include "data/sampler.h"
 #include "data/shard.h"
@@ -347,6 +348,66 @@ static void test_hook_error(const char *dir) {
     tw_loader_free(ld);
 }
 
+/* A hook that breaks an assertion of data/augment.c (view 2 does not exist) on sample 13, or
+ * (user a path) truncates that shard file while the loader reads it, on sample 0. */
+static tw_status faulty_hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch, int64_t sample,
+                             int view, tw_err *err) {
+    const char *cut = user;
+    (void)epoch;
+    (void)err;
+    float scratch[3 * 8 * 8];
+    if (cut && sample == 0 && view == 0 && truncate(cut, 4096) != 0) perror(cut);
+    if (!cut && sample == 13)
+        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, 8, &(tw_aug_params){0}, seed, 0, 0, 2);
+    memcpy(out->s1, in->s1, (size_t)in->c_s1 * in->h * in->w * sizeof(float));
+    memcpy(out->s2, in->s2, (size_t)in->c_s2 * in->h * in->w * sizeof(float));
+    return TW_OK;
+}
+
+/* A TW_ASSERT on the loader's thread reaches tw_loader_next as a status with its file:line; the
+ * process goes on (it used to abort from that thread). So does a read error. */
+static void test_thread_faults(const char *dir) {
+    tw_loader_opts o;
+    tw_loader_opts_default(&o);
+    o.dir = dir;
+    o.split = "train";
+    o.global_batch = 10;
+    o.shuffle = 0;
+    o.augment = faulty_hook;
+    tw_loader *ld;
+    tw_err err = {0};
+    const tw_batch *b;
+    tw_status st = TW_OK;
+    if (tw_loader_init(&ld, &o, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    int n_ok = 0;
+    for (int s = 0; s < 10 && !(st = tw_loader_next(ld, &b, &err)); s++) n_ok++;
+    CHECK(n_ok == 1 && st == TW_E_INTERNAL, "assertion: %d batches before the error (want 1), status %d", n_ok, (int)st);
+    CHECK(strstr(err.msg, "augment.c") && strstr(err.msg, "assertion failed") && strstr(err.msg, "loader thread"),
+          "assertion message: %s", err.msg);
+    CHECK(tw_loader_next(ld, &b, &err) == TW_E_INTERNAL, "the assertion's error did not stay");
+    tw_loader_free(ld);
+
+    /* A read error: a shard cut short while the loader reads it. */
+    char path[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/cut-00000.h5", dir);
+    snprintf(cmd, sizeof cmd, "cp '%s/train-00000.h5' '%s'", dir, path);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    o.split = "cut";
+    o.augment_user = path;
+    if (tw_loader_init(&ld, &o, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    for (int s = 0; s < 10 && !(st = tw_loader_next(ld, &b, &err)); s++) continue;
+    CHECK(st == TW_E_IO && strstr(err.msg, "cut-00000.h5") && strstr(err.msg, "shrank"), "read error: status %d, %s",
+          (int)st, err.msg);
+    tw_loader_free(ld);
+    unlink(path);
+}
+
 int main(void) {
     char dir[] = "/tmp/tw_test_loader_XXXXXX";
     if (!mkdtemp(dir)) {
@@ -363,6 +424,7 @@ int main(void) {
     test_subsets(dir);
     test_views_and_bands(dir);
     test_hook_error(dir);
+    test_thread_faults(dir);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);

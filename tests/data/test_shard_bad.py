@@ -65,6 +65,22 @@ def main():
                 del f[name]
         return f_
 
+    def s1_pixel(value, sample):
+        def f_(p):
+            with h5py.File(p, "a") as f:
+                x = f["s1"][sample]
+                x[1, 0, 2] = value
+                f["s1"][sample] = x
+        return f_
+
+    def set_f64(name, index, value):
+        def f_(p):
+            with h5py.File(p, "a") as f:
+                v = np.array(f.attrs[name], np.float64)
+                v[index] = value
+                f.attrs[name] = v
+        return f_
+
     cases = [
         ("truncated file", truncate, ["train-00001.h5"]),
         ("corrupt header", garbage, ["train-00001.h5"]),
@@ -75,6 +91,20 @@ def main():
         ("s1 not chunked per sample", lambda p: rewrite(p, "s1", np.zeros((4, 2, 16, 16), np.float32), chunks=False), ["train-00001.h5", "'s1'", "chunk"]),
         ("s1 missing", del_dset("s1"), ["train-00001.h5", "'s1'", "missing"]),
         ("NaN in s1", s1_nan, ["train-00001.h5", "sample 1", "non-finite", "VV"]),
+        ("+Inf in s1", s1_pixel(np.inf, 2), ["train-00001.h5", "sample 2", "non-finite", "VH"]),
+        ("-Inf in s1", s1_pixel(-np.inf, 0), ["train-00001.h5", "sample 0", "non-finite", "VH"]),
+        ("s2 as int16", lambda p: rewrite(p, "s2", np.zeros((4, 12, 16, 16), np.int16)), ["train-00001.h5", "'s2'", "dtype"]),
+        ("s1 as float64", lambda p: rewrite(p, "s1", np.zeros((4, 2, 16, 16), np.float64)), ["train-00001.h5", "'s1'", "dtype"]),
+        ("s1 as [N,2,16]", lambda p: rewrite(p, "s1", np.zeros((4, 2, 16), np.float32)), ["train-00001.h5", "'s1'", "rank"]),
+        ("s1 of 15x16 patches", lambda p: rewrite(p, "s1", np.zeros((4, 2, 15, 16), np.float32)), ["train-00001.h5", "s1 [4,2,15,16]"]),
+        ("3 S1 for 4 S2 patches", lambda p: rewrite(p, "s1", np.zeros((3, 2, 16, 16), np.float32)), ["train-00001.h5", "'s1'", "3 samples"]),
+        ("5 S2 for 4 S1 patches", lambda p: rewrite(p, "s2", np.zeros((5, 12, 16, 16), np.uint16)), ["train-00001.h5", "samples", "'s2' has 5"]),
+        ("labels missing", del_dset("labels"), ["train-00001.h5", "'labels'", "missing"]),
+        ("patch names missing", del_dset("name"), ["train-00001.h5", "'name'", "missing"]),
+        ("NaN mean", set_f64("s2_mean", 3, np.nan), ["train-00001.h5", "normalisation of band 3"]),
+        ("zero std", set_f64("s1_std", 1, 0.0), ["train-00001.h5", "normalisation of band 13"]),
+        ("Inf std", set_f64("s2_std", 0, np.inf), ["train-00001.h5", "normalisation of band 0"]),
+        ("-Inf mean", set_f64("s1_mean", 0, -np.inf), ["train-00001.h5", "normalisation of band 12"]),
         ("no normalisation", del_attr("s2_mean"), ["train-00001.h5", "normalisation"]),
         ("format version 7", set_attr("format_version", 7), ["train-00001.h5", "version 7"]),
         ("class names", set_attr("classes", ["x"] * 19), ["train-00001.h5", "classes"]),

@@ -1,16 +1,20 @@
 """End-to-end `twinfuse pretrain` on synthetic shards, on the CPU:
 1. a short run lowers the loss;
 2. a run stopped at step 4 and resumed (resume=auto) continues at step 5 with the same losses as
-   the uninterrupted run, bit for bit;
+   the uninterrupted run, and ends with the same weights, BN buffers, counters and optimizer
+   state, bit for bit;
 3. with the newest checkpoint corrupted, resume=auto warns, skips it, resumes from the one before
-   and again matches the uninterrupted run;
+   and again matches the uninterrupted run; a checkpoint whose metadata (step, loader position,
+   config) was edited is refused with a message naming it;
 4. a diverging run (SGD at lr 1e30) stops with a message and exit code 1 and keeps its last good
    checkpoint;
-5. with MPIRUN given: 2 ranks stopped at step 3 and resumed match 2 uninterrupted ranks.
+5. with MPIRUN given: 2 ranks stopped at step 3 and resumed match 2 uninterrupted ranks (losses and
+   final state).
 usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -42,6 +46,27 @@ def losses(name):
     return out
 
 
+def tensors(path):
+    """name -> (dtype, shape, raw bytes) of every tensor of a safetensors file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    hdr = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    return {k: (v["dtype"], v["shape"], body[v["data_offsets"][0]:v["data_offsets"][1]])
+            for k, v in hdr.items() if k != "__metadata__"}
+
+
+def same_state(a, b):
+    """Whether two checkpoints hold bit-identical parameters, BN buffers, counters and optimizer
+    moments; names the first differing tensor."""
+    ta, tb = tensors(a), tensors(b)
+    if ta.keys() != tb.keys():
+        return False, f"tensor names differ: {sorted(ta.keys() ^ tb.keys())[:5]}"
+    diff = [k for k in sorted(ta) if ta[k] != tb[k]]
+    return not diff, f"{len(diff)} of {len(ta)} tensors differ" + (f", first {diff[0]}" if diff else "")
+
+
 def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what)
     if not cond:
@@ -68,6 +93,9 @@ check("resumed from" in p.stdout and "at step 4" in p.stdout, "resume=auto picke
 split = losses("split")
 for s in range(5, 9):
     check(split.get(s) == whole[s], f"step {s} after resume: loss {split.get(s)!r}, uninterrupted {whole[s]!r}")
+ok, why = same_state(os.path.join(WORK, "split", "ckpt-00000008.safetensors"),
+                     os.path.join(WORK, "whole", "ckpt-00000008.safetensors"))
+check(ok, f"final weights, BN buffers, counters and optimizer state after resume equal the uninterrupted run's ({why})")
 
 # 3. A corrupt newest checkpoint is reported and skipped.
 run("corrupt", "run.max_steps=4", "run.ckpt_every_steps=2", "run.resume=never")
@@ -81,6 +109,33 @@ check("skipping invalid checkpoint" in p.stderr and "ckpt-00000004" in p.stderr,
 check("at step 2" in p.stdout, "resumed from the step-2 checkpoint instead")
 corrupt = losses("corrupt")
 check(corrupt.get(6) == whole[6], f"step 6 after the fallback: {corrupt.get(6)!r}, uninterrupted {whole[6]!r}")
+ok, why = same_state(os.path.join(WORK, "corrupt", "ckpt-00000006.safetensors"),
+                     os.path.join(WORK, "whole", "ckpt-00000006.safetensors"))
+check(ok, f"state at step 6 after the fallback equals the uninterrupted run's ({why})")
+
+# 3b. A checkpoint whose metadata was edited (the tensors untouched) is refused, naming the file.
+def edit_meta(src, dst, key, value):
+    with open(src, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    hdr = json.loads(data[8:8 + n])
+    hdr["__metadata__"][key] = value
+    text = json.dumps(hdr).encode()
+    text += b" " * (-len(text) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+
+
+step8 = os.path.join(WORK, "split", "ckpt-00000008.safetensors")
+for key, value in (("step", "7"), ("loader_step", "1"), ("config", "run: {}\n")):
+    edited = os.path.join(WORK, f"edited-{key}.safetensors")
+    edit_meta(step8, edited, key, value)
+    p = run("edited", "run.max_steps=9", f"run.resume={edited}", expect=1)
+    check(edited in p.stderr and "checksum" in p.stderr, f"metadata '{key}' edited: refused, naming the file")
+unedited = os.path.join(WORK, "unedited.safetensors")
+edit_meta(step8, unedited, "step", "8")
+p = run("unedited", "run.max_steps=9", f"run.resume={unedited}")
+check("at step 8" in p.stdout, "the same header rewritten with its values unchanged still loads")
 
 # 4. A non-finite loss stops the run and keeps the last good checkpoint.
 p = run("nan", "run.max_steps=6", "run.ckpt_every_steps=1", "run.resume=never", "optim.name=sgd",
@@ -99,6 +154,9 @@ if MPIRUN:
     check(all(split2.get(s) == whole2[s] for s in range(4, 7)),
           f"2 ranks, steps 4-6 after resume: {[split2.get(s) for s in range(4, 7)]}, "
           f"uninterrupted {[whole2[s] for s in range(4, 7)]}")
+    ok, why = same_state(os.path.join(WORK, "split2", "ckpt-00000006.safetensors"),
+                         os.path.join(WORK, "whole2", "ckpt-00000006.safetensors"))
+    check(ok, f"2 ranks: final state after resume equals the uninterrupted run's ({why})")
 
 print("FAIL" if failures else "PASS")
 sys.exit(1 if failures else 0)

@@ -1,7 +1,8 @@
 /* One whole Barlow Twins training step (backbone + projector + loss + backward + optimizer,
  * src/train/bt_model.c) against PyTorch's (ref_bt_step.py) from the same initial state and the
- * same two views: the loss, every parameter's gradient, and every parameter and BN buffer after
- * the update, for Adam and for LARS, fp32. One process only: with two ranks the backbone's BN
+ * same two views: the loss, every parameter's gradient, every parameter and BN buffer after the
+ * step and its update (after - before), the BN counters and the optimizer's step count, for Adam
+ * and for LARS, fp32. One process only: with two ranks the backbone's BN
  * statistics are per rank, which torch's one-process step does not have (test_dist_equiv.c covers
  * ranks). The communicator argument is there to make that choice explicit.
  * With "cross C_S2", the cross-modal model's step (src/train/bt_cross.c): C is the S1 view's
@@ -15,6 +16,10 @@
 #include "core/log.h"
 #include "train/bt_cross.h"
 #include "train/bt_model.h"
+
+/* The updates are differences of float32 parameters, so they carry the parameters' rounding:
+ * 1e-3 of the update's norm, where a missing or doubled update is off by 1. */
+#define UPDATE_TOL 1e-3
 
 int main(int argc, char **argv) {
     int cross = argc == 10 && !strcmp(argv[8], "cross");
@@ -91,10 +96,25 @@ int main(int argc, char **argv) {
         if (P->entries[i].n_elems > max_n) max_n = P->entries[i].n_elems;
     float *got = malloc(max_n * sizeof(float));
     char name[160];
+    /* Each parameter's and buffer's update (after - before) against torch's: the parameters
+     * themselves would match within tolerance with no update at all (Adam at lr 1e-3 moves them
+     * by less than 1e-4 of their norm). */
+    float *before = malloc(max_n * sizeof(float));
     for (int i = 0; i < P->n_entries && rank == 0; i++) {
         const tw_param_entry *e = &P->entries[i];
-        if (e->kind == TW_PARAM_COUNTER) continue;
         size_t cnt;
+        if (e->kind == TW_PARAM_COUNTER) {
+            /* BN's num_batches_tracked: one more after the step, as torch's. */
+            snprintf(name, sizeof name, "after.%s", e->name);
+            const tw_st_tensor *t = tw_st_find(f, name);
+            int64_t want = -1;
+            if (!t || t->dtype != TW_I64 || t->n_elems != 1 || tw_st_read(f, &want, t, &err) != TW_OK) want = -1;
+            int64_t have = *tw_params_counter(P, i);
+            int good = have == want && want >= 1;
+            printf("%s %-40s %lld (torch %lld)\n", good ? "ok  " : "FAIL", name, (long long)have, (long long)want);
+            ok &= good;
+            continue;
+        }
         if (e->kind == TW_PARAM_TRAIN) {
             snprintf(name, sizeof name, "grad.%s", e->name);
             float *want = check_read(f, name, &cnt);
@@ -104,12 +124,27 @@ int main(int argc, char **argv) {
         } else if (size > 1) {
             continue;   /* BN running statistics stay per rank: only one rank's match torch's */
         }
+        snprintf(name, sizeof name, "init.%s", e->name);
+        float *init = check_read(f, name, &cnt);
         snprintf(name, sizeof name, "after.%s", e->name);
         float *want = check_read(f, name, &cnt);
         tw_mem_to_host(be, got, tw_params_ptr(P, i), cnt * sizeof(float));
         ok &= check_close_l2(name, got, want, cnt, 1e-4);
+        for (size_t k = 0; k < cnt; k++) {
+            before[k] = got[k] - init[k];   /* this step's update, twinfuse's */
+            want[k] -= init[k];             /* and torch's */
+        }
+        snprintf(name, sizeof name, "update.%s", e->name);
+        ok &= check_close_l2(name, before, want, cnt, UPDATE_TOL);
         free(want);
+        free(init);
     }
+    /* The optimizer counted one step. */
+    tw_optim *opt = cross ? mc.optim : m.optim;
+    int64_t steps = tw_optim_step_count(opt);
+    printf("%s optimizer step count %lld (want 1)\n", steps == 1 ? "ok  " : "FAIL", (long long)steps);
+    ok &= steps == 1;
+    free(before);
     int64_t bad = !ok;
     tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
     free(got);

@@ -5,7 +5,10 @@
  * run splits its batch into 2 BN groups (tw_bt_opts.bn_groups), which is what 2 ranks compute.
  * With "cross", the same for the cross-modal model (bt_cross.c): one loader view of S1 and three
  * S2 bands per place, each augmented on its own streams, S1 branch against S2 branch.
- * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross] */
+ * Both ranks' parameters must be equal bit for bit. With "sgd", SGD with momentum replaces LARS:
+ * its update is proportional to the gradient, so a mean of the ranks' gradients where their sum
+ * is due (or the reverse) fails; under LARS it would pass.
+ * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross] [sgd] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,8 @@ enum { B = 8, STEPS = 3, SIZE = 64, DIM = 64, C_S2 = 3 };
 
 static tw_aug_params g_aug, g_aug_s2;   /* read-only after main sets them */
 static int g_cross;                     /* the cross-modal model */
+static int g_sgd;                       /* SGD with momentum instead of LARS, one step */
+static int g_steps = STEPS;
 
 static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
                       int64_t sample, int view, tw_err *err) {
@@ -47,7 +52,7 @@ typedef struct result {
     int n_entries;
 } result;
 
-/* STEPS steps on comm with bn_groups BN groups per rank; every rank ends with the same result. */
+/* g_steps steps (STEPS, or 1 with sgd) on comm with bn_groups BN groups per rank; every rank ends with the same result. */
 static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int groups) {
     int rank = tw_comm_rank(comm), world = tw_comm_size(comm), n_local = B / world;
     tw_err err = {0};
@@ -89,6 +94,15 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
      * at 5e-5 that rounding alone carried backbone BN parameters to 2-3e-5 apart after three
      * steps, the same chaos as above, not a difference of the distribution. */
     o.optim.lr_bias_scale = g_cross ? 1e-4 : 5e-4;
+    /* LARS (and Adam) scale each update by the gradient's own norm, so a gradient off by the rank
+     * count (a mean of the ranks' gradients where the loss is global and they must be summed, or
+     * the reverse) hardly moves the parameters. SGD's update is proportional to the gradient:
+     * there a factor of 2 is a parameter change far beyond 1e-5. One step: the BT loss's large
+     * gradients make SGD's later steps amplify the two summation orders' rounding past 1e-5. */
+    if (g_sgd)
+        o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_SGD, .lr = 0.005, .lr_bias_scale = 0.01,
+                                     .weight_decay = 1.5e-6, .momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999,
+                                     .eps = 1e-8, .eta = 0.001};
     tw_bt_model m;
     tw_bt_cross mc;
     tw_bt_cross_opts oc = {.bt = o, .c_s2 = C_S2};
@@ -102,7 +116,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
         tw_bt_cross_reset(&mc, 11);
     else
         tw_bt_model_reset(&m, 11);
-    for (int s = 0; s < STEPS; s++) {
+    for (int s = 0; s < g_steps; s++) {
         const tw_batch *b = NULL;
         if (tw_loader_next(ld, &b, &err) != TW_OK) {
             fprintf(stderr, "FAIL: loader: %s\n", err.msg);
@@ -141,9 +155,14 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
 }
 
 int main(int argc, char **argv) {
-    g_cross = argc == 3 && !strcmp(argv[2], "cross");
-    if (argc != 2 && !g_cross) {
-        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross]\n", argv[0]);
+    int usage = argc < 2;
+    for (int a = 2; a < argc; a++) {
+        if (!strcmp(argv[a], "cross")) g_cross = 1;
+        else if (!strcmp(argv[a], "sgd")) g_sgd = 1, g_steps = 1;
+        else usage = 1;
+    }
+    if (usage) {
+        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross] [sgd]\n", argv[0]);
         return 1;
     }
     tw_comm *mpi = check_comm("mpi", &argc, &argv);
@@ -168,13 +187,36 @@ int main(int argc, char **argv) {
     int ok = run(&two, mpi, be, argv[1], 1);
     int64_t bad = !ok;
     tw_comm_allreduce(mpi, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    /* Both ranks must hold the same parameters, bit for bit: rank 1 sends its own to rank 0. */
+    float *rank1 = NULL;
+    if (!bad) {
+        rank1 = malloc(two.n_params * sizeof(float));
+        TW_ASSERT(rank1);
+        if (rank == 1) memcpy(rank1, two.params, two.n_params * sizeof(float));
+        tw_comm_broadcast(mpi, rank1, two.n_params * sizeof(float), 1);
+    }
+    if (rank == 0 && !bad) {
+        size_t n_diff = 0, first = 0;
+        for (size_t j = 0; j < two.n_params; j++)
+            if (memcmp(&rank1[j], &two.params[j], sizeof(float)) && !n_diff++) first = j;
+        if (n_diff) {
+            printf("FAIL the 2 ranks' parameters differ in %zu of %zu elements (first at %zu: %.9g, %.9g)\n", n_diff,
+                   two.n_params, first, two.params[first], rank1[first]);
+            ok = 0;
+        } else {
+            printf("ok   the 2 ranks hold the same parameters after %d steps, bit for bit\n", g_steps);
+        }
+        bad = !ok;
+    }
+    free(rank1);
+    tw_comm_allreduce(mpi, &bad, 1, TW_I64, TW_REDUCE_MAX);
     if (rank == 0 && !bad) {
         /* The one-rank run, on rank 0 alone (rank 1 waits at the barrier below). */
         tw_comm *single = check_comm("single", &argc, &argv);
         ok = run(&one, single, be, argv[1], 2);
         tw_comm_free(single);
         tw_log_set_rank(0);
-        for (int s = 0; ok && s < STEPS; s++) {
+        for (int s = 0; ok && s < g_steps; s++) {
             float l2 = (float)two.loss[s], l1 = (float)one.loss[s];
             char what[64];
             snprintf(what, sizeof what, "loss at step %d", s + 1);
@@ -193,7 +235,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        if (ok) printf("ok   the 2 ranks read disjoint halves of the one rank's batches, %d steps\n", STEPS);
+        if (ok) printf("ok   the 2 ranks read disjoint halves of the one rank's batches, %d steps\n", g_steps);
         if (ok) {
             int same = 1;
             for (int i = 0; i < two.n_entries; i++) {
@@ -207,7 +249,7 @@ int main(int argc, char **argv) {
                 }
                 if (err_max > 1e-5 * ref) same &= check_close(e->name, a, b, e->n_elems, 1e-5);
             }
-            if (same) printf("ok   parameters after %d steps: every tensor within 1e-5\n", STEPS);
+            if (same) printf("ok   parameters after %d steps: every tensor within 1e-5\n", g_steps);
             ok &= same;
         }
         bad = !ok;
