@@ -123,3 +123,4 @@ if failures:
     print(f"FAIL: {len(failures)} check(s)")
     sys.exit(1)
 print("PASS")
+shutil.rmtree(WORK, ignore_errors=True)   # the runs' checkpoints: kept only to look into a failure
