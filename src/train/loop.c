@@ -59,6 +59,35 @@ static tw_status resume_auto(loop *L, tw_ckpt_state *s, int *loaded, tw_err *err
     return TW_OK;
 }
 
+/* What a step changes beyond the gradients and the optimizer's update: the BN running statistics
+ * (P->buffers) and counters that forward moves. Copied before every step, put back when the step
+ * is rejected, so a rejected step leaves the model as it was whatever its layers do. */
+typedef struct step_undo {
+    float *buffers;       /* backend memory, [P->n_buffers]; NULL when there are none */
+    int64_t *counters;    /* host, [P->n_counters] */
+} step_undo;
+
+static void undo_init(step_undo *u, tw_backend *be, const tw_params *P) {
+    u->buffers = P->n_buffers ? tw_mem_alloc(be, P->n_buffers * sizeof(float)) : NULL;
+    u->counters = malloc((P->n_counters ? P->n_counters : 1) * sizeof(int64_t));
+    TW_ASSERT(u->counters);
+}
+
+static void undo_keep(step_undo *u, tw_backend *be, const tw_params *P) {
+    if (u->buffers) tw_mem_copy(be, u->buffers, P->buffers, P->n_buffers * sizeof(float));
+    if (P->n_counters) memcpy(u->counters, P->counters, P->n_counters * sizeof(int64_t));
+}
+
+static void undo_restore(const step_undo *u, tw_backend *be, tw_params *P) {
+    if (u->buffers) tw_mem_copy(be, P->buffers, u->buffers, P->n_buffers * sizeof(float));
+    if (P->n_counters) memcpy(P->counters, u->counters, P->n_counters * sizeof(int64_t));
+}
+
+static void undo_free(step_undo *u, tw_backend *be) {
+    if (u->buffers) tw_mem_free(be, u->buffers);
+    free(u->counters);
+}
+
 /* Deletes the run's checkpoints beyond the newest KEEP_CKPTS (rank 0). */
 static void prune(const char *run_dir) {
     char **paths;
@@ -144,6 +173,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     tw_backend *be = NULL;
     tw_loader *ld = NULL;
     tw_buckets *bk = NULL;
+    step_undo undo = {NULL, NULL};
     tw_report rep;
     memset(&rep, 0, sizeof rep);
     char path[3 * TW_CFG_STR_MAX];
@@ -217,6 +247,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
                            (size_t)lc->backend->bucket_kib * 1024 / sizeof(float), &err);
     if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
     tw_grad_ready ready = tw_buckets_hook(bk);
+    undo_init(&undo, be, L.task.P);
     int64_t step = cs.step, saved_at = resumed ? cs.step : -1, validated_at = resumed ? cs.step : -1;
     double loss = cs.loss;
     tw_status st_metrics = TW_OK;   /* rank 0's last metrics line, agreed with the next batch */
@@ -226,6 +257,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
         if ((st = st_metrics) == TW_OK) st = tw_loader_next(ld, &b, &err);
         if ((st = tw_run_agree(comm, st, &err)) != TW_OK) goto done;
         tw_buckets_begin(bk);
+        undo_keep(&undo, be, L.task.P);
         double l = L.task.step(&L.task, b, &ready), lr = NAN;
         if (L.task.reduce == TW_GRAD_MEAN && L.world > 1) {
             float lf = (float)l;   /* NaN on any rank makes the mean NaN on all */
@@ -237,6 +269,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
         if (isfinite(l)) lr = tw_train_apply(be, L.task.P, L.optim, span, L.task.reduce, L.world);
         if (L.task.end_step) L.task.end_step(&L.task, isfinite(l) && isfinite(lr));
         if (!isfinite(l) || !isfinite(lr)) {
+            undo_restore(&undo, be, L.task.P);
             tw_report_break(&rep);
             tw_log("# stopped at step %" PRId64 ": non-finite loss or gradients; the parameters stay those of "
                    "step %" PRId64 ", the last good checkpoint is %s\n", step + 1, step,
@@ -284,6 +317,7 @@ done:
     tw_report_close(&rep);
     if (ld) tw_loader_free(ld);
     tw_buckets_free(bk);
+    if (be) undo_free(&undo, be);
     if (L.optim) tw_optim_free(L.optim);
     if (L.task.free) L.task.free(&L.task);
     if (be) tw_backend_free(be);
