@@ -17,13 +17,14 @@ differently (plain, and weights and inputs jittered by 2^-24 relative) agree wit
 each tensor's largest entry (no ReLU or max-pool tie within rounding); otherwise the next seed.
 usage: ref_classifier.py OUT_DIR"""
 import copy
-import hashlib
 import os
 import sys
 
 import torch
 import torchvision
 from safetensors.torch import save_file
+
+import ref_stamp
 
 BATCH, SIZE = 4, 48
 WELL_CONDITIONED = 1e-4
@@ -173,10 +174,7 @@ def rel_norm(a, b):
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    with open(__file__, "rb") as f:
-        stamp = hashlib.sha256(f.read()).hexdigest()
-    stamp_path = os.path.join(out, "stamp")
-    if os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
+    if ref_stamp.is_fresh(out, __file__):
         print("# reference files up to date")
         return 0
     torch.set_num_threads(2)
@@ -221,8 +219,7 @@ def main():
         save_file({n: v.contiguous() for n, v in exp.items()},
                   os.path.join(out, f"expect_{case}.safetensors"), metadata=meta)
         print(f"# {case} seed {seed}: float32 vs float64 {worst:.2e}")
-    with open(stamp_path, "w") as f:
-        f.write(stamp)
+    ref_stamp.write(out, __file__)
     return 0
 
 

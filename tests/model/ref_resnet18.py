@@ -15,13 +15,14 @@ used only when four float32 runs that round differently (plain, channels-last, o
 weights and input jittered by 2^-24 relative) all agree with the truth to 1e-4 of each tensor's
 largest entry; otherwise the next seed is drawn. Files are rewritten only when this script changes.
 usage: ref_resnet18.py OUT_DIR"""
-import hashlib
 import os
 import sys
 
 import torch
 import torchvision
 from safetensors.torch import save_file
+
+import ref_stamp
 
 BATCH, SIZE = 4, 120
 WELL_CONDITIONED = 1e-4
@@ -101,10 +102,7 @@ def rel_norm(a, b):
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    with open(__file__, "rb") as f:
-        stamp = hashlib.sha256(f.read()).hexdigest()
-    stamp_path = os.path.join(out, "stamp")
-    if os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
+    if ref_stamp.is_fresh(out, __file__):
         print("# reference files up to date")
         return 0
     torch.set_num_threads(2)
@@ -139,8 +137,7 @@ def main():
         save_file({k: v.contiguous() for k, v in exp.items()},
                   os.path.join(out, f"expect_c{c_in}.safetensors"))
         print(f"# c{c_in} seed {seed}: float32 variants vs float64 {worst:.2e}")
-    with open(stamp_path, "w") as f:
-        f.write(stamp)
+    ref_stamp.write(out, __file__)
     return 0
 
 
