@@ -9,22 +9,13 @@
 
 #include "data/augment.h"
 
+#include "../check.h"
+
 #define C2 12
 #define C1 2
 #define HH 20
 #define WW 24
 #define S 16
-static int n_fail = 0;
-
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            n_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-        }                                                                   \
-    } while (0)
 
 static tw_aug_params params(int photometric) {
     tw_aug_params p;

@@ -14,21 +14,12 @@
 #include "data/shard.h"
 #include "data/shard_dir.h"
 
+#include "../check.h"
+
 #define H 6
 #define W 5
 #define N_SAMPLES 100
 static const int shard_sizes[] = {37, 50, 13};
-static int n_fail = 0;
-
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            n_fail++;                                                           \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-        }                                                                       \
-    } while (0)
 
 /* Sample id: S1 VV = id, S1 VH = -id, S2 band b = 100 * b + id + pixel, labels = bits of id. */
 static tw_status write_shards(const char *dir, tw_err *err) {

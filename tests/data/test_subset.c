@@ -14,19 +14,10 @@
 #include "data/shard.h"
 #include "data/shard_dir.h"
 
+#include "../check.h"
+
 #define H 4
 #define W 4
-static int n_fail = 0;
-
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            n_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-        }                                                                   \
-    } while (0)
 
 static uint64_t next(uint64_t *x) {   /* splitmix64 */
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);

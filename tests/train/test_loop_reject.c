@@ -15,18 +15,9 @@
 #include "dist/comm.h"
 #include "train/loop.h"
 
-enum { N_PARAM = 4, N_BUFFER = 3, REJECT = 3 };
+#include "../check.h"
 
-static int n_fail = 0;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            n_fail++;                                                       \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-        }                                                                   \
-    } while (0)
+enum { N_PARAM = 4, N_BUFFER = 3, REJECT = 3 };
 
 typedef struct fake {
     tw_params P;
