@@ -65,6 +65,23 @@ cudaError_t tw_k_bn_backward(cudaStream_t s, unsigned grid, void *dx, float *dga
                              const uint32_t *mask, const float *save_mean, const float *save_var,
                              const float *gamma, int bf16, int64_t m_rows, int c, float eps);
 
+/* ---- bn_sync.cu: batch norm with statistics from outside, x viewed as [m_rows, c] (NHWC) ---- */
+/* sums (=, [2c] f32): grad 0: [Σ (x - ref), Σ (x - ref)²]; grad 1: [Σ dy', Σ dy' (x - ref)],
+ * dy' = dy where y > 0 when relu; the second half times scale[ch] when scale != NULL. partial:
+ * [TW_K_BN_ROW_BLOCKS, 2, c] f64 scratch. */
+cudaError_t tw_k_bn_sums(cudaStream_t s, float *sums, double *partial, const void *x,
+                         const void *dy, const void *y, const float *ref, const float *scale,
+                         int bf16, int64_t m_rows, int c, int grad, int relu);
+/* y = relu?(gamma inv_std (x - mean) + beta); gamma/beta NULL: 1 and 0. */
+cudaError_t tw_k_bn_forward_stats(cudaStream_t s, unsigned grid, void *y, const void *x,
+                                  const float *mean, const float *inv_std, const float *gamma,
+                                  const float *beta, int bf16, int64_t m_rows, int c, int relu);
+/* dx = gamma inv_std (dy' - S1 / N - x̂ S2 / N) (=), S = sums ([2c], global), N = n_global. */
+cudaError_t tw_k_bn_backward_stats(cudaStream_t s, unsigned grid, void *dx, const void *dy,
+                                   const void *x, const void *y, const float *mean,
+                                   const float *inv_std, const float *gamma, const float *sums,
+                                   float n_global, int bf16, int64_t m_rows, int c, int relu);
+
 /* ---- act.cu ---- */
 /* Inference-mode BN backward on x viewed as [m_rows = n h w, c] (nhwc) or NCHW planes of hw:
  * dx = gamma dy' / sqrt(run_var + eps) (=), dgamma = Σ dy' (x - run_mean) / sqrt(run_var + eps)

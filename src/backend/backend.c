@@ -174,6 +174,40 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
     be->ops->bn_backward(be, p, dx, dgamma, dbeta, dy, x, save_mean, save_var, ws, gamma);
 }
 
+/* A tensor of a BN plan's op: its shape, dtype and layout. */
+static void check_bn_tensor(const tw_bn_plan *p, const tw_tensor *t) {
+    const tw_tensor *r = &((const tw_plan_head *)p)->y;
+    TW_ASSERT(t && t->n == r->n && t->c == r->c && t->h == r->h && t->w == r->w);
+    TW_ASSERT(t->dtype == r->dtype && t->layout == r->layout);
+}
+
+void tw_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift) {
+    check_bn_tensor(p, x);
+    be->ops->bn_sums(be, p, sums, x, shift);
+}
+
+void tw_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta) {
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+    be->ops->bn_forward_stats(be, p, y, x, mean, inv_std, gamma, beta);
+}
+
+void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std) {
+    check_bn_tensor(p, dy);
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+    be->ops->bn_backward_sums(be, p, sums, dy, x, y, mean, inv_std);
+}
+
+void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global) {
+    check_bn_tensor(p, dx);
+    check_bn_tensor(p, dy);
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+    TW_ASSERT(n_global >= 1.0f);
+    be->ops->bn_backward_stats(be, p, dx, dy, x, y, mean, inv_std, gamma, global_sums, n_global);
+}
+
 void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu) {
     TW_ASSERT(!relu || y);
     TW_ASSERT((dgamma == NULL) == (dbeta == NULL));

@@ -146,6 +146,28 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
                     const tw_tensor *dy, const tw_tensor *x, const float *save_mean,
                     const float *save_var, const void *ws, const float *gamma);
 
+/* The same layer with its statistics computed outside (the synchronised backbone BN,
+ * model/syncbn.h: local sums here, all-reduced by the caller), on the plan's shape, dtype and
+ * layout; the 4-D counterparts of the bn1d ops below. Sums are f32 [2c], accumulated in double in
+ * a fixed order (the same result for any thread count). The ReLU mask is y > 0 (no workspace);
+ * the padding channels of y and dx are written 0.
+ *   sums:          [Σ (x - shift), Σ (x - shift)²] per channel over this rank's (n, h, w) (=)
+ *   forward_stats: y = [relu](gamma (x - mean) inv_std + beta)
+ *   backward_sums: [Σ dy', Σ dy' x̂], x̂ = (x - mean) inv_std, dy' = relu ? dy (y > 0) : dy (=)
+ *   backward_stats: dx = gamma inv_std (dy' - S1 / N - x̂ S2 / N) (=), S = global_sums and N =
+ *                  n_global, the values per channel over all ranks. */
+void tw_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift);
+void tw_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                         const float *mean, const float *inv_std, const float *gamma,
+                         const float *beta);
+void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
+                         const tw_tensor *x, const tw_tensor *y, const float *mean,
+                         const float *inv_std);
+void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
+                          const tw_tensor *x, const tw_tensor *y, const float *mean,
+                          const float *inv_std, const float *gamma, const float *global_sums,
+                          float n_global);
+
 /* Backward of tw_bn_forward_eval, for BN frozen in inference mode under trained layers (torch:
  * BatchNorm2d in eval() with requires_grad weights). With s = 1 / sqrt(run_var + eps) and
  * dy' = relu ? dy (y > 0) : dy, per channel over (n, h, w):

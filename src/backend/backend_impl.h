@@ -26,6 +26,10 @@ typedef struct tw_backend_ops {
     void (*bn_forward_train)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean, float *save_var, void *ws, const tw_tensor *x, const float *gamma, const float *beta, float *run_mean, float *run_var);
     void (*bn_forward_eval)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *gamma, const float *beta, const float *run_mean, const float *run_var);
     void (*bn_backward)(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const float *save_mean, const float *save_var, const void *ws, const float *gamma);
+    void (*bn_sums)(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift);
+    void (*bn_forward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta);
+    void (*bn_backward_sums)(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std);
+    void (*bn_backward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global);
     void (*add_relu_forward)(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
     void (*relu_backward)(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
     void (*add)(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);

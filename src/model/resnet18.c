@@ -122,6 +122,10 @@ void tw_resnet18_plans_free(tw_resnet18_plans *p) {
     }
     if (p->pool) tw_maxpool_plan_free(p->be, p->pool);
     if (p->grad_scratch) tw_mem_free(p->be, p->grad_scratch);
+    if (p->sync) {
+        for (int u = 0; u < TW_RESNET18_UNITS; u++) tw_syncbn_free(&p->sync->bn[u], p->be);
+        free(p->sync);
+    }
     free(p);
 }
 
@@ -263,4 +267,27 @@ void tw_resnet18_acts_make_eval(tw_resnet18_acts *a, const tw_resnet18_plans *p)
 void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be) {
     if (a->arena) tw_mem_free(be, a->arena);
     memset(a, 0, sizeof *a);
+}
+
+void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red) {
+    TW_ASSERT(!p->sync);
+    p->sync = calloc(1, sizeof *p->sync);
+    TW_ASSERT(p->sync);
+    p->sync->red = *red;
+    for (int u = 0; u < TW_RESNET18_UNITS; u++) {
+        const tw_resnet18_unit *x = &m->u[u];
+        const tw_tensor *y = &p->conv_y[u];
+        tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_RESNET18_BN_EPS,
+                         TW_RESNET18_BN_MOMENTUM};
+        tw_syncbn *bn = &p->sync->bn[u];
+        tw_syncbn_init_2d(bn, p->be, p->bn[u], &bd, red->n_ranks);
+        bn->run_mean = tw_params_ptr(m->P, x->run_mean);
+        bn->run_var = tw_params_ptr(m->P, x->run_var);
+        bn->n_batches = tw_params_counter(m->P, x->n_tracked);
+    }
+}
+
+void tw_resnet18_sync_commit(tw_resnet18_plans *p, int accepted) {
+    if (!p->sync) return;
+    for (int u = 0; u < TW_RESNET18_UNITS; u++) tw_syncbn_commit(&p->sync->bn[u], p->be, accepted);
 }

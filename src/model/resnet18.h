@@ -16,7 +16,9 @@
 
 #include "backend/backend.h"
 #include "core/grad_ready.h"
+#include "core/reducer.h"
 #include "model/params.h"
+#include "model/syncbn.h"
 
 #define TW_RESNET18_FEATS 512
 #define TW_RESNET18_UNITS 20    /* conv+BN pairs: stem, 8 blocks x 2, 3 downsamples */
@@ -61,6 +63,14 @@ void tw_resnet18_init_weights(tw_resnet18 *m, uint64_t seed);
 enum { TW_RESNET18_STAGES = 6 };
 extern const char *const tw_resnet18_stage_names[TW_RESNET18_STAGES];
 
+/* Synchronised BN for every unit (model.backbone_bn: sync, as the official Barlow Twins code
+ * converts the backbone's BN too): the training forward's statistics over the batch of every
+ * rank the reducer sums over. */
+typedef struct tw_resnet18_sync {
+    tw_reducer red;
+    tw_syncbn bn[TW_RESNET18_UNITS];
+} tw_resnet18_sync;
+
 typedef struct tw_resnet18_plans {
     tw_backend *be;
     int n, c, h, w;
@@ -71,6 +81,7 @@ typedef struct tw_resnet18_plans {
     tw_tensor conv_y[TW_RESNET18_UNITS];   /* output descriptions (data NULL) */
     tw_resnet18_block b[TW_RESNET18_BLOCKS];   /* the model's block structure */
     float *grad_scratch;              /* backbone-sized, for backward with accumulate */
+    tw_resnet18_sync *sync;           /* NULL: per-rank BN statistics (tw_resnet18_plans_sync) */
     /* With timing on, each stage syncs the backend before and after and adds its seconds here. */
     int timing;
     double time_s[TW_RESNET18_STAGES][2];   /* [stage][0 forward, 1 backward] */
@@ -81,6 +92,15 @@ typedef struct tw_resnet18_plans {
 tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const tw_resnet18 *m,
                                  int n, int h, int w, tw_err *err);
 void tw_resnet18_plans_free(tw_resnet18_plans *p);
+/* From now on p's training forwards and their backwards take every BN's statistics over all of
+ * red's ranks (each rank's batch of p->n images), as torch.nn.SyncBatchNorm. m's running
+ * statistics and num_batches_tracked then move only in tw_resnet18_sync_commit, which the owner
+ * calls at the end of every step. Every rank must run the same forwards and backwards in the
+ * same order (each BN is a collective). */
+void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red);
+/* The end of a step for synchronised plans (a no-op otherwise): accepted, the step's batch
+ * statistics go into the running statistics in order; rejected, they are dropped. */
+void tw_resnet18_sync_commit(tw_resnet18_plans *p, int accepted);
 
 typedef struct tw_resnet18_acts {
     void *arena;
@@ -113,9 +133,11 @@ void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be);
 
 /* a->feats = resnet18(x). x: [n, c, h, w] plain NCHW f32 in backend memory (copied into a->x).
  * train: batch statistics, running statistics and num_batches_tracked updated (as torch's
- * train() mode); otherwise running statistics (eval(): nothing in m changes, and no backward
- * state is written but the activations themselves). */
-void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
+ * train() mode; synchronised plans: at the commit); otherwise running statistics (eval():
+ * nothing in m changes, and no backward state is written but the activations themselves).
+ * Returns 1, or 0 when a synchronised BN's global statistics were not finite: the forward stops
+ * there on every rank alike, and the step must be dropped. */
+int tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train);
 /* Weight gradients of the backbone from dfeats [n, 512] f32 (backend memory), after a forward
  * on the same a. After a train forward this is torch's train() backward; after an eval forward

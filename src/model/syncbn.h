@@ -1,7 +1,9 @@
-/* Batch norm over the rows of x [n_local, d] with the statistics of the global batch (all ranks),
- * as torch.nn.SyncBatchNorm computes them: a layer. The backend's bn1d ops give local sums, the
- * reducer (core/reducer.h) sums them over the ranks, and forward and backward both use the global
- * values. */
+/* Batch norm with the statistics of the global batch (all ranks), as torch.nn.SyncBatchNorm
+ * computes them: a layer. 1-D over the rows of x [n_local, d] f32 (the projector, the loss's BN;
+ * the backend's bn1d ops), or 2-D over (n, h, w) per channel of an activation tensor (the
+ * backbone with model.backbone_bn: sync; a BN plan's external-statistics ops, tw_bn_sums ...).
+ * The backend gives local sums, the reducer (core/reducer.h) sums them over the ranks, and
+ * forward and backward both use the global values. */
 #ifndef TW_SYNCBN_H
 #define TW_SYNCBN_H
 
@@ -15,7 +17,8 @@
  * kept for checkpoints; in training they only give the statistics' shift) and the scratch it
  * needs. */
 typedef struct tw_syncbn {
-    int n, d;              /* local rows, features */
+    int n, d;              /* local rows (2-D: n h w values), features (2-D: channels) */
+    tw_bn_plan *plan;      /* 2-D: the layer's plan (shape, dtype, layout, ReLU); NULL: 1-D */
     int relu;              /* y = relu(bn(x)) */
     float eps, momentum;   /* torch: 1e-5, 0.1 */
     double n_global;       /* rows over all ranks */
@@ -38,6 +41,9 @@ typedef struct tw_syncbn_cache {
 
 void tw_syncbn_init(tw_syncbn *bn, tw_backend *be, int n, int d, int n_ranks, int relu, float eps,
                     float momentum);
+/* A 2-D layer over plan's tensors (d: the plan's description; the plan stays the caller's). */
+void tw_syncbn_init_2d(tw_syncbn *bn, tw_backend *be, tw_bn_plan *plan, const tw_bn_desc *d,
+                       int n_ranks);
 void tw_syncbn_free(tw_syncbn *bn, tw_backend *be);
 void tw_syncbn_cache_init(tw_syncbn_cache *c, tw_backend *be, int d);
 void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
@@ -47,10 +53,15 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
  * sums of x - K and (x - K)² about the running mean K (0 untracked), which every rank holds alike;
  * a second one about the global mean for a step where some feature's mean is further from K than a
  * quarter of its standard deviation (then the one-pass variance would lose precision). Returns 0
- * when the global statistics are not finite. The running statistics do not move here: the batch's
+ * when the global statistics are not finite (y is then normalised with them all the same, and the
+ * forward is not kept for the commit). The running statistics do not move here: the batch's
  * statistics wait for tw_syncbn_commit (at most TW_SYNCBN_MAX_PENDING forwards). */
 int tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y, tw_syncbn_cache *c,
                       const float *x, const float *gamma, const float *beta);
+/* The same for a 2-D layer: x, y the plan's tensors. */
+int tw_syncbn_forward_2d(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, tw_tensor *y,
+                         tw_syncbn_cache *c, const tw_tensor *x, const float *gamma,
+                         const float *beta);
 /* The end of a step: accepted, the forwards since the last commit update the running statistics
  * in order (torch's momentum rule, unbiased var) and num_batches_tracked; rejected (a non-finite
  * loss or gradient), they are dropped and nothing changes. */
@@ -62,5 +73,10 @@ void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted);
 void tw_syncbn_backward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *dx, float *dgamma,
                         float *dbeta, const float *dy, const float *y, const float *x,
                         const tw_syncbn_cache *c, const float *gamma);
+/* The same for a 2-D layer, except that dgamma and dbeta (required) are overwritten (=), as
+ * tw_bn_backward's. */
+void tw_syncbn_backward_2d(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, tw_tensor *dx,
+                           float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *y,
+                           const tw_tensor *x, const tw_syncbn_cache *c, const float *gamma);
 
 #endif

@@ -71,6 +71,10 @@ tw_status tw_bt_cross_init(tw_bt_cross *m, tw_backend *be, tw_comm *comm, const 
     for (int s = 0; s < 2; s++) {
         st = branch_alloc(&m->br[s], be, c_in[s], bo, err);
         if (st != TW_OK) return st;
+        if (bo->backbone_sync) {
+            tw_reducer red = tw_comm_reducer(comm);
+            tw_resnet18_plans_sync(m->br[s].plans, &m->br[s].net, &red);
+        }
     }
     if (bo->external_optim) return TW_OK;
     return tw_optim_create(&m->optim, be, m->P.segs, m->P.n_segs, m->P.n_params, &bo->optim, &bo->sched,
@@ -111,7 +115,8 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) 
         tw_bt_branch *b = &m->br[s];
         size_t x_group = (size_t)rows * c_in[s] * o->h * o->w;
         for (int g = 0; g < G; g++) {
-            tw_resnet18_forward(&b->acts[g], b->x + g * x_group, &b->net, b->plans, 1);
+            if (!tw_resnet18_forward(&b->acts[g], b->x + g * x_group, &b->net, b->plans, 1))
+                return NAN;   /* a synchronised BN's statistics: every rank alike */
             tw_mem_copy(be, b->feats + g * f_group, b->acts[g].feats, f_group * sizeof(float));
         }
     }
@@ -142,6 +147,7 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) 
 }
 
 void tw_bt_cross_end_step(tw_bt_cross *m, int accepted) {
+    for (int s = 0; s < 2; s++) tw_resnet18_sync_commit(m->br[s].plans, accepted);
     for (int s = 0; s < 2; s++) tw_projector_commit(&m->br[s].pj, m->be, accepted);
     tw_barlow_commit(&m->loss, m->be, accepted);
 }

@@ -54,7 +54,8 @@ uint64_t tw_bt_cross_s2_seed(uint64_t seed);
  * (NULL: none) hears of each range of the gradient arena as soon as it is final, from the
  * arena's end (core/grad_ready.h): the gradient buckets start from it. */
 double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready);
-/* The end of a step for both projectors' and the loss's BN, as tw_bt_model_end_step. */
+/* The end of a step for both projectors', the loss's and (backbone_sync) both backbones' BN, as
+ * tw_bt_model_end_step. */
 void tw_bt_cross_end_step(tw_bt_cross *m, int accepted);
 /* tw_bt_cross_forward_backward, the gradient all-reduce (sum) and the optimizer's update, as
  * tw_bt_model_step does for one modality (the same return and NaN contract). */

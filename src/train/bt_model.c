@@ -32,6 +32,10 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
 
     st = tw_resnet18_plans_make(&m->plans, be, &m->net, n / G, o->h, o->w, err);
     if (st != TW_OK) return st;
+    if (o->backbone_sync) {
+        tw_reducer red = tw_comm_reducer(comm);
+        tw_resnet18_plans_sync(m->plans, &m->net, &red);
+    }
     size_t x_bytes = (size_t)n * o->c_in * o->h * o->w * sizeof(float);
     size_t f_bytes = (size_t)n * TW_RESNET18_FEATS * sizeof(float);
     size_t z_bytes = (size_t)n * o->proj_dim * sizeof(float);
@@ -73,6 +77,8 @@ tw_status tw_bt_opts_check(const tw_bt_opts *o, int n_ranks, tw_err *err) {
     if (G < 1 || G > TW_BT_MAX_GROUPS || n % G)
         return tw_err_set(err, TW_E_RANGE, "bn_groups %d must divide the %d pairs per rank (1..%d)", G,
                           n, TW_BT_MAX_GROUPS);
+    if (o->backbone_sync && G != 1)
+        return tw_err_set(err, TW_E_RANGE, "bn_groups %d: a synchronised backbone BN takes one batch per rank", G);
     if (n < 2 && n_ranks < 2)
         return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
     return TW_OK;
@@ -128,7 +134,8 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) 
     /* forward: backbone (per BN group) -> projector -> loss */
     for (int v = 0; v < 2; v++)
         for (int g = 0; g < G; g++) {
-            tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1);
+            if (!tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1))
+                return NAN;   /* a synchronised BN's statistics: every rank alike */
             tw_mem_copy(be, m->feats[v] + g * f_group, m->acts[v][g].feats, f_group * sizeof(float));
         }
     tw_reducer red = tw_comm_reducer(comm);
@@ -154,6 +161,7 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) 
 }
 
 void tw_bt_model_end_step(tw_bt_model *m, int accepted) {
+    tw_resnet18_sync_commit(m->plans, accepted);
     tw_projector_commit(&m->pj, m->be, accepted);
     tw_barlow_commit(&m->loss, m->be, accepted);
 }

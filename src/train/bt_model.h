@@ -1,4 +1,5 @@
-/* The Barlow Twins model of one modality and its training step: ResNet18 backbone (per-rank BN),
+/* The Barlow Twins model of one modality and its training step: ResNet18 backbone (per-rank or
+ * synchronised BN),
  * projector (synchronised BN), loss with the global cross-correlation; then (tw_bt_model_step)
  * one flat gradient all-reduce and the optimizer update. `twinfuse pretrain` runs it as a task of
  * the generic loop (pretrain.c, loop.c); the tests and bench/bt_step call the step directly. */
@@ -22,6 +23,8 @@ typedef struct tw_bt_opts {
     int n_local;              /* pairs per rank and step */
     int bn_groups;            /* backbone BN batches per rank: 1, or g to reproduce g ranks'
                                * per-rank statistics on one (tests) */
+    int backbone_sync;        /* 1: the backbone's BN statistics over every rank's batch
+                               * (model.backbone_bn: sync; needs bn_groups 1) */
     int proj_dim;
     float lambda;
     tw_optim_hparams optim;   /* optimizer and peak rates (optim/optim.h) */
@@ -67,7 +70,8 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready);
 
 /* The end of a step (after the update's verdict): accepted, the synchronised BNs' running
  * statistics take the step's batch statistics; rejected (non-finite), nothing of the step stays
- * in the projector's and the loss's BN buffers (tw_syncbn_commit). */
+ * in the projector's, the loss's and (backbone_sync) the backbone's BN buffers
+ * (tw_syncbn_commit). */
 void tw_bt_model_end_step(tw_bt_model *m, int accepted);
 
 /* One step on the views in m->x[0], m->x[1]: forward, loss, backward, gradient all-reduce (sum:
@@ -78,7 +82,8 @@ void tw_bt_model_end_step(tw_bt_model *m, int accepted);
 double tw_bt_model_step(tw_bt_model *m, double *lr);
 
 /* Pieces shared with the cross-modal model (bt_cross.h). */
-/* A status naming the bad option: bn_groups must divide n_local; BN needs 2 rows in all. */
+/* A status naming the bad option: bn_groups must divide n_local (and be 1 with backbone_sync); BN
+ * needs 2 rows in all. */
 tw_status tw_bt_opts_check(const tw_bt_opts *o, int n_ranks, tw_err *err);
 /* The loss's affine-free BN buffers under torch's names (bn.running_mean, bn.running_var,
  * bn.num_batches_tracked; width d), before tw_params_alloc; id: their entries. */

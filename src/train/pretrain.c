@@ -145,6 +145,7 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
     int c_in = T->hook.sar || T->hook.cross ? TW_S1_BANDS : c_s2;
     tw_bt_opts o = {.c_in = c_in, .h = cfg->data.size, .w = cfg->data.size,
                     .n_local = cfg->data.batch / tw_comm_size(comm), .bn_groups = 1,
+                    .backbone_sync = cfg->model.backbone_bn == TW_BN_SYNC,
                     .proj_dim = cfg->model.projector_dim, .lambda = (float)cfg->loss.lambda,
                     .external_optim = 1};
     T->view_bytes = (size_t)o.n_local * c_in * o.h * o.w * sizeof(float);
@@ -167,12 +168,6 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
 }
 
 int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml, const char *config_path) {
-    if (cfg->model.backbone_bn == TW_BN_SYNC) {
-        if (tw_comm_rank(comm) == 0)
-            fprintf(stderr, "twinfuse pretrain: model.backbone_bn=sync: the op interface has no 2-D batch norm "
-                            "with external statistics yet; use local (per-rank statistics, the default)\n");
-        return 1;
-    }
     tw_loop_cfg lc = {.command = "pretrain", .run = &cfg->run, .data = &cfg->data, .optim = &cfg->optim,
                       .backend = &cfg->backend, .schema = tw_pretrain_schema(), .cfg = cfg, .yaml = yaml,
                       .config_path = config_path, .make_task = bt_make, .user = (void *)cfg};

@@ -16,25 +16,6 @@ static inline float ld(const void *p, size_t i, int is_bf16) {
 
 /* ---- batch norm, inference-mode backward ------------------------------------------------- */
 
-/* Every tw_layout is [n][cb][h w][blk] with channel cb blk + k: NCHW has blk 1, NHWC one block
- * of all c channels, nChw8c/16c blocks of 8/16 (the channels past c are padding). */
-typedef struct bn_geom {
-    int n, c, blk, n_blk;
-    size_t hw;
-} bn_geom;
-
-static bn_geom geom_of(const tw_tensor *t) {
-    bn_geom g = {t->n, t->c, 1, t->c, (size_t)t->h * t->w};
-    if (t->layout == TW_LAYOUT_NHWC) {
-        g.blk = t->c;
-        g.n_blk = 1;
-    } else if (t->layout != TW_LAYOUT_NCHW) {
-        g.blk = (int)tw_layout_block(t->layout);
-        g.n_blk = (t->c + g.blk - 1) / g.blk;
-    }
-    return g;
-}
-
 static void check_same(const tw_tensor *a, const tw_tensor *b) {
     TW_ASSERT(a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w);
     TW_ASSERT(a->dtype == b->dtype && a->layout == b->layout);
@@ -49,7 +30,7 @@ void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float
     check_same(dx, dy);
     check_same(dx, x);
     if (relu) check_same(dx, y);
-    const bn_geom g = geom_of(dx);
+    const tw_cpu_geom g = tw_cpu_geom_of(dx);
     const int is_bf16 = dx->dtype == TW_BF16;
     const void *dyp = dy->data, *xp = x->data, *yp = relu ? y->data : NULL;
     /* dx: one (n, channel block) plane per iteration. */

@@ -121,6 +121,8 @@ void tw_cpu_bn_plan_free(tw_backend *base, tw_bn_plan *p) {
     free(p);
 }
 
+int tw_cpu_bn_plan_relu(const tw_bn_plan *p) { return p->d.fuse_relu; }
+
 static void check_t(const tw_bn_plan *p, const tw_tensor *t) {
     const tw_tensor *r = &p->head.y;
     TW_ASSERT(t->n == r->n && t->c == r->c && t->h == r->h && t->w == r->w);

@@ -111,6 +111,26 @@ int tw_cpu_layout_net_rank(tw_cpu_backend *be, int n, int c, int h, int w, tw_la
  * 1 and *out set, 0 when unset, -1 when it names no layout. */
 int tw_cpu_layout_forced(tw_layout *out);
 
+/* Every tw_layout is [n][cb][h w][blk] with channel cb blk + k: NCHW has blk 1, NHWC one block
+ * of all c channels, nChw8c/16c blocks of 8/16 (the channels past c are padding). The plain
+ * loops over activations (act.c, bn_sync.c) walk tensors through this. */
+typedef struct tw_cpu_geom {
+    int n, c, blk, n_blk;
+    size_t hw;
+} tw_cpu_geom;
+
+static inline tw_cpu_geom tw_cpu_geom_of(const tw_tensor *t) {
+    tw_cpu_geom g = {t->n, t->c, 1, t->c, (size_t)t->h * t->w};
+    if (t->layout == TW_LAYOUT_NHWC) {
+        g.blk = t->c;
+        g.n_blk = 1;
+    } else if (t->layout != TW_LAYOUT_NCHW) {
+        g.blk = (int)tw_layout_block(t->layout);
+        g.n_blk = (t->c + g.blk - 1) / g.blk;
+    }
+    return g;
+}
+
 /* conv.c */
 tw_status tw_cpu_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d,
                                 tw_err *err);
@@ -140,6 +160,20 @@ void tw_cpu_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dga
 void tw_cpu_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
 void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
 void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
+
+/* bn_sync.c: batch norm with statistics from outside (backend.h: tw_bn_sums ...). */
+int tw_cpu_bn_plan_relu(const tw_bn_plan *p);
+void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift);
+void tw_cpu_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                             const float *mean, const float *inv_std, const float *gamma,
+                             const float *beta);
+void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
+                             const tw_tensor *x, const tw_tensor *y, const float *mean,
+                             const float *inv_std);
+void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
+                              const tw_tensor *x, const tw_tensor *y, const float *mean,
+                              const float *inv_std, const float *gamma, const float *global_sums,
+                              float n_global);
 
 /* act.c */
 void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,

@@ -12,6 +12,7 @@ struct tw_bn_plan {
     int64_t m_rows;      /* n h w */
     float *partial;      /* [TW_K_BN_ROW_BLOCKS, 3, c] statistics of each row block */
     float *coef;         /* [2, c] scale and shift of the last forward */
+    double *partial_sums;   /* [TW_K_BN_ROW_BLOCKS, 2, c] the external-statistics ops' sums */
 };
 
 void tw_cuda_bn_plan_free(tw_backend *be, tw_bn_plan *p) {
@@ -19,6 +20,7 @@ void tw_cuda_bn_plan_free(tw_backend *be, tw_bn_plan *p) {
     TW_CHECK_CUDA(cudaStreamSynchronize(tw_cuda_of(be)->stream));
     cudaFree(p->partial);
     cudaFree(p->coef);
+    cudaFree(p->partial_sums);
     free(p);
 }
 
@@ -43,6 +45,8 @@ tw_status tw_cuda_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_des
     p->head.ws_bytes = d->fuse_relu ? ((size_t)p->m_rows * d->c + 31) / 32 * sizeof(uint32_t) : 0;
     TW_CHECK_CUDA(cudaMalloc((void **)&p->partial, (size_t)TW_K_BN_ROW_BLOCKS * 3 * d->c * sizeof(float)));
     TW_CHECK_CUDA(cudaMalloc((void **)&p->coef, 2 * (size_t)d->c * sizeof(float)));
+    TW_CHECK_CUDA(cudaMalloc((void **)&p->partial_sums,
+                             (size_t)TW_K_BN_ROW_BLOCKS * 2 * d->c * sizeof(double)));
     *out = p;
     return TW_OK;
 }
@@ -94,4 +98,51 @@ void tw_cuda_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dg
                                    p->partial, dy->data, x->data,
                                    p->d.fuse_relu ? (const uint32_t *)ws : NULL, save_mean,
                                    save_var, gamma, cb->bf16, p->m_rows, p->d.c, p->d.eps));
+}
+
+/* ---- statistics from outside (the synchronised backbone BN) ---------------------------------- */
+
+void tw_cuda_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, x);
+    TW_CHECK_CUDA(tw_k_bn_sums(cb->stream, sums, p->partial_sums, x->data, NULL, NULL, shift, NULL,
+                               cb->bf16, p->m_rows, p->d.c, 0, 0));
+}
+
+void tw_cuda_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                              const float *mean, const float *inv_std, const float *gamma,
+                              const float *beta) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, y);
+    check_act(be, p, x);
+    size_t n_elems = (size_t)p->m_rows * p->d.c;
+    TW_CHECK_CUDA(tw_k_bn_forward_stats(cb->stream, tw_cuda_grid(cb, n_elems), y->data, x->data,
+                                        mean, inv_std, gamma, beta, cb->bf16, p->m_rows, p->d.c,
+                                        p->d.fuse_relu));
+}
+
+void tw_cuda_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
+                              const tw_tensor *x, const tw_tensor *y, const float *mean,
+                              const float *inv_std) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, dy);
+    check_act(be, p, x);
+    check_act(be, p, y);
+    TW_CHECK_CUDA(tw_k_bn_sums(cb->stream, sums, p->partial_sums, x->data, dy->data, y->data, mean,
+                               inv_std, cb->bf16, p->m_rows, p->d.c, 1, p->d.fuse_relu));
+}
+
+void tw_cuda_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
+                               const tw_tensor *x, const tw_tensor *y, const float *mean,
+                               const float *inv_std, const float *gamma, const float *global_sums,
+                               float n_global) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    check_act(be, p, dx);
+    check_act(be, p, dy);
+    check_act(be, p, x);
+    check_act(be, p, y);
+    size_t n_elems = (size_t)p->m_rows * p->d.c;
+    TW_CHECK_CUDA(tw_k_bn_backward_stats(cb->stream, tw_cuda_grid(cb, n_elems), dx->data, dy->data,
+                                         x->data, y->data, mean, inv_std, gamma, global_sums,
+                                         n_global, cb->bf16, p->m_rows, p->d.c, p->d.fuse_relu));
 }
