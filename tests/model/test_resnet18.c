@@ -1,7 +1,10 @@
 /* ResNet18 against torchvision (ref_resnet18.py): eval-mode features, train-mode features, the
  * running statistics after the step, and every parameter gradient of sum(features * R), for each
  * channel count given; then the accumulate flag with a second activation set (the two Barlow
- * Twins views). usage: test_resnet18 REF_DIR fp32|bf16 C [C ...]; exit 0 pass, 1 fail, 77 skip. */
+ * Twins views). With "+sync" the plans' BN is the synchronised one (model.backbone_bn: sync,
+ * tw_resnet18_plans_sync) over a one-rank reducer: the same checks, its running statistics
+ * committed after the step. usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]; exit 0
+ * pass, 1 fail, 77 skip. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,11 +169,19 @@ static int check_stats(tw_params *P, tw_st_file *ref, double tol, const char *la
     return ok;
 }
 
-static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *tol, const char *prec) {
+/* The sum over one rank: nothing to add. */
+static void one_rank_sum(void *ctx, float *buf, size_t n_elems) {
+    (void)ctx;
+    (void)buf;
+    (void)n_elems;
+}
+
+static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *tol, const char *prec,
+                   int sync) {
     int ok = 1;
     tw_err err = {0};
     char path[1024], label[64];
-    snprintf(label, sizeof label, "c%d %s", c_in, prec);
+    snprintf(label, sizeof label, "c%d %s%s", c_in, prec, sync ? " sync" : "");
     tw_params P;
     tw_params_init(&P, be);
     tw_resnet18 m;
@@ -203,14 +214,19 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
         printf("FAIL: %s\n", err.msg);
         exit(1);
     }
+    if (sync) {
+        tw_reducer one = {one_rank_sum, NULL, 1};
+        tw_resnet18_plans_sync(p, &m, &one);
+    }
     tw_resnet18_acts a, b;
     tw_resnet18_acts_make(&a, p);
     tw_resnet18_acts_make(&b, p);
 
     tw_resnet18_forward(&a, x, &m, p, 0);
     ok &= check_feats(be, a.feats, ref, "feats_eval", tol->eval, tol, label);
-    tw_resnet18_forward(&a, x, &m, p, 1);
+    ok &= tw_resnet18_forward(&a, x, &m, p, 1);
     ok &= check_feats(be, a.feats, ref, "feats_train", tol->train, tol, label);
+    tw_resnet18_sync_commit(p, 1);
     ok &= check_stats(&P, ref, tol->stats, label);
 
     /* View b runs forward after a; backward of a (=) then b (+=) must give twice the gradient, and
@@ -252,11 +268,14 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4 || (strcmp(argv[2], "fp32") && strcmp(argv[2], "bf16"))) {
-        fprintf(stderr, "usage: test_resnet18 REF_DIR fp32|bf16 C [C ...]\n");
+    const char *mode = argc > 2 ? argv[2] : "";
+    int sync = strstr(mode, "+sync") != NULL;
+    if (argc < 4 || (strcmp(mode, "fp32") && strcmp(mode, "bf16") && strcmp(mode, "fp32+sync") &&
+                     strcmp(mode, "bf16+sync"))) {
+        fprintf(stderr, "usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]\n");
         return 1;
     }
-    int bf16 = !strcmp(argv[2], "bf16");
+    int bf16 = !strncmp(mode, "bf16", 4);
     tw_err err = {0};
     tw_backend *be = NULL;
     tw_status st = tw_backend_create(&be, TW_DEVICE_CPU, bf16 ? TW_PREC_BF16 : TW_PREC_FP32, 0, &err);
@@ -279,7 +298,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "test_resnet18: bad channel count '%s'\n", argv[i]);
             return 1;
         }
-        ok &= run_one(be, argv[1], (int)c, bf16 ? &TOL_BF16 : &TOL_FP32, argv[2]);
+        ok &= run_one(be, argv[1], (int)c, bf16 ? &TOL_BF16 : &TOL_FP32, bf16 ? "bf16" : "fp32", sync);
     }
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
