@@ -14,7 +14,8 @@ static const tw_cfg_key model_keys[] = {
     {"model.projector_dim", TW_CFG_INT, offsetof(M, projector_dim), 1, NULL, "2048", TW_CFG_LO | TW_CFG_HI,
      16, 65536, "width of the three projector layers"},
     {"model.backbone_bn", TW_CFG_ENUM, offsetof(M, backbone_bn), 1, bn_names, "local", 0, 0, 0,
-     "backbone batch norm statistics: local (per rank) or sync (all-reduced)"},
+     "backbone batch norm statistics: local (each rank's batch) or sync (the global batch, as the "
+     "official code's SyncBatchNorm; docs/pretrain.md)"},
 };
 #undef M
 static const tw_cfg_key loss_keys[] = {

@@ -9,7 +9,7 @@
 4. a diverging run (SGD at lr 1e30) stops with a message and exit code 1 and keeps its last good
    checkpoint;
 5. with MPIRUN given: 2 ranks stopped at step 3 and resumed match 2 uninterrupted ranks (losses and
-   final state).
+   final state), with the backbone's BN per rank and synchronised (model.backbone_bn=sync).
 usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
@@ -146,17 +146,22 @@ check(any(n.startswith("ckpt-") for n in left), f"a good checkpoint stays: {left
 
 # 5. The same resume on 2 ranks (each rank reads the checkpoint; the loader continues its slice).
 if MPIRUN:
-    run("whole2", "run.max_steps=6", "run.ckpt_every_steps=0", "run.resume=never", ranks=2)
-    run("split2", "run.max_steps=3", "run.ckpt_every_steps=3", "run.resume=never", ranks=2)
-    p = run("split2", "run.max_steps=6", "run.ckpt_every_steps=3", "run.resume=auto", ranks=2)
-    check("at step 3" in p.stdout, "2 ranks resumed at step 3")
-    whole2, split2 = losses("whole2"), losses("split2")
-    check(all(split2.get(s) == whole2[s] for s in range(4, 7)),
-          f"2 ranks, steps 4-6 after resume: {[split2.get(s) for s in range(4, 7)]}, "
-          f"uninterrupted {[whole2[s] for s in range(4, 7)]}")
-    ok, why = same_state(os.path.join(WORK, "split2", "ckpt-00000006.safetensors"),
-                         os.path.join(WORK, "whole2", "ckpt-00000006.safetensors"))
-    check(ok, f"2 ranks: final state after resume equals the uninterrupted run's ({why})")
+    for bn in ("local", "sync"):
+        over = [f"model.backbone_bn={bn}", "run.max_steps=6", "run.ckpt_every_steps=3"]
+        run(f"whole2{bn}", *over[:2], "run.ckpt_every_steps=0", "run.resume=never", ranks=2)
+        run(f"split2{bn}", over[0], "run.max_steps=3", over[2], "run.resume=never", ranks=2)
+        p = run(f"split2{bn}", *over, "run.resume=auto", ranks=2)
+        check("at step 3" in p.stdout, f"2 ranks, backbone BN {bn}: resumed at step 3")
+        whole2, split2 = losses(f"whole2{bn}"), losses(f"split2{bn}")
+        check(all(split2.get(s) == whole2[s] for s in range(4, 7)),
+              f"2 ranks, backbone BN {bn}, steps 4-6 after resume: {[split2.get(s) for s in range(4, 7)]}, "
+              f"uninterrupted {[whole2[s] for s in range(4, 7)]}")
+        ok, why = same_state(os.path.join(WORK, f"split2{bn}", "ckpt-00000006.safetensors"),
+                             os.path.join(WORK, f"whole2{bn}", "ckpt-00000006.safetensors"))
+        check(ok, f"2 ranks, backbone BN {bn}: final state after resume equals the uninterrupted run's ({why})")
+    ok, why = same_state(os.path.join(WORK, "whole2sync", "ckpt-00000006.safetensors"),
+                         os.path.join(WORK, "whole2local", "ckpt-00000006.safetensors"))
+    check(not ok, f"backbone BN sync and local train differently ({why})")
 
 print("FAIL" if failures else "PASS")
 if not failures:   # the runs' checkpoints are gigabytes; kept only to look into a failure
