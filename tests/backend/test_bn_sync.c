@@ -5,17 +5,18 @@
  * against double-precision formulas over the whole batch, in every layout, with and without the
  * ReLU, fp32 and (where the CPU has it) bf16; the padding channels must stay 0, and the sums of
  * the backward must be torch's dbeta and dgamma. The values' mean is far from 0 and the shift
- * near it, as the running mean is in training. */
+ * near it, as the running mean is in training. Two shapes: a small one, and one whose planes
+ * (48 x 48) span several of the bf16 path's widened chunks, with a partial one at the end. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "tb.h"
 
-enum { N = 4, HALF = N / 2, C = 20, H = 5, W = 3 };
-#define NX ((size_t)N * C * H * W)
-#define NH ((size_t)HALF * C * H * W)
-#define HW (H * W)
+/* The shape of the case being run: the whole batch N (two halves), C channels (20: padding in
+ * the blocked layouts), H x W. */
+static int N, HALF, C, H, W, HW;
+static size_t NX, NH;
 
 static size_t at(int n, int c, int i) { return ((size_t)n * C + c) * HW + i; }
 
@@ -75,7 +76,8 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     const int bf16 = tw_backend_act_dtype(be) == TW_BF16;
     const tw_dtype dt = tw_backend_act_dtype(be);
     char name[96], what[160];
-    snprintf(name, sizeof name, "%s %s%s", bf16 ? "bf16" : "fp32", tw_layout_name(layout), relu ? "+relu" : "");
+    snprintf(name, sizeof name, "%s [%d, %d, %d, %d] %s%s", bf16 ? "bf16" : "fp32", N, C, H, W,
+             tw_layout_name(layout), relu ? "+relu" : "");
     tw_bn_desc d = {HALF, C, H, W, layout, relu, eps, 0.1f};
     tw_bn_plan *plan = NULL;
     tw_err err = {0};
@@ -95,7 +97,8 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     reference_forward(ry, hx, g, b, eps, relu);
 
     /* the shift: close to each channel's mean, not equal to it */
-    float shift[C], sums[2 * C], total[2 * C] = {0}, mean[C], inv_std[C];
+    float shift[C], sums[2 * C], total[2 * C], mean[C], inv_std[C];
+    for (int k = 0; k < 2 * C; k++) total[k] = 0.0f;
     for (int c = 0; c < C; c++) shift[c] = 3.0f + c * 0.25f + 0.1f;
     tw_tensor x[2], y[2], dy[2], dx[2];
     for (int h = 0; h < 2; h++) {
@@ -127,7 +130,8 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     snprintf(what, sizeof what, "%s forward over 2 halves", name);
     ok &= tb_close_d(what, gotd, ry, NX, bf16 ? 5e-3 : 2e-6, bf16 ? 4e-3 : 2e-6);
 
-    float bsums[2 * C], btotal[2 * C] = {0};
+    float bsums[2 * C], btotal[2 * C];
+    for (int k = 0; k < 2 * C; k++) btotal[k] = 0.0f;
     for (int h = 0; h < 2; h++) {
         tw_bn_backward_sums(be, plan, bsums, &dy[h], &x[h], &y[h], mean, inv_std);
         for (int k = 0; k < 2 * C; k++) btotal[k] += bsums[k];
@@ -165,8 +169,14 @@ int main(int argc, char **argv) {
     tw_rng_init(&rng, 17, 0, 0, 0);
     int ok = 1;
     const tw_layout layouts[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, TW_LAYOUT_NCHW8C, TW_LAYOUT_NCHW16C};
-    for (int l = 0; l < 4; l++)
-        for (int relu = 0; relu < 2; relu++) ok &= run(be, &rng, layouts[l], relu);
+    const int shapes[2][4] = {{4, 20, 5, 3}, {2, 20, 48, 48}};
+    for (int sh = 0; sh < 2; sh++) {
+        N = shapes[sh][0], C = shapes[sh][1], H = shapes[sh][2], W = shapes[sh][3];
+        HALF = N / 2, HW = H * W;
+        NX = (size_t)N * C * HW, NH = (size_t)HALF * C * HW;
+        for (int l = 0; l < 4; l++)
+            for (int relu = 0; relu < 2; relu++) ok &= run(be, &rng, layouts[l], relu);
+    }
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
     return ok ? TB_PASS : TB_FAIL;
