@@ -66,21 +66,30 @@ cudaError_t tw_k_bn_backward(cudaStream_t s, unsigned grid, void *dx, float *dga
                              const float *gamma, int bf16, int64_t m_rows, int c, float eps);
 
 /* ---- bn_sync.cu: batch norm with statistics from outside, x viewed as [m_rows, c] (NHWC) ---- */
-/* sums (=, [2c] f32): grad 0: [Σ (x - ref), Σ (x - ref)²]; grad 1: [Σ dy', Σ dy' (x - ref)],
- * dy' = dy where y > 0 when relu; the second half times scale[ch] when scale != NULL. partial:
- * [TW_K_BN_ROW_BLOCKS, 2, c] f64 scratch. */
-cudaError_t tw_k_bn_sums(cudaStream_t s, float *sums, double *partial, const void *x,
-                         const void *dy, const void *y, const float *ref, const float *scale,
-                         int bf16, int64_t m_rows, int c, int grad, int relu);
+/* sums (=, [2c] f64): grad 0: [Σ (x - ref), Σ (x - ref)²]; grad 1: [Σ dy', Σ dy' (x - ref) scale],
+ * dy' = dy where y > 0 when relu; with dgamma/dbeta (grad 1) also the f32 shares (accumulate:
+ * +=). partial: [TW_K_BN_ROW_BLOCKS, 2, c] f64 scratch. */
+cudaError_t tw_k_bn_sums(cudaStream_t s, double *sums, double *partial, float *dgamma,
+                         float *dbeta, int accumulate, const void *x, const void *dy,
+                         const void *y, const float *ref, const float *scale, int bf16,
+                         int64_t m_rows, int c, int grad, int relu);
+/* stats = [shift + S1/N, max(S2/N - (S1/N)², 0)] f64, mean and inv_std f32; *bad = 1 where not
+ * finite. */
+cudaError_t tw_k_bn_stats_finish(cudaStream_t s, float *mean, float *inv_std, double *stats,
+                                 int *bad, const double *sums, const float *shift, int c,
+                                 double n_global, float eps);
 /* y = relu?(gamma inv_std (x - mean) + beta); gamma/beta NULL: 1 and 0. */
 cudaError_t tw_k_bn_forward_stats(cudaStream_t s, unsigned grid, void *y, const void *x,
                                   const float *mean, const float *inv_std, const float *gamma,
                                   const float *beta, int bf16, int64_t m_rows, int c, int relu);
-/* dx = gamma inv_std (dy' - S1 / N - x̂ S2 / N) (=), S = sums ([2c], global), N = n_global. */
+/* dx = gamma inv_std (dy' - S1 / N - x̂ S2 / N) (=), S = sums ([2c] f64, global). */
 cudaError_t tw_k_bn_backward_stats(cudaStream_t s, unsigned grid, void *dx, const void *dy,
                                    const void *x, const void *y, const float *mean,
-                                   const float *inv_std, const float *gamma, const float *sums,
-                                   float n_global, int bf16, int64_t m_rows, int c, int relu);
+                                   const float *inv_std, const float *gamma, const double *sums,
+                                   double n_global, int bf16, int64_t m_rows, int c, int relu);
+/* torch's momentum rule from one forward's stats [2c] f64. */
+cudaError_t tw_k_bn_running_update(cudaStream_t s, float *run_mean, float *run_var,
+                                   const double *stats, int c, float momentum, double unbias);
 
 /* ---- act.cu ---- */
 /* Inference-mode BN backward on x viewed as [m_rows = n h w, c] (nhwc) or NCHW planes of hw:
@@ -120,20 +129,7 @@ cudaError_t tw_k_avgpool_backward(cudaStream_t s, unsigned grid, void *dx, const
 cudaError_t tw_k_bias_forward(cudaStream_t s, unsigned grid, float *y, const float *bias, int m,
                               int n);
 cudaError_t tw_k_bias_backward(cudaStream_t s, float *dbias, const float *dy, int m, int n);
-/* sums = [Σx, Σx²] over rows, [2d]. */
-cudaError_t tw_k_bn1d_sums(cudaStream_t s, float *sums, const float *x, int n, int d);
-cudaError_t tw_k_bn1d_forward(cudaStream_t s, unsigned grid, float *y, const float *x,
-                              const float *mean, const float *inv_std, const float *gamma,
-                              const float *beta, int n, int d, int relu);
-/* sums = [Σdy', Σdy'x̂] with dy' = relu ? dy (y > 0) : dy. */
-cudaError_t tw_k_bn1d_backward_sums(cudaStream_t s, float *sums, const float *dy, const float *y,
-                                    const float *x, const float *mean, const float *inv_std,
-                                    int n, int d, int relu);
-cudaError_t tw_k_bn1d_backward_apply(cudaStream_t s, unsigned grid, float *dx, const float *dy,
-                                     const float *y, const float *x, const float *mean,
-                                     const float *inv_std, const float *gamma,
-                                     const float *global_sums, float n_global, int n, int d,
-                                     int relu);
+
 
 /* ---- loss.cu: the value goes to *val (device), partial: [TW_K_RED_BLOCKS] f64 scratch ---- */
 cudaError_t tw_k_bt_loss(cudaStream_t s, double *val, double *partial, float *dc, const float *c,

@@ -181,9 +181,14 @@ static void check_bn_tensor(const tw_bn_plan *p, const tw_tensor *t) {
     TW_ASSERT(t->dtype == r->dtype && t->layout == r->layout);
 }
 
-void tw_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift) {
+void tw_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift) {
     check_bn_tensor(p, x);
     be->ops->bn_sums(be, p, sums, x, shift);
+}
+
+void tw_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad, const double *sums, const float *shift, int c, double n_global, float eps) {
+    TW_ASSERT(c >= 1 && n_global >= 1.0 && eps > 0.0f);
+    be->ops->bn_stats_finish(be, mean, inv_std, stats, bad, sums, shift, c, n_global, eps);
 }
 
 void tw_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta) {
@@ -192,20 +197,26 @@ void tw_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_t
     be->ops->bn_forward_stats(be, p, y, x, mean, inv_std, gamma, beta);
 }
 
-void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std) {
+void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta, int accumulate, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std) {
     check_bn_tensor(p, dy);
     check_bn_tensor(p, x);
     check_bn_tensor(p, y);
-    be->ops->bn_backward_sums(be, p, sums, dy, x, y, mean, inv_std);
+    TW_ASSERT((dgamma == NULL) == (dbeta == NULL));
+    be->ops->bn_backward_sums(be, p, sums, dgamma, dbeta, accumulate, dy, x, y, mean, inv_std);
 }
 
-void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global) {
+void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const double *global_sums, double n_global) {
     check_bn_tensor(p, dx);
     check_bn_tensor(p, dy);
     check_bn_tensor(p, x);
     check_bn_tensor(p, y);
-    TW_ASSERT(n_global >= 1.0f);
+    TW_ASSERT(n_global >= 1.0);
     be->ops->bn_backward_stats(be, p, dx, dy, x, y, mean, inv_std, gamma, global_sums, n_global);
+}
+
+void tw_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias) {
+    TW_ASSERT(c >= 1);
+    be->ops->bn_running_update(be, run_mean, run_var, stats, c, momentum, unbias);
 }
 
 void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu) {
@@ -284,22 +295,6 @@ void tw_blend_forward(tw_backend *be, float *y, const float *g, const float *a, 
 
 void tw_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy, const float *g, const float *a, const float *b, size_t n_elems) {
     be->ops->blend_backward(be, dg, da, db, dy, g, a, b, n_elems);
-}
-
-void tw_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d) {
-    be->ops->bn1d_sums(be, sums, x, n, d);
-}
-
-void tw_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean, const float *inv_std, const float *gamma, const float *beta, int n, int d, int relu) {
-    be->ops->bn1d_forward(be, y, x, mean, inv_std, gamma, beta, n, d, relu);
-}
-
-void tw_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y, const float *x, const float *mean, const float *inv_std, int n, int d, int relu) {
-    be->ops->bn1d_backward_sums(be, sums, dy, y, x, mean, inv_std, n, d, relu);
-}
-
-void tw_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y, const float *x, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global, int n, int d, int relu) {
-    be->ops->bn1d_backward_apply(be, dx, dy, y, x, mean, inv_std, gamma, global_sums, n_global, n, d, relu);
 }
 
 double tw_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda) {

@@ -123,6 +123,9 @@ typedef struct tw_bn_desc {
     int fuse_relu;        /* y = relu(bn(x)) */
     float eps;            /* torch: 1e-5 */
     float momentum;       /* torch: 0.1; running = (1 - m) running + m batch, unbiased variance */
+    int f32_rows;         /* 1: a plan for the external-statistics ops only (tw_bn_sums ...), on f32
+                             rows [n, d, 1, 1] NHWC whatever the activation dtype, any n >= 1: the
+                             projector's and the loss's BN over the rows of a matrix */
 } tw_bn_desc;
 typedef struct tw_bn_plan tw_bn_plan;
 
@@ -146,27 +149,40 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
                     const tw_tensor *dy, const tw_tensor *x, const float *save_mean,
                     const float *save_var, const void *ws, const float *gamma);
 
-/* The same layer with its statistics computed outside (the synchronised backbone BN,
- * model/syncbn.h: local sums here, all-reduced by the caller), on the plan's shape, dtype and
- * layout; the 4-D counterparts of the bn1d ops below. Sums are f32 [2c], accumulated in double in
- * a fixed order (the same result for any thread count). The ReLU mask is y > 0 (no workspace);
- * the padding channels of y and dx are written 0.
- *   sums:          [Σ (x - shift), Σ (x - shift)²] per channel over this rank's (n, h, w) (=)
- *   forward_stats: y = [relu](gamma (x - mean) inv_std + beta)
- *   backward_sums: [Σ dy', Σ dy' x̂], x̂ = (x - mean) inv_std, dy' = relu ? dy (y > 0) : dy (=)
- *   backward_stats: dx = gamma inv_std (dy' - S1 / N - x̂ S2 / N) (=), S = global_sums and N =
- *                  n_global, the values per channel over all ranks. */
-void tw_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift);
+/* The same layer with its statistics computed outside: the synchronised BN (model/syncbn.h)
+ * takes this rank's sums, all-reduces them (f64) and normalises with the global statistics, all in
+ * backend memory, so a step needs no host copy. On the plan's shape, dtype and layout. Sums are
+ * f64 [2c], accumulated in double in a fixed order (the same result for any thread count); the
+ * ReLU mask is y > 0 (no workspace); the padding channels of y and dx are written 0.
+ *   tw_bn_sums:           sums = [Σ (x - shift), Σ (x - shift)²] per channel over this rank's
+ *                         (n, h, w) (=)
+ *   tw_bn_stats_finish:   from the global sums over n_global values per channel: mean = shift +
+ *                         S1/N and var = max(S2/N - (S1/N)², 0) (biased) into stats [2c] f64,
+ *                         mean and inv_std = 1/sqrt(var + eps) into [c] f32; *bad = 1 when one is
+ *                         not finite (never cleared here)
+ *   tw_bn_forward_stats:  y = [relu](gamma (x - mean) inv_std + beta); gamma, beta NULL: 1, 0
+ *   tw_bn_backward_sums:  sums = [Σ dy', Σ dy' x̂] (=), x̂ = (x - mean) inv_std, dy' = relu ?
+ *                         dy (y > 0) : dy; the same in f32 into dbeta, dgamma (accumulate: +=,
+ *                         else =; NULL together: not written)
+ *   tw_bn_backward_stats: dx = gamma inv_std (dy' - S1/N - x̂ S2/N) (=), S the global backward
+ *                         sums
+ *   tw_bn_running_update: torch's momentum rule for one forward's stats: running mean = (1 - m)
+ *                         running mean + m mean, running var = (1 - m) running var + m var unbias */
+void tw_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift);
+void tw_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
+                        const double *sums, const float *shift, int c, double n_global, float eps);
 void tw_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
                          const float *mean, const float *inv_std, const float *gamma,
                          const float *beta);
-void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
-                         const tw_tensor *x, const tw_tensor *y, const float *mean,
-                         const float *inv_std);
+void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta,
+                         int accumulate, const tw_tensor *dy, const tw_tensor *x,
+                         const tw_tensor *y, const float *mean, const float *inv_std);
 void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
                           const tw_tensor *x, const tw_tensor *y, const float *mean,
-                          const float *inv_std, const float *gamma, const float *global_sums,
-                          float n_global);
+                          const float *inv_std, const float *gamma, const double *global_sums,
+                          double n_global);
+void tw_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats,
+                          int c, float momentum, double unbias);
 
 /* Backward of tw_bn_forward_eval, for BN frozen in inference mode under trained layers (torch:
  * BatchNorm2d in eval() with requires_grad weights). With s = 1 / sqrt(run_var + eps) and
@@ -227,25 +243,6 @@ void tw_blend_forward(tw_backend *be, float *y, const float *g, const float *a, 
                       size_t n_elems);
 void tw_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy,
                        const float *g, const float *a, const float *b, size_t n_elems);
-
-/* Batch norm over the rows of x [n, d] with statistics that may come from other ranks (the
- * projector's synchronised BN). Step 1 gives local sums; the caller all-reduces them and turns
- * them into mean and inv_std; step 2 normalises. Backward is the same: local sums of dy and
- * dy·x̂, all-reduced, then the apply step.  sums: [2d] f32 (=).  gamma/beta NULL: no affine. */
-void tw_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d);
-void tw_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean,
-                     const float *inv_std, const float *gamma, const float *beta, int n, int d,
-                     int relu);
-/* dy is first masked by y > 0 when relu (y: the forward output). sums = [Σ dy', Σ dy'·x̂]. */
-void tw_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y,
-                           const float *x, const float *mean, const float *inv_std, int n, int d,
-                           int relu);
-/* dx = gamma inv_std (dy' - Σdy'/N - x̂ Σdy'x̂/N) (=), N the global row count; dgamma = Σdy'x̂,
- * dbeta = Σdy' are the caller's (already in sums). gamma NULL: 1. */
-void tw_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y,
-                            const float *x, const float *mean, const float *inv_std,
-                            const float *gamma, const float *global_sums, float n_global, int n,
-                            int d, int relu);
 
 /* ---- losses' hot loops ------------------------------------------------------------------------ */
 

@@ -26,10 +26,12 @@ typedef struct tw_backend_ops {
     void (*bn_forward_train)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean, float *save_var, void *ws, const tw_tensor *x, const float *gamma, const float *beta, float *run_mean, float *run_var);
     void (*bn_forward_eval)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *gamma, const float *beta, const float *run_mean, const float *run_var);
     void (*bn_backward)(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const float *save_mean, const float *save_var, const void *ws, const float *gamma);
-    void (*bn_sums)(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift);
+    void (*bn_sums)(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift);
+    void (*bn_stats_finish)(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad, const double *sums, const float *shift, int c, double n_global, float eps);
     void (*bn_forward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta);
-    void (*bn_backward_sums)(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std);
-    void (*bn_backward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global);
+    void (*bn_backward_sums)(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta, int accumulate, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std);
+    void (*bn_backward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const double *global_sums, double n_global);
+    void (*bn_running_update)(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias);
     void (*add_relu_forward)(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
     void (*relu_backward)(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
     void (*add)(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
@@ -42,10 +44,6 @@ typedef struct tw_backend_ops {
     void (*gemm)(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
     void (*bias_forward)(tw_backend *be, float *y, const float *bias, int m, int n);
     void (*bias_backward)(tw_backend *be, float *dbias, const float *dy, int m, int n);
-    void (*bn1d_sums)(tw_backend *be, float *sums, const float *x, int n, int d);
-    void (*bn1d_forward)(tw_backend *be, float *y, const float *x, const float *mean, const float *inv_std, const float *gamma, const float *beta, int n, int d, int relu);
-    void (*bn1d_backward_sums)(tw_backend *be, float *sums, const float *dy, const float *y, const float *x, const float *mean, const float *inv_std, int n, int d, int relu);
-    void (*bn1d_backward_apply)(tw_backend *be, float *dx, const float *dy, const float *y, const float *x, const float *mean, const float *inv_std, const float *gamma, const float *global_sums, float n_global, int n, int d, int relu);
     double (*bt_loss)(tw_backend *be, float *dc, const float *c, int d, float lambda);
     double (*bce_logits)(tw_backend *be, float *dlogits, const float *logits, const float *targets, int n, int k);
     void (*adam_update)(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);

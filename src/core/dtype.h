@@ -6,7 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { TW_F32, TW_BF16, TW_F16, TW_I64, TW_I32, TW_U16, TW_U8 } tw_dtype;
+/* TW_F64 is for collectives only (the synchronised BN's sums); no tensor or shard holds it. */
+typedef enum { TW_F32, TW_BF16, TW_F16, TW_I64, TW_I32, TW_U16, TW_U8, TW_F64 } tw_dtype;
 
 size_t tw_dtype_size(tw_dtype t);
 const char *tw_dtype_name(tw_dtype t);   /* safetensors names: "F32", "BF16", ... */

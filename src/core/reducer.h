@@ -7,15 +7,17 @@
 #include <stddef.h>
 
 typedef struct tw_reducer {
-    /* buf (n_elems f32, in the backend's memory) = its sum over every rank, in place; every rank
-     * calls it with the same n_elems. */
-    void (*sum_f32)(void *ctx, float *buf, size_t n_elems);
+    /* buf (n_elems f64, in the backend's memory) = its sum over every rank, in place; every rank
+     * calls it with the same n_elems. f64: the synchronised BN's sums of x and x² about a shift
+     * keep the variance exact in one collective (f32 would cancel it away where the mean is far
+     * from the shift). */
+    void (*sum_f64)(void *ctx, double *buf, size_t n_elems);
     void *ctx;
     int n_ranks;
 } tw_reducer;
 
-static inline void tw_reducer_sum(const tw_reducer *r, float *buf, size_t n_elems) {
-    r->sum_f32(r->ctx, buf, n_elems);
+static inline void tw_reducer_sum(const tw_reducer *r, double *buf, size_t n_elems) {
+    r->sum_f64(r->ctx, buf, n_elems);
 }
 
 #endif

@@ -91,7 +91,7 @@ int tw_comm_local_rank(const tw_comm *c) { return c->local_rank; }
 tw_comm_kind tw_comm_kind_of(const tw_comm *c) { return c->kind; }
 
 void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
-    TW_ASSERT(dtype == TW_F32 || dtype == TW_I64 || dtype == TW_I32);
+    TW_ASSERT(dtype == TW_F32 || dtype == TW_F64 || dtype == TW_I64 || dtype == TW_I32);
     if (n_elems) c->ops->allreduce(c, buf, n_elems, dtype, op);
 }
 
@@ -117,7 +117,7 @@ void tw_comm_abort(tw_comm *c, int code) {
 }
 
 tw_comm_req tw_comm_iallreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op) {
-    TW_ASSERT(dtype == TW_F32 || dtype == TW_I64 || dtype == TW_I32);
+    TW_ASSERT(dtype == TW_F32 || dtype == TW_F64 || dtype == TW_I64 || dtype == TW_I32);
     int slot = 0;
     while (slot < TW_COMM_MAX_PENDING && c->busy[slot]) slot++;
     TW_ASSERT(slot < TW_COMM_MAX_PENDING);
@@ -138,8 +138,8 @@ void tw_comm_wait(tw_comm *c, tw_comm_req r) {
     c->busy[r] = 0;
 }
 
-static void reducer_sum(void *ctx, float *buf, size_t n_elems) {
-    tw_comm_allreduce(ctx, buf, n_elems, TW_F32, TW_REDUCE_SUM);
+static void reducer_sum(void *ctx, double *buf, size_t n_elems) {
+    tw_comm_allreduce(ctx, buf, n_elems, TW_F64, TW_REDUCE_SUM);
 }
 
 tw_reducer tw_comm_reducer(tw_comm *c) {

@@ -34,10 +34,11 @@ int tw_comm_size(const tw_comm *c);
 int tw_comm_local_rank(const tw_comm *c);    /* rank among the processes on this node */
 tw_comm_kind tw_comm_kind_of(const tw_comm *c);
 
-/* In place over n_elems elements of dtype: TW_F32 for tensors, TW_I64 for counters (TW_I32 also
- * works); every rank passes the same n_elems, dtype and op. Other dtypes are a bug. */
+/* In place over n_elems elements of dtype: TW_F32 for tensors, TW_I64 for counters, TW_F64 for the
+ * synchronised BN's sums (TW_I32 also works); every rank passes the same n_elems, dtype and op.
+ * Other dtypes are a bug. */
 void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
-/* A reducer (core/reducer.h) whose sum is tw_comm_allreduce(c, ..., TW_F32, TW_REDUCE_SUM): what
+/* A reducer (core/reducer.h) whose sum is tw_comm_allreduce(c, ..., TW_F64, TW_REDUCE_SUM): what
  * the synchronised layers of the model take. Valid while c lives. */
 tw_reducer tw_comm_reducer(tw_comm *c);
 

@@ -33,6 +33,7 @@ static MPI_Datatype mpi_type(tw_dtype t) {
     switch (t) {
     case TW_F32: return MPI_FLOAT;
     case TW_I64: return MPI_INT64_T;
+    case TW_F64: return MPI_DOUBLE;
     case TW_I32: return MPI_INT32_T;
     default: break;
     }

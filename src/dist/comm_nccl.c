@@ -76,6 +76,7 @@ static ncclDataType_t nccl_type(tw_dtype t) {
     switch (t) {
     case TW_F32: return ncclFloat32;
     case TW_I64: return ncclInt64;
+    case TW_F64: return ncclFloat64;
     case TW_I32: return ncclInt32;
     default: break;
     }

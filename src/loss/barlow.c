@@ -7,11 +7,11 @@
 
 #include "core/log.h"
 
-void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda) {
+void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda, int *bad) {
     L->n = n;
     L->d = d;
     L->lambda = lambda;
-    tw_syncbn_init(&L->bn, be, n, d, n_ranks, 0, 1e-5f, 0.1f);
+    tw_syncbn_init(&L->bn, be, n, d, n_ranks, 0, 1e-5f, 0.1f, bad);
     size_t act = (size_t)n * d * sizeof(float), mat = (size_t)d * d * sizeof(float);
     for (int v = 0; v < 2; v++) {
         tw_syncbn_cache_init(&L->cache[v], be, d);
@@ -38,10 +38,9 @@ double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, f
     int n = L->n, d = L->d;
     tw_reducer red = tw_comm_reducer(comm);
     float inv_n = (float)(1.0 / L->bn.n_global);
-    int finite = tw_syncbn_forward(&L->bn, be, &red, L->a[0], &L->cache[0], z0, NULL, NULL);
-    finite &= tw_syncbn_forward(&L->bn, be, &red, L->a[1], &L->cache[1], z1, NULL, NULL);
-    /* Every rank must take the same branch: the statistics are global, so `finite` agrees. */
-    if (!finite) return NAN;
+    /* Statistics that are not finite raise the bad flag and make C, so the loss, not finite. */
+    tw_syncbn_forward(&L->bn, be, &red, L->a[0], &L->cache[0], z0, NULL, NULL);
+    tw_syncbn_forward(&L->bn, be, &red, L->a[1], &L->cache[1], z1, NULL, NULL);
     tw_gemm(be, 1, 0, d, d, n, inv_n, L->a[0], d, L->a[1], d, 0.0f, L->c, d);
     tw_comm_allreduce(comm, L->c, (size_t)d * d, TW_F32, TW_REDUCE_SUM);
     double loss = tw_bt_loss(be, L->dc, L->c, d, L->lambda);

@@ -19,11 +19,12 @@ typedef struct tw_barlow {
     float *c, *dc;        /* [d, d] cross-correlation and ∂loss/∂C */
 } tw_barlow;
 
-void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda);
+/* bad: the owner's backend flag the BN raises on statistics that are not finite (syncbn.h). */
+void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda, int *bad);
 void tw_barlow_free(tw_barlow *L, tw_backend *be);
 
 /* loss (returned, the same on every rank), dz0 and dz1 (=) [n, d] from z0, z1 [n, d].
- * Returns NAN when the embeddings' statistics or the loss are not finite. */
+ * Returns NAN when the loss is not finite (as it is when the embeddings' statistics are not). */
 double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
                                   float *dz1, const float *z0, const float *z1);
 /* The end of a step for the loss's BN (tw_syncbn_commit). */

@@ -83,12 +83,12 @@ void tw_projector_reset(tw_projector *pj, tw_params *P, uint64_t seed) {
     free(host);
 }
 
-void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d, int n_ranks) {
+void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d, int n_ranks, int *bad) {
     pj->n = n;
     pj->d_in = d_in;
     pj->d = d;
-    tw_syncbn_init(&pj->bn1, be, n, d, n_ranks, 1, 1e-5f, 0.1f);
-    tw_syncbn_init(&pj->bn2, be, n, d, n_ranks, 1, 1e-5f, 0.1f);
+    tw_syncbn_init(&pj->bn1, be, n, d, n_ranks, 1, 1e-5f, 0.1f, bad);
+    tw_syncbn_init(&pj->bn2, be, n, d, n_ranks, 1, 1e-5f, 0.1f, bad);
     size_t act = (size_t)n * d * sizeof(float);
     for (int v = 0; v < 2; v++) {
         tw_projector_view *w = &pj->view[v];
@@ -119,19 +119,18 @@ void tw_projector_free(tw_projector *pj, tw_backend *be) {
     tw_syncbn_free(&pj->bn2, be);
 }
 
-int tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
-                         const float *x) {
+void tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
+                          const float *x) {
     const tw_projector_params *p = &pj->p;
     TW_ASSERT(v == 0 || v == 1);
-    int n = pj->n, din = pj->d_in, d = pj->d, ok = 1;
+    int n = pj->n, din = pj->d_in, d = pj->d;
     tw_projector_view *w = &pj->view[v];
     /* linear1 -> bn1+relu -> linear2 -> bn2+relu -> linear3 */
     tw_gemm(be, 0, 1, n, d, din, 1.0f, x, din, p->w1, din, 0.0f, w->h1, d);
-    ok &= tw_syncbn_forward(&pj->bn1, be, red, w->r1, &w->c1, w->h1, p->g1, p->b1);
+    tw_syncbn_forward(&pj->bn1, be, red, w->r1, &w->c1, w->h1, p->g1, p->b1);
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r1, d, p->w2, d, 0.0f, w->h2, d);
-    ok &= tw_syncbn_forward(&pj->bn2, be, red, w->r2, &w->c2, w->h2, p->g2, p->b2);
+    tw_syncbn_forward(&pj->bn2, be, red, w->r2, &w->c2, w->h2, p->g2, p->b2);
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r2, d, p->w3, d, 0.0f, z, d);
-    return ok;
 }
 
 void tw_projector_commit(tw_projector *pj, tw_backend *be, int accepted) {

@@ -34,8 +34,9 @@ typedef struct tw_projector {
     tw_projector_params p, g;          /* bound by tw_projector_bind */
 } tw_projector;
 
-/* Activations and scratch for n local rows (the BN statistics span n * n_ranks rows). */
-void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d, int n_ranks);
+/* Activations and scratch for n local rows (the BN statistics span n * n_ranks rows). bad: the
+ * owner's backend flag its BN layers raise on statistics that are not finite (syncbn.h). */
+void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d, int n_ranks, int *bad);
 void tw_projector_free(tw_projector *pj, tw_backend *be);
 /* Registers the parameters and BN buffers under torch's names in the BarlowTwins module, after
  * prefix ("" for one modality, "s1." / "s2." for a cross-modal model's branches):
@@ -49,10 +50,10 @@ void tw_projector_bind(tw_projector *pj, const tw_params *P);
  * the Philox stream (seed; 0x70726f6a, layer, 0). */
 void tw_projector_reset(tw_projector *pj, tw_params *P, uint64_t seed);
 
-/* z (=) [n, D] from x [n, d_in] for view v (0 or 1). Returns 0 when a BN's statistics are not
- * finite (the same answer on every rank). */
-int tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
-                         const float *x);
+/* z (=) [n, D] from x [n, d_in] for view v (0 or 1). A BN's statistics that are not finite raise
+ * the bad flag (the same on every rank). */
+void tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
+                          const float *x);
 /* The end of a step for both BN layers (tw_syncbn_commit): accepted, their running statistics
  * take this step's forwards; rejected, nothing changes. */
 void tw_projector_commit(tw_projector *pj, tw_backend *be, int accepted);

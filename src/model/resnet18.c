@@ -141,7 +141,7 @@ static tw_status unit_plan(tw_resnet18_plans *p, const tw_resnet18_unit *x, int 
     p->conv_y[u] = tw_conv_plan_y(p->conv[u]);
     const tw_tensor *y = &p->conv_y[u];
     tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_RESNET18_BN_EPS,
-                      TW_RESNET18_BN_MOMENTUM};
+                      TW_RESNET18_BN_MOMENTUM, 0};
     return tw_bn_plan_make(p->be, &p->bn[u], &bd, err);
 }
 
@@ -269,7 +269,7 @@ void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be) {
     memset(a, 0, sizeof *a);
 }
 
-void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red) {
+void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red, int *bad) {
     TW_ASSERT(!p->sync);
     p->sync = calloc(1, sizeof *p->sync);
     TW_ASSERT(p->sync);
@@ -278,9 +278,9 @@ void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reduc
         const tw_resnet18_unit *x = &m->u[u];
         const tw_tensor *y = &p->conv_y[u];
         tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_RESNET18_BN_EPS,
-                         TW_RESNET18_BN_MOMENTUM};
+                         TW_RESNET18_BN_MOMENTUM, 0};
         tw_syncbn *bn = &p->sync->bn[u];
-        tw_syncbn_init_2d(bn, p->be, p->bn[u], &bd, red->n_ranks);
+        tw_syncbn_init_2d(bn, p->be, p->bn[u], &bd, red->n_ranks, bad);
         bn->run_mean = tw_params_ptr(m->P, x->run_mean);
         bn->run_var = tw_params_ptr(m->P, x->run_var);
         bn->n_batches = tw_params_counter(m->P, x->n_tracked);

@@ -96,8 +96,9 @@ void tw_resnet18_plans_free(tw_resnet18_plans *p);
  * red's ranks (each rank's batch of p->n images), as torch.nn.SyncBatchNorm. m's running
  * statistics and num_batches_tracked then move only in tw_resnet18_sync_commit, which the owner
  * calls at the end of every step. Every rank must run the same forwards and backwards in the
- * same order (each BN is a collective). */
-void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red);
+ * same order (each BN is a collective). bad: the owner's backend flag the BNs raise on
+ * statistics that are not finite (syncbn.h). */
+void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red, int *bad);
 /* The end of a step for synchronised plans (a no-op otherwise): accepted, the step's batch
  * statistics go into the running statistics in order; rejected, they are dropped. */
 void tw_resnet18_sync_commit(tw_resnet18_plans *p, int accepted);
@@ -134,10 +135,8 @@ void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be);
 /* a->feats = resnet18(x). x: [n, c, h, w] plain NCHW f32 in backend memory (copied into a->x).
  * train: batch statistics, running statistics and num_batches_tracked updated (as torch's
  * train() mode; synchronised plans: at the commit); otherwise running statistics (eval():
- * nothing in m changes, and no backward state is written but the activations themselves).
- * Returns 1, or 0 when a synchronised BN's global statistics were not finite: the forward stops
- * there on every rank alike, and the step must be dropped. */
-int tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
+ * nothing in m changes, and no backward state is written but the activations themselves). */
+void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train);
 /* Weight gradients of the backbone from dfeats [n, 512] f32 (backend memory), after a forward
  * on the same a. After a train forward this is torch's train() backward; after an eval forward

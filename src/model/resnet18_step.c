@@ -34,19 +34,16 @@ static tw_syncbn_cache sync_cache(tw_resnet18_acts *a, int u) {
     return (tw_syncbn_cache){a->save_mean[u], a->save_var[u]};
 }
 
-/* Returns 0 when a synchronised BN's statistics were not finite (every rank alike). */
-static int unit_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
-                        tw_resnet18_plans *p, int u, int train) {
+static void unit_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
+                         tw_resnet18_plans *p, int u, int train) {
     const tw_resnet18_unit *x_u = &m->u[u];
     tw_params *P = m->P;
     tw_conv_forward(p->be, p->conv[u], &a->conv_y[u], x, tw_params_ptr(P, x_u->w));
     if (train && p->sync) {
         tw_syncbn_cache c = sync_cache(a, u);
-        return tw_syncbn_forward_2d(&p->sync->bn[u], p->be, &p->sync->red, &a->bn_y[u], &c,
-                                    &a->conv_y[u], tw_params_ptr(P, x_u->gamma),
-                                    tw_params_ptr(P, x_u->beta));
-    }
-    if (train) {
+        tw_syncbn_forward_2d(&p->sync->bn[u], p->be, &p->sync->red, &a->bn_y[u], &c, &a->conv_y[u],
+                             tw_params_ptr(P, x_u->gamma), tw_params_ptr(P, x_u->beta));
+    } else if (train) {
         tw_bn_forward_train(p->be, p->bn[u], &a->bn_y[u], a->save_mean[u], a->save_var[u],
                             a->bn_ws[u], &a->conv_y[u], tw_params_ptr(P, x_u->gamma),
                             tw_params_ptr(P, x_u->beta), tw_params_ptr(P, x_u->run_mean),
@@ -57,43 +54,40 @@ static int unit_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
                            tw_params_ptr(P, x_u->gamma), tw_params_ptr(P, x_u->beta),
                            tw_params_ptr(P, x_u->run_mean), tw_params_ptr(P, x_u->run_var));
     }
-    return 1;
 }
 
 /* y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = x or bn(conv1x1(x)). */
-static int block_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
-                         tw_resnet18_plans *p, int i, int train) {
+static void block_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *m,
+                          tw_resnet18_plans *p, int i, int train) {
     const tw_resnet18_block *b = &m->b[i];
-    if (!unit_forward(a, x, m, p, b->conv1, train)) return 0;
-    if (!unit_forward(a, &a->bn_y[b->conv1], m, p, b->conv2, train)) return 0;
-    if (b->down >= 0 && !unit_forward(a, x, m, p, b->down, train)) return 0;
+    unit_forward(a, x, m, p, b->conv1, train);
+    unit_forward(a, &a->bn_y[b->conv1], m, p, b->conv2, train);
+    if (b->down >= 0) unit_forward(a, x, m, p, b->down, train);
     tw_add_relu_forward(p->be, &a->block_y[i], &a->bn_y[b->conv2],
                         b->down >= 0 ? &a->bn_y[b->down] : x);
-    return 1;
 }
 
-int tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
-                        tw_resnet18_plans *p, int train) {
+void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
+                         tw_resnet18_plans *p, int train) {
     TW_ASSERT(p->c == m->c_in && a->x.n == p->n && a->x.h == p->h && a->x.w == p->w);
     double t0 = stage_begin(p);
     TW_ASSERT(!(train && a->eval_only));
     a->bn_train = train;
     tw_tensor image = {(void *)x, p->n, p->c, p->h, p->w, TW_F32, TW_LAYOUT_NCHW};
     tw_reorder(p->be, &a->x, &image);
-    if (!unit_forward(a, &a->x, m, p, 0, train)) return 0;
+    unit_forward(a, &a->x, m, p, 0, train);
     tw_maxpool_forward(p->be, p->pool, &a->pool_y, a->pool_ws, &a->bn_y[0]);
     stage_end(p, 0, 0, t0);
     for (int s = 0; s < 4; s++) {
         t0 = stage_begin(p);
         for (int i = 2 * s; i < 2 * s + 2; i++)
-            if (!block_forward(a, i ? &a->block_y[i - 1] : &a->pool_y, m, p, i, train)) return 0;
+            block_forward(a, i ? &a->block_y[i - 1] : &a->pool_y, m, p, i, train);
         stage_end(p, 1 + s, 0, t0);
     }
     t0 = stage_begin(p);
     tw_avgpool_forward(p->be, a->feats, &a->block_y[TW_RESNET18_BLOCKS - 1]);
     stage_end(p, 5, 0, t0);
     p->time_calls[0]++;
-    return 1;
 }
 
 /* ---- backward ------------------------------------------------------------------------------- */

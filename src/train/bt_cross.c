@@ -12,10 +12,10 @@
 static const char *const branch_prefix[2][2] = {{"s1.backbone.", "s1."}, {"s2.backbone.", "s2."}};
 
 static tw_status branch_register(tw_bt_branch *b, tw_params *P, tw_backend *be, int s, int c_in,
-                                 const tw_bt_opts *o, int ranks, tw_err *err) {
+                                 const tw_bt_opts *o, int ranks, int *bad, tw_err *err) {
     tw_status st = tw_resnet18_init(&b->net, P, branch_prefix[s][0], c_in, err);
     if (st != TW_OK) return st;
-    tw_projector_init(&b->pj, be, o->n_local, TW_RESNET18_FEATS, o->proj_dim, ranks);
+    tw_projector_init(&b->pj, be, o->n_local, TW_RESNET18_FEATS, o->proj_dim, ranks, bad);
     tw_projector_register(&b->pj, P, branch_prefix[s][1]);
     return TW_OK;
 }
@@ -59,11 +59,12 @@ tw_status tw_bt_cross_init(tw_bt_cross *m, tw_backend *be, tw_comm *comm, const 
     tw_status st = tw_bt_opts_check(bo, ranks, err);
     if (st != TW_OK) return st;
     tw_params_init(&m->P, be);
+    m->stats_bad = tw_mem_alloc(be, sizeof(int));
     for (int s = 0; s < 2; s++) {
-        st = branch_register(&m->br[s], &m->P, be, s, c_in[s], bo, ranks, err);
+        st = branch_register(&m->br[s], &m->P, be, s, c_in[s], bo, ranks, m->stats_bad, err);
         if (st != TW_OK) return st;
     }
-    tw_barlow_init(&m->loss, be, bo->n_local, bo->proj_dim, ranks, bo->lambda);
+    tw_barlow_init(&m->loss, be, bo->n_local, bo->proj_dim, ranks, bo->lambda, m->stats_bad);
     tw_bt_loss_register(m->id_bn_stats, &m->P, bo->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     for (int s = 0; s < 2; s++) tw_projector_bind(&m->br[s].pj, &m->P);
@@ -73,7 +74,7 @@ tw_status tw_bt_cross_init(tw_bt_cross *m, tw_backend *be, tw_comm *comm, const 
         if (st != TW_OK) return st;
         if (bo->backbone_sync) {
             tw_reducer red = tw_comm_reducer(comm);
-            tw_resnet18_plans_sync(m->br[s].plans, &m->br[s].net, &red);
+            tw_resnet18_plans_sync(m->br[s].plans, &m->br[s].net, &red, m->stats_bad);
         }
     }
     if (bo->external_optim) return TW_OK;
@@ -87,6 +88,7 @@ void tw_bt_cross_free(tw_bt_cross *m) {
     for (int s = 0; s < 2; s++) branch_free(&m->br[s], be, m->o.bt.bn_groups);
     tw_barlow_free(&m->loss, be);
     tw_params_free(&m->P);
+    tw_mem_free(be, m->stats_bad);
     if (m->optim) tw_optim_free(m->optim);
     memset(m, 0, sizeof *m);
 }
@@ -111,22 +113,20 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) 
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
 
     /* forward: each source's backbone (per BN group) -> its projector -> the loss */
+    tw_mem_zero(be, m->stats_bad, sizeof(int));
     for (int s = 0; s < 2; s++) {
         tw_bt_branch *b = &m->br[s];
         size_t x_group = (size_t)rows * c_in[s] * o->h * o->w;
         for (int g = 0; g < G; g++) {
-            if (!tw_resnet18_forward(&b->acts[g], b->x + g * x_group, &b->net, b->plans, 1))
-                return NAN;   /* a synchronised BN's statistics: every rank alike */
+            tw_resnet18_forward(&b->acts[g], b->x + g * x_group, &b->net, b->plans, 1);
             tw_mem_copy(be, b->feats + g * f_group, b->acts[g].feats, f_group * sizeof(float));
         }
     }
     tw_reducer red = tw_comm_reducer(m->comm);
-    int ok = 1;
-    for (int s = 0; s < 2; s++) ok &= tw_projector_forward(&m->br[s].pj, be, &red, 0, m->br[s].z, m->br[s].feats);
-    if (!ok) return NAN;
+    for (int s = 0; s < 2; s++) tw_projector_forward(&m->br[s].pj, be, &red, 0, m->br[s].z, m->br[s].feats);
     double loss = tw_barlow_forward_backward(&m->loss, be, m->comm, m->br[0].dz, m->br[1].dz, m->br[0].z,
                                              m->br[1].z);
-    if (!isfinite(loss)) return NAN;
+    if (!isfinite(loss) || tw_bt_stats_bad(be, m->stats_bad)) return NAN;
 
     /* backward: each projector (+= into its zeroed gradients: the arena range from its backbone's
      * end to the next branch's backbone, or to the end), then its backbone (= for the first BN

@@ -22,9 +22,10 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     tw_params_init(&m->P, be);
     st = tw_resnet18_init(&m->net, &m->P, "backbone.", o->c_in, err);
     if (st != TW_OK) return st;
-    tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks);
+    m->stats_bad = tw_mem_alloc(be, sizeof(int));
+    tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks, m->stats_bad);
     tw_projector_register(&m->pj, &m->P, "");
-    tw_barlow_init(&m->loss, be, n, o->proj_dim, ranks, o->lambda);
+    tw_barlow_init(&m->loss, be, n, o->proj_dim, ranks, o->lambda, m->stats_bad);
     tw_bt_loss_register(m->id_bn_stats, &m->P, o->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     tw_projector_bind(&m->pj, &m->P);
@@ -34,7 +35,7 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     if (st != TW_OK) return st;
     if (o->backbone_sync) {
         tw_reducer red = tw_comm_reducer(comm);
-        tw_resnet18_plans_sync(m->plans, &m->net, &red);
+        tw_resnet18_plans_sync(m->plans, &m->net, &red, m->stats_bad);
     }
     size_t x_bytes = (size_t)n * o->c_in * o->h * o->w * sizeof(float);
     size_t f_bytes = (size_t)n * TW_RESNET18_FEATS * sizeof(float);
@@ -68,6 +69,7 @@ void tw_bt_model_free(tw_bt_model *m) {
     tw_projector_free(&m->pj, be);
     tw_barlow_free(&m->loss, be);
     tw_params_free(&m->P);
+    tw_mem_free(be, m->stats_bad);
     if (m->optim) tw_optim_free(m->optim);
     memset(m, 0, sizeof *m);
 }
@@ -82,6 +84,12 @@ tw_status tw_bt_opts_check(const tw_bt_opts *o, int n_ranks, tw_err *err) {
     if (n < 2 && n_ranks < 2)
         return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
     return TW_OK;
+}
+
+int tw_bt_stats_bad(tw_backend *be, const int *stats_bad) {
+    int bad = 0;
+    tw_mem_to_host(be, &bad, stats_bad, sizeof bad);
+    return bad != 0;
 }
 
 void tw_bt_loss_register(int id[3], tw_params *P, int d) {
@@ -132,18 +140,16 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) 
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
 
     /* forward: backbone (per BN group) -> projector -> loss */
+    tw_mem_zero(be, m->stats_bad, sizeof(int));
     for (int v = 0; v < 2; v++)
         for (int g = 0; g < G; g++) {
-            if (!tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1))
-                return NAN;   /* a synchronised BN's statistics: every rank alike */
+            tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1);
             tw_mem_copy(be, m->feats[v] + g * f_group, m->acts[v][g].feats, f_group * sizeof(float));
         }
     tw_reducer red = tw_comm_reducer(comm);
-    int ok = 1;
-    for (int v = 0; v < 2; v++) ok &= tw_projector_forward(&m->pj, be, &red, v, m->z[v], m->feats[v]);
-    if (!ok) return NAN;
+    for (int v = 0; v < 2; v++) tw_projector_forward(&m->pj, be, &red, v, m->z[v], m->feats[v]);
     double loss = tw_barlow_forward_backward(&m->loss, be, comm, m->dz[0], m->dz[1], m->z[0], m->z[1]);
-    if (!isfinite(loss)) return NAN;
+    if (!isfinite(loss) || tw_bt_stats_bad(be, m->stats_bad)) return NAN;
 
     /* backward: projector (+= into its zeroed gradients), then the backbone (= for the first
      * call, += after) */

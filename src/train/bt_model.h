@@ -48,6 +48,8 @@ typedef struct tw_bt_model {
     float *feats[2], *dfeats[2];           /* [n_local, 512] */
     float *z[2], *dz[2];                   /* [n_local, proj_dim] */
     tw_optim *optim;                       /* its step count is the training step */
+    int *stats_bad;                        /* backend int: a synchronised BN's statistics were not
+                                            * finite this step (model/syncbn.h) */
 } tw_bt_model;
 
 /* Registers and allocates everything; the weights are not initialised (tw_bt_model_reset or a
@@ -92,6 +94,8 @@ void tw_bt_loss_register(int id[3], tw_params *P, int d);
 void tw_bt_loss_bind(tw_barlow *L, const tw_params *P, const int id[3]);
 /* Running mean 0, running var 1, no batches tracked (torch's initial BN state). */
 void tw_bt_loss_reset(tw_barlow *L, tw_backend *be);
+/* Whether a synchronised BN raised the step's flag (statistics not finite; one read). */
+int tw_bt_stats_bad(tw_backend *be, const int *stats_bad);
 /* Rank 0's parameters, buffers and counters to every rank. */
 void tw_bt_params_broadcast(tw_comm *c, tw_params *P);
 

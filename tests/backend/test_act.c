@@ -79,7 +79,7 @@ static int test_bn_eval(tw_backend *be, tw_rng *rng, int bf16) {
                 tb_round_bf16(k->x, NX);
                 tb_round_bf16(k->r, NX);
             }
-            tw_bn_desc d = {N, C, H, W, lay, relu, EPS, 0.1f};
+            tw_bn_desc d = {N, C, H, W, lay, relu, EPS, 0.1f, 0};
             tw_bn_plan *p = NULL;
             tw_err err = {0};
             if (tw_bn_plan_make(be, &p, &d, &err) != TW_OK) {

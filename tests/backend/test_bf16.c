@@ -98,7 +98,7 @@ static int test_bn(tw_backend *b32, tw_backend *b16, tw_rng *rng, tw_layout l16,
         tw_backend *be = bes[i];
         tw_dtype dt = tw_backend_act_dtype(be);
         tw_layout l = i ? l16 : TW_LAYOUT_NCHW;
-        tw_bn_desc d = {N, C, H, W, l, relu, 1e-5f, 0.1f};
+        tw_bn_desc d = {N, C, H, W, l, relu, 1e-5f, 0.1f, 0};
         tw_bn_plan *p = NULL;
         tw_err err = {0};
         if (tw_bn_plan_make(be, &p, &d, &err) != TW_OK) {

@@ -62,7 +62,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     char name[64], what[128];
     snprintf(name, sizeof name, "bn %s%s", tw_layout_name(layout), relu ? " +relu" : "");
     const float eps = 1e-5f, mom = 0.1f;
-    tw_bn_desc d = {N, C, H, W, layout, relu, eps, mom};
+    tw_bn_desc d = {N, C, H, W, layout, relu, eps, mom, 0};
     tw_bn_plan *plan = NULL;
     tw_err err = {0};
     if (tw_bn_plan_make(be, &plan, &d, &err) != TW_OK) {
@@ -233,14 +233,14 @@ int main(void) {
 
     tw_bn_plan *p = NULL;
     tw_err err = {0};
-    tw_bn_desc one = {1, 8, 1, 1, TW_LAYOUT_NCHW, 0, 1e-5f, 0.1f};
+    tw_bn_desc one = {1, 8, 1, 1, TW_LAYOUT_NCHW, 0, 1e-5f, 0.1f, 0};
     if (tw_bn_plan_make(be, &p, &one, &err) != TW_E_SHAPE) {
         printf("FAIL: one value per channel was not rejected\n");
         ok = 0;
     } else {
         printf("PASS one value per channel rejected: %s\n", err.msg);
     }
-    tw_bn_desc bad_eps = {2, 8, 2, 2, TW_LAYOUT_NCHW, 0, 0.0f, 0.1f};
+    tw_bn_desc bad_eps = {2, 8, 2, 2, TW_LAYOUT_NCHW, 0, 0.0f, 0.1f, 0};
     if (tw_bn_plan_make(be, &p, &bad_eps, &err) != TW_E_RANGE) {
         printf("FAIL: eps 0 was not rejected\n");
         ok = 0;

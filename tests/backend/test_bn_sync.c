@@ -21,7 +21,7 @@ static size_t NX, NH;
 static size_t at(int n, int c, int i) { return ((size_t)n * C + c) * HW + i; }
 
 /* Channel c's mean and 1 / sqrt(var + eps) over the whole batch, in double. */
-static void stats(double *m, double *is, const float *x, int c, float eps) {
+static void stats_of(double *m, double *is, const float *x, int c, float eps) {
     double s = 0, ss = 0;
     for (int n = 0; n < N; n++)
         for (int i = 0; i < HW; i++) s += x[at(n, c, i)];
@@ -35,7 +35,7 @@ static void reference_forward(double *y, const float *x, const float *g, const f
                               int relu) {
     for (int c = 0; c < C; c++) {
         double m, is;
-        stats(&m, &is, x, c, eps);
+        stats_of(&m, &is, x, c, eps);
         for (int n = 0; n < N; n++)
             for (int i = 0; i < HW; i++) {
                 size_t o = at(n, c, i);
@@ -52,7 +52,7 @@ static void reference_backward(double *dx, double *sums, const float *x, const f
     const double cnt = (double)N * HW;
     for (int c = 0; c < C; c++) {
         double m, is, sdy = 0, sdyx = 0;
-        stats(&m, &is, x, c, eps);
+        stats_of(&m, &is, x, c, eps);
         for (int n = 0; n < N; n++)
             for (int i = 0; i < HW; i++) {
                 size_t o = at(n, c, i);
@@ -78,7 +78,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     char name[96], what[160];
     snprintf(name, sizeof name, "%s [%d, %d, %d, %d] %s%s", bf16 ? "bf16" : "fp32", N, C, H, W,
              tw_layout_name(layout), relu ? "+relu" : "");
-    tw_bn_desc d = {HALF, C, H, W, layout, relu, eps, 0.1f};
+    tw_bn_desc d = {HALF, C, H, W, layout, relu, eps, 0.1f, 0};
     tw_bn_plan *plan = NULL;
     tw_err err = {0};
     if (tw_bn_plan_make(be, &plan, &d, &err) != TW_OK) {
@@ -97,8 +97,9 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     reference_forward(ry, hx, g, b, eps, relu);
 
     /* the shift: close to each channel's mean, not equal to it */
-    float shift[C], sums[2 * C], total[2 * C], mean[C], inv_std[C];
-    for (int k = 0; k < 2 * C; k++) total[k] = 0.0f;
+    float shift[C], mean[C], inv_std[C];
+    double sums[2 * C], total[2 * C], stats[2 * C];
+    for (int k = 0; k < 2 * C; k++) total[k] = 0.0;
     for (int c = 0; c < C; c++) shift[c] = 3.0f + c * 0.25f + 0.1f;
     tw_tensor x[2], y[2], dy[2], dx[2];
     for (int h = 0; h < 2; h++) {
@@ -112,11 +113,8 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
         for (int k = 0; k < 2 * C; k++) total[k] += sums[k];
     }
     const double cnt = (double)N * HW;
-    for (int c = 0; c < C; c++) {
-        double s1 = total[c] / cnt;
-        mean[c] = (float)(shift[c] + s1);
-        inv_std[c] = (float)(1.0 / sqrt(total[C + c] / cnt - s1 * s1 + eps));
-    }
+    int bad = 0;
+    tw_bn_stats_finish(be, mean, inv_std, stats, &bad, total, shift, C, cnt, eps);
     float *got = malloc(NX * sizeof(float)), *hy = malloc(NX * sizeof(float));
     double *gotd = malloc(NX * sizeof(double));
     int ok = 1;
@@ -126,18 +124,36 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
         tb_get(be, got + h * NH, &y[h]);
     }
     for (size_t i = 0; i < NX; i++) gotd[i] = hy[i] = got[i];
+    /* the statistics the finish step kept for the running update: batch mean and biased var */
+    double smax = 0;
+    for (int c = 0; c < C; c++) {
+        double m, is;
+        stats_of(&m, &is, hx, c, eps);
+        double v = 1.0 / (is * is) - eps;
+        smax = fmax(smax, fmax(fabs(stats[c] - m), fabs(stats[C + c] - v) / v));
+    }
+    snprintf(what, sizeof what, "%s statistics over 2 halves: max error %.2e, flag %d", name, smax, bad);
+    printf("%s %s\n", smax < 1e-9 && !bad ? "PASS" : "FAIL", what);
+    ok &= smax < 1e-9 && !bad;
     /* bf16: the output's own rounding (2^-9 relative) and the statistics' f32 rounding */
     snprintf(what, sizeof what, "%s forward over 2 halves", name);
     ok &= tb_close_d(what, gotd, ry, NX, bf16 ? 5e-3 : 2e-6, bf16 ? 4e-3 : 2e-6);
 
-    float bsums[2 * C], btotal[2 * C];
-    for (int k = 0; k < 2 * C; k++) btotal[k] = 0.0f;
+    /* Each half's shares of dbeta and dgamma, the first written (=), the second added (+=): the
+     * sum of both halves, as the f64 sums. */
+    double bsums[2 * C], btotal[2 * C];
+    float dgamma[C], dbeta[C];
+    for (int k = 0; k < 2 * C; k++) btotal[k] = 0.0;
     for (int h = 0; h < 2; h++) {
-        tw_bn_backward_sums(be, plan, bsums, &dy[h], &x[h], &y[h], mean, inv_std);
+        tw_bn_backward_sums(be, plan, bsums, dgamma, dbeta, h, &dy[h], &x[h], &y[h], mean, inv_std);
         for (int k = 0; k < 2 * C; k++) btotal[k] += bsums[k];
     }
+    double shares[2 * C];
+    for (int c = 0; c < C; c++) shares[c] = dbeta[c], shares[C + c] = dgamma[c];
+    snprintf(what, sizeof what, "%s dbeta, dgamma shares (= then +=)", name);
+    ok &= tb_close_d(what, shares, btotal, 2 * C, 1e-5, 1e-6);
     for (int h = 0; h < 2; h++) {
-        tw_bn_backward_stats(be, plan, &dx[h], &dy[h], &x[h], &y[h], mean, inv_std, g, btotal, (float)cnt);
+        tw_bn_backward_stats(be, plan, &dx[h], &dy[h], &x[h], &y[h], mean, inv_std, g, btotal, cnt);
         ok &= tb_pad_zero(be, &dx[h]);
         tb_get(be, got + h * NH, &dx[h]);
     }

@@ -1,13 +1,14 @@
 /* The CPU backend's smaller ops in fp32, each against a double-precision reference and, where it
  * has a gradient, central finite differences: add_relu / add / relu_backward, max pool, global
  * average pool (all layouts), reorder (every layout pair, f32 and bf16), GEMM (all
- * transpositions, padded leading dimensions), bias, bn1d, Barlow Twins loss, BCE with logits,
+ * transpositions, padded leading dimensions), bias, the projector's BN rows, Barlow Twins loss, BCE with logits,
  * scale_check, and the optimizers' segment rules (1-D segments: no decay, no LARS adaptation). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "tb.h"
 
 static const tw_layout LAYOUTS[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, TW_LAYOUT_NCHW8C, TW_LAYOUT_NCHW16C};
@@ -295,37 +296,47 @@ static int test_bias(tw_backend *be, tw_rng *rng) {
     return ok;
 }
 
-/* bn1d on one rank: the caller's part (sums -> mean, inv_std) done here as src/loss does it;
- * L = Σ r ⊙ y, with and without affine and relu, against finite differences. */
-static double bn1d_loss(tw_backend *be, float *y, const float *x, const float *g, const float *b,
-                        const float *r, int n, int d, int relu, float *mean, float *inv_std) {
-    float sums[2 * 40];
-    tw_bn1d_sums(be, sums, x, n, d);
-    for (int j = 0; j < d; j++) {
-        double m = sums[j] / (double)n, v = sums[d + j] / (double)n - m * m;
-        mean[j] = (float)m;
-        inv_std[j] = (float)(1.0 / sqrt(v + 1e-5));
-    }
-    tw_bn1d_forward(be, y, x, mean, inv_std, g, b, n, d, relu);
+/* The projector's BN: a plan of f32 rows and the external-statistics ops on one rank, the
+ * statistics finished as src/model/syncbn.c does; L = Σ r ⊙ y, with and without affine and relu,
+ * against finite differences. */
+static tw_tensor rows_t(float *p, int n, int d) { return (tw_tensor){p, n, d, 1, 1, TW_F32, TW_LAYOUT_NHWC}; }
+
+static double rows_loss(tw_backend *be, tw_bn_plan *p, float *y, float *x, const float *g, const float *b,
+                        const float *r, int n, int d, float *mean, float *inv_std) {
+    double sums[2 * 40], stats[2 * 40];
+    float zero[40] = {0};
+    int bad = 0;
+    tw_tensor tx = rows_t(x, n, d), ty = rows_t(y, n, d);
+    tw_bn_sums(be, p, sums, &tx, zero);
+    tw_bn_stats_finish(be, mean, inv_std, stats, &bad, sums, zero, d, n, 1e-5f);
+    tw_bn_forward_stats(be, p, &ty, &tx, mean, inv_std, g, b);
     double l = 0;
     for (int i = 0; i < n * d; i++) l += (double)r[i] * y[i];
-    return l;
+    return bad ? NAN : l;
 }
 
-static int test_bn1d(tw_backend *be, tw_rng *rng) {
+static int test_bn_rows(tw_backend *be, tw_rng *rng) {
     int ok = 1;
     enum { n = 16, d = 40 };
     for (int variant = 0; variant < 3; variant++) {
         int relu = variant == 2, affine = variant >= 1;
+        tw_bn_desc desc = {n, d, 1, 1, TW_LAYOUT_NHWC, relu, 1e-5f, 0.1f, 1};
+        tw_bn_plan *p = NULL;
+        tw_err err = {0};
+        TW_ASSERT(tw_bn_plan_make(be, &p, &desc, &err) == TW_OK);
         float *x = tb_alloc_rand(rng, n * d, 2.0f), *r = tb_alloc_rand(rng, n * d, 1.0f);
         float *g = affine ? tb_alloc_rand(rng, d, 1.0f) : NULL, *b = affine ? tb_alloc_rand(rng, d, 1.0f) : NULL;
-        float y[n * d], dx[n * d], mean[d], inv_std[d], sums[2 * d];
+        float y[n * d], dx[n * d], mean[d], inv_std[d];
+        double sums[2 * d];
         for (int i = 0; i < n * d; i++) x[i] += (float)(i % d) * 0.1f;
         if (g) for (int j = 0; j < d; j++) g[j] += 1.5f;
-        bn1d_loss(be, y, x, g, b, r, n, d, relu, mean, inv_std);
-        /* the sums themselves */
-        double ws[2 * d], gs[2 * d];
-        tw_bn1d_sums(be, sums, x, n, d);
+        rows_loss(be, p, y, x, g, b, r, n, d, mean, inv_std);
+        /* the sums themselves (shift 0) */
+        double ws[2 * d];
+        float zero[d];
+        for (int j = 0; j < d; j++) zero[j] = 0.0f;
+        tw_tensor tx = rows_t(x, n, d), ty = rows_t(y, n, d), tr = rows_t(r, n, d), tdx = rows_t(dx, n, d);
+        tw_bn_sums(be, p, sums, &tx, zero);
         for (int j = 0; j < d; j++) {
             ws[j] = ws[d + j] = 0;
             for (int i = 0; i < n; i++) {
@@ -333,10 +344,9 @@ static int test_bn1d(tw_backend *be, tw_rng *rng) {
                 ws[d + j] += (double)x[i * d + j] * x[i * d + j];
             }
         }
-        for (int j = 0; j < 2 * d; j++) gs[j] = sums[j];
-        ok &= variant > 0 || tb_close_d("bn1d sums", gs, ws, 2 * d, 1e-5, 1e-6);
-        tw_bn1d_backward_sums(be, sums, r, y, x, mean, inv_std, n, d, relu);
-        tw_bn1d_backward_apply(be, dx, r, y, x, mean, inv_std, g, sums, (float)n, n, d, relu);
+        ok &= variant > 0 || tb_close_d("bn rows sums", sums, ws, 2 * d, 1e-9, 1e-12);
+        tw_bn_backward_sums(be, p, sums, NULL, NULL, 0, &tr, &tx, &ty, mean, inv_std);
+        tw_bn_backward_stats(be, p, &tdx, &tr, &tx, &ty, mean, inv_std, g, sums, n);
         /* dgamma = Σdy'x̂ and dbeta = Σdy' are the sums; check them and dx by differences. */
         const float h = 1e-3f;
         double fd[36], an[36];
@@ -356,17 +366,18 @@ static int test_bn1d(tw_backend *be, tw_rng *rng) {
             float *v = which == 0 ? &x[i] : which == 1 ? &g[j] : &b[j];
             float keep = *v, tmp_y[n * d], tm[d], ti[d];
             *v = keep + h;
-            double lp = bn1d_loss(be, tmp_y, x, g, b, r, n, d, relu, tm, ti);
+            double lp = rows_loss(be, p, tmp_y, x, g, b, r, n, d, tm, ti);
             *v = keep - h;
-            double lm = bn1d_loss(be, tmp_y, x, g, b, r, n, d, relu, tm, ti);
+            double lm = rows_loss(be, p, tmp_y, x, g, b, r, n, d, tm, ti);
             *v = keep;
             fd[n_fd] = (lp - lm) / (2.0 * h);
             an[n_fd++] = which == 0 ? dx[i] : which == 1 ? sums[d + j] : sums[j];
         }
         char what[64];
-        snprintf(what, sizeof what, "bn1d finite differences affine=%d relu=%d", affine, relu);
+        snprintf(what, sizeof what, "bn rows finite differences affine=%d relu=%d", affine, relu);
         ok &= n_fd > 4 && close_fd(what, an, fd, n_fd);
         free(x); free(r); free(g); free(b);
+        tw_bn_plan_free(be, p);
     }
     return ok;
 }
@@ -472,7 +483,7 @@ int main(void) {
     ok &= test_avgpool(be, &rng);
     ok &= test_gemm(be, &rng);
     ok &= test_bias(be, &rng);
-    ok &= test_bn1d(be, &rng);
+    ok &= test_bn_rows(be, &rng);
     ok &= test_losses(be, &rng);
     ok &= test_scale_and_segments(be);
     tw_backend_free(be);

@@ -58,7 +58,7 @@ static int conv_case(tw_backend *be, tb_ref *r, const char *name, int n, int ci,
 static int bn_case(tw_backend *be, tb_ref *r, tw_layout l) {
     enum { N = 4, C = 8, H = 5, W = 5 };
     const size_t nx = (size_t)N * C * H * W;
-    tw_bn_desc d = {N, C, H, W, l, 0, 1e-5f, 0.1f};
+    tw_bn_desc d = {N, C, H, W, l, 0, 1e-5f, 0.1f, 0};
     tw_bn_plan *plan = NULL;
     tw_err err = {0};
     if (tw_bn_plan_make(be, &plan, &d, &err) != TW_OK) {

@@ -1,7 +1,8 @@
 /* Every op of the CUDA backend against the CPU backend (fp32, the reference) on the same random
  * inputs, as ggml's test-backend-ops does: normalised MSE (fp32 CUDA: 1e-8, i.e. 1e-4 relative;
  * bf16 CUDA: 5e-4, bf16's 8-bit mantissa), NaN and Inf in the same places, and guard bytes
- * around every CUDA output untouched (the classification heads' ops included). Also records a
+ * around every CUDA output untouched (the classification heads' ops and the synchronised BN's
+ * external-statistics ops included). Also records a
  * few ops as a CUDA graph and replays them.
  * Exits 77 ("no CUDA device: skipped") where no GPU is visible. */
 #include <math.h>
@@ -251,7 +252,7 @@ static void check_bn(ctx *t, int n, int c, int h, int w, int relu) {
     for (size_t i = 0; i < nx; i++) x[i] += 0.5f;   /* a non-zero mean */
     float *gamma = rnd(t, c, 1.f), *beta = rnd(t, c, 0.5f), *rm = rnd(t, c, 0.2f), *rv = rnd(t, c, 0.2f);
     for (int i = 0; i < c; i++) rv[i] += 1.f;
-    tw_bn_desc dc = {n, c, h, w, TW_LAYOUT_NCHW, relu, 1e-5f, 0.1f};
+    tw_bn_desc dc = {n, c, h, w, TW_LAYOUT_NCHW, relu, 1e-5f, 0.1f, 0};
     tw_bn_desc dg = dc;
     dg.layout = TW_LAYOUT_NHWC;
     tw_bn_plan *pc = NULL, *pg = NULL;
@@ -461,55 +462,145 @@ static void check_gemm(ctx *t, int ta, int tb, int m, int n, int k) {
     free(res[0]); free(res[1]); free(a); free(b); free(c);
 }
 
-static void check_dense_small(ctx *t, int n, int d, int relu, int affine) {
+static void check_bias(ctx *t, int n, int d) {
     size_t nd = (size_t)n * d;
     float *x = rnd(t, nd, 2.f), *dy = rnd(t, nd, 1.f), *bias = rnd(t, d, 1.f);
-    float *mean = rnd(t, d, 0.5f), *inv_std = rnd(t, d, 0.5f), *gamma = rnd(t, d, 1.f);
-    float *beta = rnd(t, d, 1.f), *gsums = rnd(t, 2 * (size_t)d, 3.f);
-    for (int j = 0; j < d; j++) inv_std[j] += 1.f;
-    float *res[2][6];
+    float *res[2][2];
     for (int side = 0; side < 2; side++) {
         int g = side == 0;
         tw_backend *be = g ? t->gpu : t->cpu;
-#define OUT_(nm, cnt) (g ? gpu_guarded(t, (cnt) * sizeof(float), nm) : tw_mem_alloc(be, (cnt) * sizeof(float)))
         float *xd = dev_put(be, x, nd), *dyd = dev_put(be, dy, nd), *bd = dev_put(be, bias, d);
-        float *md = dev_put(be, mean, d), *sd = dev_put(be, inv_std, d), *gd = dev_put(be, gamma, d);
-        float *bed = dev_put(be, beta, d), *gsd = dev_put(be, gsums, 2 * (size_t)d);
-        float *yb = OUT_("bias y", nd), *db = OUT_("dbias", d), *sums = OUT_("bn1d sums", 2 * (size_t)d);
-        float *y = OUT_("bn1d y", nd), *bsums = OUT_("bn1d bwd sums", 2 * (size_t)d), *dx = OUT_("bn1d dx", nd);
-#undef OUT_
+        float *yb = g ? gpu_guarded(t, nd * sizeof(float), "bias y") : tw_mem_alloc(be, nd * sizeof(float));
+        float *db = g ? gpu_guarded(t, d * sizeof(float), "dbias") : tw_mem_alloc(be, d * sizeof(float));
         tw_mem_copy(be, yb, xd, nd * sizeof(float));
         tw_bias_forward(be, yb, bd, n, d);
         tw_bias_backward(be, db, dyd, n, d);
-        tw_bn1d_sums(be, sums, xd, n, d);
-        tw_bn1d_forward(be, y, xd, md, sd, affine ? gd : NULL, affine ? bed : NULL, n, d, relu);
-        tw_bn1d_backward_sums(be, bsums, dyd, y, xd, md, sd, n, d, relu);
-        tw_bn1d_backward_apply(be, dx, dyd, y, xd, md, sd, affine ? gd : NULL, gsd, (float)(2 * n), n, d, relu);
         res[side][0] = host_get(be, yb, nd);
         res[side][1] = host_get(be, db, d);
-        res[side][2] = host_get(be, sums, 2 * (size_t)d);
-        res[side][3] = host_get(be, y, nd);
-        res[side][4] = host_get(be, bsums, 2 * (size_t)d);
-        res[side][5] = host_get(be, dx, nd);
-        float *in[8] = {xd, dyd, bd, md, sd, gd, bed, gsd};
-        for (int i = 0; i < 8; i++) tw_mem_free(be, in[i]);
+        tw_mem_free(be, xd);
+        tw_mem_free(be, dyd);
+        tw_mem_free(be, bd);
         if (g) {
             guards_check(t);
         } else {
-            float *o[6] = {yb, db, sums, y, bsums, dx};
-            for (int i = 0; i < 6; i++) tw_mem_free(be, o[i]);
+            tw_mem_free(be, yb);
+            tw_mem_free(be, db);
         }
     }
-    static const char *names[6] = {"bias fwd", "bias bwd", "bn1d sums", "bn1d fwd", "bn1d bwd sums", "bn1d bwd apply"};
-    size_t sizes[6] = {nd, d, 2 * (size_t)d, nd, 2 * (size_t)d, nd};
-    for (int i = 0; i < 6; i++) {
+    char what[120];
+    snprintf(what, sizeof what, "bias fwd [%d,%d]", n, d);
+    compare(t, what, res[0][0], res[1][0], nd);
+    snprintf(what, sizeof what, "bias bwd [%d,%d]", n, d);
+    compare(t, what, res[0][1], res[1][1], d);
+    for (int i = 0; i < 2; i++) {
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(x); free(dy); free(bias);
+}
+
+/* f64 backend memory -> host f32 (for compare). */
+static float *host_get_f64(tw_backend *be, const double *dev, size_t n) {
+    double *h = malloc(n * sizeof *h);
+    float *f = malloc(n * sizeof *f);
+    TW_ASSERT(h && f);
+    tw_mem_to_host(be, h, dev, n * sizeof *h);
+    for (size_t i = 0; i < n; i++) f[i] = (float)h[i];
+    free(h);
+    return f;
+}
+
+/* The external-statistics BN ops (the synchronised BN's, backend.h: tw_bn_sums ...) in the order
+ * the layer runs them, with this rank's sums standing in for the global ones: on activations
+ * (rows 0: the GPU's NHWC act dtype against the CPU's NCHW f32) or on f32 rows [n, c, 1, 1]
+ * (rows 1, the projector's; then h = w = 1). */
+static void check_bn_sync(ctx *t, int n, int c, int h, int w, int relu, int rows) {
+    enum { N_OUT = 13 };
+    size_t nx = (size_t)n * c * h * w, c2 = 2 * (size_t)c;
+    double cnt = (double)n * h * w;
+    float *x = rnd(t, nx, 1.f), *dy = rnd(t, nx, 1.f), *gamma = rnd(t, c, 1.f), *beta = rnd(t, c, 0.5f);
+    float *shift = rnd(t, c, 0.2f), *rm = rnd(t, c, 0.2f), *rv = rnd(t, c, 0.2f);
+    for (size_t i = 0; i < nx; i++) x[i] += 2.f;
+    for (int i = 0; i < c; i++) shift[i] += 2.f, rv[i] += 1.f;
+    if (t->bf16 && !rows) tb_round_bf16(x, nx);
+    float *res[2][N_OUT];
+    for (int side = 0; side < 2; side++) {
+        int g = side == 0;
+        tw_backend *be = g ? t->gpu : t->cpu;
+        tw_dtype dt = rows || !g ? TW_F32 : tw_backend_act_dtype(be);
+        tw_layout l = rows || g ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW;
+        tw_bn_desc d = {n, c, h, w, l, relu, 1e-5f, 0.1f, rows};
+        tw_bn_plan *p = NULL;
+        tw_err err = {0};
+        TW_ASSERT(tw_bn_plan_make(be, &p, &d, &err) == TW_OK);
+#define T_(name, src) (g ? gpu_tensor(t, n, c, h, w, dt, l, src, name) : cpu_tensor(t, n, c, h, w, l, src))
+        tw_tensor xt = T_("bn sync x", x), dyt = T_("bn sync dy", dy), yt = T_("bn sync y", NULL);
+        tw_tensor dxt = T_("bn sync dx", NULL);
+#undef T_
+#define OUT_(nm, bytes) (g ? gpu_guarded(t, (bytes), nm) : tw_mem_alloc(be, (bytes)))
+        float *ga = dev_put(be, gamma, c), *bt = dev_put(be, beta, c), *sh = dev_put(be, shift, c);
+        float *rmd = OUT_("bn sync run_mean", c * sizeof(float)), *rvd = OUT_("bn sync run_var", c * sizeof(float));
+        tw_mem_from_host(be, rmd, rm, c * sizeof(float));
+        tw_mem_from_host(be, rvd, rv, c * sizeof(float));
+        double *sums = OUT_("bn sync sums", c2 * sizeof(double)), *stats = OUT_("bn sync stats", c2 * sizeof(double));
+        double *bsums = OUT_("bn sync bwd sums", c2 * sizeof(double));
+        float *mean = OUT_("bn sync mean", c * sizeof(float)), *inv_std = OUT_("bn sync inv_std", c * sizeof(float));
+        float *dga = OUT_("bn sync dgamma", c * sizeof(float)), *dbe = OUT_("bn sync dbeta", c * sizeof(float));
+        int *bad = OUT_("bn sync bad", sizeof(int));
+#undef OUT_
+        tw_mem_zero(be, bad, sizeof(int));
+        tw_bn_sums(be, p, sums, &xt, sh);
+        tw_bn_stats_finish(be, mean, inv_std, stats, bad, sums, sh, c, cnt, 1e-5f);
+        tw_bn_forward_stats(be, p, &yt, &xt, mean, inv_std, ga, bt);
+        tw_bn_backward_sums(be, p, bsums, dga, dbe, 0, &dyt, &xt, &yt, mean, inv_std);
+        tw_bn_backward_stats(be, p, &dxt, &dyt, &xt, &yt, mean, inv_std, ga, bsums, cnt);
+        tw_bn_running_update(be, rmd, rvd, stats, c, 0.1f, cnt / (cnt - 1));
+        int bad_h = 0;
+        tw_mem_to_host(be, &bad_h, bad, sizeof bad_h);
+        res[side][0] = host_get_f64(be, sums, c2);
+        res[side][1] = host_get_f64(be, stats, c2);
+        res[side][2] = host_get(be, mean, c);
+        res[side][3] = host_get(be, inv_std, c);
+        res[side][4] = tensor_get(be, &yt);
+        res[side][5] = host_get_f64(be, bsums, c2);
+        res[side][6] = host_get(be, dga, c);
+        res[side][7] = host_get(be, dbe, c);
+        res[side][8] = tensor_get(be, &dxt);
+        res[side][9] = host_get(be, rmd, c);
+        res[side][10] = host_get(be, rvd, c);
+        res[side][11] = malloc(sizeof(float));
+        res[side][11][0] = (float)bad_h + 1.0f;   /* 1 (clear) on both sides */
+        /* The f32 shares accumulate (+=) onto what is there: twice the sums now. */
+        tw_bn_backward_sums(be, p, bsums, dga, dbe, 1, &dyt, &xt, &yt, mean, inv_std);
+        res[side][12] = host_get(be, dga, c);
+        tw_mem_free(be, ga);
+        tw_mem_free(be, bt);
+        tw_mem_free(be, sh);
+        if (g) {
+            guards_check(t);
+        } else {
+            void *o[] = {rmd, rvd, sums, stats, bsums, mean, inv_std, dga, dbe, bad};
+            for (size_t i = 0; i < sizeof o / sizeof o[0]; i++) tw_mem_free(be, o[i]);
+            tb_tensor_free(be, &xt);
+            tb_tensor_free(be, &dyt);
+            tb_tensor_free(be, &yt);
+            tb_tensor_free(be, &dxt);
+        }
+        tw_bn_plan_free(be, p);
+    }
+    static const char *names[N_OUT] = {"sums", "stats", "mean", "inv_std", "fwd", "bwd sums", "dgamma",
+                                       "dbeta", "bwd dx", "running mean", "running var", "bad flag",
+                                       "dgamma accumulated"};
+    size_t sizes[N_OUT] = {c2, c2, c, c, nx, c2, c, c, nx, c, c, 1, c};
+    for (int i = 0; i < N_OUT; i++) {
         char what[120];
-        snprintf(what, sizeof what, "%s [%d,%d] relu=%d affine=%d", names[i], n, d, relu, affine);
+        snprintf(what, sizeof what, "bn sync %s [%d,%d,%d,%d] relu=%d%s", names[i], n, c, h, w, relu,
+                 rows ? " rows" : "");
         compare(t, what, res[0][i], res[1][i], sizes[i]);
         free(res[0][i]);
         free(res[1][i]);
     }
-    free(x); free(dy); free(bias); free(mean); free(inv_std); free(gamma); free(beta); free(gsums);
+    free(x); free(dy); free(gamma); free(beta); free(shift); free(rm); free(rv);
 }
 
 /* The classification heads' ops: inference-mode BN backward (mask from the eval forward's y,
@@ -527,7 +618,7 @@ static void check_act(ctx *t, int n, int c, int h, int w, int relu) {
         tw_backend *be = g ? t->gpu : t->cpu;
         tw_dtype dt = g ? tw_backend_act_dtype(be) : TW_F32;
         tw_layout l = g ? TW_LAYOUT_NHWC : TW_LAYOUT_NCHW;
-        tw_bn_desc d = {n, c, h, w, l, relu, 1e-5f, 0.1f};
+        tw_bn_desc d = {n, c, h, w, l, relu, 1e-5f, 0.1f, 0};
         tw_bn_plan *p = NULL;
         tw_err err = {0};
         TW_ASSERT(tw_bn_plan_make(be, &p, &d, &err) == TW_OK);
@@ -826,8 +917,11 @@ static int run(tw_backend *cpu, tw_precision prec, int harness) {
     check_pool(&t, 3, 8, 8, 10);
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) check_gemm(&t, ta, tb, 37, 45, 29);
-    check_dense_small(&t, 24, 70, 1, 1);
-    check_dense_small(&t, 16, 33, 0, 0);
+    check_bias(&t, 24, 70);
+    check_bn_sync(&t, 4, 64, 7, 7, 1, 0);
+    check_bn_sync(&t, 3, 40, 5, 9, 0, 0);
+    check_bn_sync(&t, 24, 70, 1, 1, 1, 1);   /* the projector's rows */
+    check_bn_sync(&t, 16, 33, 1, 1, 0, 1);
     check_act(&t, 4, 64, 5, 5, 1);
     check_act(&t, 3, 40, 2, 3, 0);
     check_losses(&t, 64, 12, 19);

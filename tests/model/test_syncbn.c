@@ -1,9 +1,10 @@
 /* The synchronised 1-D BN layer (model/syncbn.h) on one rank, through a reducer that counts its
  * calls: the statistics against a double-precision reference for a feature whose mean is 1000
- * times its spread (the precision the two-pass variance keeps), one all-reduce per forward once
- * the running mean is near the batch's and two while it is far, one per backward; and the commit:
- * a rejected step (commit 0) leaves the running statistics and num_batches_tracked bit for bit as
- * they were, an accepted one applies torch's momentum rule once per forward, in order.
+ * times its spread, with the shift (the running mean) at 0 and at the batch's: one all-reduce per
+ * forward and one per backward either way (the f64 sums keep the variance); statistics that are
+ * not finite raise the owner's flag, finite ones leave it clear; and the commit: a rejected step
+ * (commit 0) leaves the running statistics and num_batches_tracked bit for bit as they were, an
+ * accepted one applies torch's momentum rule once per forward, in order.
  * usage: test_syncbn */
 #include <math.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ static int g_fail = 0;
         if (!ok_) g_fail = 1;                                                     \
     } while (0)
 
-static void count_sum(void *ctx, float *buf, size_t n_elems) {
+static void count_sum(void *ctx, double *buf, size_t n_elems) {
     (void)buf;
     (void)n_elems;
     (*(int *)ctx)++;   /* one rank: the sum is the buffer */
@@ -70,7 +71,9 @@ int main(void) {
     tw_reducer red = {count_sum, &calls, 1};
     tw_syncbn bn;
     tw_syncbn_cache c;
-    tw_syncbn_init(&bn, be, N, D, 1, 0, 1e-5f, 0.1f);
+    int *bad = tw_mem_alloc(be, sizeof(int)), flag = 0;
+    tw_mem_zero(be, bad, sizeof(int));
+    tw_syncbn_init(&bn, be, N, D, 1, 0, 1e-5f, 0.1f, bad);
     tw_syncbn_cache_init(&c, be, D);
     float rm0[D], rv0[D], rm[D], rv[D];
     int64_t n_batches = 5;
@@ -85,16 +88,18 @@ int main(void) {
     float *bdy = tw_mem_alloc(be, sizeof y), *bdx = tw_mem_alloc(be, sizeof y);
     double mean[2][D], var[2][D];
 
-    /* Running mean 0, batch mean 1000x the spread: two passes, precise. */
+    /* Running mean 0, batch mean 1000x the spread: one pass, precise. */
     make_x(x[0], 0);
     make_x(x[1], 1);
     for (int v = 0; v < 2; v++) {
         tw_mem_from_host(be, bx, x[v], sizeof y);
         calls = 0;
-        CHECK(tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL), "view %d forward finite", v);
+        tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
+        tw_mem_to_host(be, &flag, bad, sizeof flag);
+        CHECK(!flag, "view %d: finite statistics leave the flag clear", v);
         tw_mem_to_host(be, y, by, sizeof y);
         double e = y_error(y, x[v], mean[v], var[v]);
-        CHECK(calls == 2, "view %d: running mean far from the batch's: %d all-reduces (want 2)", v, calls);
+        CHECK(calls == 1, "view %d: running mean far from the batch's: %d all-reduce (want 1)", v, calls);
         CHECK(e < 2e-4, "view %d: normalised output against double statistics, max error %.2e", v, e);
     }
     /* Rejected: nothing moves. */
@@ -142,6 +147,15 @@ int main(void) {
     tw_mem_to_host(be, dx, bdx, sizeof dx);
     CHECK(calls == 1 && isfinite(dx[0]), "backward: %d all-reduce (want 1)", calls);
     tw_syncbn_commit(&bn, be, 0);
+
+    /* A non-finite value: the statistics are not finite, the flag goes up; the step is dropped. */
+    x[0][3 * D + 2] = NAN;
+    tw_mem_from_host(be, bx, x[0], sizeof y);
+    tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
+    tw_mem_to_host(be, &flag, bad, sizeof flag);
+    CHECK(flag == 1, "a NaN in the batch raises the flag");
+    tw_syncbn_commit(&bn, be, 0);
+    tw_mem_free(be, bad);
 
     tw_mem_free(be, bx);
     tw_mem_free(be, by);

@@ -47,7 +47,9 @@ int main(int argc, char **argv) {
         tw_mem_from_host(be, zb[v], z[v] + off, bytes);
     }
     tw_barlow L;
-    tw_barlow_init(&L, be, n_local, d, size, lambda);
+    int *stats_bad = tw_mem_alloc(be, sizeof(int));
+    tw_mem_zero(be, stats_bad, sizeof(int));
+    tw_barlow_init(&L, be, n_local, d, size, lambda, stats_bad);
     double loss = tw_barlow_forward_backward(&L, be, comm, dzb[0], dzb[1], zb[0], zb[1]);
 
     int ok = 1;
@@ -65,6 +67,7 @@ int main(int argc, char **argv) {
     tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
 
     tw_barlow_free(&L, be);
+    tw_mem_free(be, stats_bad);
     for (int v = 0; v < 2; v++) {
         tw_mem_free(be, zb[v]);
         tw_mem_free(be, dzb[v]);

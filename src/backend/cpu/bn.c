@@ -28,7 +28,7 @@ tw_status tw_cpu_bn_plan_make(tw_backend *base, tw_bn_plan **out, const tw_bn_de
     if (d->n < 1 || d->c < 1 || d->h < 1 || d->w < 1)
         return tw_err_set(err, TW_E_SHAPE, "batch norm plan: bad shape [%d, %d, %d, %d]", d->n,
                           d->c, d->h, d->w);
-    if ((double)d->n * d->h * d->w < 2)
+    if (!d->f32_rows && (double)d->n * d->h * d->w < 2)
         return tw_err_set(err, TW_E_SHAPE,
                           "batch norm plan [%d, %d, %d, %d]: training needs more than one value "
                           "per channel (as torch)",
@@ -36,6 +36,21 @@ tw_status tw_cpu_bn_plan_make(tw_backend *base, tw_bn_plan **out, const tw_bn_de
     if (!(d->eps > 0) || !(d->momentum >= 0 && d->momentum <= 1))
         return tw_err_set(err, TW_E_RANGE, "batch norm plan: eps %g must be > 0 and momentum %g in [0, 1]",
                           (double)d->eps, (double)d->momentum);
+    if (d->f32_rows) {
+        /* Rows for the external-statistics ops only (bn_sync.c): no oneDNN primitive, and one
+         * row per rank is fine (the statistics span the ranks). */
+        if (d->layout != TW_LAYOUT_NHWC || d->h != 1 || d->w != 1)
+            return tw_err_set(err, TW_E_SHAPE, "batch norm plan: f32 rows must be [n, d, 1, 1] nhwc, got "
+                              "[%d, %d, %d, %d] %s", d->n, d->c, d->h, d->w, tw_layout_name(d->layout));
+        tw_bn_plan *p = calloc(1, sizeof *p);
+        TW_ASSERT(p);
+        p->d = *d;
+        p->count = d->n;
+        p->head.y = (tw_tensor){NULL, d->n, d->c, 1, 1, TW_F32, TW_LAYOUT_NHWC};
+        snprintf(p->head.impl, sizeof p->head.impl, "rows=plain");
+        *out = p;
+        return TW_OK;
+    }
 
     tw_status st = TW_OK;
     dnnl_status_t s;
@@ -132,6 +147,7 @@ static void check_t(const tw_bn_plan *p, const tw_tensor *t) {
 void tw_cpu_bn_forward_train(tw_backend *base, tw_bn_plan *p, tw_tensor *y, float *save_mean,
                              float *save_var, void *ws, const tw_tensor *x, const float *gamma,
                              const float *beta, float *run_mean, float *run_var) {
+    TW_ASSERT(!p->d.f32_rows);
     tw_cpu_backend *be = tw_cpu_be(base);
     check_t(p, x);
     check_t(p, y);
@@ -164,6 +180,7 @@ void tw_cpu_bn_forward_train(tw_backend *base, tw_bn_plan *p, tw_tensor *y, floa
 void tw_cpu_bn_forward_eval(tw_backend *base, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
                             const float *gamma, const float *beta, const float *run_mean,
                             const float *run_var) {
+    TW_ASSERT(!p->d.f32_rows);
     tw_cpu_backend *be = tw_cpu_be(base);
     check_t(p, x);
     check_t(p, y);
@@ -183,6 +200,7 @@ void tw_cpu_bn_backward(tw_backend *base, tw_bn_plan *p, tw_tensor *dx, float *d
                         float *dbeta, const tw_tensor *dy, const tw_tensor *x,
                         const float *save_mean, const float *save_var, const void *ws,
                         const float *gamma) {
+    TW_ASSERT(!p->d.f32_rows);
     tw_cpu_backend *be = tw_cpu_be(base);
     check_t(p, x);
     check_t(p, dx);

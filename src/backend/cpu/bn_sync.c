@@ -5,6 +5,7 @@
  * every activation layout (cpu.h: tw_cpu_geom) and dtype, OpenMP threads. Each channel's sums are
  * kept in double and added by one thread in one fixed order, so they do not depend on the thread
  * count. */
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 
@@ -130,33 +131,53 @@ static void channel_sums(double *s1, double *s2, int grad, const tw_cpu_geom *g,
     }
 }
 
-void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift) {
+void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift) {
     (void)be;
     (void)p;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
     TW_ASSERT(g.c <= MAX_CH);
-    double s1[g.c], s2[g.c];
-    if (x->dtype == TW_BF16) channel_sums(s1, s2, 0, &g, x->data, NULL, NULL, shift, 0, 1);
-    else channel_sums(s1, s2, 0, &g, x->data, NULL, NULL, shift, 0, 0);
-    for (int c = 0; c < g.c; c++) {
-        sums[c] = (float)s1[c];
-        sums[g.c + c] = (float)s2[c];
-    }
+    channel_sums(sums, sums + g.c, 0, &g, x->data, NULL, NULL, shift, 0, x->dtype == TW_BF16);
 }
 
-void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
-                             const tw_tensor *x, const tw_tensor *y, const float *mean,
-                             const float *inv_std) {
+void tw_cpu_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
+                            const double *sums, const float *shift, int c, double n_global, float eps) {
+    (void)be;
+    int finite = 1;
+    for (int j = 0; j < c; j++) {
+        double s1 = sums[j] / n_global, var = sums[c + j] / n_global - s1 * s1;
+        if (var < 0.0) var = 0.0;   /* rounding; NaN stays NaN */
+        stats[j] = shift[j] + s1;
+        stats[c + j] = var;
+        mean[j] = (float)stats[j];
+        inv_std[j] = (float)(1.0 / sqrt(var + eps));
+        finite &= isfinite(stats[j]) && isfinite(var);
+    }
+    if (!finite) *bad = 1;
+}
+
+void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta,
+                             int accumulate, const tw_tensor *dy, const tw_tensor *x,
+                             const tw_tensor *y, const float *mean, const float *inv_std) {
     (void)be;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
     const int relu = tw_cpu_bn_plan_relu(p);
     TW_ASSERT(g.c <= MAX_CH);
-    double s1[g.c], s2[g.c];
-    if (x->dtype == TW_BF16) channel_sums(s1, s2, 1, &g, x->data, dy->data, y->data, mean, relu, 1);
-    else channel_sums(s1, s2, 1, &g, x->data, dy->data, y->data, mean, relu, 0);
+    channel_sums(sums, sums + g.c, 1, &g, x->data, dy->data, y->data, mean, relu, x->dtype == TW_BF16);
     for (int c = 0; c < g.c; c++) {
-        sums[c] = (float)s1[c];
-        sums[g.c + c] = (float)(s2[c] * inv_std[c]);
+        sums[g.c + c] *= inv_std[c];
+        if (!dgamma) continue;
+        dbeta[c] = (float)(accumulate ? dbeta[c] + sums[c] : sums[c]);
+        dgamma[c] = (float)(accumulate ? dgamma[c] + sums[g.c + c] : sums[g.c + c]);
+    }
+}
+
+void tw_cpu_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c,
+                              float momentum, double unbias) {
+    (void)be;
+    double m = momentum;
+    for (int j = 0; j < c; j++) {
+        run_mean[j] = (float)((1 - m) * run_mean[j] + m * stats[j]);
+        run_var[j] = (float)((1 - m) * run_var[j] + m * stats[c + j] * unbias);
     }
 }
 
@@ -250,8 +271,8 @@ void tw_cpu_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const 
 
 void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
                               const tw_tensor *x, const tw_tensor *y, const float *mean,
-                              const float *inv_std, const float *gamma, const float *global_sums,
-                              float n_global) {
+                              const float *inv_std, const float *gamma, const double *global_sums,
+                              double n_global) {
     (void)be;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
     const int n_ch = g.n_blk * g.blk, relu = tw_cpu_bn_plan_relu(p);

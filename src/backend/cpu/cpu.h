@@ -163,17 +163,21 @@ void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tenso
 
 /* bn_sync.c: batch norm with statistics from outside (backend.h: tw_bn_sums ...). */
 int tw_cpu_bn_plan_relu(const tw_bn_plan *p);
-void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift);
+void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift);
+void tw_cpu_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
+                            const double *sums, const float *shift, int c, double n_global, float eps);
 void tw_cpu_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
                              const float *mean, const float *inv_std, const float *gamma,
                              const float *beta);
-void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
-                             const tw_tensor *x, const tw_tensor *y, const float *mean,
-                             const float *inv_std);
+void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta,
+                             int accumulate, const tw_tensor *dy, const tw_tensor *x,
+                             const tw_tensor *y, const float *mean, const float *inv_std);
 void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
                               const tw_tensor *x, const tw_tensor *y, const float *mean,
-                              const float *inv_std, const float *gamma, const float *global_sums,
-                              float n_global);
+                              const float *inv_std, const float *gamma, const double *global_sums,
+                              double n_global);
+void tw_cpu_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c,
+                              float momentum, double unbias);
 
 /* act.c */
 void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
@@ -207,19 +211,6 @@ void tw_cpu_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, 
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 void tw_cpu_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n);
 void tw_cpu_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n);
-
-/* bn1d.c */
-void tw_cpu_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d);
-void tw_cpu_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean,
-                         const float *inv_std, const float *gamma, const float *beta, int n,
-                         int d, int relu);
-void tw_cpu_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y,
-                               const float *x, const float *mean, const float *inv_std, int n,
-                               int d, int relu);
-void tw_cpu_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y,
-                                const float *x, const float *mean, const float *inv_std,
-                                const float *gamma, const float *global_sums, float n_global,
-                                int n, int d, int relu);
 
 /* loss.c */
 double tw_cpu_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda);

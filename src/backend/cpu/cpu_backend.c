@@ -1,6 +1,6 @@
 /* The CPU backend's lifetime: oneDNN engine and stream, run-time ISA and native-bf16 detection,
  * the thread count, the precision choice, and the ops table. The ops themselves live in the
- * other files of this folder (conv.c, bn.c, eltwise.c, pool.c, dense.c, bn1d.c, loss.c, optim.c). */
+ * other files of this folder (conv.c, bn.c, bn_sync.c, eltwise.c, pool.c, dense.c, loss.c, optim.c). */
 #include <cpuid.h>
 #include <omp.h>
 #include <sched.h>
@@ -102,9 +102,11 @@ static const tw_backend_ops cpu_ops = {
     .bn_forward_eval = tw_cpu_bn_forward_eval,
     .bn_backward = tw_cpu_bn_backward,
     .bn_sums = tw_cpu_bn_sums,
+    .bn_stats_finish = tw_cpu_bn_stats_finish,
     .bn_forward_stats = tw_cpu_bn_forward_stats,
     .bn_backward_sums = tw_cpu_bn_backward_sums,
     .bn_backward_stats = tw_cpu_bn_backward_stats,
+    .bn_running_update = tw_cpu_bn_running_update,
     .add_relu_forward = tw_cpu_add_relu_forward,
     .relu_backward = tw_cpu_relu_backward,
     .add = tw_cpu_add,
@@ -117,10 +119,6 @@ static const tw_backend_ops cpu_ops = {
     .gemm = tw_cpu_gemm,
     .bias_forward = tw_cpu_bias_forward,
     .bias_backward = tw_cpu_bias_backward,
-    .bn1d_sums = tw_cpu_bn1d_sums,
-    .bn1d_forward = tw_cpu_bn1d_forward,
-    .bn1d_backward_sums = tw_cpu_bn1d_backward_sums,
-    .bn1d_backward_apply = tw_cpu_bn1d_backward_apply,
     .bt_loss = tw_cpu_bt_loss,
     .bce_logits = tw_cpu_bce_logits,
     .adam_update = tw_cpu_adam_update,

@@ -13,6 +13,7 @@ struct tw_bn_plan {
     float *partial;      /* [TW_K_BN_ROW_BLOCKS, 3, c] statistics of each row block */
     float *coef;         /* [2, c] scale and shift of the last forward */
     double *partial_sums;   /* [TW_K_BN_ROW_BLOCKS, 2, c] the external-statistics ops' sums */
+    int bf16;            /* the plan's tensors are bf16 (the activation dtype; never f32 rows) */
 };
 
 void tw_cuda_bn_plan_free(tw_backend *be, tw_bn_plan *p) {
@@ -37,12 +38,16 @@ tw_status tw_cuda_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_des
     if (!(d->eps > 0.f) || !(d->momentum >= 0.f && d->momentum <= 1.f))
         return tw_err_set(err, TW_E_RANGE, "cuda batch norm: eps %g must be > 0 and momentum %g "
                           "in [0, 1]", d->eps, d->momentum);
+    if (d->f32_rows && (d->h != 1 || d->w != 1))
+        return tw_err_set(err, TW_E_SHAPE, "cuda batch norm: f32 rows must be [n, d, 1, 1], got "
+                          "[%d, %d, %d, %d]", d->n, d->c, d->h, d->w);
     tw_bn_plan *p = calloc(1, sizeof *p);
     if (!p) return tw_err_set(err, TW_E_NOMEM, "cuda batch norm: out of host memory");
     p->d = *d;
     p->m_rows = (int64_t)d->n * d->h * d->w;
-    p->head.y = (tw_tensor){NULL, d->n, d->c, d->h, d->w, be->act_dtype, TW_LAYOUT_NHWC};
-    p->head.ws_bytes = d->fuse_relu ? ((size_t)p->m_rows * d->c + 31) / 32 * sizeof(uint32_t) : 0;
+    p->bf16 = !d->f32_rows && tw_cuda_of(be)->bf16;
+    p->head.y = (tw_tensor){NULL, d->n, d->c, d->h, d->w, p->bf16 ? TW_BF16 : TW_F32, TW_LAYOUT_NHWC};
+    p->head.ws_bytes = d->fuse_relu && !d->f32_rows ? ((size_t)p->m_rows * d->c + 31) / 32 * sizeof(uint32_t) : 0;
     TW_CHECK_CUDA(cudaMalloc((void **)&p->partial, (size_t)TW_K_BN_ROW_BLOCKS * 3 * d->c * sizeof(float)));
     TW_CHECK_CUDA(cudaMalloc((void **)&p->coef, 2 * (size_t)d->c * sizeof(float)));
     TW_CHECK_CUDA(cudaMalloc((void **)&p->partial_sums,
@@ -51,9 +56,17 @@ tw_status tw_cuda_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_des
     return TW_OK;
 }
 
+/* A tensor of the library-statistics ops (never on f32 rows): the activation dtype. */
 static void check_act(const tw_backend *be, const tw_bn_plan *p, const tw_tensor *t) {
+    TW_ASSERT(!p->d.f32_rows);
     TW_ASSERT(t->n == p->d.n && t->c == p->d.c && t->h == p->d.h && t->w == p->d.w);
     TW_ASSERT(t->layout == TW_LAYOUT_NHWC && t->dtype == be->act_dtype);
+}
+
+/* A tensor of the external-statistics ops: the plan's own dtype. */
+static void check_plan_t(const tw_bn_plan *p, const tw_tensor *t) {
+    TW_ASSERT(t->n == p->d.n && t->c == p->d.c && t->h == p->d.h && t->w == p->d.w);
+    TW_ASSERT(t->layout == TW_LAYOUT_NHWC && t->dtype == (p->bf16 ? TW_BF16 : TW_F32));
 }
 
 void tw_cuda_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
@@ -100,49 +113,62 @@ void tw_cuda_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dg
                                    save_var, gamma, cb->bf16, p->m_rows, p->d.c, p->d.eps));
 }
 
-/* ---- statistics from outside (the synchronised backbone BN) ---------------------------------- */
+/* ---- statistics from outside (the synchronised BN) -------------------------------------------- */
 
-void tw_cuda_bn_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *x, const float *shift) {
+void tw_cuda_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_act(be, p, x);
-    TW_CHECK_CUDA(tw_k_bn_sums(cb->stream, sums, p->partial_sums, x->data, NULL, NULL, shift, NULL,
-                               cb->bf16, p->m_rows, p->d.c, 0, 0));
+    check_plan_t(p, x);
+    TW_CHECK_CUDA(tw_k_bn_sums(cb->stream, sums, p->partial_sums, NULL, NULL, 0, x->data, NULL, NULL,
+                               shift, NULL, p->bf16, p->m_rows, p->d.c, 0, 0));
+}
+
+void tw_cuda_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
+                             const double *sums, const float *shift, int c, double n_global, float eps) {
+    TW_CHECK_CUDA(tw_k_bn_stats_finish(tw_cuda_of(be)->stream, mean, inv_std, stats, bad, sums, shift,
+                                       c, n_global, eps));
 }
 
 void tw_cuda_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
                               const float *mean, const float *inv_std, const float *gamma,
                               const float *beta) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_act(be, p, y);
-    check_act(be, p, x);
+    check_plan_t(p, y);
+    check_plan_t(p, x);
     size_t n_elems = (size_t)p->m_rows * p->d.c;
     TW_CHECK_CUDA(tw_k_bn_forward_stats(cb->stream, tw_cuda_grid(cb, n_elems), y->data, x->data,
-                                        mean, inv_std, gamma, beta, cb->bf16, p->m_rows, p->d.c,
+                                        mean, inv_std, gamma, beta, p->bf16, p->m_rows, p->d.c,
                                         p->d.fuse_relu));
 }
 
-void tw_cuda_bn_backward_sums(tw_backend *be, tw_bn_plan *p, float *sums, const tw_tensor *dy,
-                              const tw_tensor *x, const tw_tensor *y, const float *mean,
-                              const float *inv_std) {
+void tw_cuda_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta,
+                              int accumulate, const tw_tensor *dy, const tw_tensor *x,
+                              const tw_tensor *y, const float *mean, const float *inv_std) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_act(be, p, dy);
-    check_act(be, p, x);
-    check_act(be, p, y);
-    TW_CHECK_CUDA(tw_k_bn_sums(cb->stream, sums, p->partial_sums, x->data, dy->data, y->data, mean,
-                               inv_std, cb->bf16, p->m_rows, p->d.c, 1, p->d.fuse_relu));
+    check_plan_t(p, dy);
+    check_plan_t(p, x);
+    check_plan_t(p, y);
+    TW_CHECK_CUDA(tw_k_bn_sums(cb->stream, sums, p->partial_sums, dgamma, dbeta, accumulate, x->data,
+                               dy->data, y->data, mean, inv_std, p->bf16, p->m_rows, p->d.c, 1,
+                               p->d.fuse_relu));
 }
 
 void tw_cuda_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
                                const tw_tensor *x, const tw_tensor *y, const float *mean,
-                               const float *inv_std, const float *gamma, const float *global_sums,
-                               float n_global) {
+                               const float *inv_std, const float *gamma, const double *global_sums,
+                               double n_global) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_act(be, p, dx);
-    check_act(be, p, dy);
-    check_act(be, p, x);
-    check_act(be, p, y);
+    check_plan_t(p, dx);
+    check_plan_t(p, dy);
+    check_plan_t(p, x);
+    check_plan_t(p, y);
     size_t n_elems = (size_t)p->m_rows * p->d.c;
     TW_CHECK_CUDA(tw_k_bn_backward_stats(cb->stream, tw_cuda_grid(cb, n_elems), dx->data, dy->data,
                                          x->data, y->data, mean, inv_std, gamma, global_sums,
-                                         n_global, cb->bf16, p->m_rows, p->d.c, p->d.fuse_relu));
+                                         n_global, p->bf16, p->m_rows, p->d.c, p->d.fuse_relu));
+}
+
+void tw_cuda_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats,
+                               int c, float momentum, double unbias) {
+    TW_CHECK_CUDA(tw_k_bn_running_update(tw_cuda_of(be)->stream, run_mean, run_var, stats, c, momentum,
+                                         unbias));
 }

@@ -1,7 +1,7 @@
 /* Dense algebra on row-major f32 matrices: GEMM through cuBLAS (fp32 compute in fp32 mode; in bf16
  * mode CUBLAS_COMPUTE_32F_FAST_16BF, bf16 tensor-core products of the f32 operands with f32
- * accumulation, as torch's bf16 autocast of a linear layer), the linear layers' bias, and the
- * projector's synchronised 1-D batch norm steps (kernels/dense.cu). */
+ * accumulation, as torch's bf16 autocast of a linear layer) and the linear layers' bias
+ * (kernels/dense.cu). */
 #include "backend/cuda/cuda_common.h"
 #include "kernels/tw_kernels.h"
 
@@ -29,38 +29,4 @@ void tw_cuda_bias_forward(tw_backend *be, float *y, const float *bias, int m, in
 /* dbias[j] = Σ_i dy[i, j] (=). */
 void tw_cuda_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n) {
     TW_CHECK_CUDA(tw_k_bias_backward(tw_cuda_of(be)->stream, dbias, dy, m, n));
-}
-
-/* sums = [Σx, Σx²] per column (=). */
-void tw_cuda_bn1d_sums(tw_backend *be, float *sums, const float *x, int n, int d) {
-    TW_CHECK_CUDA(tw_k_bn1d_sums(tw_cuda_of(be)->stream, sums, x, n, d));
-}
-
-void tw_cuda_bn1d_forward(tw_backend *be, float *y, const float *x, const float *mean,
-                          const float *inv_std, const float *gamma, const float *beta, int n,
-                          int d, int relu) {
-    tw_cuda_backend *cb = tw_cuda_of(be);
-    TW_CHECK_CUDA(tw_k_bn1d_forward(cb->stream, tw_cuda_grid(cb, (size_t)n * d), y, x, mean,
-                                    inv_std, gamma, beta, n, d, relu));
-}
-
-/* sums = [Σdy', Σdy'x̂] per column (=). */
-void tw_cuda_bn1d_backward_sums(tw_backend *be, float *sums, const float *dy, const float *y,
-                                const float *x, const float *mean, const float *inv_std, int n,
-                                int d, int relu) {
-    TW_ASSERT(!relu || y);
-    TW_CHECK_CUDA(tw_k_bn1d_backward_sums(tw_cuda_of(be)->stream, sums, dy, y, x, mean, inv_std, n,
-                                          d, relu));
-}
-
-/* dx (=). */
-void tw_cuda_bn1d_backward_apply(tw_backend *be, float *dx, const float *dy, const float *y,
-                                 const float *x, const float *mean, const float *inv_std,
-                                 const float *gamma, const float *global_sums, float n_global,
-                                 int n, int d, int relu) {
-    tw_cuda_backend *cb = tw_cuda_of(be);
-    TW_ASSERT(!relu || y);
-    TW_CHECK_CUDA(tw_k_bn1d_backward_apply(cb->stream, tw_cuda_grid(cb, (size_t)n * d), dx, dy, y,
-                                           x, mean, inv_std, gamma, global_sums, n_global, n, d,
-                                           relu));
 }
