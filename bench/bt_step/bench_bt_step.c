@@ -5,7 +5,8 @@
  * '# comm' line of bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default
  * 4096, the config's default; SIM_BUSBW=<GB/s> [SIM_ALPHA_US=<us>, default 10]: every all-reduce
  * also takes the time of a network that slow, tw_comm_sim_wrap, for docs/scaling.md's check;
- * BACKBONE_BN=sync: the backbone's BN synchronised over the ranks, model.backbone_bn: sync).
+ * BACKBONE_BN=sync: the backbone's BN synchronised over the ranks, model.backbone_bn: sync;
+ * C_EXCHANGE=allgather: the embeddings all-gathered instead of C all-reduced, loss.c_exchange).
  * usage: bench_bt_step C SIZE BATCH STEPS WARMUP fp32|bf16|auto [PROJ_DIM]
  * prints: pairs_per_s=<median over steps> flops_per_pair=<FLOP> ms=<median step> precision=... */
 #include <math.h>
@@ -83,8 +84,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_bt_step: BACKBONE_BN='%s' is not local or sync\n", bn);
         return 2;
     }
+    const char *cx = getenv("C_EXCHANGE");
+    if (cx && strcmp(cx, "allreduce") && strcmp(cx, "allgather")) {
+        fprintf(stderr, "bench_bt_step: C_EXCHANGE='%s' is not allreduce or allgather\n", cx);
+        return 2;
+    }
     tw_bt_opts o = {.c_in = c, .h = size, .w = size, .n_local = batch / world, .bn_groups = 1,
-                    .backbone_sync = bn && !strcmp(bn, "sync"), .proj_dim = dim, .lambda = 0.0051f};
+                    .backbone_sync = bn && !strcmp(bn, "sync"), .proj_dim = dim, .lambda = 0.0051f,
+                    .c_gather = cx && !strcmp(cx, "allgather")};
     o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-3, .lr_bias_scale = 1, .beta1 = 0.9,
                                  .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
     o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1, .final_ratio = 1};

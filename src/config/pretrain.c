@@ -8,6 +8,7 @@
 
 static const char *const bn_names[] = {"local", "sync", NULL};
 static const char *const pairing_names[] = {"views", "cross", NULL};
+static const char *const exchange_names[] = {"allreduce", "allgather", NULL};
 
 #define M tw_pretrain_model_cfg
 static const tw_cfg_key model_keys[] = {
@@ -23,6 +24,10 @@ static const tw_cfg_key loss_keys[] = {
      "weight of the off-diagonal (redundancy) terms"},
     {"loss.pairing", TW_CFG_ENUM, offsetof(tw_pretrain_loss_cfg, pairing), 1, pairing_names, "views", 0, 0, 0,
      "views (two augmented views of one source) or cross (S1 against S2; data.source s1+s2)"},
+    {"loss.c_exchange", TW_CFG_ENUM, offsetof(tw_pretrain_loss_cfg, c_exchange), 1, exchange_names, "allreduce",
+     0, 0, 0,
+     "how ranks form the global cross-correlation: allreduce C (D x D floats) or allgather the "
+     "normalised embeddings (2 N D floats, N the global batch) and form C on every rank"},
 };
 
 static const char *check(const void *cfg_, char *why, size_t n_why) {

@@ -20,9 +20,14 @@ typedef struct tw_pretrain_model_cfg {
  * and the S2 patch of the same places (cross-modal, data.source s1+s2). */
 typedef enum { TW_PAIRING_VIEWS, TW_PAIRING_CROSS } tw_cfg_pairing;
 
+/* How the ranks form the global cross-correlation (docs/scaling.md): each its share of C, then one
+ * all-reduce of C; or one all-gather of the normalised embeddings, then all of C on every rank. */
+typedef enum { TW_C_ALLREDUCE, TW_C_ALLGATHER } tw_cfg_c_exchange;
+
 typedef struct tw_pretrain_loss_cfg {
     double lambda;                     /* off-diagonal weight of the Barlow Twins loss */
     tw_cfg_pairing pairing;
+    tw_cfg_c_exchange c_exchange;
 } tw_pretrain_loss_cfg;
 
 typedef struct tw_pretrain_cfg {

@@ -1,6 +1,7 @@
 /* Dispatch from comm.h to the communicator's table, the choice of kind, and the process-wide
  * abort hook: log.h's hook takes no context, so the live communicator is kept here (one per
  * process) for tw_fatal to end the whole job through it. */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "core/log.h"
@@ -98,6 +99,11 @@ void tw_comm_allreduce(tw_comm *c, void *buf, size_t n_elems, tw_dtype dtype, tw
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root) {
     TW_ASSERT(root >= 0 && root < c->size);
     if (n_bytes) c->ops->broadcast(c, buf, n_bytes, root);
+}
+
+void tw_comm_allgather(tw_comm *c, void *buf, size_t n_bytes) {
+    TW_ASSERT(n_bytes <= (size_t)INT_MAX);
+    if (n_bytes && c->size > 1) c->ops->allgather(c, buf, n_bytes);
 }
 
 void tw_comm_barrier(tw_comm *c) { c->ops->barrier(c); }

@@ -58,6 +58,10 @@ int tw_comm_test(tw_comm *c, tw_comm_req r);
  * work wait for it (the host does not block). The handle is free again afterwards. */
 void tw_comm_wait(tw_comm *c, tw_comm_req r);
 void tw_comm_broadcast(tw_comm *c, void *buf, size_t n_bytes, int root);
+/* In place: buf holds one block of n_bytes per rank, in rank order; each rank has written its own
+ * (at rank * n_bytes) and afterwards holds every rank's. n_bytes is the same on every rank and at
+ * most INT_MAX. (The Barlow Twins loss gathers the embeddings with it: loss.c_exchange.) */
+void tw_comm_allgather(tw_comm *c, void *buf, size_t n_bytes);
 void tw_comm_barrier(tw_comm *c);
 /* Device communicators (NCCL) order each collective after the work already queued on `stream`
  * (a cudaStream_t: tw_backend_stream of the CUDA backend) and make its later work wait for it,

@@ -17,6 +17,8 @@ typedef struct tw_comm_ops {
     void (*istart)(tw_comm *c, int slot, void *buf, size_t n_elems, tw_dtype dtype, tw_reduce_op op);
     int (*test)(tw_comm *c, int slot);
     void (*wait)(tw_comm *c, int slot);
+    /* In place: buf holds size blocks of n_bytes, this rank's at rank * n_bytes (<= INT_MAX). */
+    void (*allgather)(tw_comm *c, void *buf, size_t n_bytes);
 } tw_comm_ops;
 
 /* Every communicator's struct starts with this header; the rest is its own. */

@@ -83,6 +83,11 @@ static void mpi_broadcast(tw_comm *c_, void *buf, size_t n_bytes, int root) {
     }
 }
 
+static void mpi_allgather(tw_comm *c_, void *buf, size_t n_bytes) {
+    mpi_comm *c = (mpi_comm *)c_;
+    TW_CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)n_bytes, MPI_BYTE, c->comm));
+}
+
 static void mpi_barrier(tw_comm *c_) { TW_CHECK_MPI(MPI_Barrier(((mpi_comm *)c_)->comm)); }
 
 static void mpi_abort(tw_comm *c_, int code) {
@@ -104,7 +109,8 @@ static void mpi_free(tw_comm *c_) {
 }
 
 static const tw_comm_ops mpi_ops = {mpi_free,  mpi_allreduce, mpi_broadcast, mpi_barrier,
-                                    mpi_abort, mpi_istart,    mpi_test,      mpi_wait};
+                                    mpi_abort, mpi_istart,    mpi_test,      mpi_wait,
+                                    mpi_allgather};
 
 tw_status tw_comm_mpi_create(tw_comm **out, int *argc, char ***argv, tw_err *err) {
     int inited = 0, finalized = 0, provided = 0;

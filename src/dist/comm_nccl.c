@@ -145,6 +145,20 @@ static void nccl_broadcast(tw_comm *c_, void *buf, size_t n_bytes, int root) {
     leave(c);
 }
 
+/* In place: NCCL's all-gather reads this rank's block where it lands (sendbuff = recvbuff +
+ * rank * count). */
+static void nccl_allgather(tw_comm *c_, void *buf, size_t n_bytes) {
+    nccl_comm *c = (nccl_comm *)c_;
+    if (!on_device(buf)) {
+        c->mpi->ops->allgather(c->mpi, buf, n_bytes);
+        return;
+    }
+    enter(c);
+    TW_CHECK_NCCL(ncclAllGather((char *)buf + (size_t)c_->rank * n_bytes, buf, n_bytes, ncclUint8, c->nccl,
+                                c->comm_stream));
+    leave(c);
+}
+
 static void nccl_barrier(tw_comm *c_) {
     nccl_comm *c = (nccl_comm *)c_;
     c->mpi->ops->barrier(c->mpi);
@@ -185,6 +199,7 @@ static const tw_comm_ops nccl_ops = {
     .istart = nccl_istart,
     .test = nccl_test,
     .wait = nccl_wait,
+    .allgather = nccl_allgather,
 };
 
 tw_status tw_comm_nccl_create(tw_comm **out, int *argc, char ***argv, tw_err *err) {

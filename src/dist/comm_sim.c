@@ -63,6 +63,14 @@ static void sim_wait(tw_comm *c_, int slot) {
     sleep_until(c->done_at[slot]);
 }
 
+static void sim_allgather(tw_comm *c_, void *buf, size_t n_bytes) {
+    sim_comm *c = (sim_comm *)c_;
+    /* An all-gather of S bytes in all moves S (n - 1) / n per rank, half an all-reduce's. */
+    double end = schedule(c, n_bytes * (size_t)c_->size / 2);
+    c->inner->ops->allgather(c->inner, buf, n_bytes);
+    sleep_until(end);
+}
+
 static void sim_broadcast(tw_comm *c_, void *buf, size_t n_bytes, int root) {
     tw_comm *in = ((sim_comm *)c_)->inner;
     in->ops->broadcast(in, buf, n_bytes, root);
@@ -85,7 +93,8 @@ static void sim_free(tw_comm *c_) {
 }
 
 static const tw_comm_ops sim_ops = {sim_free,  sim_allreduce, sim_broadcast, sim_barrier,
-                                    sim_abort, sim_istart,    sim_test,      sim_wait};
+                                    sim_abort, sim_istart,    sim_test,      sim_wait,
+                                    sim_allgather};
 
 tw_status tw_comm_sim_create(tw_comm **out, tw_comm *inner, double busbw_gbs, double alpha_us, tw_err *err) {
     if (!(busbw_gbs > 0) || !(alpha_us >= 0))

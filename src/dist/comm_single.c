@@ -35,9 +35,11 @@ static int single_test(tw_comm *c, int slot) {
 
 static void single_wait(tw_comm *c, int slot) { (void)c; (void)slot; }
 
+static void single_allgather(tw_comm *c, void *buf, size_t n_bytes) { (void)c; (void)buf; (void)n_bytes; }
+
 static const tw_comm_ops single_ops = {
     single_free, single_allreduce, single_broadcast, single_barrier, single_abort,
-    single_istart, single_test, single_wait,
+    single_istart, single_test, single_wait, single_allgather,
 };
 
 tw_status tw_comm_single_create(tw_comm **out, tw_err *err) {

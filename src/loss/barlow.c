@@ -1,21 +1,27 @@
 /* Barlow Twins loss across ranks (barlow.h). The GEMMs follow from C_ij = Σ_k a0_ki a1_kj / N:
  * ∂L/∂a0 = a1 dCᵀ / N and ∂L/∂a1 = a0 dC / N, each rank over its own rows. Every rank computes
- * the same C and dC, so summing the parameter gradients over ranks gives the 1-rank gradient. */
+ * the same C and dC (all-reduced, or formed from the gathered rows), so summing the parameter
+ * gradients over ranks gives the 1-rank gradient. */
 #include "loss/barlow.h"
 
 #include <math.h>
 
 #include "core/log.h"
 
-void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, float lambda, int *bad) {
+void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int rank, int n_ranks, float lambda,
+                    int gather, int *bad) {
     L->n = n;
     L->d = d;
     L->lambda = lambda;
+    L->gather = gather;
+    L->rank = rank;
+    L->n_ranks = n_ranks;
     tw_syncbn_init(&L->bn, be, n, d, n_ranks, 0, 1e-5f, 0.1f, bad);
     size_t act = (size_t)n * d * sizeof(float), mat = (size_t)d * d * sizeof(float);
     for (int v = 0; v < 2; v++) {
         tw_syncbn_cache_init(&L->cache[v], be, d);
-        L->a[v] = tw_mem_alloc(be, act);
+        L->a_all[v] = gather ? tw_mem_alloc(be, act * (size_t)n_ranks) : NULL;
+        L->a[v] = gather ? L->a_all[v] + (size_t)rank * n * d : tw_mem_alloc(be, act);
         L->da[v] = tw_mem_alloc(be, act);
     }
     L->c = tw_mem_alloc(be, mat);
@@ -25,7 +31,7 @@ void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int n_ranks, flo
 void tw_barlow_free(tw_barlow *L, tw_backend *be) {
     for (int v = 0; v < 2; v++) {
         tw_syncbn_cache_free(&L->cache[v], be);
-        tw_mem_free(be, L->a[v]);
+        tw_mem_free(be, L->gather ? L->a_all[v] : L->a[v]);
         tw_mem_free(be, L->da[v]);
     }
     tw_mem_free(be, L->c);
@@ -41,8 +47,14 @@ double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, f
     /* Statistics that are not finite raise the bad flag and make C, so the loss, not finite. */
     tw_syncbn_forward(&L->bn, be, &red, L->a[0], &L->cache[0], z0, NULL, NULL);
     tw_syncbn_forward(&L->bn, be, &red, L->a[1], &L->cache[1], z1, NULL, NULL);
-    tw_gemm(be, 1, 0, d, d, n, inv_n, L->a[0], d, L->a[1], d, 0.0f, L->c, d);
-    tw_comm_allreduce(comm, L->c, (size_t)d * d, TW_F32, TW_REDUCE_SUM);
+    if (L->gather) {
+        /* Every rank's rows land in a_all (this rank's are already in place), then all of C. */
+        for (int v = 0; v < 2; v++) tw_comm_allgather(comm, L->a_all[v], (size_t)n * d * sizeof(float));
+        tw_gemm(be, 1, 0, d, d, n * L->n_ranks, inv_n, L->a_all[0], d, L->a_all[1], d, 0.0f, L->c, d);
+    } else {
+        tw_gemm(be, 1, 0, d, d, n, inv_n, L->a[0], d, L->a[1], d, 0.0f, L->c, d);
+        tw_comm_allreduce(comm, L->c, (size_t)d * d, TW_F32, TW_REDUCE_SUM);
+    }
     double loss = tw_bt_loss(be, L->dc, L->c, d, L->lambda);
     if (!isfinite(loss)) return NAN;
     tw_gemm(be, 0, 1, n, d, d, inv_n, L->a[1], d, L->dc, d, 0.0f, L->da[0], d);

@@ -64,7 +64,8 @@ tw_status tw_bt_cross_init(tw_bt_cross *m, tw_backend *be, tw_comm *comm, const 
         st = branch_register(&m->br[s], &m->P, be, s, c_in[s], bo, ranks, m->stats_bad, err);
         if (st != TW_OK) return st;
     }
-    tw_barlow_init(&m->loss, be, bo->n_local, bo->proj_dim, ranks, bo->lambda, m->stats_bad);
+    tw_barlow_init(&m->loss, be, bo->n_local, bo->proj_dim, tw_comm_rank(comm), ranks, bo->lambda,
+                   bo->c_gather, m->stats_bad);
     tw_bt_loss_register(m->id_bn_stats, &m->P, bo->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     for (int s = 0; s < 2; s++) tw_projector_bind(&m->br[s].pj, &m->P);

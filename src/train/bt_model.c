@@ -25,7 +25,8 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     m->stats_bad = tw_mem_alloc(be, sizeof(int));
     tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks, m->stats_bad);
     tw_projector_register(&m->pj, &m->P, "");
-    tw_barlow_init(&m->loss, be, n, o->proj_dim, ranks, o->lambda, m->stats_bad);
+    tw_barlow_init(&m->loss, be, n, o->proj_dim, tw_comm_rank(comm), ranks, o->lambda, o->c_gather,
+                   m->stats_bad);
     tw_bt_loss_register(m->id_bn_stats, &m->P, o->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     tw_projector_bind(&m->pj, &m->P);

@@ -27,6 +27,8 @@ typedef struct tw_bt_opts {
                                * (model.backbone_bn: sync; needs bn_groups 1) */
     int proj_dim;
     float lambda;
+    int c_gather;             /* 1: all-gather the embeddings instead of all-reducing C
+                               * (loss.c_exchange, tw_barlow_init) */
     tw_optim_hparams optim;   /* optimizer and peak rates (optim/optim.h) */
     tw_schedule sched;        /* warm-up + cosine or constant, per step */
     int external_optim;       /* 1: no optimizer of its own (the training loop owns one; only

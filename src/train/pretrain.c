@@ -146,6 +146,7 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
     tw_bt_opts o = {.c_in = c_in, .h = cfg->data.size, .w = cfg->data.size,
                     .n_local = cfg->data.batch / tw_comm_size(comm), .bn_groups = 1,
                     .backbone_sync = cfg->model.backbone_bn == TW_BN_SYNC,
+                    .c_gather = cfg->loss.c_exchange == TW_C_ALLGATHER,
                     .proj_dim = cfg->model.projector_dim, .lambda = (float)cfg->loss.lambda,
                     .external_optim = 1};
     T->view_bytes = (size_t)o.n_local * c_in * o.h * o.w * sizeof(float);

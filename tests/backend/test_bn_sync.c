@@ -6,7 +6,8 @@
  * ReLU, fp32 and (where the CPU has it) bf16; the padding channels must stay 0, and the sums of
  * the backward must be torch's dbeta and dgamma. The values' mean is far from 0 and the shift
  * near it, as the running mean is in training. Two shapes: a small one, and one whose planes
- * (48 x 48) span several of the bf16 path's widened chunks, with a partial one at the end. */
+ * (48 x 48) span several of the bf16 path's widened chunks, with a partial one at the end; and
+ * f32 rows (the projector's BN) 5000 wide. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,14 +72,16 @@ static void reference_backward(double *dx, double *sums, const float *x, const f
     }
 }
 
-static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
+/* rows: a plan of f32 rows (the projector's BN: [n, d, 1, 1] nhwc, f32 whatever the activation
+ * dtype). */
+static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu, int rows) {
     const float eps = 1e-5f;
-    const int bf16 = tw_backend_act_dtype(be) == TW_BF16;
-    const tw_dtype dt = tw_backend_act_dtype(be);
+    const int bf16 = !rows && tw_backend_act_dtype(be) == TW_BF16;
+    const tw_dtype dt = bf16 ? TW_BF16 : TW_F32;
     char name[96], what[160];
     snprintf(name, sizeof name, "%s [%d, %d, %d, %d] %s%s", bf16 ? "bf16" : "fp32", N, C, H, W,
              tw_layout_name(layout), relu ? "+relu" : "");
-    tw_bn_desc d = {HALF, C, H, W, layout, relu, eps, 0.1f, 0};
+    tw_bn_desc d = {HALF, C, H, W, layout, relu, eps, 0.1f, rows};
     tw_bn_plan *plan = NULL;
     tw_err err = {0};
     if (tw_bn_plan_make(be, &plan, &d, &err) != TW_OK) {
@@ -87,7 +90,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     }
     float *hx = tb_alloc_rand(rng, NX, 1.0f), *hdy = tb_alloc_rand(rng, NX, 1.0f);
     float *g = tb_alloc_rand(rng, C, 1.0f), *b = tb_alloc_rand(rng, C, 0.5f);
-    for (size_t i = 0; i < NX; i++) hx[i] += 3.0f + (float)((i / HW) % C) * 0.25f;
+    for (size_t i = 0; i < NX; i++) hx[i] += 3.0f + (float)((i / HW) % C % 20) * 0.25f;
     for (int c = 0; c < C; c++) g[c] += 1.5f;
     if (bf16) {
         tb_round_bf16(hx, NX);
@@ -100,7 +103,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     float shift[C], mean[C], inv_std[C];
     double sums[2 * C], total[2 * C], stats[2 * C];
     for (int k = 0; k < 2 * C; k++) total[k] = 0.0;
-    for (int c = 0; c < C; c++) shift[c] = 3.0f + c * 0.25f + 0.1f;
+    for (int c = 0; c < C; c++) shift[c] = 3.0f + (c % 20) * 0.25f + 0.1f;
     tw_tensor x[2], y[2], dy[2], dx[2];
     for (int h = 0; h < 2; h++) {
         x[h] = tb_tensor(be, HALF, C, H, W, dt, layout);
@@ -191,8 +194,12 @@ int main(int argc, char **argv) {
         HALF = N / 2, HW = H * W;
         NX = (size_t)N * C * HW, NH = (size_t)HALF * C * HW;
         for (int l = 0; l < 4; l++)
-            for (int relu = 0; relu < 2; relu++) ok &= run(be, &rng, layouts[l], relu);
+            for (int relu = 0; relu < 2; relu++) ok &= run(be, &rng, layouts[l], relu, 0);
     }
+    /* f32 rows wider than a bf16 chunk (the official projector is 8192 wide) */
+    N = 6, C = 5000, H = W = 1, HALF = 3, HW = 1;
+    NX = (size_t)N * C, NH = (size_t)HALF * C;
+    for (int relu = 0; relu < 2; relu++) ok &= run(be, &rng, TW_LAYOUT_NHWC, relu, 1);
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
     return ok ? TB_PASS : TB_FAIL;

@@ -1,5 +1,6 @@
 /* The communicators. Modes: "single" (one process); "mpi" (under mpirun -np 2: rank, size, local
- * rank, in-place all-reduce of f32/i64/i32 sum and max, broadcast from each root, barrier); and the
+ * rank, in-place all-reduce of f32/f64/i64/i32 sum and max, broadcast from each root, in-place
+ * all-gather, barrier); and the
  * failure modes that expect_fail.sh runs, which must end the job non-zero and name the rank:
  * "fatal" (rank 1 hits TW_ASSERT), "kill" (rank 1 is killed), "exit" (rank 1 exits without
  * MPI_Finalize), "mpi-error" (mismatched broadcast sizes: an MPI error turned into tw_fatal),
@@ -40,6 +41,8 @@ static void test_single(void) {
     tw_comm_allreduce(c, y, 2, TW_I64, TW_REDUCE_MAX);
     CHECK(y[0] == INT64_C(1) << 50 && y[1] == -7, "single i64 max");
     tw_comm_broadcast(c, x, sizeof x, 0);
+    tw_comm_allgather(c, x, sizeof x);   /* one rank: its own block, unchanged */
+    CHECK(x[0] == 1.5f && x[1] == -2.0f && x[2] == 3.25f, "single all-gather changed the buffer");
     tw_comm_barrier(c);
     tw_comm_free(c);
 }
@@ -81,6 +84,21 @@ static void test_mpi(void) {
     tw_comm_allreduce(c, k, 2, TW_I32, TW_REDUCE_SUM);
     CHECK(k[0] == 3 && k[1] == 10, "i32 sum");
     tw_comm_allreduce(c, k, 0, TW_I32, TW_REDUCE_SUM);   /* nothing to do, must not hang */
+    /* f64 keeps what f32 would round away (the synchronised BN's sums) */
+    double dd[2] = {r ? 1.0 : 1e9, 0.25 * (r + 1)};
+    tw_comm_allreduce(c, dd, 2, TW_F64, TW_REDUCE_SUM);
+    CHECK(dd[0] == 1e9 + 1.0 && dd[1] == 0.75, "f64 sum (%.17g, %g)", dd[0], dd[1]);
+
+    /* In-place all-gather: each rank's block in rank order, an odd size. */
+    enum { BLK = 1001 };
+    unsigned char *ag = calloc(2 * BLK, 1);
+    for (int i = 0; i < BLK; i++) ag[r * BLK + i] = (unsigned char)(i * 7 + 3 * r + 1);
+    tw_comm_allgather(c, ag, BLK);
+    size_t ag_wrong = 0;
+    for (int q = 0; q < 2; q++)
+        for (int i = 0; i < BLK; i++) ag_wrong += ag[q * BLK + i] != (unsigned char)(i * 7 + 3 * q + 1);
+    CHECK(!ag_wrong, "all-gather: %zu bytes wrong", ag_wrong);
+    free(ag);
 
     size_t nb = (1 << 20) + 7;
     unsigned char *b = malloc(nb);

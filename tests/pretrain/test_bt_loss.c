@@ -1,10 +1,13 @@
 /* The Barlow Twins loss (src/loss/barlow.c) against the official formula in PyTorch
  * (ref_bt_loss.py): loss, ∂loss/∂z1 and ∂loss/∂z2 within 1e-5. Run on one process and under
- * mpirun -np 2, where each rank holds half the rows and the result must be the same.
- * usage: test_bt_loss REF.safetensors N D LAMBDA single|mpi */
+ * mpirun -np 2, where each rank holds half the rows and the result must be the same; with
+ * "gather", the ranks all-gather the normalised embeddings instead of all-reducing C
+ * (loss.c_exchange: allgather).
+ * usage: test_bt_loss REF.safetensors N D LAMBDA single|mpi [gather] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "check.h"
@@ -12,8 +15,9 @@
 #include "loss/barlow.h"
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s REF.safetensors N D LAMBDA single|mpi\n", argv[0]);
+    int gather = argc == 7 && !strcmp(argv[6], "gather");
+    if (argc != 6 && !gather) {
+        fprintf(stderr, "usage: %s REF.safetensors N D LAMBDA single|mpi [gather]\n", argv[0]);
         return 1;
     }
     tw_comm *comm = check_comm(argv[5], &argc, &argv);
@@ -49,7 +53,7 @@ int main(int argc, char **argv) {
     tw_barlow L;
     int *stats_bad = tw_mem_alloc(be, sizeof(int));
     tw_mem_zero(be, stats_bad, sizeof(int));
-    tw_barlow_init(&L, be, n_local, d, size, lambda, stats_bad);
+    tw_barlow_init(&L, be, n_local, d, rank, size, lambda, gather, stats_bad);
     double loss = tw_barlow_forward_backward(&L, be, comm, dzb[0], dzb[1], zb[0], zb[1]);
 
     int ok = 1;

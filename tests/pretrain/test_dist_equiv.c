@@ -20,7 +20,8 @@
  * 1e-4 of their terms, jump by 1e-3 of themselves: measured, pass or fail at 1e-5 after 3 steps
  * was a coin toss of the rates, in every mode. The loss, one number over everything, stays within
  * 1e-5 at the first step and 1e-4 after.
- * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross] [sync] [sgd] */
+ * With "gather" (loss.c_exchange: allgather) the ranks gather the embeddings and form all of C.
+ * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross] [sync] [gather] [sgd] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ static tw_aug_params g_aug, g_aug_s2;   /* read-only after main sets them */
 static int g_cross;                     /* the cross-modal model */
 static int g_sgd;                       /* SGD with momentum instead of LARS, one step */
 static int g_sync;                      /* synchronised backbone BN */
+static int g_gather;                    /* all-gather the embeddings (loss.c_exchange) */
 static int g_steps = STEPS;
 
 static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
@@ -105,7 +107,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
         return 0;
     }
     tw_bt_opts o = {.c_in = 2, .h = SIZE, .w = SIZE, .n_local = n_local, .bn_groups = groups,
-                    .backbone_sync = g_sync, .proj_dim = DIM, .lambda = 0.0051f};
+                    .backbone_sync = g_sync, .proj_dim = DIM, .lambda = 0.0051f, .c_gather = g_gather};
     o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_LARS, .lr = 0.05, .lr_bias_scale = 0.001,
                                  .weight_decay = 1.5e-6, .momentum = 0.9, .eta = 0.001,
                                  .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
@@ -183,10 +185,11 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[a], "cross")) g_cross = 1;
         else if (!strcmp(argv[a], "sgd")) g_sgd = 1, g_steps = 1;
         else if (!strcmp(argv[a], "sync")) g_sync = 1;
+        else if (!strcmp(argv[a], "gather")) g_gather = 1;
         else usage = 1;
     }
     if (usage) {
-        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross] [sync] [sgd]\n", argv[0]);
+        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross] [sync] [gather] [sgd]\n", argv[0]);
         return 1;
     }
     tw_comm *mpi = check_comm("mpi", &argc, &argv);

@@ -1,19 +1,19 @@
 /* Batch norm with its statistics computed outside, on the CPU backend (backend.h: tw_bn_sums,
- * tw_bn_forward_stats, tw_bn_backward_sums, tw_bn_backward_stats): the synchronised backbone BN
- * takes this rank's sums from here, all-reduces them and normalises with the global statistics.
- * oneDNN's batch norm cannot take the global sums of the backward, so these are plain loops over
- * every activation layout (cpu.h: tw_cpu_geom) and dtype, OpenMP threads. Each channel's sums are
- * kept in double and added by one thread in one fixed order, so they do not depend on the thread
- * count. */
+ * tw_bn_stats_finish, tw_bn_forward_stats, tw_bn_backward_sums, tw_bn_backward_stats,
+ * tw_bn_running_update): the synchronised BN (the projector's rows, and the backbone's with
+ * model.backbone_bn: sync) takes this rank's sums from here, all-reduces them and normalises with
+ * the global statistics. oneDNN's batch norm cannot take the global sums of the backward, so these
+ * are plain loops over every activation layout (cpu.h: tw_cpu_geom) and dtype, OpenMP threads.
+ * Each channel's sums are kept in double and added by one thread in one fixed order, so they do
+ * not depend on the thread count. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "backend/cpu/cpu.h"
 #include "core/dtype.h"
 
-/* Channel counts the stack arrays below are sized for (ResNet18's widest is 512). */
-enum { MAX_CH = 4096 };
 
 /* The plain loops below run 2-4x faster on 256/512-bit vectors than on the SSE2 baseline the
  * project compiles for: compiled for AVX-512, AVX2 and the baseline, picked at load time (as
@@ -21,7 +21,7 @@ enum { MAX_CH = 4096 };
  * (and the output narrowed back), so that one loop serves both dtypes and vectorises. */
 #define TW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-enum { CHUNK = 2048 };   /* f32 values per widened chunk (a multiple of every block size) */
+enum { CHUNK = 4096 };   /* f32 values per widened bf16 chunk: a row of up to 4096 channels */
 
 TW_CLONES static void widen(float *restrict dst, const uint16_t *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = tw_bf16_to_f32(src[i]);
@@ -87,12 +87,12 @@ static void block_sums(double *a, double *b, int grad, const void *xp, const voi
                        int is_bf16) {
     if (!is_bf16) {
         rows_sums(a, b, grad, (const float *)xp + base, grad ? (const float *)dyp + base : NULL,
-                  grad && relu ? (const float *)yp + base : NULL, ref, hw, blk, k0, k1, relu);
+                  grad ? (const float *)yp + base : NULL, ref, hw, blk, k0, k1, relu);
         return;
     }
     float x[CHUNK], dy[CHUNK], y[CHUNK];
     size_t rows = CHUNK / (size_t)blk;
-    TW_ASSERT(rows > 0);
+    TW_ASSERT(rows > 0);   /* bf16 rows up to CHUNK channels (activations: 512 at most) */
     for (size_t s0 = 0; s0 < hw; s0 += rows) {
         size_t n = (s0 + rows < hw ? rows : hw - s0), off = base + s0 * (size_t)blk, len = n * (size_t)blk;
         widen(x, (const uint16_t *)xp + off, len);
@@ -135,7 +135,6 @@ void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor
     (void)be;
     (void)p;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
-    TW_ASSERT(g.c <= MAX_CH);
     channel_sums(sums, sums + g.c, 0, &g, x->data, NULL, NULL, shift, 0, x->dtype == TW_BF16);
 }
 
@@ -161,7 +160,6 @@ void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float 
     (void)be;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
     const int relu = tw_cpu_bn_plan_relu(p);
-    TW_ASSERT(g.c <= MAX_CH);
     channel_sums(sums, sums + g.c, 1, &g, x->data, dy->data, y->data, mean, relu, x->dtype == TW_BF16);
     for (int c = 0; c < g.c; c++) {
         sums[g.c + c] *= inv_std[c];
@@ -182,8 +180,7 @@ void tw_cpu_bn_running_update(tw_backend *be, float *run_mean, float *run_var, c
 }
 
 /* out = [relu](b (v - m) + k + a u') over n_rows rows of blk values with per-channel
- * coefficients [blk] (blk 1: one channel's, an NCHW plane), u' = u masked by mask > 0 when mask
- * is given, no u term when u is NULL. */
+ * coefficients [blk], u' = u masked by mask > 0 when mask is given, no u term when u is NULL. */
 TW_CLONES static void rows_affine(float *restrict out, const float *restrict v, const float *b,
                                   const float *m, const float *k, const float *restrict u,
                                   const float *a, const float *restrict mask, size_t n_rows, int blk,
@@ -203,48 +200,67 @@ TW_CLONES static void rows_affine(float *restrict out, const float *restrict v, 
     }
 }
 
-/* rows_affine over every channel block of every image; the padding channels' coefficients are 0.
- * An NCHW plane is one channel: its coefficients are repeated over a chunk's width. */
-static void affine(void *out, const tw_cpu_geom *g, const void *vp, const float *b, const float *m,
-                   const float *k, const void *up, const float *a, const void *mask, int relu_out,
-                   int is_bf16) {
+/* The same over n values of one channel (an NCHW plane): scalar coefficients. */
+TW_CLONES static void plane_affine(float *restrict out, const float *restrict v, float b, float m,
+                                   float k, const float *restrict u, float a,
+                                   const float *restrict mask, size_t n, int relu_out) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float r = b * (v[i] - m) + k;
+        if (u) {
+            float g = u[i];
+            r += a * (mask && !(mask[i] > 0.0f) ? 0.0f : g);
+        }
+        if (relu_out && !(r > 0.0f)) r = r != r ? r : 0.0f;   /* NaN stays NaN */
+        out[i] = r;
+    }
+}
+
+/* The per-channel coefficients of affine(), over the padded channel count (0 past the real
+ * channels); a NULL when there is no u term. */
+typedef struct coefs {
+    float *a, *b, *m, *k;
+} coefs;
+
+static coefs coefs_alloc(int n_ch, int with_a) {
+    float *p = calloc((size_t)n_ch * 4, sizeof(float));
+    TW_ASSERT(p);
+    return (coefs){with_a ? p + 3 * (size_t)n_ch : NULL, p, p + n_ch, p + 2 * (size_t)n_ch};
+}
+
+/* rows_affine (plane_affine in NCHW) over every channel block of every image, f32 in place and
+ * bf16 a widened chunk of whole rows at a time. */
+static void affine(void *out, const tw_cpu_geom *g, const void *vp, const coefs *cf, const void *up,
+                   const void *mask, int relu_out, int is_bf16) {
     const long n_planes = (long)g->n * g->n_blk;
+    const size_t n_vals = g->hw * (size_t)g->blk;
+    const size_t step = is_bf16 ? (g->blk == 1 ? CHUNK : CHUNK / (size_t)g->blk * (size_t)g->blk) : n_vals;
+    TW_ASSERT(step > 0);   /* bf16 rows up to CHUNK channels (activations: 512 at most) */
 #pragma omp parallel
     {
-        float cb_[CHUNK], cm_[CHUNK], ck_[CHUNK], ca_[CHUNK];
         float vo[CHUNK], vv[CHUNK], vu[CHUNK], vmask[CHUNK];
 #pragma omp for schedule(static)
         for (long pl = 0; pl < n_planes; pl++) {
-            int cb = (int)(pl % g->n_blk), o = cb * g->blk;
-            size_t base = (size_t)pl * g->hw * g->blk;
-            /* NCHW: rows of CHUNK values of the one channel; else rows of blk channels. */
-            int blk = g->blk == 1 ? CHUNK : g->blk;
-            size_t n_vals = g->hw * g->blk, rows = CHUNK / (size_t)blk;
-            const float *B = b + o, *M = m + o, *K = k + o, *A = up ? a + o : NULL;
-            if (g->blk == 1) {
-                for (int j = 0; j < (g->hw < CHUNK ? (int)g->hw : CHUNK); j++) {
-                    cb_[j] = b[o];
-                    cm_[j] = m[o];
-                    ck_[j] = k[o];
-                    ca_[j] = up ? a[o] : 0.0f;
+            int o = (int)(pl % g->n_blk) * g->blk;
+            size_t base = (size_t)pl * n_vals;
+            for (size_t s0 = 0; s0 < n_vals; s0 += step) {
+                size_t len = s0 + step < n_vals ? step : n_vals - s0, off = base + s0;
+                float *yo = (float *)out + off;
+                const float *v = (const float *)vp + off, *u = up ? (const float *)up + off : NULL;
+                const float *mk = mask ? (const float *)mask + off : NULL;
+                if (is_bf16) {
+                    widen(vv, (const uint16_t *)vp + off, len);
+                    if (up) widen(vu, (const uint16_t *)up + off, len);
+                    if (mask) widen(vmask, (const uint16_t *)mask + off, len);
+                    yo = vo, v = vv, u = up ? vu : NULL, mk = mask ? vmask : NULL;
                 }
-                B = cb_, M = cm_, K = ck_, A = ca_;
-            }
-            for (size_t s0 = 0; s0 < n_vals; s0 += rows * (size_t)blk) {
-                size_t len = s0 + rows * (size_t)blk < n_vals ? rows * (size_t)blk : n_vals - s0;
-                size_t n_rows = (len + (size_t)blk - 1) / (size_t)blk, off = base + s0;
-                int w = len < (size_t)blk ? (int)len : blk;   /* a short NCHW tail is one short row */
-                if (!is_bf16) {
-                    rows_affine((float *)out + off, (const float *)vp + off, B, M, K,
-                                up ? (const float *)up + off : NULL, A,
-                                mask ? (const float *)mask + off : NULL, n_rows, w, relu_out);
-                    continue;
-                }
-                widen(vv, (const uint16_t *)vp + off, len);
-                if (up) widen(vu, (const uint16_t *)up + off, len);
-                if (mask) widen(vmask, (const uint16_t *)mask + off, len);
-                rows_affine(vo, vv, B, M, K, up ? vu : NULL, A, mask ? vmask : NULL, n_rows, w, relu_out);
-                narrow((uint16_t *)out + off, vo, len);
+                if (g->blk == 1)
+                    plane_affine(yo, v, cf->b[o], cf->m[o], cf->k[o], u, up ? cf->a[o] : 0.0f, mk, len,
+                                 relu_out);
+                else
+                    rows_affine(yo, v, cf->b + o, cf->m + o, cf->k + o, u, up ? cf->a + o : NULL, mk,
+                                len / (size_t)g->blk, g->blk, relu_out);
+                if (is_bf16) narrow((uint16_t *)out + off, vo, len);
             }
         }
     }
@@ -255,18 +271,15 @@ void tw_cpu_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const 
                              const float *beta) {
     (void)be;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
-    const int n_ch = g.n_blk * g.blk;
-    TW_ASSERT(n_ch <= MAX_CH + 16);
     /* y = (gamma inv_std) (x - mean) + beta */
-    float b[n_ch], m[n_ch], k[n_ch];
-    for (int c = 0; c < n_ch; c++) {
-        b[c] = m[c] = k[c] = 0.0f;
-        if (c >= g.c) continue;
-        b[c] = (gamma ? gamma[c] : 1.0f) * inv_std[c];
-        m[c] = mean[c];
-        k[c] = beta ? beta[c] : 0.0f;
+    coefs cf = coefs_alloc(g.n_blk * g.blk, 0);
+    for (int c = 0; c < g.c; c++) {
+        cf.b[c] = (gamma ? gamma[c] : 1.0f) * inv_std[c];
+        cf.m[c] = mean[c];
+        cf.k[c] = beta ? beta[c] : 0.0f;
     }
-    affine(y->data, &g, x->data, b, m, k, NULL, NULL, NULL, tw_cpu_bn_plan_relu(p), x->dtype == TW_BF16);
+    affine(y->data, &g, x->data, &cf, NULL, NULL, tw_cpu_bn_plan_relu(p), x->dtype == TW_BF16);
+    free(cf.b);
 }
 
 void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
@@ -275,19 +288,17 @@ void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, cons
                               double n_global) {
     (void)be;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
-    const int n_ch = g.n_blk * g.blk, relu = tw_cpu_bn_plan_relu(p);
-    TW_ASSERT(n_ch <= MAX_CH + 16);
+    const int relu = tw_cpu_bn_plan_relu(p);
     /* dx = A dy' - B (x - mean) - C with A = gamma inv_std, B = A inv_std S2 / N, C = A S1 / N
      * (torch's batch_norm_backward_elemt). */
-    float a[n_ch], b[n_ch], m[n_ch], k[n_ch];
-    for (int c = 0; c < n_ch; c++) {
-        a[c] = b[c] = m[c] = k[c] = 0.0f;
-        if (c >= g.c) continue;
+    coefs cf = coefs_alloc(g.n_blk * g.blk, 1);
+    for (int c = 0; c < g.c; c++) {
         double A = (double)(gamma ? gamma[c] : 1.0f) * inv_std[c];
-        a[c] = (float)A;
-        b[c] = (float)(-A * inv_std[c] * global_sums[g.c + c] / n_global);
-        m[c] = mean[c];
-        k[c] = (float)(-A * global_sums[c] / n_global);
+        cf.a[c] = (float)A;
+        cf.b[c] = (float)(-A * inv_std[c] * global_sums[g.c + c] / n_global);
+        cf.m[c] = mean[c];
+        cf.k[c] = (float)(-A * global_sums[c] / n_global);
     }
-    affine(dx->data, &g, x->data, b, m, k, dy->data, a, relu ? y->data : NULL, 0, x->dtype == TW_BF16);
+    affine(dx->data, &g, x->data, &cf, dy->data, relu ? y->data : NULL, 0, x->dtype == TW_BF16);
+    free(cf.b);
 }
