@@ -69,6 +69,18 @@ typedef struct result {
     int n_entries;
 } result;
 
+/* Entry e of the 2-rank and the 1-rank arrays within 1e-5 of the tensor's largest |value| (quiet
+ * when it is; check_close prints the worst elements when not). */
+static int tensor_close(const tw_param_entry *e, const float *two, const float *one) {
+    const float *a = two + e->offset, *b = one + e->offset;
+    double err_max = 0, ref = 0;
+    for (size_t j = 0; j < e->n_elems; j++) {
+        err_max = fmax(err_max, fabs((double)a[j] - b[j]));
+        ref = fmax(ref, fabs((double)b[j]));
+    }
+    return err_max <= 1e-5 * ref || check_close(e->name, a, b, e->n_elems, 1e-5);
+}
+
 /* The parameters, buffers and counters after the first step. */
 static void snapshot(result *r, const tw_params *P) {
     r->n_params = P->n_params;
@@ -282,14 +294,7 @@ int main(int argc, char **argv) {
             int same = 1;
             for (int i = 0; i < two.n_entries; i++) {
                 const tw_param_entry *e = &two.entries[i];
-                if (e->kind != TW_PARAM_TRAIN) continue;
-                const float *a = two.params1 + e->offset, *b = one.params1 + e->offset;
-                double err_max = 0, ref = 0;
-                for (size_t j = 0; j < e->n_elems; j++) {
-                    err_max = fmax(err_max, fabs((double)a[j] - b[j]));
-                    ref = fmax(ref, fabs((double)b[j]));
-                }
-                if (err_max > 1e-5 * ref) same &= check_close(e->name, a, b, e->n_elems, 1e-5);
+                if (e->kind == TW_PARAM_TRAIN) same &= tensor_close(e, two.params1, one.params1);
             }
             if (same) printf("ok   parameters after the first step: every tensor within 1e-5\n");
             ok &= same;
@@ -306,14 +311,7 @@ int main(int argc, char **argv) {
                     }
                     continue;
                 }
-                if (e->kind != TW_PARAM_BUFFER) continue;
-                const float *a = two.buffers1 + e->offset, *b = one.buffers1 + e->offset;
-                double err_max = 0, ref = 0;
-                for (size_t j = 0; j < e->n_elems; j++) {
-                    err_max = fmax(err_max, fabs((double)a[j] - b[j]));
-                    ref = fmax(ref, fabs((double)b[j]));
-                }
-                if (err_max > 1e-5 * ref) same &= check_close(e->name, a, b, e->n_elems, 1e-5);
+                if (e->kind == TW_PARAM_BUFFER) same &= tensor_close(e, two.buffers1, one.buffers1);
             }
             if (same) printf("ok   BN buffers and num_batches_tracked after the first step: within 1e-5, counters equal\n");
             ok &= same;
