@@ -55,8 +55,8 @@ const tw_cfg_schema *tw_pretrain_schema(void) {
         const tw_cfg_part parts[] = {
             PART(tw_cfg_run_keys, tw_cfg_n_run_keys, run),
             PART(tw_cfg_data_keys, tw_cfg_n_data_keys, data),
-            PART(model_keys, 2, model),
-            PART(loss_keys, 2, loss),
+            PART(model_keys, (int)(sizeof model_keys / sizeof model_keys[0]), model),
+            PART(loss_keys, (int)(sizeof loss_keys / sizeof loss_keys[0]), loss),
             PART(tw_cfg_optim_keys, tw_cfg_n_optim_keys, optim),
             PART(tw_cfg_backend_keys, tw_cfg_n_backend_keys, backend),
             PART(tw_cfg_augment_keys, tw_cfg_n_augment_keys, augment),

@@ -9,7 +9,9 @@
 4. a diverging run (SGD at lr 1e30) stops with a message and exit code 1 and keeps its last good
    checkpoint;
 5. with MPIRUN given: 2 ranks stopped at step 3 and resumed match 2 uninterrupted ranks (losses and
-   final state), with the backbone's BN per rank and synchronised (model.backbone_bn=sync).
+   final state), with the backbone's BN per rank and synchronised (model.backbone_bn=sync); and 2
+   ranks with the embeddings all-gathered (loss.c_exchange=allgather) start from the same loss as
+   with C all-reduced (both exact: 1e-5 at step 1) and run to the end.
 usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
@@ -162,6 +164,11 @@ if MPIRUN:
     ok, why = same_state(os.path.join(WORK, "whole2sync", "ckpt-00000006.safetensors"),
                          os.path.join(WORK, "whole2local", "ckpt-00000006.safetensors"))
     check(not ok, f"backbone BN sync and local train differently ({why})")
+    run("gather2", "loss.c_exchange=allgather", "run.max_steps=6", "run.ckpt_every_steps=0",
+        "run.resume=never", ranks=2)
+    gather2, reduce2 = losses("gather2"), losses("whole2local")
+    check(sorted(gather2) == list(range(1, 7)) and abs(gather2[1] - reduce2[1]) <= 1e-5 * abs(reduce2[1]),
+          f"2 ranks, C all-gathered: 6 steps, step 1 loss {gather2.get(1)} against {reduce2[1]} all-reduced")
 
 print("FAIL" if failures else "PASS")
 if not failures:   # the runs' checkpoints are gigabytes; kept only to look into a failure
