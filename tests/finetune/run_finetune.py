@@ -22,19 +22,16 @@ import torchvision
 from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures  # noqa: E402
+
 TWINFUSE, HERE, SHARDS, WORK = sys.argv[1:5]
 MPIRUN = sys.argv[5] if len(sys.argv) > 5 else None
 CONFIG = os.path.join(HERE, "..", "..", "configs", "finetune", "demo.yaml")
 COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=64", "data.batch=8", "optim.epochs=2",
           "run.log_every=1", "backend.threads=1", "backend.precision=fp32", "model.init=scratch"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def twinfuse(*args, expect=0, ranks=1):

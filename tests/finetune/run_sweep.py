@@ -19,6 +19,9 @@ import time
 import numpy as np
 from safetensors.numpy import load_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures  # noqa: E402
+
 TWINFUSE, SRC, SHARDS, WORK = sys.argv[1:5]
 CONFIG = os.path.join(SRC, "configs", "finetune", "demo.yaml")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -26,13 +29,7 @@ GRID = ['sweep.sources="s1,s1+s2"', 'sweep.experiments="scratch:finetune"', 'swe
         'sweep.splits="val,clouds"']
 COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.batch=8", "optim.epochs=2",
           "backend.threads=1", "backend.precision=fp32", "model.head=gated", *GRID]
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def sweep(name, *over, expect=0):

@@ -23,19 +23,16 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures  # noqa: E402
+
 TWINFUSE, REPO, SHARDS, WORK = sys.argv[1:5]
 PRE_CONFIG = os.path.join(REPO, "configs", "pretrain", "demo_s1.yaml")
 FT_CONFIG = os.path.join(REPO, "configs", "finetune", "demo.yaml")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.batch=8", "backend.threads=1",
           "backend.precision=fp32", "run.log_every=1", "run.resume=never", "data.s2_bands=all"]
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def twinfuse(*args, expect=0):

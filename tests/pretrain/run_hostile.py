@@ -14,17 +14,14 @@ import signal
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures  # noqa: E402
+
 TWINFUSE, CONFIG, SHARDS, WORK = sys.argv[1:5]
 COMMON = [f"data.shards={SHARDS}", "data.size=32", "data.batch=8", "model.projector_dim=64",
           "optim.warmup_epochs=0", "optim.epochs=4", "run.log_every=1", "backend.threads=1",
           "run.max_steps=4", "run.ckpt_every_steps=2", "run.resume=never"]
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def small_files():

@@ -16,16 +16,17 @@ usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures, read_safetensors, same_state, write_safetensors  # noqa: E402
 
 TWINFUSE, CONFIG, SHARDS, WORK = sys.argv[1:5]
 MPIRUN = sys.argv[5] if len(sys.argv) > 5 else None
 COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.batch=8",
           "model.projector_dim=64", "optim.warmup_epochs=0", "optim.epochs=4", "run.log_every=1",
           "backend.threads=1"]
-failures = []
 
 
 def run(name, *over, expect=0, ranks=1):
@@ -47,32 +48,6 @@ def losses(name):
             out[m["step"]] = m["loss"]
     return out
 
-
-def tensors(path):
-    """name -> (dtype, shape, raw bytes) of every tensor of a safetensors file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    hdr = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    return {k: (v["dtype"], v["shape"], body[v["data_offsets"][0]:v["data_offsets"][1]])
-            for k, v in hdr.items() if k != "__metadata__"}
-
-
-def same_state(a, b):
-    """Whether two checkpoints hold bit-identical parameters, BN buffers, counters and optimizer
-    moments; names the first differing tensor."""
-    ta, tb = tensors(a), tensors(b)
-    if ta.keys() != tb.keys():
-        return False, f"tensor names differ: {sorted(ta.keys() ^ tb.keys())[:5]}"
-    diff = [k for k in sorted(ta) if ta[k] != tb[k]]
-    return not diff, f"{len(diff)} of {len(ta)} tensors differ" + (f", first {diff[0]}" if diff else "")
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 shutil.rmtree(WORK, ignore_errors=True)
@@ -117,15 +92,9 @@ check(ok, f"state at step 6 after the fallback equals the uninterrupted run's ({
 
 # 3b. A checkpoint whose metadata was edited (the tensors untouched) is refused, naming the file.
 def edit_meta(src, dst, key, value):
-    with open(src, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    hdr = json.loads(data[8:8 + n])
+    hdr, body = read_safetensors(src)
     hdr["__metadata__"][key] = value
-    text = json.dumps(hdr).encode()
-    text += b" " * (-len(text) % 8)
-    with open(dst, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+    write_safetensors(dst, hdr, body)
 
 
 step8 = os.path.join(WORK, "split", "ckpt-00000008.safetensors")

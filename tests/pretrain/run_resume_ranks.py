@@ -10,19 +10,16 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures  # noqa: E402
+
 TWINFUSE, CONFIG, SHARDS, WORK, MPIRUN = sys.argv[1:6]
 COMMON = [f"data.shards={os.path.abspath(SHARDS)}", "run.out_dir=runs", "run.name=r", "data.size=32",
           "data.batch=8", "model.projector_dim=64", "optim.warmup_epochs=0", "optim.epochs=4",
           "run.log_every=1", "backend.threads=1", "run.ckpt_every_steps=2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 A, B = os.path.join(WORK, "a"), os.path.join(WORK, "b")
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def ranks2(*over):

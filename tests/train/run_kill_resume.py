@@ -19,22 +19,18 @@ import random
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures, same_state  # noqa: E402
 
 TWINFUSE, MPIRUN, WORK, COMMAND, CONFIG = sys.argv[1:6]
 OVER = sys.argv[6:]
 N = 8
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def cmd(name, *extra):
@@ -78,23 +74,12 @@ def rank_pid(mpirun_pid, rank):
     return None
 
 
-def tensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    hdr = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    return {k: body[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in hdr.items() if k != "__metadata__"}
-
-
 def same_final(name):
     last = f"ckpt-{N:08d}.safetensors"
     a, b = os.path.join(run_dir(name), last), os.path.join(run_dir("whole"), last)
     if not os.path.exists(a):
         return False, f"{a} missing"
-    ta, tb = tensors(a), tensors(b)
-    diff = sorted(k for k in ta.keys() | tb.keys() if ta.get(k) != tb.get(k))
-    return not diff, f"{len(diff)} of {len(tb)} tensors differ" + (f", first {diff[0]}" if diff else "")
+    return same_state(a, b)
 
 
 shutil.rmtree(WORK, ignore_errors=True)

@@ -13,7 +13,18 @@ struct tw_bn_plan {
     double count;                     /* values per channel: n h w */
     tw_cpu_prim fwd_train, fwd_eval, bwd;
     dnnl_memory_t m_x, m_y, m_dx, m_dy, m_mean, m_var, m_scale, m_shift, m_ws, m_dscale, m_dshift;
+    float *coefs;                     /* [4, padded channels]: bn_sync.c's per-call coefficients */
+    int n_coefs;                      /* padded channels */
 };
+
+/* The plan-owned coefficient scratch of the external-statistics ops, so that a step allocates
+ * nothing. */
+static void coefs_make(tw_bn_plan *p) {
+    int blk = p->d.layout == TW_LAYOUT_NCHW8C || p->d.layout == TW_LAYOUT_NCHW16C ? (int)tw_layout_block(p->d.layout) : 1;
+    p->n_coefs = (p->d.c + blk - 1) / blk * blk;
+    p->coefs = malloc((size_t)4 * p->n_coefs * sizeof(float));
+    TW_ASSERT(p->coefs);
+}
 
 static tw_status fail(tw_err *err, const tw_bn_desc *d, const char *what, dnnl_status_t s) {
     return tw_err_set(err, TW_E_UNSUPPORTED, "batch norm [%d, %d, %d, %d] %s%s: oneDNN %s: %s",
@@ -46,6 +57,7 @@ tw_status tw_cpu_bn_plan_make(tw_backend *base, tw_bn_plan **out, const tw_bn_de
         TW_ASSERT(p);
         p->d = *d;
         p->count = d->n;
+        coefs_make(p);
         p->head.y = (tw_tensor){NULL, d->n, d->c, 1, 1, TW_F32, TW_LAYOUT_NHWC};
         snprintf(p->head.impl, sizeof p->head.impl, "rows=plain");
         *out = p;
@@ -59,6 +71,7 @@ tw_status tw_cpu_bn_plan_make(tw_backend *base, tw_bn_plan **out, const tw_bn_de
     TW_ASSERT(p);
     p->d = *d;
     p->count = (double)d->n * d->h * d->w;
+    coefs_make(p);
     dnnl_memory_desc_t x_md = tw_cpu_md_make(d->n, d->c, d->h, d->w, act, d->layout);
     dnnl_memory_desc_t c_md = tw_cpu_md_vec(d->c);
     dnnl_primitive_attr_t attr = tw_cpu_attr_make();
@@ -133,10 +146,16 @@ void tw_cpu_bn_plan_free(tw_backend *base, tw_bn_plan *p) {
     dnnl_memory_t ms[] = {p->m_x, p->m_y, p->m_dx, p->m_dy, p->m_mean, p->m_var,
                           p->m_scale, p->m_shift, p->m_ws, p->m_dscale, p->m_dshift};
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tw_cpu_mem_destroy(ms[i]);
+    free(p->coefs);
     free(p);
 }
 
 int tw_cpu_bn_plan_relu(const tw_bn_plan *p) { return p->d.fuse_relu; }
+
+float *tw_cpu_bn_plan_coefs(tw_bn_plan *p, int n_ch) {
+    TW_ASSERT(n_ch <= p->n_coefs);
+    return p->coefs;
+}
 
 static void check_t(const tw_bn_plan *p, const tw_tensor *t) {
     const tw_tensor *r = &p->head.y;

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
-#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu.h"
 #include "core/dtype.h"
@@ -222,9 +222,10 @@ typedef struct coefs {
     float *a, *b, *m, *k;
 } coefs;
 
-static coefs coefs_alloc(int n_ch, int with_a) {
-    float *p = calloc((size_t)n_ch * 4, sizeof(float));
-    TW_ASSERT(p);
+/* In the plan's scratch (a step allocates nothing), zeroed. */
+static coefs coefs_of(tw_bn_plan *plan, int n_ch, int with_a) {
+    float *p = tw_cpu_bn_plan_coefs(plan, n_ch);
+    memset(p, 0, (size_t)n_ch * 4 * sizeof(float));
     return (coefs){with_a ? p + 3 * (size_t)n_ch : NULL, p, p + n_ch, p + 2 * (size_t)n_ch};
 }
 
@@ -272,14 +273,13 @@ void tw_cpu_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const 
     (void)be;
     const tw_cpu_geom g = tw_cpu_geom_of(x);
     /* y = (gamma inv_std) (x - mean) + beta */
-    coefs cf = coefs_alloc(g.n_blk * g.blk, 0);
+    coefs cf = coefs_of(p, g.n_blk * g.blk, 0);
     for (int c = 0; c < g.c; c++) {
         cf.b[c] = (gamma ? gamma[c] : 1.0f) * inv_std[c];
         cf.m[c] = mean[c];
         cf.k[c] = beta ? beta[c] : 0.0f;
     }
     affine(y->data, &g, x->data, &cf, NULL, NULL, tw_cpu_bn_plan_relu(p), x->dtype == TW_BF16);
-    free(cf.b);
 }
 
 void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
@@ -291,7 +291,7 @@ void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, cons
     const int relu = tw_cpu_bn_plan_relu(p);
     /* dx = A dy' - B (x - mean) - C with A = gamma inv_std, B = A inv_std S2 / N, C = A S1 / N
      * (torch's batch_norm_backward_elemt). */
-    coefs cf = coefs_alloc(g.n_blk * g.blk, 1);
+    coefs cf = coefs_of(p, g.n_blk * g.blk, 1);
     for (int c = 0; c < g.c; c++) {
         double A = (double)(gamma ? gamma[c] : 1.0f) * inv_std[c];
         cf.a[c] = (float)A;
@@ -300,5 +300,4 @@ void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, cons
         cf.k[c] = (float)(-A * global_sums[c] / n_global);
     }
     affine(dx->data, &g, x->data, &cf, dy->data, relu ? y->data : NULL, 0, x->dtype == TW_BF16);
-    free(cf.b);
 }

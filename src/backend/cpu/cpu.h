@@ -163,6 +163,8 @@ void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tenso
 
 /* bn_sync.c: batch norm with statistics from outside (backend.h: tw_bn_sums ...). */
 int tw_cpu_bn_plan_relu(const tw_bn_plan *p);
+/* The plan's scratch for 4 x n_ch per-channel floats (n_ch: the padded channel count). */
+float *tw_cpu_bn_plan_coefs(tw_bn_plan *p, int n_ch);
 void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift);
 void tw_cpu_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
                             const double *sums, const float *shift, int c, double n_global, float eps);
