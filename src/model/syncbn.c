@@ -31,7 +31,8 @@ void tw_syncbn_init(tw_syncbn *bn, tw_backend *be, int n, int d, int n_ranks, in
     init_common(bn, be, n, d, n_ranks, eps, momentum, bad);
     tw_bn_desc desc = {n, d, 1, 1, TW_LAYOUT_NHWC, relu, eps, momentum, 1};
     tw_err err = {0};
-    if (tw_bn_plan_make(be, &bn->plan, &desc, &err) != TW_OK) tw_fatal("tw_syncbn_init", err.msg, __FILE__, __LINE__);
+    if (tw_bn_plan_make(be, &bn->plan, &desc, &err) != TW_OK)
+        tw_fatal("tw_syncbn_init", err.msg, __FILE__, __LINE__);
     bn->own_plan = 1;
 }
 

@@ -20,7 +20,8 @@ struct tw_bn_plan {
 /* The plan-owned coefficient scratch of the external-statistics ops, so that a step allocates
  * nothing. */
 static void coefs_make(tw_bn_plan *p) {
-    int blk = p->d.layout == TW_LAYOUT_NCHW8C || p->d.layout == TW_LAYOUT_NCHW16C ? (int)tw_layout_block(p->d.layout) : 1;
+    tw_layout l = p->d.layout;
+    int blk = l == TW_LAYOUT_NCHW8C || l == TW_LAYOUT_NCHW16C ? (int)tw_layout_block(l) : 1;
     p->n_coefs = (p->d.c + blk - 1) / blk * blk;
     p->coefs = malloc((size_t)4 * p->n_coefs * sizeof(float));
     TW_ASSERT(p->coefs);
