@@ -83,9 +83,9 @@ __global__ void stats_finish_kernel(float *mean, float *inv_std, double *stats, 
 }
 
 __global__ void running_update_kernel(float *run_mean, float *run_var, const double *stats, int c,
-                                      float momentum, double unbias) {
+                                      float momentum, double unbias, const int *skip) {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
+    if (ch >= c || (skip && *skip)) return;
     double m = momentum;
     run_mean[ch] = (float)((1.0 - m) * run_mean[ch] + m * stats[ch]);
     run_var[ch] = (float)((1.0 - m) * run_var[ch] + m * stats[c + ch] * unbias);
@@ -146,9 +146,9 @@ extern "C" cudaError_t tw_k_bn_stats_finish(cudaStream_t s, float *mean, float *
 
 extern "C" cudaError_t tw_k_bn_running_update(cudaStream_t s, float *run_mean, float *run_var,
                                               const double *stats, int c, float momentum,
-                                              double unbias) {
+                                              double unbias, const int *skip) {
     running_update_kernel<<<(c + 127) / 128, 128, 0, s>>>(run_mean, run_var, stats, c, momentum,
-                                                          unbias);
+                                                          unbias, skip);
     return cudaGetLastError();
 }
 

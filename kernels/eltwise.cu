@@ -126,8 +126,13 @@ __global__ void scale_check_kernel(int *flag, float *x, size_t n, float a) {
 
 extern "C" cudaError_t tw_k_scale_check(cudaStream_t s, unsigned grid, int *flag, float *x,
                                         size_t n, float a) {
-    cudaError_t e = cudaMemsetAsync(flag, 0, sizeof(int), s);
-    if (e != cudaSuccess) return e;
     scale_check_kernel<<<grid, TW_K_THREADS, 0, s>>>(flag, x, n, a);
+    return cudaGetLastError();
+}
+
+__global__ void read_flag_kernel(double *out, const int *flag) { *out = *flag != 0 ? 1.0 : 0.0; }
+
+extern "C" cudaError_t tw_k_read_flag(cudaStream_t s, double *out, const int *flag) {
+    read_flag_kernel<<<1, 1, 0, s>>>(out, flag);
     return cudaGetLastError();
 }

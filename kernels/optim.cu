@@ -9,16 +9,19 @@
     for (size_t i = (seg).offset + (size_t)blockIdx.x * blockDim.x + threadIdx.x;          \
          i < (seg).offset + (seg).n_elems; i += (size_t)gridDim.x * blockDim.x)
 
+/* The step's values are read from device memory (a recorded step replays with each step's), and
+ * a raised skip flag (a non-finite loss, statistic or gradient) leaves everything as it was. */
 __global__ void adam_kernel(float *p, float *m, float *v, const float *g, const tw_k_seg *segs,
-                            float lr, float one_minus_beta1, float beta2, float one_minus_beta2,
-                            float eps, float weight_decay, int decoupled, float step_size,
-                            float bias_corr2_sqrt) {
+                            const tw_k_vals *vals, const int *skip, float one_minus_beta1,
+                            float beta2, float one_minus_beta2, float eps, float weight_decay,
+                            int decoupled) {
+    if (skip && *skip) return;
     tw_k_seg seg = segs[blockIdx.y];
-    float wd = seg.is_1d ? 0.f : weight_decay;
+    const float step_size = vals->step_size, bias_corr2_sqrt = vals->bc2_sqrt;
+    const float l2 = seg.is_1d || decoupled ? 0.f : weight_decay;
+    const float shrink = seg.is_1d ? 1.f : vals->shrink;
     SEG_LOOP(i, seg) {
-        float pi = p[i], gi = g[i];
-        if (decoupled) pi *= 1.f - lr * wd;
-        else gi += wd * pi;
+        float pi = p[i] * shrink, gi = g[i] + l2 * pi;
         float mi = m[i] + one_minus_beta1 * (gi - m[i]);   /* torch: exp_avg.lerp_(grad, 1 - beta1) */
         float vi = beta2 * v[i] + one_minus_beta2 * gi * gi;
         m[i] = mi;
@@ -28,19 +31,22 @@ __global__ void adam_kernel(float *p, float *m, float *v, const float *g, const 
 }
 
 extern "C" cudaError_t tw_k_adam(cudaStream_t s, float *p, float *m, float *v, const float *g,
-                                 const tw_k_seg *segs, int n_segs, float lr,
-                                 float one_minus_beta1, float beta2, float one_minus_beta2,
-                                 float eps, float weight_decay, int decoupled, float step_size,
-                                 float bias_corr2_sqrt) {
+                                 const tw_k_seg *segs, int n_segs, const tw_k_vals *vals,
+                                 const int *skip, float one_minus_beta1, float beta2,
+                                 float one_minus_beta2, float eps, float weight_decay,
+                                 int decoupled) {
     adam_kernel<<<dim3(TW_K_SEG_BLOCKS, n_segs), TW_K_THREADS, 0, s>>>(
-        p, m, v, g, segs, lr, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
-        decoupled, step_size, bias_corr2_sqrt);
+        p, m, v, g, segs, vals, skip, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
+        decoupled);
     return cudaGetLastError();
 }
 
-__global__ void sgd_kernel(float *p, float *mu, const float *g, const tw_k_seg *segs, float lr,
-                           float momentum, float weight_decay, int nesterov) {
+__global__ void sgd_kernel(float *p, float *mu, const float *g, const tw_k_seg *segs,
+                           const tw_k_vals *vals, const int *skip, float momentum,
+                           float weight_decay, int nesterov) {
+    if (skip && *skip) return;
     tw_k_seg seg = segs[blockIdx.y];
+    const float lr = vals->lr;
     float wd = seg.is_1d ? 0.f : weight_decay;
     SEG_LOOP(i, seg) {
         float gi = g[i] + wd * p[i];
@@ -54,17 +60,20 @@ __global__ void sgd_kernel(float *p, float *mu, const float *g, const tw_k_seg *
 }
 
 extern "C" cudaError_t tw_k_sgd(cudaStream_t s, float *p, float *mu, const float *g,
-                                const tw_k_seg *segs, int n_segs, float lr, float momentum,
-                                float weight_decay, int nesterov) {
-    sgd_kernel<<<dim3(TW_K_SEG_BLOCKS, n_segs), TW_K_THREADS, 0, s>>>(p, mu, g, segs, lr, momentum,
-                                                                     weight_decay, nesterov);
+                                const tw_k_seg *segs, int n_segs, const tw_k_vals *vals,
+                                const int *skip, float momentum, float weight_decay,
+                                int nesterov) {
+    sgd_kernel<<<dim3(TW_K_SEG_BLOCKS, n_segs), TW_K_THREADS, 0, s>>>(p, mu, g, segs, vals, skip,
+                                                                     momentum, weight_decay,
+                                                                     nesterov);
     return cudaGetLastError();
 }
 
 /* partial[seg][block] = (Σ p², Σ (g + wd p)²) over this block's share of the segment. */
 __global__ void lars_norms_kernel(float *partial, const float *p, const float *g,
-                                  const tw_k_seg *segs, float weight_decay) {
+                                  const tw_k_seg *segs, const int *skip, float weight_decay) {
     __shared__ float sh[2][TW_K_THREADS];
+    if (skip && *skip) return;
     tw_k_seg seg = segs[blockIdx.y];
     float wd = seg.is_1d ? 0.f : weight_decay;
     float pp = 0.f, uu = 0.f;
@@ -91,9 +100,11 @@ __global__ void lars_norms_kernel(float *partial, const float *p, const float *g
 }
 
 __global__ void lars_update_kernel(float *p, float *mu, const float *partial, const float *g,
-                                   const tw_k_seg *segs, float lr, float momentum,
-                                   float weight_decay, float eta) {
+                                   const tw_k_seg *segs, const tw_k_vals *vals, const int *skip,
+                                   float momentum, float weight_decay, float eta) {
+    if (skip && *skip) return;
     tw_k_seg seg = segs[blockIdx.y];
+    const float lr = vals->lr;
     float wd = seg.is_1d ? 0.f : weight_decay;
     float q = 1.f;
     if (!seg.is_1d) {
@@ -115,11 +126,12 @@ __global__ void lars_update_kernel(float *p, float *mu, const float *partial, co
 }
 
 extern "C" cudaError_t tw_k_lars(cudaStream_t s, float *p, float *mu, float *partial,
-                                 const float *g, const tw_k_seg *segs, int n_segs, float lr,
-                                 float momentum, float weight_decay, float eta) {
+                                 const float *g, const tw_k_seg *segs, int n_segs,
+                                 const tw_k_vals *vals, const int *skip, float momentum,
+                                 float weight_decay, float eta) {
     dim3 grid(TW_K_SEG_BLOCKS, n_segs);
-    lars_norms_kernel<<<grid, TW_K_THREADS, 0, s>>>(partial, p, g, segs, weight_decay);
-    lars_update_kernel<<<grid, TW_K_THREADS, 0, s>>>(p, mu, partial, g, segs, lr, momentum,
-                                                     weight_decay, eta);
+    lars_norms_kernel<<<grid, TW_K_THREADS, 0, s>>>(partial, p, g, segs, skip, weight_decay);
+    lars_update_kernel<<<grid, TW_K_THREADS, 0, s>>>(p, mu, partial, g, segs, vals, skip,
+                                                     momentum, weight_decay, eta);
     return cudaGetLastError();
 }

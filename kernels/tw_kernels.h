@@ -41,10 +41,12 @@ cudaError_t tw_k_weight_pack(cudaStream_t s, unsigned grid, void *dst, int dst_b
                              const float *src, int k, int c, int r, int q, int c_pad);
 cudaError_t tw_k_weight_unpack(cudaStream_t s, unsigned grid, float *dst, const void *src,
                                int src_bf16, int k, int c, int r, int q, int c_pad);
-/* x *= a over n elements; *flag = 1 when some x was not finite before scaling (flag zeroed
+/* x *= a over n elements; *flag = 1 when some x was not finite before scaling (never cleared
  * here). */
 cudaError_t tw_k_scale_check(cudaStream_t s, unsigned grid, int *flag, float *x, size_t n,
                              float a);
+/* *out = *flag != 0 (a device double slot the host reads). */
+cudaError_t tw_k_read_flag(cudaStream_t s, double *out, const int *flag);
 
 /* ---- bn.cu: batch norm over the rows of x viewed as [m_rows = n h w, c] (NHWC) ---- */
 /* Training forward: statistics (partial: [TW_K_BN_ROW_BLOCKS, 3, c] f32 scratch), saved mean and
@@ -87,9 +89,11 @@ cudaError_t tw_k_bn_backward_stats(cudaStream_t s, unsigned grid, void *dx, cons
                                    const void *x, const void *y, const float *mean,
                                    const float *inv_std, const float *gamma, const double *sums,
                                    double n_global, int bf16, int64_t m_rows, int c, int relu);
-/* torch's momentum rule from one forward's stats [2c] f64. */
+/* torch's momentum rule from one forward's stats [2c] f64; nothing when skip (device int, may
+ * be NULL) is raised. */
 cudaError_t tw_k_bn_running_update(cudaStream_t s, float *run_mean, float *run_var,
-                                   const double *stats, int c, float momentum, double unbias);
+                                   const double *stats, int c, float momentum, double unbias,
+                                   const int *skip);
 
 /* ---- act.cu ---- */
 /* Inference-mode BN backward on x viewed as [m_rows = n h w, c] (nhwc) or NCHW planes of hw:
@@ -142,16 +146,22 @@ typedef struct tw_k_seg {
     size_t offset, n_elems;
     int is_1d;
 } tw_k_seg;
+/* A step's values in device memory (the layout of backend.h's tw_update_vals). The updates do
+ * nothing when skip (device int, may be NULL) is raised. */
+typedef struct tw_k_vals {
+    float lr, step_size, bc2_sqrt, shrink;
+} tw_k_vals;
 cudaError_t tw_k_adam(cudaStream_t s, float *p, float *m, float *v, const float *g,
-                      const tw_k_seg *segs, int n_segs, float lr, float one_minus_beta1,
-                      float beta2, float one_minus_beta2, float eps, float weight_decay,
-                      int decoupled, float step_size, float bias_corr2_sqrt);
+                      const tw_k_seg *segs, int n_segs, const tw_k_vals *vals, const int *skip,
+                      float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
+                      float weight_decay, int decoupled);
 cudaError_t tw_k_sgd(cudaStream_t s, float *p, float *mu, const float *g, const tw_k_seg *segs,
-                     int n_segs, float lr, float momentum, float weight_decay, int nesterov);
+                     int n_segs, const tw_k_vals *vals, const int *skip, float momentum,
+                     float weight_decay, int nesterov);
 /* partial: [n_segs, TW_K_SEG_BLOCKS, 2] f32 scratch for the per-segment norms. */
 cudaError_t tw_k_lars(cudaStream_t s, float *p, float *mu, float *partial, const float *g,
-                      const tw_k_seg *segs, int n_segs, float lr, float momentum,
-                      float weight_decay, float eta);
+                      const tw_k_seg *segs, int n_segs, const tw_k_vals *vals, const int *skip,
+                      float momentum, float weight_decay, float eta);
 
 #ifdef __cplusplus
 }

@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
         tw_buckets_begin(bk);
         double loss = tw_bt_model_forward_backward(&m, &ready);
         double w = tw_buckets_wait(bk);
-        int accepted = isfinite(loss) && isfinite(tw_train_apply(be, &m.P, m.optim, all, TW_GRAD_SUM, world));
+        int accepted = isfinite(loss) && isfinite(tw_train_apply(be, &m.P, m.optim, all, TW_GRAD_SUM, world, m.bad));
         tw_bt_model_end_step(&m, accepted);
         if (!accepted) {
             fprintf(stderr, "bench_bt_step: non-finite loss or gradients at step %d\n", s + 1);

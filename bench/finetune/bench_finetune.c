@@ -175,6 +175,7 @@ int main(int argc, char **argv) {
         if (world > 1) tw_comm_barrier(comm);
         double t0 = now_s(), tp[PHASES + 1];
         tp[0] = t0;
+        tw_mem_zero(be, c.bad, sizeof(int));
         tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, mode != 2);
         if (breakdown) tw_backend_sync(be);
         tp[1] = now_s();
@@ -188,7 +189,7 @@ int main(int argc, char **argv) {
             tp[3] = now_s();
             double w = tw_buckets_wait(bk);
             if (s >= warmup) wait_s += w;
-            if (!isfinite(loss) || !isfinite(tw_train_apply(be, &c.P, o, span, TW_GRAD_MEAN, world))) {
+            if (!isfinite(loss) || !isfinite(tw_train_apply(be, &c.P, o, span, TW_GRAD_MEAN, world, c.bad))) {
                 fprintf(stderr, "bench_finetune: non-finite loss or gradients at step %d\n", s + 1);
                 return 1;
             }

@@ -3,6 +3,7 @@
 #include "backend/backend_impl.h"
 #include "core/log.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -214,9 +215,9 @@ void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw
     be->ops->bn_backward_stats(be, p, dx, dy, x, y, mean, inv_std, gamma, global_sums, n_global);
 }
 
-void tw_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias) {
+void tw_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias, const int *skip) {
     TW_ASSERT(c >= 1);
-    be->ops->bn_running_update(be, run_mean, run_var, stats, c, momentum, unbias);
+    be->ops->bn_running_update(be, run_mean, run_var, stats, c, momentum, unbias, skip);
 }
 
 void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu) {
@@ -305,21 +306,32 @@ double tw_bce_logits(tw_backend *be, float *dlogits, const float *logits, const 
     return be->ops->bce_logits(be, dlogits, logits, targets, n, k);
 }
 
-void tw_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h) {
-    be->ops->adam_update(be, p, m, v, g, segs, n_segs, h);
+tw_update_vals tw_adam_vals(const tw_adam_hparams *h, double lr, int64_t t) {
+    TW_ASSERT(t >= 1);
+    double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
+    return (tw_update_vals){(float)lr, (float)(lr / bc1), (float)sqrt(bc2),
+                            h->decoupled ? (float)(1.0 - lr * h->weight_decay) : 1.0f};
 }
 
-void tw_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h) {
-    be->ops->lars_update(be, p, mu, g, segs, n_segs, h);
+tw_update_vals tw_rate_vals(double lr) { return (tw_update_vals){(float)lr, 0.0f, 1.0f, 1.0f}; }
+
+void tw_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h, const tw_update_vals *vals, const int *skip) {
+    be->ops->adam_update(be, p, m, v, g, segs, n_segs, h, vals, skip);
 }
 
-void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h) {
-    be->ops->sgd_update(be, p, mu, g, segs, n_segs, h);
+void tw_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h, const tw_update_vals *vals, const int *skip) {
+    be->ops->lars_update(be, p, mu, g, segs, n_segs, h, vals, skip);
 }
 
-int tw_scale_check(tw_backend *be, float *x, size_t n, float a) {
-    return be->ops->scale_check(be, x, n, a);
+void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h, const tw_update_vals *vals, const int *skip) {
+    be->ops->sgd_update(be, p, mu, g, segs, n_segs, h, vals, skip);
 }
+
+void tw_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad) {
+    be->ops->scale_check(be, x, n, a, bad);
+}
+
+double tw_read_flag(tw_backend *be, const int *flag) { return be->ops->read_flag(be, flag); }
 
 tw_status tw_backend_graph_begin(tw_backend *be, tw_err *err) {
     if (!be->ops->graph_begin)

@@ -73,7 +73,9 @@ void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes);
 /* Asynchronous uploads (the loader's batches): host memory the device reads directly (pinned on
  * CUDA; plain 64-byte aligned memory on the CPU), and a copy that is queued on the backend's
  * stream and returns at once. host must stay unchanged until tw_backend_sync or a later
- * synchronous call (tw_mem_to_host, a loss) has returned. The CPU backend copies at once. */
+ * synchronous call (tw_mem_to_host, a loss) has returned. The CPU backend copies at once. Such a
+ * copy may be recorded in a graph (tw_backend_graph_begin): each replay reads host anew, which is
+ * how per-step host values reach a recorded step. */
 void *tw_mem_host_alloc(tw_backend *be, size_t n_bytes);     /* fatal on OOM */
 void tw_mem_host_free(tw_backend *be, void *p);
 void tw_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t n_bytes);
@@ -167,7 +169,8 @@ void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
  *   tw_bn_backward_stats: dx = gamma inv_std (dy' - S1/N - x̂ S2/N) (=), S the global backward
  *                         sums
  *   tw_bn_running_update: torch's momentum rule for one forward's stats: running mean = (1 - m)
- *                         running mean + m mean, running var = (1 - m) running var + m var unbias */
+ *                         running mean + m mean, running var = (1 - m) running var + m var
+ *                         unbias; nothing when skip (backend int, NULL: never) is raised */
 void tw_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift);
 void tw_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
                         const double *sums, const float *shift, int c, double n_global, float eps);
@@ -182,7 +185,7 @@ void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw
                           const float *inv_std, const float *gamma, const double *global_sums,
                           double n_global);
 void tw_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats,
-                          int c, float momentum, double unbias);
+                          int c, float momentum, double unbias, const int *skip);
 
 /* Backward of tw_bn_forward_eval, for BN frozen in inference mode under trained layers (torch:
  * BatchNorm2d in eval() with requires_grad weights). With s = 1 / sqrt(run_var + eps) and
@@ -262,44 +265,69 @@ typedef struct tw_param_seg {
     int is_1d;
 } tw_param_seg;
 
-/* torch.optim.Adam (L2 weight decay added to the gradient) or AdamW (decoupled). step: 1-based.
- * Double, as Python passes them: torch rounds 1 - beta2 (not beta2) to f32, and the two differ. */
+/* What changes from step to step in an update, in backend memory: the update ops read it there
+ * (never from the host), so a recorded step takes each replay's values (tw_backend_graph_begin).
+ * The host works them out in double, as Python does for torch, and rounds each to f32 once. */
+typedef struct tw_update_vals {
+    float lr;          /* the rate of this call's segments */
+    float step_size;   /* Adam: lr / (1 - beta1^t) */
+    float bc2_sqrt;    /* Adam: sqrt(1 - beta2^t) */
+    float shrink;      /* AdamW: 1 - lr wd on segments that are not 1-D; otherwise 1 */
+} tw_update_vals;
+
+/* The updates skip everything when *skip (backend int; NULL: never) is raised: a step whose
+ * loss, statistics or gradients were not finite leaves parameters and state as they were, with
+ * no host decision in between. */
+
+/* torch.optim.Adam (L2 weight decay added to the gradient) or AdamW (decoupled). Double, as
+ * Python passes them: torch rounds 1 - beta2 (not beta2) to f32, and the two differ. */
 typedef struct tw_adam_hparams {
-    double lr, beta1, beta2, eps, weight_decay;
+    double beta1, beta2, eps, weight_decay;
     int decoupled;
-    int64_t step;
 } tw_adam_hparams;
+/* The values of step t (1-based) at rate lr. */
+tw_update_vals tw_adam_vals(const tw_adam_hparams *h, double lr, int64_t t);
 void tw_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
-                    const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);
+                    const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h,
+                    const tw_update_vals *vals, const int *skip);
 
 /* LARS as in facebookresearch/barlowtwins: g' = g + wd p; q = eta ||p|| / ||g'|| (1 if either
  * norm is 0); mu = momentum mu + q g'; p -= lr mu. 1-D segments: no wd, q = 1. */
 typedef struct tw_lars_hparams {
-    float lr, momentum, weight_decay, eta;
+    float momentum, weight_decay, eta;
 } tw_lars_hparams;
 void tw_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs,
-                    int n_segs, const tw_lars_hparams *h);
+                    int n_segs, const tw_lars_hparams *h, const tw_update_vals *vals,
+                    const int *skip);
 
 /* torch.optim.SGD with momentum (dampening 0, L2 weight decay on segments that are not 1-D). */
 typedef struct tw_sgd_hparams {
-    float lr, momentum, weight_decay;
+    float momentum, weight_decay;
     int nesterov;
 } tw_sgd_hparams;
 void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs,
-                   int n_segs, const tw_sgd_hparams *h);
+                   int n_segs, const tw_sgd_hparams *h, const tw_update_vals *vals,
+                   const int *skip);
+/* The values of LARS and SGD at rate lr. */
+tw_update_vals tw_rate_vals(double lr);
 
-/* x *= a over n f32 elements; returns 1 when all of x is finite (checked before scaling). */
-int tw_scale_check(tw_backend *be, float *x, size_t n, float a);
+/* x *= a over n f32 elements; raises *bad (backend int, never cleared here) when an element was
+ * not finite before scaling. */
+void tw_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad);
+/* 1 when *flag (backend int) is raised, else 0: the host's one look at a step's verdict. A value
+ * op, as tw_bt_loss: NaN while recording, its value handed back by the replay. */
+double tw_read_flag(tw_backend *be, const int *flag);
 
 /* ---- optional: record a training step once, replay it (CUDA graphs) ---------------------------
  * Where the backend supports it (CUDA; the CPU backend does not: begin returns TW_E_UNSUPPORTED
  * and the caller simply runs the ops), the ops queued between begin and end are recorded, not
  * run, and each replay runs the recording. Shapes and pointers are frozen at recording time:
  * make every plan and buffer (and the communicator) before begin; nothing recorded may allocate,
- * free, copy to or from the host, or synchronise. Ops that return a host value (tw_bt_loss,
- * tw_bce_logits) return NaN while recording; replay hands their values back in recording order.
- * The optimizer updates and tw_scale_check take per-step host values or feed host decisions,
- * so they may not be recorded (TW_ASSERT): run them after each replay. */
+ * free, synchronise, or copy to or from the host, except tw_mem_from_host_async from memory of
+ * tw_mem_host_alloc, which each replay reads anew. Ops that return a host value (tw_bt_loss,
+ * tw_bce_logits, tw_read_flag) return NaN while recording; replay hands their values back in
+ * recording order. So a whole training step records: the optimizer's per-step values travel
+ * through such an upload (tw_update_vals), and its verdict through flags (skip, bad). */
 tw_status tw_backend_graph_begin(tw_backend *be, tw_err *err);
 tw_status tw_backend_graph_end(tw_backend *be, tw_err *err);   /* the recording has not run yet */
 /* Runs the recording; with n_values > 0 waits for it and fills values (n_values must equal the

@@ -31,7 +31,7 @@ typedef struct tw_backend_ops {
     void (*bn_forward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta);
     void (*bn_backward_sums)(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta, int accumulate, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std);
     void (*bn_backward_stats)(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const double *global_sums, double n_global);
-    void (*bn_running_update)(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias);
+    void (*bn_running_update)(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias, const int *skip);
     void (*add_relu_forward)(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
     void (*relu_backward)(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
     void (*add)(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
@@ -46,10 +46,11 @@ typedef struct tw_backend_ops {
     void (*bias_backward)(tw_backend *be, float *dbias, const float *dy, int m, int n);
     double (*bt_loss)(tw_backend *be, float *dc, const float *c, int d, float lambda);
     double (*bce_logits)(tw_backend *be, float *dlogits, const float *logits, const float *targets, int n, int k);
-    void (*adam_update)(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);
-    void (*lars_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
-    void (*sgd_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
-    int (*scale_check)(tw_backend *be, float *x, size_t n, float a);
+    void (*adam_update)(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h, const tw_update_vals *vals, const int *skip);
+    void (*lars_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h, const tw_update_vals *vals, const int *skip);
+    void (*sgd_update)(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h, const tw_update_vals *vals, const int *skip);
+    void (*scale_check)(tw_backend *be, float *x, size_t n, float a, int *bad);
+    double (*read_flag)(tw_backend *be, const int *flag);
     void (*bn_backward_eval)(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu);
     void (*relu_forward_f32)(tw_backend *be, float *y, const float *x, size_t n_elems);
     void (*relu_backward_f32)(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems);

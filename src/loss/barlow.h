@@ -33,8 +33,9 @@ void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int rank, int n_
                     int gather, int *bad);
 void tw_barlow_free(tw_barlow *L, tw_backend *be);
 
-/* loss (returned, the same on every rank), dz0 and dz1 (=) [n, d] from z0, z1 [n, d].
- * Returns NAN when the loss is not finite (as it is when the embeddings' statistics are not). */
+/* loss (returned, the same on every rank), dz0 and dz1 (=) [n, d] from z0, z1 [n, d]. A loss
+ * that is not finite (as when the embeddings' statistics are not) is returned as it is, and
+ * dz0, dz1 are not finite then either. */
 double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
                                   float *dz1, const float *z0, const float *z1);
 /* The end of a step for the loss's BN (tw_syncbn_commit). */

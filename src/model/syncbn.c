@@ -101,11 +101,12 @@ void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted) {
     if (!accepted || !k) return;
     if (bn->run_mean) {
         /* torch: running = (1 - m) running + m batch, with the unbiased variance, once per
-         * forward in the order they ran. */
+         * forward in the order they ran; on the device, not when the owner's flag went up after
+         * all (a recorded step commits before its verdict is known). */
         double N = bn->n_global, unbias = N > 1 ? N / (N - 1) : 1.0;
         for (int i = 0; i < k; i++)
             tw_bn_running_update(be, bn->run_mean, bn->run_var, bn->pending + (size_t)i * 2 * bn->d,
-                                 bn->d, bn->momentum, unbias);
+                                 bn->d, bn->momentum, unbias, bn->bad);
     }
     if (bn->n_batches) *bn->n_batches += k;
 }

@@ -65,7 +65,9 @@ void tw_syncbn_forward_2d(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, 
                           const float *beta);
 /* The end of a step: accepted, the forwards since the last commit update the running statistics
  * in order (torch's momentum rule, unbiased var) and num_batches_tracked; rejected (a non-finite
- * loss, statistic or gradient), they are dropped and nothing changes. */
+ * loss, statistic or gradient), they are dropped and nothing changes. The updates are skipped
+ * on the device too when *bad is raised, so a step recorded before its verdict (a CUDA graph)
+ * commits with accepted = 1, and its owner moves the counters only for replays the flag accepts. */
 void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted);
 
 /* dx (=) from dy through the layer, with the global sums of dy and dy·x̂. dgamma, dbeta (+=) get

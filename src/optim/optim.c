@@ -21,6 +21,9 @@ struct tw_optim {
     float *state;             /* [n_state, n_params] in backend memory */
     int n_state;
     int64_t step;
+    /* The step's values per group: made on the host (pinned on CUDA), uploaded with each update
+     * (a recorded update uploads what the table holds at each replay). */
+    tw_update_vals *vals_host, *vals;
 };
 
 /* PyTorch's state_dict names for the same tensors. */
@@ -116,6 +119,8 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
     size_t n_bytes = sizeof(float) * n_params * (size_t)o->n_state;
     o->state = tw_mem_alloc(be, n_bytes);
     tw_mem_zero(be, o->state, n_bytes);
+    o->vals_host = tw_mem_host_alloc(be, sizeof *o->vals_host * (size_t)o->n_groups);
+    o->vals = tw_mem_alloc(be, sizeof *o->vals * (size_t)o->n_groups);
     *out = o;
     return TW_OK;
 }
@@ -123,6 +128,8 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
 void tw_optim_free(tw_optim *o) {
     if (!o) return;
     tw_mem_free(o->be, o->state);
+    tw_mem_host_free(o->be, o->vals_host);
+    tw_mem_free(o->be, o->vals);
     free(o->segs);
     free(o->groups);
     free(o);
@@ -136,38 +143,58 @@ double tw_optim_lr_biases(const tw_optim *o, int64_t step) {
     return tw_schedule_lr(&o->sched, o->h.lr, step) * o->h.lr_bias_scale;
 }
 
-/* One group of segments (weights or 1-D) at rate lr. */
-static void update_group(tw_optim *o, float *p, const float *g, const tw_param_seg *segs, int n, double lr) {
+/* The values of group g at the current step. */
+static tw_update_vals group_vals(const tw_optim *o, int g, double lr) {
+    const tw_optim_hparams *h = &o->h;
+    if (h->kind != TW_OPTIM_KIND_ADAM && h->kind != TW_OPTIM_KIND_ADAMW) return tw_rate_vals(lr);
+    tw_adam_hparams a = {h->beta1, h->beta2, h->eps, o->groups[g].is_1d ? 0.0 : h->weight_decay,
+                         h->kind == TW_OPTIM_KIND_ADAMW};
+    return tw_adam_vals(&a, lr, o->step + 1);
+}
+
+/* One group of segments (weights or 1-D) with its values vals (backend memory). */
+static void update_group(tw_optim *o, float *p, const float *g, const tw_param_seg *segs, int n,
+                         const tw_update_vals *vals, const int *skip) {
     if (!n) return;
     const tw_optim_hparams *h = &o->h;
     switch (h->kind) {
     case TW_OPTIM_KIND_ADAM:
     case TW_OPTIM_KIND_ADAMW: {
-        tw_adam_hparams a = {lr, h->beta1, h->beta2, h->eps, h->weight_decay,
-                             h->kind == TW_OPTIM_KIND_ADAMW, o->step + 1};
-        tw_adam_update(o->be, p, o->state, o->state + o->n_params, g, segs, n, &a);
+        tw_adam_hparams a = {h->beta1, h->beta2, h->eps, h->weight_decay, h->kind == TW_OPTIM_KIND_ADAMW};
+        tw_adam_update(o->be, p, o->state, o->state + o->n_params, g, segs, n, &a, vals, skip);
         return;
     }
     case TW_OPTIM_KIND_LARS: {
-        tw_lars_hparams l = {(float)lr, (float)h->momentum, (float)h->weight_decay, (float)h->eta};
-        tw_lars_update(o->be, p, o->state, g, segs, n, &l);
+        tw_lars_hparams l = {(float)h->momentum, (float)h->weight_decay, (float)h->eta};
+        tw_lars_update(o->be, p, o->state, g, segs, n, &l, vals, skip);
         return;
     }
     case TW_OPTIM_KIND_SGD: {
-        tw_sgd_hparams s = {(float)lr, (float)h->momentum, (float)h->weight_decay, h->nesterov};
-        tw_sgd_update(o->be, p, o->state, g, segs, n, &s);
+        tw_sgd_hparams s = {(float)h->momentum, (float)h->weight_decay, h->nesterov};
+        tw_sgd_update(o->be, p, o->state, g, segs, n, &s, vals, skip);
         return;
     }
     }
     TW_ASSERT(!"unknown optimizer kind");
 }
 
-double tw_optim_step(tw_optim *o, float *params, const float *grads) {
+double tw_optim_advance(tw_optim *o) {
     double lr_w = tw_optim_lr_weights(o, o->step), lr_b = tw_optim_lr_biases(o, o->step);
     for (int g = 0; g < o->n_groups; g++)
-        update_group(o, params, grads, o->segs + o->groups[g].first, o->groups[g].n,
-                     (o->groups[g].is_1d ? lr_b : lr_w) * o->groups[g].scale);
+        o->vals_host[g] = group_vals(o, g, (o->groups[g].is_1d ? lr_b : lr_w) * o->groups[g].scale);
     o->step++;
+    return lr_w;
+}
+
+void tw_optim_queue(tw_optim *o, float *params, const float *grads, const int *skip) {
+    tw_mem_from_host_async(o->be, o->vals, o->vals_host, sizeof *o->vals * (size_t)o->n_groups);
+    for (int g = 0; g < o->n_groups; g++)
+        update_group(o, params, grads, o->segs + o->groups[g].first, o->groups[g].n, o->vals + g, skip);
+}
+
+double tw_optim_step(tw_optim *o, float *params, const float *grads, const int *skip) {
+    double lr_w = tw_optim_advance(o);
+    tw_optim_queue(o, params, grads, skip);
     return lr_w;
 }
 

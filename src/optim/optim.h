@@ -40,9 +40,19 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
                                  const tw_optim_hparams *h, const tw_schedule *sched, tw_err *err);
 void tw_optim_free(tw_optim *o);
 
-/* params -= update(grads) at the current step, then the step counter advances. grads must
- * already be averaged over ranks. Returns the weights' learning rate it used. */
-double tw_optim_step(tw_optim *o, float *params, const float *grads);
+/* params -= update(grads) at the current step, then the step counter advances; on the device
+ * nothing changes when *skip (backend int, NULL: never) is raised (the caller then takes the
+ * step back with tw_optim_set_step_count). grads must already be averaged over ranks. Returns the
+ * weights' learning rate it used. The same as tw_optim_advance, then tw_optim_queue. */
+double tw_optim_step(tw_optim *o, float *params, const float *grads, const int *skip);
+/* The two halves, for a step recorded once and replayed (tw_backend_graph_begin): advance, on
+ * the host, writes the current step's values (backend.h: tw_update_vals) into the optimizer's
+ * pinned upload table and advances the counter (returns the weights' rate); queue uploads that
+ * table and queues the updates, and is what a recording keeps. The table is rewritten at the
+ * next advance, so the host must wait for each step (its loss or verdict) before the next one:
+ * every step reads them. */
+double tw_optim_advance(tw_optim *o);
+void tw_optim_queue(tw_optim *o, float *params, const float *grads, const int *skip);
 
 int64_t tw_optim_step_count(const tw_optim *o);       /* updates done so far */
 /* The weights' and the 1-D segments' rate at a given step (for logging). */

@@ -59,13 +59,13 @@ tw_status tw_bt_cross_init(tw_bt_cross *m, tw_backend *be, tw_comm *comm, const 
     tw_status st = tw_bt_opts_check(bo, ranks, err);
     if (st != TW_OK) return st;
     tw_params_init(&m->P, be);
-    m->stats_bad = tw_mem_alloc(be, sizeof(int));
+    m->bad = tw_mem_alloc(be, sizeof(int));
     for (int s = 0; s < 2; s++) {
-        st = branch_register(&m->br[s], &m->P, be, s, c_in[s], bo, ranks, m->stats_bad, err);
+        st = branch_register(&m->br[s], &m->P, be, s, c_in[s], bo, ranks, m->bad, err);
         if (st != TW_OK) return st;
     }
     tw_barlow_init(&m->loss, be, bo->n_local, bo->proj_dim, tw_comm_rank(comm), ranks, bo->lambda,
-                   bo->c_gather, m->stats_bad);
+                   bo->c_gather, m->bad);
     tw_bt_loss_register(m->id_bn_stats, &m->P, bo->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     for (int s = 0; s < 2; s++) tw_projector_bind(&m->br[s].pj, &m->P);
@@ -75,7 +75,7 @@ tw_status tw_bt_cross_init(tw_bt_cross *m, tw_backend *be, tw_comm *comm, const 
         if (st != TW_OK) return st;
         if (bo->backbone_sync) {
             tw_reducer red = tw_comm_reducer(comm);
-            tw_resnet18_plans_sync(m->br[s].plans, &m->br[s].net, &red, m->stats_bad);
+            tw_resnet18_plans_sync(m->br[s].plans, &m->br[s].net, &red, m->bad);
         }
     }
     if (bo->external_optim) return TW_OK;
@@ -89,7 +89,7 @@ void tw_bt_cross_free(tw_bt_cross *m) {
     for (int s = 0; s < 2; s++) branch_free(&m->br[s], be, m->o.bt.bn_groups);
     tw_barlow_free(&m->loss, be);
     tw_params_free(&m->P);
-    tw_mem_free(be, m->stats_bad);
+    tw_mem_free(be, m->bad);
     if (m->optim) tw_optim_free(m->optim);
     memset(m, 0, sizeof *m);
 }
@@ -114,7 +114,7 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) 
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
 
     /* forward: each source's backbone (per BN group) -> its projector -> the loss */
-    tw_mem_zero(be, m->stats_bad, sizeof(int));
+    tw_mem_zero(be, m->bad, sizeof(int));
     for (int s = 0; s < 2; s++) {
         tw_bt_branch *b = &m->br[s];
         size_t x_group = (size_t)rows * c_in[s] * o->h * o->w;
@@ -127,7 +127,6 @@ double tw_bt_cross_forward_backward(tw_bt_cross *m, const tw_grad_ready *ready) 
     for (int s = 0; s < 2; s++) tw_projector_forward(&m->br[s].pj, be, &red, 0, m->br[s].z, m->br[s].feats);
     double loss = tw_barlow_forward_backward(&m->loss, be, m->comm, m->br[0].dz, m->br[1].dz, m->br[0].z,
                                              m->br[1].z);
-    if (!isfinite(loss) || tw_bt_stats_bad(be, m->stats_bad)) return NAN;
 
     /* backward: each projector (+= into its zeroed gradients: the arena range from its backbone's
      * end to the next branch's backbone, or to the end), then its backbone (= for the first BN
@@ -154,7 +153,8 @@ void tw_bt_cross_end_step(tw_bt_cross *m, int accepted) {
 }
 
 double tw_bt_cross_step(tw_bt_cross *m, double *lr) {
-    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_cross_forward_backward(m, NULL), lr);
+    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_cross_forward_backward(m, NULL), lr,
+                                    m->bad);
     tw_bt_cross_end_step(m, isfinite(loss));
     return loss;
 }

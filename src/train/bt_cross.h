@@ -35,7 +35,7 @@ typedef struct tw_bt_cross {
     tw_barlow loss;
     int id_bn_stats[3];
     tw_optim *optim;                       /* NULL with o.bt.external_optim */
-    int *stats_bad;                        /* as tw_bt_model's */
+    int *bad;                        /* as tw_bt_model's */
 } tw_bt_cross;
 
 /* Registers and allocates everything; the weights are not initialised (tw_bt_cross_reset or a

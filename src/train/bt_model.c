@@ -22,11 +22,11 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     tw_params_init(&m->P, be);
     st = tw_resnet18_init(&m->net, &m->P, "backbone.", o->c_in, err);
     if (st != TW_OK) return st;
-    m->stats_bad = tw_mem_alloc(be, sizeof(int));
-    tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks, m->stats_bad);
+    m->bad = tw_mem_alloc(be, sizeof(int));
+    tw_projector_init(&m->pj, be, n, TW_RESNET18_FEATS, o->proj_dim, ranks, m->bad);
     tw_projector_register(&m->pj, &m->P, "");
     tw_barlow_init(&m->loss, be, n, o->proj_dim, tw_comm_rank(comm), ranks, o->lambda, o->c_gather,
-                   m->stats_bad);
+                   m->bad);
     tw_bt_loss_register(m->id_bn_stats, &m->P, o->proj_dim);
     tw_params_alloc(&m->P, 0);   /* the optimizer keeps its own state */
     tw_projector_bind(&m->pj, &m->P);
@@ -36,7 +36,7 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
     if (st != TW_OK) return st;
     if (o->backbone_sync) {
         tw_reducer red = tw_comm_reducer(comm);
-        tw_resnet18_plans_sync(m->plans, &m->net, &red, m->stats_bad);
+        tw_resnet18_plans_sync(m->plans, &m->net, &red, m->bad);
     }
     size_t x_bytes = (size_t)n * o->c_in * o->h * o->w * sizeof(float);
     size_t f_bytes = (size_t)n * TW_RESNET18_FEATS * sizeof(float);
@@ -49,6 +49,11 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
         m->z[v] = tw_mem_alloc(be, z_bytes);
         m->dz[v] = tw_mem_alloc(be, z_bytes);
     }
+    if (o->graph && ranks > 1 && tw_comm_kind_of(comm) != TW_COMM_NCCL)
+        return tw_err_set(err, TW_E_USAGE, "a recorded step (graph) on %d ranks needs the nccl communicator, not %s",
+                          ranks, tw_comm_kind_name(tw_comm_kind_of(comm)));
+    m->counter_delta = calloc(m->P.n_counters + 1, sizeof *m->counter_delta);
+    if (!m->counter_delta) return tw_err_set(err, TW_E_NOMEM, "Barlow Twins model: out of memory");
     if (o->external_optim) return TW_OK;
     return tw_optim_create(&m->optim, be, m->P.segs, m->P.n_segs, m->P.n_params, &o->optim, &o->sched,
                            err);
@@ -70,8 +75,9 @@ void tw_bt_model_free(tw_bt_model *m) {
     tw_projector_free(&m->pj, be);
     tw_barlow_free(&m->loss, be);
     tw_params_free(&m->P);
-    tw_mem_free(be, m->stats_bad);
+    tw_mem_free(be, m->bad);
     if (m->optim) tw_optim_free(m->optim);
+    free(m->counter_delta);
     memset(m, 0, sizeof *m);
 }
 
@@ -85,12 +91,6 @@ tw_status tw_bt_opts_check(const tw_bt_opts *o, int n_ranks, tw_err *err) {
     if (n < 2 && n_ranks < 2)
         return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
     return TW_OK;
-}
-
-int tw_bt_stats_bad(tw_backend *be, const int *stats_bad) {
-    int bad = 0;
-    tw_mem_to_host(be, &bad, stats_bad, sizeof bad);
-    return bad != 0;
 }
 
 void tw_bt_loss_register(int id[3], tw_params *P, int d) {
@@ -141,7 +141,7 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) 
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
 
     /* forward: backbone (per BN group) -> projector -> loss */
-    tw_mem_zero(be, m->stats_bad, sizeof(int));
+    tw_mem_zero(be, m->bad, sizeof(int));
     for (int v = 0; v < 2; v++)
         for (int g = 0; g < G; g++) {
             tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &m->net, m->plans, 1);
@@ -150,7 +150,6 @@ double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready) 
     tw_reducer red = tw_comm_reducer(comm);
     for (int v = 0; v < 2; v++) tw_projector_forward(&m->pj, be, &red, v, m->z[v], m->feats[v]);
     double loss = tw_barlow_forward_backward(&m->loss, be, comm, m->dz[0], m->dz[1], m->z[0], m->z[1]);
-    if (!isfinite(loss) || tw_bt_stats_bad(be, m->stats_bad)) return NAN;
 
     /* backward: projector (+= into its zeroed gradients), then the backbone (= for the first
      * call, += after) */
@@ -173,8 +172,63 @@ void tw_bt_model_end_step(tw_bt_model *m, int accepted) {
     tw_barlow_commit(&m->loss, m->be, accepted);
 }
 
+/* The whole step's device work, with no host decision inside: forward, loss, backward, the
+ * gradient all-reduce, the checked update (skipped on the device when m->bad is raised), the
+ * commits (the same), then the verdict's value. Value ops in order: the loss, the flag. */
+static void queue_step(tw_bt_model *m) {
+    tw_params *P = &m->P;
+    tw_bt_model_forward_backward(m, NULL);
+    tw_comm_allreduce(m->comm, P->grads, P->n_params, TW_F32, TW_REDUCE_SUM);
+    tw_train_queue_apply(m->be, P, m->optim, (tw_grad_span){0, P->n_params}, TW_GRAD_SUM, 1, m->bad);
+    tw_bt_model_end_step(m, 1);
+    tw_read_flag(m->be, m->bad);
+}
+
+/* Records queue_step. The host counters it moves while recording (num_batches_tracked) are put
+ * back and kept as the delta each accepted replay adds. */
+static void record_step(tw_bt_model *m) {
+    tw_params *P = &m->P;
+    size_t n = P->n_counters;
+    int64_t *before = malloc((n + 1) * sizeof *before);
+    TW_ASSERT(before);
+    memcpy(before, P->counters, n * sizeof *before);
+    tw_err err = {0};
+    tw_status st = tw_backend_graph_begin(m->be, &err);
+    if (st == TW_E_UNSUPPORTED) {
+        m->graph_state = -1;
+        free(before);
+        return;
+    }
+    if (st == TW_OK) {
+        queue_step(m);
+        st = tw_backend_graph_end(m->be, &err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        m->counter_delta[i] = P->counters[i] - before[i];
+        P->counters[i] = before[i];
+    }
+    free(before);
+    if (st != TW_OK) tw_fatal("tw_bt_model_step", err.msg, __FILE__, __LINE__);
+    m->graph_state = 1;
+}
+
+/* This step's optimizer values into the upload table the recording reads, the replay, then the
+ * one host read: the loss and the verdict. */
+static double replay_step(tw_bt_model *m, double *lr) {
+    double lr_used = tw_optim_advance(m->optim), v[2];
+    tw_backend_graph_replay(m->be, v, 2);
+    if (!tw_train_verdict(m->optim, v[1]) || !isfinite(v[0])) return NAN;
+    for (size_t i = 0; i < m->P.n_counters; i++) m->P.counters[i] += m->counter_delta[i];
+    if (lr) *lr = lr_used;
+    return v[0];
+}
+
 double tw_bt_model_step(tw_bt_model *m, double *lr) {
-    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_model_forward_backward(m, NULL), lr);
+    if (m->o.graph && m->warm && m->graph_state == 0) record_step(m);
+    if (m->graph_state == 1) return replay_step(m, lr);
+    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_model_forward_backward(m, NULL), lr,
+                                    m->bad);
     tw_bt_model_end_step(m, isfinite(loss));
+    m->warm = 1;
     return loss;
 }

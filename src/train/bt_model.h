@@ -33,6 +33,10 @@ typedef struct tw_bt_opts {
     tw_schedule sched;        /* warm-up + cosine or constant, per step */
     int external_optim;       /* 1: no optimizer of its own (the training loop owns one; only
                                * tw_bt_model_forward_backward may be called) */
+    int graph;                /* 1: tw_bt_model_step records its second step whole (a CUDA graph)
+                               * and replays it from then on; the first runs eagerly. Backends
+                               * that record nothing run every step eagerly. Several ranks need
+                               * the NCCL communicator, bound to the backend's stream. */
 } tw_bt_opts;
 
 typedef struct tw_bt_model {
@@ -50,8 +54,14 @@ typedef struct tw_bt_model {
     float *feats[2], *dfeats[2];           /* [n_local, 512] */
     float *z[2], *dz[2];                   /* [n_local, proj_dim] */
     tw_optim *optim;                       /* its step count is the training step */
-    int *stats_bad;                        /* backend int: a synchronised BN's statistics were not
-                                            * finite this step (model/syncbn.h) */
+    int *bad;                              /* backend int, the step's verdict: raised by a
+                                            * synchronised BN's statistics (model/syncbn.h) or
+                                            * the update's gradient check (train/update.h) */
+    /* The recorded step (tw_bt_opts.graph): 0 none yet, 1 recorded, -1 the backend records none;
+     * warm: a step ran eagerly (cuDNN's algorithm searches and first uploads are behind). */
+    int graph_state, warm;
+    int64_t *counter_delta;                /* [P.n_counters]: what a recorded step adds to the
+                                            * host counters (num_batches_tracked) */
 } tw_bt_model;
 
 /* Registers and allocates everything; the weights are not initialised (tw_bt_model_reset or a
@@ -66,8 +76,9 @@ void tw_bt_model_reset(tw_bt_model *m, uint64_t seed);
 void tw_bt_model_broadcast(tw_bt_model *m);
 
 /* Forward, loss and backward on the views in m->x[0], m->x[1]: every gradient (=) in m->P.grads,
- * this rank's share of the one global loss. Returns the loss, the same on every rank; NAN when
- * the embeddings' statistics or the loss are not finite (then no gradient is written). ready
+ * this rank's share of the one global loss. Returns the loss, the same on every rank. No host
+ * decision inside: m->bad is cleared first and raised by statistics that are not finite; a loss
+ * that is not finite makes the gradients so (tw_train_apply's check raises m->bad). ready
  * (NULL: none) hears of each range of the gradient arena as soon as it is final, from the
  * arena's end (core/grad_ready.h): the gradient buckets start from it. */
 double tw_bt_model_forward_backward(tw_bt_model *m, const tw_grad_ready *ready);
@@ -81,8 +92,10 @@ void tw_bt_model_end_step(tw_bt_model *m, int accepted);
 /* One step on the views in m->x[0], m->x[1]: forward, loss, backward, gradient all-reduce (sum:
  * every rank's share of the one global loss is its gradient, so the sum is the 1-rank gradient),
  * the optimizer's update at the scheduled rate (written to *lr when lr is not NULL). Returns the
- * loss, the same on every rank; NAN when the loss or the gradients are not finite, in which case
- * the parameters and the optimizer are left as they were. */
+ * loss, the same on every rank; NAN when the loss, a statistic or a gradient is not finite, in
+ * which case the parameters and the optimizer are left as they were. With o.graph, from the
+ * second step on the whole step is one recorded graph: the host uploads the optimizer's values,
+ * launches it, and reads the loss and the verdict once at its end. */
 double tw_bt_model_step(tw_bt_model *m, double *lr);
 
 /* Pieces shared with the cross-modal model (bt_cross.h). */
@@ -96,8 +109,6 @@ void tw_bt_loss_register(int id[3], tw_params *P, int d);
 void tw_bt_loss_bind(tw_barlow *L, const tw_params *P, const int id[3]);
 /* Running mean 0, running var 1, no batches tracked (torch's initial BN state). */
 void tw_bt_loss_reset(tw_barlow *L, tw_backend *be);
-/* Whether a synchronised BN raised the step's flag (statistics not finite; one read). */
-int tw_bt_stats_bad(tw_backend *be, const int *stats_bad);
 /* Rank 0's parameters, buffers and counters to every rank. */
 void tw_bt_params_broadcast(tw_comm *c, tw_params *P);
 

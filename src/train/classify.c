@@ -53,6 +53,7 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     if (c->c_s1) c->x_s1 = tw_mem_alloc(be, plane * c->c_s1);
     if (c->c_s2) c->x_s2 = tw_mem_alloc(be, plane * c->c_s2);
     c->targets = tw_mem_alloc(be, (size_t)n_local * c->k * sizeof(float));
+    c->bad = tw_mem_alloc(be, sizeof(int));
     return TW_OK;
 }
 
@@ -80,6 +81,7 @@ void tw_cls_free(tw_cls *c) {
     tw_mem_free(c->be, c->x_s1);
     tw_mem_free(c->be, c->x_s2);
     tw_mem_free(c->be, c->targets);
+    tw_mem_free(c->be, c->bad);
     tw_params_free(&c->P);
     memset(c, 0, sizeof *c);
 }

@@ -72,6 +72,7 @@ static double cls_step(tw_task *t, const tw_batch *b, const tw_grad_ready *ready
     tw_cls *c = &((cls_task *)t->self)->c;
     TW_ASSERT(b->n == c->n_local);
     tw_cls_upload(c, b);
+    tw_mem_zero(c->be, c->bad, sizeof(int));
     tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 1);
     double loss = tw_bce_logits(c->be, c->acts.dlogits, c->acts.logits, c->targets, c->n_local, c->k);
     if (!isfinite(loss)) return NAN;
@@ -127,6 +128,7 @@ static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_lo
     tw_status st = tw_cls_init(&T->c, be, comm, cfg, n_local, 1, 1, err);
     if (st != TW_OK) return st;
     t->P = &T->c.P;
+    t->bad = T->c.bad;
     t->sources = T->c.sources;
     aug_from_cfg(&T->aug_s1, &cfg->augment);
     aug_from_cfg(&T->aug_s2, &cfg->augment);

@@ -266,7 +266,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
         }
         /* Every rank waits for every bucket whatever its loss, so all start the same collectives. */
         tw_buckets_wait(bk);
-        if (isfinite(l)) lr = tw_train_apply(be, L.task.P, L.optim, span, L.task.reduce, L.world);
+        if (isfinite(l)) lr = tw_train_apply(be, L.task.P, L.optim, span, L.task.reduce, L.world, L.task.bad);
         if (L.task.end_step) L.task.end_step(&L.task, isfinite(l) && isfinite(lr));
         if (!isfinite(l) || !isfinite(lr)) {
             undo_restore(&undo, be, L.task.P);

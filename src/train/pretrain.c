@@ -159,9 +159,11 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
         tw_bt_cross_opts oc = {.bt = o, .c_s2 = c_s2};
         st = tw_bt_cross_init(&T->mc, be, comm, &oc, err);
         t->P = &T->mc.P;
+        t->bad = T->mc.bad;
     } else {
         st = tw_bt_model_init(&T->m, be, comm, &o, err);
         t->P = &T->m.P;
+        t->bad = T->m.bad;
     }
     t->segs = t->P->segs;
     t->n_segs = t->P->n_segs;

@@ -31,6 +31,9 @@ struct tw_task {
     const tw_param_seg *segs;
     const double *lr_scale;
     int n_segs;
+    /* Backend int, the step's verdict (train/update.h): step clears it, the task's layers may
+     * raise it, the loop's update raises it for a gradient that is not finite. Owned by the task. */
+    int *bad;
 
     /* The training loader's views, augmentation hook and output size (lo has the data section's
      * options already). */

@@ -445,29 +445,39 @@ static int test_losses(tw_backend *be, tw_rng *rng) {
 static int test_scale_and_segments(tw_backend *be) {
     int ok = 1;
     float x[5] = {1, 2, 3, 4, 5};
-    int fin = tw_scale_check(be, x, 5, 0.5f);
+    int flag = 0;   /* the CPU backend's memory is the host's */
+    tw_scale_check(be, x, 5, 0.5f, &flag);
     float want[5] = {0.5f, 1, 1.5f, 2, 2.5f};
-    ok &= fin == 1 && tb_close("scale_check finite", x, want, 5, 0, 0);
+    ok &= flag == 0 && tw_read_flag(be, &flag) == 0.0 && tb_close("scale_check finite", x, want, 5, 0, 0);
     x[3] = INFINITY;
-    if (tw_scale_check(be, x, 5, 2.0f) != 0) {
+    tw_scale_check(be, x, 5, 2.0f, &flag);
+    if (flag != 1 || tw_read_flag(be, &flag) != 1.0) {
         printf("FAIL scale_check did not report Inf\n");
         ok = 0;
     }
+    flag = 0;
     x[3] = NAN;
-    if (tw_scale_check(be, x, 5, 2.0f) != 0) {
+    tw_scale_check(be, x, 5, 2.0f, &flag);
+    if (flag != 1) {
         printf("FAIL scale_check did not report NaN\n");
+        ok = 0;
+    }
+    tw_scale_check(be, want, 5, 1.0f, &flag);   /* finite: a raised flag stays raised */
+    if (flag != 1) {
+        printf("FAIL scale_check lowered a raised flag\n");
         ok = 0;
     }
     /* A 1-D segment: LARS with q = 1 and no decay is plain momentum SGD; a 2-D one with zero
      * gradient and zero decay does not move. */
     float p[6] = {1, 2, 3, 4, 5, 6}, mu[6] = {0}, g[6] = {1, 1, 1, 0, 0, 0};
     tw_param_seg segs[2] = {{0, 3, 1}, {3, 3, 0}};
-    tw_lars_hparams lh = {0.1f, 0.9f, 0.5f, 0.001f};
-    tw_lars_update(be, p, mu, g, segs, 1, &lh);
+    tw_lars_hparams lh = {0.9f, 0.5f, 0.001f};
+    tw_update_vals lr = tw_rate_vals(0.1);
+    tw_lars_update(be, p, mu, g, segs, 1, &lh, &lr, NULL);
     float wp[6] = {0.9f, 1.9f, 2.9f, 4, 5, 6};
     ok &= tb_close("lars 1-D segment: no wd, q = 1", p, wp, 6, 1e-7, 0);
-    tw_sgd_hparams sh = {0.1f, 0.0f, 0.0f, 0};
-    tw_sgd_update(be, p, mu, g, segs + 1, 1, &sh);
+    tw_sgd_hparams sh = {0.0f, 0.0f, 0};
+    tw_sgd_update(be, p, mu, g, segs + 1, 1, &sh, &lr, NULL);
     ok &= tb_close("sgd zero gradient leaves p", p, wp, 6, 0, 0);
     return ok;
 }

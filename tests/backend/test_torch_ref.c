@@ -154,17 +154,21 @@ static int opt_case(tw_backend *be, tb_ref *r, const char *name) {
     for (int t = 0; t < STEPS; t++) {
         grads_of(r, t, g);
         if (strcmp(name, "adam") == 0) {
-            tw_adam_hparams h = {0.01, 0.9, 0.999, 1e-8, 0.05, 0, t + 1};
-            tw_adam_update(be, p, m, v, g, segs, 2, &h);
+            tw_adam_hparams h = {0.9, 0.999, 1e-8, 0.05, 0};
+            tw_update_vals vals = tw_adam_vals(&h, 0.01, t + 1);
+            tw_adam_update(be, p, m, v, g, segs, 2, &h, &vals, NULL);
         } else if (strcmp(name, "adamw") == 0) {
-            tw_adam_hparams h = {0.01, 0.8, 0.99, 1e-6, 0.1, 1, t + 1};
-            tw_adam_update(be, p, m, v, g, segs, 2, &h);
+            tw_adam_hparams h = {0.8, 0.99, 1e-6, 0.1, 1};
+            tw_update_vals vals = tw_adam_vals(&h, 0.01, t + 1);
+            tw_adam_update(be, p, m, v, g, segs, 2, &h, &vals, NULL);
         } else if (strcmp(name, "sgd") == 0 || strcmp(name, "sgd_nesterov") == 0) {
-            tw_sgd_hparams h = {0.05f, 0.9f, 1e-3f, strcmp(name, "sgd_nesterov") == 0};
-            tw_sgd_update(be, p, m, g, segs, 2, &h);
+            tw_sgd_hparams h = {0.9f, 1e-3f, strcmp(name, "sgd_nesterov") == 0};
+            tw_update_vals vals = tw_rate_vals(0.05);
+            tw_sgd_update(be, p, m, g, segs, 2, &h, &vals, NULL);
         } else {
-            tw_lars_hparams h = {0.2f, 0.9f, 0.05f, 0.001f};   /* wd large enough to matter */
-            tw_lars_update(be, p, m, g, segs, 2, &h);
+            tw_lars_hparams h = {0.9f, 0.05f, 0.001f};   /* wd large enough to matter */
+            tw_update_vals vals = tw_rate_vals(0.2);
+            tw_lars_update(be, p, m, g, segs, 2, &h, &vals, NULL);
         }
     }
     char what[96];

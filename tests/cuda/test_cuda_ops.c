@@ -554,7 +554,11 @@ static void check_bn_sync(ctx *t, int n, int c, int h, int w, int relu, int rows
         tw_bn_forward_stats(be, p, &yt, &xt, mean, inv_std, ga, bt);
         tw_bn_backward_sums(be, p, bsums, dga, dbe, 0, &dyt, &xt, &yt, mean, inv_std);
         tw_bn_backward_stats(be, p, &dxt, &dyt, &xt, &yt, mean, inv_std, ga, bsums, cnt);
-        tw_bn_running_update(be, rmd, rvd, stats, c, 0.1f, cnt / (cnt - 1));
+        tw_bn_running_update(be, rmd, rvd, stats, c, 0.1f, cnt / (cnt - 1), NULL);
+        int raised = 1, *skip = tw_mem_alloc(be, sizeof(int));   /* a second update, skipped */
+        tw_mem_from_host(be, skip, &raised, sizeof raised);
+        tw_bn_running_update(be, rmd, rvd, stats, c, 0.1f, cnt / (cnt - 1), skip);
+        tw_mem_free(be, skip);
         int bad_h = 0;
         tw_mem_to_host(be, &bad_h, bad, sizeof bad_h);
         res[side][0] = host_get_f64(be, sums, c2);
@@ -729,7 +733,12 @@ static void check_optim(ctx *t) {
             tw_backend *be = side == 0 ? t->gpu : t->cpu;
             float *p = dev_put(be, p0, n), *m = dev_put(be, s0, n), *v = dev_put(be, s1, n);
             float *g = tw_mem_alloc(be, n * sizeof(float));
-            for (int step = 1; step <= 3; step++) {
+            tw_update_vals *vals = tw_mem_alloc(be, sizeof *vals);
+            int *skip = tw_mem_alloc(be, sizeof(int));
+            /* Steps 1-3, then a 4th with the skip flag raised, which must change nothing. */
+            for (int step = 1; step <= 4; step++) {
+                int raised = step == 4;
+                tw_mem_from_host(be, skip, &raised, sizeof raised);
                 tw_rng gr;
                 tw_rng_init(&gr, 99, (uint32_t)kind, (uint32_t)step, 0);
                 float *gh = tb_alloc_rand(&gr, n, 0.5f);
@@ -737,25 +746,33 @@ static void check_optim(ctx *t) {
                 tw_mem_from_host(be, g, gh, n * sizeof(float));
                 free(gh);
                 if (kind <= 1) {
-                    tw_adam_hparams h = {1e-2, 0.9, 0.999, 1e-8, 0.05, kind == 1, step};
-                    tw_adam_update(be, p, m, v, g, segs, 3, &h);
+                    tw_adam_hparams h = {0.9, 0.999, 1e-8, 0.05, kind == 1};
+                    tw_update_vals hv = tw_adam_vals(&h, 1e-2, step);
+                    tw_mem_from_host(be, vals, &hv, sizeof hv);
+                    tw_adam_update(be, p, m, v, g, segs, 3, &h, vals, skip);
                 } else if (kind == 2) {
-                    tw_lars_hparams h = {0.2f, 0.9f, 1.5e-6f, 0.001f};
-                    tw_lars_update(be, p, m, g, segs, 3, &h);
+                    tw_lars_hparams h = {0.9f, 1.5e-6f, 0.001f};
+                    tw_update_vals hv = tw_rate_vals(0.2);
+                    tw_mem_from_host(be, vals, &hv, sizeof hv);
+                    tw_lars_update(be, p, m, g, segs, 3, &h, vals, skip);
                 } else {
-                    tw_sgd_hparams h = {0.05f, 0.9f, 1e-4f, kind == 4};
-                    tw_sgd_update(be, p, m, g, segs, 3, &h);
+                    tw_sgd_hparams h = {0.9f, 1e-4f, kind == 4};
+                    tw_update_vals hv = tw_rate_vals(0.05);
+                    tw_mem_from_host(be, vals, &hv, sizeof hv);
+                    tw_sgd_update(be, p, m, g, segs, 3, &h, vals, skip);
                 }
             }
+            tw_mem_free(be, vals);
+            tw_mem_free(be, skip);
             res[side][0] = host_get(be, p, n);
             res[side][1] = host_get(be, m, n);
             res[side][2] = host_get(be, v, n);
             tw_mem_free(be, p); tw_mem_free(be, m); tw_mem_free(be, v); tw_mem_free(be, g);
         }
         char what[120];
-        snprintf(what, sizeof what, "%s: params after 3 steps", names[kind]);
+        snprintf(what, sizeof what, "%s: params after 3 steps and a skipped one", names[kind]);
         compare(t, what, res[0][0], res[1][0], n);
-        snprintf(what, sizeof what, "%s: state after 3 steps", names[kind]);
+        snprintf(what, sizeof what, "%s: state after 3 steps and a skipped one", names[kind]);
         compare(t, what, res[0][1], res[1][1], n);
         if (kind <= 1) {
             snprintf(what, sizeof what, "%s: second moment after 3 steps", names[kind]);
@@ -766,7 +783,7 @@ static void check_optim(ctx *t) {
             free(res[1][i]);
         }
     }
-    /* scale_check: both answers, and the scaled values. */
+    /* scale_check: the flag it raises (read with tw_read_flag), and the scaled values. */
     for (int bad = 0; bad < 2; bad++) {
         float *x = tb_alloc_rand(&t->rng, n, 1.f);
         if (bad) x[n / 2] = NAN;
@@ -775,7 +792,11 @@ static void check_optim(ctx *t) {
         for (int side = 0; side < 2; side++) {
             tw_backend *be = side == 0 ? t->gpu : t->cpu;
             float *xd = dev_put(be, x, n);
-            ok[side] = tw_scale_check(be, xd, n, 0.25f);
+            int *flag = tw_mem_alloc(be, sizeof(int));
+            tw_mem_zero(be, flag, sizeof(int));
+            tw_scale_check(be, xd, n, 0.25f, flag);
+            ok[side] = tw_read_flag(be, flag) == 0.0;
+            tw_mem_free(be, flag);
             res[side] = host_get(be, xd, n);
             tw_mem_free(be, xd);
         }

@@ -60,12 +60,13 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *
             return 0;
         }
         tw_cls_upload(&c, b);
+        tw_mem_zero(be, c.bad, sizeof(int));
         tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, 1);
         float loss = (float)tw_bce_logits(be, c.acts.dlogits, c.acts.logits, c.targets, n_local, c.k);
         tw_classifier_backward(&c.m, &c.acts, c.acts.dlogits, c.plans, NULL);
         tw_comm_allreduce(comm, &loss, 1, TW_F32, TW_REDUCE_SUM);
         r->loss[s] = loss / world;
-        if (!isfinite(tw_train_update(comm, be, &c.P, o, span, TW_GRAD_MEAN))) {
+        if (!isfinite(tw_train_update(comm, be, &c.P, o, span, TW_GRAD_MEAN, c.bad))) {
             fprintf(stderr, "FAIL: non-finite gradients at step %d\n", s + 1);
             return 0;
         }

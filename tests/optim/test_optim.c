@@ -92,7 +92,7 @@ static double max_rel(const float *a, const float *b, const tw_param_seg *segs, 
 static void run_steps(tw_backend *be, tw_optim *o, float *p_dev, float *g_dev, const ref_case *c, int from, int to) {
     for (int t = from; t < to; t++) {
         tw_mem_from_host(be, g_dev, c->grads + (size_t)t * c->n, sizeof(float) * c->n);
-        tw_optim_step(o, p_dev, g_dev);
+        tw_optim_step(o, p_dev, g_dev, NULL);
     }
 }
 
@@ -150,6 +150,26 @@ static void test_case(tw_backend *be, const ref_case *c, const tw_param_seg *seg
     run_steps(be, o2, p2, g, c, half, c->k);
     tw_mem_to_host(be, host2, p2, nb);
     CHECK(!memcmp(host, host2, nb), "%s: resumed run differs from the straight run", c->name);
+
+    /* A raised skip flag (backend memory): the update changes neither the parameters nor the
+     * state, decided on the device; a lowered one lets the next update through. */
+    int *flag = tw_mem_alloc(be, sizeof(int)), raised = 1;
+    float *state_before = malloc(nb), *after = malloc(nb);
+    tw_mem_from_host(be, flag, &raised, sizeof raised);
+    tw_optim_state_to_host(o2, 0, state_before);
+    tw_mem_from_host(be, g, c->grads, nb);
+    tw_optim_step(o2, p2, g, flag);
+    tw_mem_to_host(be, after, p2, nb);
+    CHECK(!memcmp(after, host2, nb), "%s: a skipped update moved the parameters", c->name);
+    tw_optim_state_to_host(o2, 0, after);
+    CHECK(!memcmp(after, state_before, nb), "%s: a skipped update moved %s", c->name, tw_optim_state_name(o2, 0));
+    tw_mem_zero(be, flag, sizeof(int));
+    tw_optim_step(o2, p2, g, flag);
+    tw_mem_to_host(be, after, p2, nb);
+    CHECK(memcmp(after, host2, nb), "%s: an update with the flag lowered changed nothing", c->name);
+    tw_mem_free(be, flag);
+    free(state_before);
+    free(after);
 
     /* State tensors are checked by name and size. */
     tw_status st = tw_optim_state_from_host(o2, "optim.bogus", host2, n, &err);

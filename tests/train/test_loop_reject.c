@@ -1,9 +1,11 @@
-/* train.loop_reject: a step the loop rejects (non-finite loss) leaves the model as it was. A
- * stand-in task on the real loop moves its BN-like buffer and counter in every forward, as
- * ResNet18's batch norm moves its running statistics, then returns NaN at step REJECT: after the
- * run its parameter, buffer and counter must be those of step REJECT - 1, and the run must have
- * ended with exit code 1 and no checkpoint past the last good step.
- * usage: test_loop_reject SHARD_DIR WORK_DIR */
+/* train.loop_reject: a step the loop rejects leaves the model as it was. A stand-in task on the
+ * real loop moves its BN-like buffer and counter in every forward, as ResNet18's batch norm moves
+ * its running statistics, then at step REJECT returns NaN (mode "loss") or a finite loss with a
+ * NaN gradient (mode "grad": the update's check raises the task's flag on the device and the
+ * update is skipped there): after the run its parameter, buffer and counter must be those of
+ * step REJECT - 1, and the run must have ended with exit code 1 and no checkpoint past the last
+ * good step.
+ * usage: test_loop_reject SHARD_DIR WORK_DIR loss|grad */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +21,11 @@
 
 enum { N_PARAM = 4, N_BUFFER = 3, REJECT = 3 };
 
+static int g_nan_grad;   /* mode "grad" */
+
 typedef struct fake {
     tw_params P;
+    int *bad;
     int i_param, i_buffer, i_counter;
     int steps;                  /* forwards run */
 } fake;
@@ -52,9 +57,12 @@ static double fake_step(tw_task *t, const tw_batch *b, const tw_grad_ready *read
     for (int i = 0; i < N_BUFFER; i++) buf[i] += 1.0f;
     tw_mem_from_host(f->P.be, tw_params_ptr(&f->P, f->i_buffer), buf, sizeof buf);
     (*tw_params_counter(&f->P, f->i_counter))++;
+    tw_mem_zero(f->P.be, f->bad, sizeof(int));
+    int reject = ++f->steps == REJECT;
+    if (reject && g_nan_grad) grad[2] = NAN;
     tw_mem_from_host(f->P.be, tw_params_grad(&f->P, f->i_param), grad, sizeof grad);
     tw_grad_ready_at(ready, 0);
-    return ++f->steps == REJECT ? NAN : 1.0;
+    return reject && !g_nan_grad ? NAN : 1.0;
 }
 
 static void fake_free(tw_task *t) {
@@ -63,6 +71,7 @@ static void fake_free(tw_task *t) {
     tw_mem_to_host(f->P.be, g_buffer, tw_params_ptr(&f->P, f->i_buffer), sizeof g_buffer);
     g_counter = *tw_params_counter(&f->P, f->i_counter);
     g_steps = f->steps;
+    tw_mem_free(f->P.be, f->bad);
     tw_params_free(&f->P);
     free(f);
 }
@@ -78,17 +87,19 @@ static tw_status fake_make(tw_task *t, tw_backend *be, tw_comm *comm, const stru
     f->i_buffer = tw_params_add(&f->P, "bn.running_mean", TW_PARAM_BUFFER, 1, shape_b);
     f->i_counter = tw_params_add(&f->P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
     tw_params_alloc(&f->P, 1);
+    f->bad = tw_mem_alloc(be, sizeof(int));
     *t = (tw_task){.kind = "barlow-twins", .sources = "s1", .unit = "pairs", .P = &f->P, .reduce = TW_GRAD_SUM,
                    .segs = f->P.segs, .n_segs = f->P.n_segs, .loader_opts = fake_loader_opts,
-                   .reset = fake_reset, .step = fake_step, .free = fake_free, .self = f};
+                   .reset = fake_reset, .step = fake_step, .free = fake_free, .bad = f->bad, .self = f};
     return TW_OK;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: test_loop_reject SHARD_DIR WORK_DIR\n");
+    if (argc != 4 || (strcmp(argv[3], "loss") && strcmp(argv[3], "grad"))) {
+        fprintf(stderr, "usage: test_loop_reject SHARD_DIR WORK_DIR loss|grad\n");
         return 2;
     }
+    g_nan_grad = !strcmp(argv[3], "grad");
     char yaml[2048];
     snprintf(yaml, sizeof yaml,
              "run: {name: reject, out_dir: '%s', max_steps: 6, ckpt_every_steps: 1, resume: never}\n"
@@ -129,7 +140,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/reject/ckpt-%08d.safetensors", argv[2], REJECT);
     CHECK(access(path, F_OK) != 0, "%s: no checkpoint of the rejected step", path);
     if (n_fail) return 1;
-    printf("PASS train.loop_reject: a rejected step left w, the buffer and the counter as step %d left them\n",
-           REJECT - 1);
+    printf("PASS train.loop_reject (%s): a rejected step left w, the buffer and the counter as step %d left them\n",
+           argv[3], REJECT - 1);
     return 0;
 }

@@ -170,8 +170,9 @@ void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float 
 }
 
 void tw_cpu_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c,
-                              float momentum, double unbias) {
+                              float momentum, double unbias, const int *skip) {
     (void)be;
+    if (skip && *skip) return;
     double m = momentum;
     for (int j = 0; j < c; j++) {
         run_mean[j] = (float)((1 - m) * run_mean[j] + m * stats[j]);

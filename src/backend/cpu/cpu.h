@@ -179,7 +179,7 @@ void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, cons
                               const float *inv_std, const float *gamma, const double *global_sums,
                               double n_global);
 void tw_cpu_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c,
-                              float momentum, double unbias);
+                              float momentum, double unbias, const int *skip);
 
 /* act.c */
 void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
@@ -221,11 +221,15 @@ double tw_cpu_bce_logits(tw_backend *be, float *dlogits, const float *logits,
 
 /* optim.c */
 void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);
+                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h,
+                        const tw_update_vals *vals, const int *skip);
 void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
+                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h,
+                        const tw_update_vals *vals, const int *skip);
 void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
-                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
-int tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a);
+                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h,
+                       const tw_update_vals *vals, const int *skip);
+void tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad);
+double tw_cpu_read_flag(tw_backend *be, const int *flag);
 
 #endif

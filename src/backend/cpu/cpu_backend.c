@@ -125,6 +125,7 @@ static const tw_backend_ops cpu_ops = {
     .lars_update = tw_cpu_lars_update,
     .sgd_update = tw_cpu_sgd_update,
     .scale_check = tw_cpu_scale_check,
+    .read_flag = tw_cpu_read_flag,
     .bn_backward_eval = tw_cpu_bn_backward_eval,
     .relu_forward_f32 = tw_cpu_relu_forward_f32,
     .relu_backward_f32 = tw_cpu_relu_backward_f32,

@@ -11,15 +11,13 @@ enum { PAR_MIN = 16384 };
 
 /* torch.optim.Adam (_single_tensor_adam): g += wd p (Adam) or p *= 1 - lr wd (AdamW);
  * m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g²; p -= lr / (1 - b1^t) · m / (sqrt(v) /
- * sqrt(1 - b2^t) + eps). The bias corrections are computed in double, as Python does. */
+ * sqrt(1 - b2^t) + eps), with the step's values from vals (tw_adam_vals). */
 void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h) {
+                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h,
+                        const tw_update_vals *vals, const int *skip) {
     (void)be;
-    TW_ASSERT(h->step >= 1);
-    const double bc1 = 1.0 - pow((double)h->beta1, (double)h->step);
-    const double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
-    const float step_size = (float)(h->lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
+    if (skip && *skip) return;
+    const float step_size = vals->step_size, bc2_sqrt = vals->bc2_sqrt;
     const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2, w2 = (float)(1.0 - h->beta2);
     const float eps = (float)h->eps;
     for (int s = 0; s < n_segs; s++) {
@@ -27,9 +25,9 @@ void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const floa
         const size_t o = segs[s].offset;
         float *ps = p + o, *ms = m + o, *vs = v + o;
         const float *gs = g + o;
-        const double wd = segs[s].is_1d ? 0.0 : h->weight_decay;
-        const float l2 = h->decoupled ? 0.0f : (float)wd;
-        const float shrink = h->decoupled ? (float)(1.0 - h->lr * wd) : 1.0f;
+        const int decay = !segs[s].is_1d;
+        const float l2 = decay && !h->decoupled ? (float)h->weight_decay : 0.0f;
+        const float shrink = decay ? vals->shrink : 1.0f;
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (long i = 0; i < n; i++) {
             float pi = ps[i] * shrink;
@@ -46,8 +44,10 @@ void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const floa
 /* facebookresearch/barlowtwins main.py, class LARS: dp = g + wd p; q = eta ||p|| / ||dp||
  * (1 when either norm is 0); mu = momentum mu + q dp; p -= lr mu. 1-D: no wd, q = 1. */
 void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h) {
+                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h,
+                        const tw_update_vals *vals, const int *skip) {
     (void)be;
+    if (skip && *skip) return;
     for (int s = 0; s < n_segs; s++) {
         const long n = (long)segs[s].n_elems;
         const size_t o = segs[s].offset;
@@ -67,7 +67,7 @@ void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
             float pn = (float)sqrt(pp), dn = (float)sqrt(dd);
             if (pn > 0.0f && dn > 0.0f) q = h->eta * pn / dn;
         }
-        const float mom = h->momentum, lr = h->lr;
+        const float mom = h->momentum, lr = vals->lr;
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (long i = 0; i < n; i++) {
             float di = (gs[i] + wd * ps[i]) * q;
@@ -81,9 +81,11 @@ void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
 /* torch.optim.SGD, dampening 0: d = g + wd p; buf = momentum buf + d (buf starts at zero, which
  * equals torch's buf = d on the first step); d = nesterov ? d + momentum buf : buf; p -= lr d. */
 void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
-                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h) {
+                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h,
+                       const tw_update_vals *vals, const int *skip) {
     (void)be;
-    const float mom = h->momentum, lr = h->lr;
+    if (skip && *skip) return;
+    const float mom = h->momentum, lr = vals->lr;
     const int nesterov = h->nesterov;
     for (int s = 0; s < n_segs; s++) {
         const long n = (long)segs[s].n_elems;
@@ -101,15 +103,20 @@ void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
     }
 }
 
-/* x *= a; returns 1 when every element was finite before scaling. */
-int tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a) {
+/* x *= a; raises *bad when an element was not finite before scaling. */
+void tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad) {
     (void)be;
-    int bad = 0;
+    int any = 0;
     const long nl = (long)n;
-#pragma omp parallel for simd schedule(static) reduction(| : bad) if (nl >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) reduction(| : any) if (nl >= PAR_MIN)
     for (long i = 0; i < nl; i++) {
-        bad |= !isfinite(x[i]);
+        any |= !isfinite(x[i]);
         x[i] *= a;
     }
-    return !bad;
+    if (any) *bad = 1;
+}
+
+double tw_cpu_read_flag(tw_backend *be, const int *flag) {
+    (void)be;
+    return *flag != 0;
 }

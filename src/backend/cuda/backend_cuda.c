@@ -273,6 +273,7 @@ static const tw_backend_ops cuda_ops = {
     .lars_update = tw_cuda_lars_update,
     .sgd_update = tw_cuda_sgd_update,
     .scale_check = tw_cuda_scale_check,
+    .read_flag = tw_cuda_read_flag,
     .bn_backward_eval = tw_cuda_bn_backward_eval,
     .relu_forward_f32 = tw_cuda_relu_forward_f32,
     .relu_backward_f32 = tw_cuda_relu_backward_f32,

@@ -168,7 +168,7 @@ void tw_cuda_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, con
 }
 
 void tw_cuda_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats,
-                               int c, float momentum, double unbias) {
+                               int c, float momentum, double unbias, const int *skip) {
     TW_CHECK_CUDA(tw_k_bn_running_update(tw_cuda_of(be)->stream, run_mean, run_var, stats, c, momentum,
-                                         unbias));
+                                         unbias, skip));
 }

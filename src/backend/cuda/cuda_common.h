@@ -113,7 +113,7 @@ void tw_cuda_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double
 void tw_cuda_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta);
 void tw_cuda_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta, int accumulate, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std);
 void tw_cuda_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const double *global_sums, double n_global);
-void tw_cuda_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias);
+void tw_cuda_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias, const int *skip);
 void tw_cuda_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
 void tw_cuda_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
 void tw_cuda_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
@@ -128,10 +128,11 @@ void tw_cuda_bias_forward(tw_backend *be, float *y, const float *bias, int m, in
 void tw_cuda_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n);
 double tw_cuda_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda);
 double tw_cuda_bce_logits(tw_backend *be, float *dlogits, const float *logits, const float *targets, int n, int k);
-void tw_cuda_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h);
-void tw_cuda_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h);
-void tw_cuda_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h);
-int tw_cuda_scale_check(tw_backend *be, float *x, size_t n, float a);
+void tw_cuda_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h, const tw_update_vals *vals, const int *skip);
+void tw_cuda_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h, const tw_update_vals *vals, const int *skip);
+void tw_cuda_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h, const tw_update_vals *vals, const int *skip);
+void tw_cuda_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad);
+double tw_cuda_read_flag(tw_backend *be, const int *flag);
 void tw_cuda_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu);
 void tw_cuda_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems);
 void tw_cuda_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems);

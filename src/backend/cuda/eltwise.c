@@ -63,16 +63,16 @@ void tw_cuda_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tens
                            is_bf16(y), 0));
 }
 
-/* x *= a; 1 when every element was finite before scaling. Reads a flag back, so never recorded. */
-int tw_cuda_scale_check(tw_backend *be, float *x, size_t n, float a) {
+/* x *= a; raises *bad when an element was not finite before scaling. */
+void tw_cuda_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    TW_ASSERT(!cb->recording);
-    /* The flag lives in the direct value slot, reinterpreted as an int. */
-    int *flag = (int *)(cb->dev_vals + TW_CUDA_VAL_DIRECT);
-    TW_CHECK_CUDA(tw_k_scale_check(cb->stream, tw_cuda_grid(cb, n), flag, x, n, a));
-    int host_flag = 0;
-    TW_CHECK_CUDA(cudaMemcpyAsync(&host_flag, flag, sizeof host_flag, cudaMemcpyDeviceToHost,
-                                  cb->stream));
-    TW_CHECK_CUDA(cudaStreamSynchronize(cb->stream));
-    return !host_flag;
+    TW_CHECK_CUDA(tw_k_scale_check(cb->stream, tw_cuda_grid(cb, n), bad, x, n, a));
+}
+
+/* A value op (as the losses): the flag goes to a value slot, read now or handed back by a replay. */
+double tw_cuda_read_flag(tw_backend *be, const int *flag) {
+    tw_cuda_backend *cb = tw_cuda_of(be);
+    double *slot = tw_cuda_val_slot(cb);
+    TW_CHECK_CUDA(tw_k_read_flag(cb->stream, slot, flag));
+    return tw_cuda_val_read(cb, slot);
 }

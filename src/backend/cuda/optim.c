@@ -1,13 +1,17 @@
 /* Optimizer updates on the CUDA backend: each segment table is uploaded the first time it is seen
- * and kept on the device, the bias corrections are computed on the host in double as torch does,
- * and one launch updates a whole group of segments (kernels/optim.cu). These take per-step host values, so
- * they run outside a recorded graph (backend.h). */
-#include <math.h>
+ * and kept on the device, and one launch updates a whole group of segments (kernels/optim.cu).
+ * The step's values (rate, bias corrections) and the skip flag are read by the kernels from
+ * device memory, so an update records in a graph once its segment table has been seen. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_common.h"
 #include "kernels/tw_kernels.h"
+
+_Static_assert(sizeof(tw_k_vals) == sizeof(tw_update_vals) &&
+                   offsetof(tw_k_vals, shrink) == offsetof(tw_update_vals, shrink),
+               "kernels/tw_kernels.h's tw_k_vals must be backend.h's tw_update_vals");
 
 /* Field by field: the struct's padding bytes are not the caller's to keep equal. */
 static int segs_equal(const tw_param_seg *a, const tw_param_seg *b, int n) {
@@ -53,30 +57,29 @@ static const tw_cuda_segtab *segs_sync(tw_cuda_backend *cb, const tw_param_seg *
 }
 
 void tw_cuda_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
-                         const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h) {
+                         const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h,
+                         const tw_update_vals *vals, const int *skip) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    TW_ASSERT(h->step >= 1);
     const tw_k_seg *ds = segs_sync(cb, segs, n_segs)->dev;
-    double bc1 = 1.0 - pow((double)h->beta1, (double)h->step);
-    double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
-    TW_CHECK_CUDA(tw_k_adam(cb->stream, p, m, v, g, ds, n_segs, (float)h->lr,
+    TW_CHECK_CUDA(tw_k_adam(cb->stream, p, m, v, g, ds, n_segs, (const tw_k_vals *)vals, skip,
                             (float)(1.0 - h->beta1), (float)h->beta2, (float)(1.0 - h->beta2),
-                            (float)h->eps, (float)h->weight_decay, h->decoupled,
-                            (float)(h->lr / bc1), (float)sqrt(bc2)));
+                            (float)h->eps, (float)h->weight_decay, h->decoupled));
 }
 
 void tw_cuda_lars_update(tw_backend *be, float *p, float *mu, const float *g,
-                         const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h) {
+                         const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h,
+                         const tw_update_vals *vals, const int *skip) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     const tw_cuda_segtab *t = segs_sync(cb, segs, n_segs);
-    TW_CHECK_CUDA(tw_k_lars(cb->stream, p, mu, t->partials, g, t->dev, n_segs, h->lr, h->momentum,
-                            h->weight_decay, h->eta));
+    TW_CHECK_CUDA(tw_k_lars(cb->stream, p, mu, t->partials, g, t->dev, n_segs,
+                            (const tw_k_vals *)vals, skip, h->momentum, h->weight_decay, h->eta));
 }
 
 void tw_cuda_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h) {
+                        const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h,
+                        const tw_update_vals *vals, const int *skip) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     const tw_k_seg *ds = segs_sync(cb, segs, n_segs)->dev;
-    TW_CHECK_CUDA(tw_k_sgd(cb->stream, p, mu, g, ds, n_segs, h->lr, h->momentum, h->weight_decay,
-                           h->nesterov));
+    TW_CHECK_CUDA(tw_k_sgd(cb->stream, p, mu, g, ds, n_segs, (const tw_k_vals *)vals, skip,
+                           h->momentum, h->weight_decay, h->nesterov));
 }
