@@ -1,9 +1,10 @@
 /* Times twinfuse's Barlow Twins training step (src/train/bt_model.c) on one GPU: the whole step
  * (two views forward, loss, backward, optimizer) on random views already in device memory, so it
  * measures the compute path alone, as the PyTorch peer (torch_bt_step.py) does. bench/gpu/run
- * alternates the two and prints the table.
+ * alternates the two and prints the table. GRAPH=1 (the default) records the step as one CUDA
+ * graph at its second call and replays it (tw_bt_opts.graph); GRAPH=0 runs every step eagerly.
  * usage: bench_gpu_bt_step C H BATCH STEPS WARMUP fp32|bf16
- * prints: twinfuse c=C batch=B pairs_per_s=X ms_per_step=Y loss=L */
+ * prints: twinfuse c=C batch=B pairs_per_s=X ms_per_step=Y loss=L graph=recorded|eager */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,8 @@ int main(int argc, char **argv) {
     int c = arg_int(argv[1], "C"), h = arg_int(argv[2], "H"), batch = arg_int(argv[3], "BATCH");
     int steps = arg_int(argv[4], "STEPS"), warmup = arg_int(argv[5], "WARMUP");
     tw_precision prec = strcmp(argv[6], "bf16") ? TW_PREC_FP32 : TW_PREC_BF16;
+    const char *graph_env = getenv("GRAPH");
+    int graph = !graph_env || strcmp(graph_env, "0");
     if (tw_backend_device_count(TW_DEVICE_CUDA) <= 0) {
         printf("no CUDA device: skipped\n");
         return 77;
@@ -59,6 +62,7 @@ int main(int argc, char **argv) {
                                  .momentum = 0.9, .eta = 0.001};
     o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0,
                             .total_steps = steps + warmup, .final_ratio = 1.0};
+    o.graph = graph;
     tw_bt_model m;
     if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
         fprintf(stderr, "bench_gpu_bt_step: model: %s\n", err.msg);
@@ -82,8 +86,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < steps; i++) loss = tw_bt_model_step(&m, NULL);
     tw_backend_sync(be);
     double dt = now_s() - t0;
-    printf("twinfuse c=%d batch=%d pairs_per_s=%.2f ms_per_step=%.3f loss=%.6g\n", c, batch,
-           batch * steps / dt, 1e3 * dt / steps, loss);
+    printf("twinfuse c=%d batch=%d pairs_per_s=%.2f ms_per_step=%.3f loss=%.6g graph=%s\n", c, batch,
+           batch * steps / dt, 1e3 * dt / steps, loss, m.graph_state == 1 ? "recorded" : "eager");
     tw_bt_model_free(&m);
     tw_backend_free(be);
     tw_comm_free(comm);

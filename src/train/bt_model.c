@@ -53,7 +53,9 @@ tw_status tw_bt_model_init(tw_bt_model *m, tw_backend *be, tw_comm *comm, const 
         return tw_err_set(err, TW_E_USAGE, "a recorded step (graph) on %d ranks needs the nccl communicator, not %s",
                           ranks, tw_comm_kind_name(tw_comm_kind_of(comm)));
     m->counter_delta = calloc(m->P.n_counters + 1, sizeof *m->counter_delta);
-    if (!m->counter_delta) return tw_err_set(err, TW_E_NOMEM, "Barlow Twins model: out of memory");
+    m->counters_kept = calloc(m->P.n_counters + 1, sizeof *m->counters_kept);
+    if (!m->counter_delta || !m->counters_kept)
+        return tw_err_set(err, TW_E_NOMEM, "Barlow Twins model: out of memory");
     if (o->external_optim) return TW_OK;
     return tw_optim_create(&m->optim, be, m->P.segs, m->P.n_segs, m->P.n_params, &o->optim, &o->sched,
                            err);
@@ -78,6 +80,7 @@ void tw_bt_model_free(tw_bt_model *m) {
     tw_mem_free(be, m->bad);
     if (m->optim) tw_optim_free(m->optim);
     free(m->counter_delta);
+    free(m->counters_kept);
     memset(m, 0, sizeof *m);
 }
 
@@ -188,26 +191,20 @@ static void queue_step(tw_bt_model *m) {
  * back and kept as the delta each accepted replay adds. */
 static void record_step(tw_bt_model *m) {
     tw_params *P = &m->P;
-    size_t n = P->n_counters;
-    int64_t *before = malloc((n + 1) * sizeof *before);
-    TW_ASSERT(before);
-    memcpy(before, P->counters, n * sizeof *before);
     tw_err err = {0};
     tw_status st = tw_backend_graph_begin(m->be, &err);
     if (st == TW_E_UNSUPPORTED) {
         m->graph_state = -1;
-        free(before);
         return;
     }
     if (st == TW_OK) {
         queue_step(m);
         st = tw_backend_graph_end(m->be, &err);
     }
-    for (size_t i = 0; i < n; i++) {
-        m->counter_delta[i] = P->counters[i] - before[i];
-        P->counters[i] = before[i];
+    for (size_t i = 0; i < P->n_counters; i++) {
+        m->counter_delta[i] = P->counters[i] - m->counters_kept[i];
+        P->counters[i] = m->counters_kept[i];
     }
-    free(before);
     if (st != TW_OK) tw_fatal("tw_bt_model_step", err.msg, __FILE__, __LINE__);
     m->graph_state = 1;
 }
@@ -224,11 +221,13 @@ static double replay_step(tw_bt_model *m, double *lr) {
 }
 
 double tw_bt_model_step(tw_bt_model *m, double *lr) {
+    tw_params *P = &m->P;
+    memcpy(m->counters_kept, P->counters, P->n_counters * sizeof *P->counters);
     if (m->o.graph && m->warm && m->graph_state == 0) record_step(m);
     if (m->graph_state == 1) return replay_step(m, lr);
-    double loss = tw_train_sum_step(m->comm, m->be, &m->P, m->optim, tw_bt_model_forward_backward(m, NULL), lr,
-                                    m->bad);
+    double loss = tw_train_sum_step(m->comm, m->be, P, m->optim, tw_bt_model_forward_backward(m, NULL), lr, m->bad);
     tw_bt_model_end_step(m, isfinite(loss));
+    if (!isfinite(loss)) memcpy(P->counters, m->counters_kept, P->n_counters * sizeof *P->counters);
     m->warm = 1;
     return loss;
 }

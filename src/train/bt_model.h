@@ -62,6 +62,7 @@ typedef struct tw_bt_model {
     int graph_state, warm;
     int64_t *counter_delta;                /* [P.n_counters]: what a recorded step adds to the
                                             * host counters (num_batches_tracked) */
+    int64_t *counters_kept;                /* [P.n_counters]: the counters before this step */
 } tw_bt_model;
 
 /* Registers and allocates everything; the weights are not initialised (tw_bt_model_reset or a
@@ -93,7 +94,9 @@ void tw_bt_model_end_step(tw_bt_model *m, int accepted);
  * every rank's share of the one global loss is its gradient, so the sum is the 1-rank gradient),
  * the optimizer's update at the scheduled rate (written to *lr when lr is not NULL). Returns the
  * loss, the same on every rank; NAN when the loss, a statistic or a gradient is not finite, in
- * which case the parameters and the optimizer are left as they were. With o.graph, from the
+ * which case the parameters, the optimizer, the synchronised BNs' running statistics and every
+ * counter are left as they were (a local BN's running statistics move in its forward: the
+ * training loop puts them back, train/loop.c). With o.graph, from the
  * second step on the whole step is one recorded graph: the host uploads the optimizer's values,
  * launches it, and reads the loss and the verdict once at its end. */
 double tw_bt_model_step(tw_bt_model *m, double *lr);

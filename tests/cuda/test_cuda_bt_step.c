@@ -3,7 +3,12 @@
  * reference), from the same initial state and the same two views: the loss, every parameter's
  * gradient, every parameter and BN buffer after the update. CUDA fp32: normalised MSE 1e-8 per
  * tensor (1e-4 relative) and loss within 1e-4; CUDA bf16: nmse 1e-2 on gradients, 1e-3 on the
- * updated parameters and BN buffers, loss within 2e-2.
+ * updated parameters and BN buffers, loss within 2e-2. Then the whole step recorded as one CUDA
+ * graph (tw_bt_opts.graph) against the same steps run eagerly on the GPU, over GRAPH_STEPS steps
+ * on new views each (the first eager, the second recorded, the rest replays) and a last step on
+ * views with a NaN, which both must reject leaving parameters, optimizer state and counters as
+ * they were: losses, parameters, BN buffers, optimizer state and counters equal (fp32 nmse 1e-12,
+ * bf16 1e-8: cuDNN may pick an algorithm that sums in another order per call).
  * usage: test_cuda_bt_step N C H D adam|lars fp32|bf16|harness; exits 77 without a GPU.
  * harness: a second CPU backend stands in for the GPU, to keep the comparisons honest anywhere. */
 #include <math.h>
@@ -41,6 +46,94 @@ static tw_status model_make(tw_bt_model *m, tw_backend *be, tw_comm *comm, const
     tw_status st = tw_bt_model_init(m, be, comm, o, err);
     if (st == TW_OK) tw_bt_model_reset(m, 1234);
     return st;
+}
+
+enum { GRAPH_STEPS = 5 };
+
+/* Every float of the model that a step changes: parameters, BN buffers, optimizer state. */
+static float *snapshot(tw_bt_model *m, size_t *n_out) {
+    size_t np = m->P.n_params, nb = m->P.n_buffers, n = 3 * np + nb;
+    float *h = malloc(n * sizeof *h);
+    TW_ASSERT(h);
+    tw_mem_to_host(m->be, h, m->P.params, np * sizeof *h);
+    tw_mem_to_host(m->be, h + np, m->P.buffers, nb * sizeof *h);
+    memset(h + np + nb, 0, 2 * np * sizeof *h);
+    for (int i = 0; i < tw_optim_state_count(m->optim); i++) tw_optim_state_to_host(m->optim, i, h + np + nb + i * np);
+    *n_out = n;
+    return h;
+}
+
+/* The graph check of the header: eager (e) and recorded (g) models on the same backend. */
+static int check_graph(tw_backend *be, tw_comm *comm, const tw_bt_opts *o, const float *views, size_t per_view,
+                       int bf16) {
+    tw_bt_opts oe = *o, og = *o;
+    oe.graph = 0;
+    og.graph = 1;
+    tw_bt_model me, mg;
+    tw_err err = {0};
+    if (model_make(&me, be, comm, &oe, &err) != TW_OK || model_make(&mg, be, comm, &og, &err) != TW_OK) {
+        printf("FAIL: graph models: %s\n", err.msg);
+        return 0;
+    }
+    tw_mem_copy(be, mg.P.params, me.P.params, me.P.n_params * sizeof(float));
+    tw_mem_copy(be, mg.P.buffers, me.P.buffers, me.P.n_buffers * sizeof(float));
+    double tol = bf16 ? 1e-8 : 1e-12;
+    int ok = 1;
+    float *nan_views = malloc(2 * per_view * sizeof *nan_views);
+    TW_ASSERT(nan_views);
+    memcpy(nan_views, views, 2 * per_view * sizeof *nan_views);
+    nan_views[per_view / 3] = NAN;
+    size_t n_snap = 0;
+    float *before = NULL;
+    int64_t counters_before = 0;
+    for (int step = 1; step <= GRAPH_STEPS + 1; step++) {
+        int reject = step == GRAPH_STEPS + 1;
+        /* New views every step, as the loader's: the second view of the previous step first. */
+        for (int v = 0; v < 2; v++) {
+            const float *src = reject ? nan_views + v * per_view : views + ((v + step) % 2) * per_view;
+            tw_mem_from_host(be, me.x[v], src, per_view * sizeof(float));
+            tw_mem_from_host(be, mg.x[v], src, per_view * sizeof(float));
+        }
+        if (reject) {
+            before = snapshot(&mg, &n_snap);
+            counters_before = mg.P.counters[0];
+        }
+        double le = tw_bt_model_step(&me, NULL), lg = tw_bt_model_step(&mg, NULL);
+        int pass = reject ? isnan(le) && isnan(lg) : (le == lg || fabs(le - lg) <= 1e-6 * fabs(le));
+        ok &= pass;
+        const char *how = mg.graph_state != 1 || step == 1 ? "eager" : step == 2 ? "recorded" : "replayed";
+        printf("%s graph step %d (%s%s): loss eager %.9g, graph %.9g\n", pass ? "PASS" : "FAIL", step, how,
+               reject ? ", NaN views, rejected" : "", le, lg);
+    }
+    size_t n_e = 0, n_g = 0, n_nf = 0;
+    float *se = snapshot(&me, &n_e), *sg = snapshot(&mg, &n_g);
+    size_t np = mg.P.n_params, nb = mg.P.n_buffers;
+    /* The rejected step's local BN forward moved the running statistics (NaN): the loop puts
+     * them back; compare parameters and optimizer state only. */
+    memset(se + np, 0, nb * sizeof *se);
+    memset(sg + np, 0, nb * sizeof *sg);
+    memset(before + np, 0, nb * sizeof *before);
+    double e_eg = nmse(sg, se, n_g, &n_nf);
+    int pass = e_eg <= tol && n_nf == 0;
+    printf("%s graph vs eager after %d steps: parameters and optimizer state nmse %.3e (tol %.0e)%s%s\n",
+           pass ? "PASS" : "FAIL", GRAPH_STEPS + 1, e_eg, tol, memcmp(se, sg, n_g * sizeof *sg) ? "" : ", bit-equal",
+           n_nf ? ", non-finite values" : "");
+    ok &= pass;
+    pass = !memcmp(before, sg, n_g * sizeof *sg);
+    printf("%s the rejected replay left parameters and optimizer state as they were\n", pass ? "PASS" : "FAIL");
+    ok &= pass;
+    int same_counters = !memcmp(me.P.counters, mg.P.counters, me.P.n_counters * sizeof *me.P.counters);
+    pass = same_counters && mg.P.counters[0] == counters_before && mg.P.counters[0] == 2 * GRAPH_STEPS &&
+           tw_optim_step_count(mg.optim) == GRAPH_STEPS && tw_optim_step_count(me.optim) == GRAPH_STEPS;
+    printf("%s counters: num_batches_tracked %lld / %lld (want %d), optimizer steps %lld / %lld (want %d)\n",
+           pass ? "PASS" : "FAIL", (long long)me.P.counters[0], (long long)mg.P.counters[0], 2 * GRAPH_STEPS,
+           (long long)tw_optim_step_count(me.optim), (long long)tw_optim_step_count(mg.optim), GRAPH_STEPS);
+    ok &= pass;
+    printf("# graph: %s\n", mg.graph_state == 1 ? "recorded and replayed" : "this backend records none: both eager");
+    free(se); free(sg); free(before); free(nan_views);
+    tw_bt_model_free(&mg);
+    tw_bt_model_free(&me);
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -148,6 +241,7 @@ int main(int argc, char **argv) {
     }
     printf("# %d of %d tensors out of tolerance\n", n_bad, n_checked);
     ok &= n_bad == 0;
+    ok &= check_graph(gpu, comm, &o, views, per_view, bf16);
     free(gc); free(gg); free(pc); free(pg); free(bc); free(bg); free(views);
     tw_bt_model_free(&mg);
     tw_bt_model_free(&mc);

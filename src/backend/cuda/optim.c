@@ -23,12 +23,14 @@ static int segs_equal(const tw_param_seg *a, const tw_param_seg *b, int n) {
 
 /* The device copy of segs (uploaded the first time this table is seen). */
 static const tw_cuda_segtab *segs_sync(tw_cuda_backend *cb, const tw_param_seg *segs, int n_segs) {
-    TW_ASSERT(!cb->recording);
     TW_ASSERT(n_segs > 0 && n_segs <= 65535);   /* one grid row each */
     for (int i = 0; i < cb->n_segtabs; i++) {
         tw_cuda_segtab *t = &cb->segtabs[i];
         if (t->n == n_segs && segs_equal(segs, t->host, n_segs)) return t;
     }
+    /* A new table uploads and synchronises: an update records only once its table was seen
+     * (a step run eagerly first). */
+    TW_ASSERT(!cb->recording);
     tw_cuda_segtab *t;
     if (cb->n_segtabs < TW_CUDA_MAX_SEGTABS) {
         t = &cb->segtabs[cb->n_segtabs++];
