@@ -2,8 +2,9 @@
  * inputs, as ggml's test-backend-ops does: normalised MSE (fp32 CUDA: 1e-8, i.e. 1e-4 relative;
  * bf16 CUDA: 5e-4, bf16's 8-bit mantissa), NaN and Inf in the same places, and guard bytes
  * around every CUDA output untouched (the classification heads' ops and the synchronised BN's
- * external-statistics ops included). Also records a
- * few ops as a CUDA graph and replays them.
+ * external-statistics ops included). Also records the shape of a training step (a loss, the
+ * gradient check, an update that takes its rate from a pinned upload and skips on a device flag)
+ * as a CUDA graph and replays it against direct execution.
  * Exits 77 ("no CUDA device: skipped") where no GPU is visible. */
 #include <math.h>
 #include <stdio.h>
@@ -841,67 +842,121 @@ static void check_async_upload(ctx *t) {
 
 /* ---- CUDA graph ------------------------------------------------------------------------------ */
 
-/* Records add_relu + bt_loss + gemm once, replays it on new inputs written into the same buffers,
- * and compares with running the same ops directly. */
+/* Records the shape of a training step once: add_relu, gemm, bt_loss, the gradient check into a
+ * flag, an SGD update whose rate comes through a pinned upload and which skips on the flag, the
+ * flag's value; replays it on new inputs written into the same buffers, with a new rate in the
+ * pinned table each time (the second inputs hold a NaN: the update must be skipped), and
+ * compares with running the same ops directly. */
+enum { GRAPH_RUNS = 2 };
+
+typedef struct graph_bufs {
+    float *a, *b, *c, *dc, *y, *p, *mu;
+    int *flag;
+    tw_update_vals *vals, *vals_host;   /* device, pinned host */
+} graph_bufs;
+
+/* The ops of one step; returns the loss and *flag_value (both NaN while recording). */
+static double graph_ops(tw_backend *be, graph_bufs *g, int d, double *flag_value) {
+    size_t dd = (size_t)d * d;
+    tw_tensor at = {g->a, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW}, bt = {g->b, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
+    tw_tensor ct = {g->c, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
+    tw_param_seg seg = {0, dd, 0};
+    tw_sgd_hparams h = {0.9f, 1e-3f, 0};
+    tw_mem_zero(be, g->flag, sizeof(int));
+    tw_add_relu_forward(be, &ct, &at, &bt);
+    tw_gemm(be, 1, 0, d, d, d, 1.f / d, g->c, d, g->a, d, 0.f, g->y, d);
+    double loss = tw_bt_loss(be, g->dc, g->y, d, 0.005f);
+    tw_scale_check(be, g->dc, dd, 0.5f, g->flag);
+    tw_mem_from_host_async(be, g->vals, g->vals_host, sizeof *g->vals);
+    tw_sgd_update(be, g->p, g->mu, g->dc, &seg, 1, &h, g->vals, g->flag);
+    *flag_value = tw_read_flag(be, g->flag);
+    return loss;
+}
+
 static void check_graph(ctx *t) {
     int d = 48;
-    size_t dd = (size_t)d * d;
+    size_t dd = (size_t)d * d, nb = dd * sizeof(float);
     tw_backend *be = t->gpu;
     tw_err err = {0};
-    float *a = tw_mem_alloc(be, dd * sizeof(float)), *b = tw_mem_alloc(be, dd * sizeof(float));
-    float *c = tw_mem_alloc(be, dd * sizeof(float)), *dc = tw_mem_alloc(be, dd * sizeof(float));
-    float *y = tw_mem_alloc(be, dd * sizeof(float));
-    tw_tensor at = {a, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW}, bt = {b, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
-    tw_tensor ct = {c, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
-    /* Two sets of inputs; the graph sees them through the same buffers. */
-    float *in[2][2];
-    for (int r = 0; r < 2; r++)
+    graph_bufs g;
+    float **bufs[] = {&g.a, &g.b, &g.c, &g.dc, &g.y, &g.p, &g.mu};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = tw_mem_alloc(be, nb);
+    g.flag = tw_mem_alloc(be, sizeof(int));
+    g.vals = tw_mem_alloc(be, sizeof *g.vals);
+    g.vals_host = tw_mem_host_alloc(be, sizeof *g.vals_host);
+    /* Inputs per run (the second with a NaN), and one starting point for p and mu. */
+    float *in[GRAPH_RUNS][2], *p0 = rnd(t, dd, 1.f), *mu0 = rnd(t, dd, 0.1f);
+    for (int r = 0; r < GRAPH_RUNS; r++)
         for (int i = 0; i < 2; i++) in[r][i] = rnd(t, dd, 0.3f);
-    double direct[2], replayed[2];
-    float *y_direct[2], *y_replayed[2];
-    for (int r = 0; r < 2; r++) {
-        tw_mem_from_host(be, a, in[r][0], dd * sizeof(float));
-        tw_mem_from_host(be, b, in[r][1], dd * sizeof(float));
-        tw_add_relu_forward(be, &ct, &at, &bt);
-        tw_gemm(be, 1, 0, d, d, d, 1.f / d, c, d, a, d, 0.f, y, d);
-        direct[r] = tw_bt_loss(be, dc, y, d, 0.005f);
-        y_direct[r] = host_get(be, dc, dd);
-    }
-    tw_status st = tw_backend_graph_begin(be, &err);
-    if (st == TW_OK) {
-        tw_add_relu_forward(be, &ct, &at, &bt);
-        tw_gemm(be, 1, 0, d, d, d, 1.f / d, c, d, a, d, 0.f, y, d);
-        double v = tw_bt_loss(be, dc, y, d, 0.005f);
-        st = tw_backend_graph_end(be, &err);
-        t->n_check++;
-        if (!isnan(v)) {
-            printf("FAIL graph: a loss read while recording gave %g, want NaN\n", v);
-            t->n_fail++;
+    in[1][0][7] = NAN;
+    double loss[2][GRAPH_RUNS], flag[2][GRAPH_RUNS];
+    float *res[2][GRAPH_RUNS][2];
+    for (int mode = 0; mode < 2; mode++) {   /* 0: direct, 1: recorded and replayed */
+        if (mode == 1) {
+            double v_loss, v_flag;
+            tw_status st = tw_backend_graph_begin(be, &err);
+            if (st == TW_OK) {
+                v_loss = graph_ops(be, &g, d, &v_flag);
+                st = tw_backend_graph_end(be, &err);
+                t->n_check++;
+                if (!isnan(v_loss) || !isnan(v_flag)) {
+                    printf("FAIL graph: values read while recording gave %g, %g, want NaN\n", v_loss, v_flag);
+                    t->n_fail++;
+                }
+            }
+            if (st != TW_OK) {
+                printf("FAIL graph: %s\n", err.msg);
+                t->n_fail++;
+                return;
+            }
+        }
+        for (int r = 0; r < GRAPH_RUNS; r++) {
+            tw_mem_from_host(be, g.a, in[r][0], nb);
+            tw_mem_from_host(be, g.b, in[r][1], nb);
+            tw_mem_from_host(be, g.p, p0, nb);
+            tw_mem_from_host(be, g.mu, mu0, nb);
+            *g.vals_host = tw_rate_vals(0.05 * (r + 1));
+            if (mode == 0) {
+                loss[0][r] = graph_ops(be, &g, d, &flag[0][r]);
+            } else {
+                double v[2];
+                tw_backend_graph_replay(be, v, 2);
+                loss[1][r] = v[0];
+                flag[1][r] = v[1];
+            }
+            res[mode][r][0] = host_get(be, g.dc, dd);
+            res[mode][r][1] = host_get(be, g.p, dd);
         }
     }
-    if (st != TW_OK) {
-        printf("FAIL graph: %s\n", err.msg);
-        t->n_fail++;
-        return;
-    }
-    for (int r = 0; r < 2; r++) {
-        tw_mem_from_host(be, a, in[r][0], dd * sizeof(float));
-        tw_mem_from_host(be, b, in[r][1], dd * sizeof(float));
-        tw_backend_graph_replay(be, &replayed[r], 1);
-        y_replayed[r] = host_get(be, dc, dd);
-    }
-    for (int r = 0; r < 2; r++) {
+    for (int r = 0; r < GRAPH_RUNS; r++) {
         char what[80];
-        snprintf(what, sizeof what, "graph replay %d: loss", r);
-        compare(t, what, &(float){(float)replayed[r]}, &(float){(float)direct[r]}, 1);
-        snprintf(what, sizeof what, "graph replay %d: dc", r);
-        compare(t, what, y_replayed[r], y_direct[r], dd);
-        free(y_direct[r]);
-        free(y_replayed[r]);
+        t->n_check++;
+        int pass = flag[0][r] == r && flag[1][r] == r &&
+                   (r ? isnan(loss[0][r]) && isnan(loss[1][r]) : isfinite(loss[1][r]));
+        if (!pass) t->n_fail++;
+        printf("%s graph replay %d: flag direct %g, replayed %g (want %d); loss %g, %g\n", pass ? "PASS" : "FAIL",
+               r, flag[0][r], flag[1][r], r, loss[0][r], loss[1][r]);
+        if (r == 0) {
+            snprintf(what, sizeof what, "graph replay %d: loss", r);
+            compare(t, what, &(float){(float)loss[1][r]}, &(float){(float)loss[0][r]}, 1);
+            snprintf(what, sizeof what, "graph replay %d: dc", r);
+            compare(t, what, res[1][r][0], res[0][r][0], dd);
+        }
+        snprintf(what, sizeof what, "graph replay %d: p after the update (%s)", r, r ? "skipped" : "rate 0.05");
+        compare(t, what, res[1][r][1], r ? p0 : res[0][r][1], dd);
+        for (int m = 0; m < 2; m++) {
+            free(res[m][r][0]);
+            free(res[m][r][1]);
+        }
         free(in[r][0]);
         free(in[r][1]);
     }
-    tw_mem_free(be, a); tw_mem_free(be, b); tw_mem_free(be, c); tw_mem_free(be, dc); tw_mem_free(be, y);
+    free(p0);
+    free(mu0);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tw_mem_free(be, *bufs[i]);
+    tw_mem_free(be, g.flag);
+    tw_mem_free(be, g.vals);
+    tw_mem_host_free(be, g.vals_host);
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */
