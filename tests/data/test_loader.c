@@ -104,12 +104,20 @@ done:
     return ok;
 }
 
-static void test_ranks_and_epochs(const char *dir) {
+/* The options most cases start from: the train split of dir, global batch `batch`, shuffled or
+ * in order. */
+static tw_loader_opts train_opts(const char *dir, int batch, int shuffle) {
     tw_loader_opts o;
     tw_loader_opts_default(&o);
     o.dir = dir;
     o.split = "train";
-    o.global_batch = 8;
+    o.global_batch = batch;
+    o.shuffle = shuffle;
+    return o;
+}
+
+static void test_ranks_and_epochs(const char *dir) {
+    tw_loader_opts o = train_opts(dir, 8, 1);
     o.seed = 1234;
     const int spe = N_SAMPLES / 8, n_steps = 3 * spe;   /* three epochs, drop-last */
     int64_t ref[3 * (N_SAMPLES / 8) * 8], got[3 * (N_SAMPLES / 8) * 8];
@@ -162,12 +170,7 @@ static void test_ranks_and_epochs(const char *dir) {
 }
 
 static void test_eval_order(const char *dir) {
-    tw_loader_opts o;
-    tw_loader_opts_default(&o);
-    o.dir = dir;
-    o.split = "train";
-    o.global_batch = 8;
-    o.shuffle = 0;
+    tw_loader_opts o = train_opts(dir, 8, 0);
     o.drop_last = 0;
     int64_t got[13 * 8];
     if (!run_ranks(got, &o, 2, 13)) return;   /* 12 full batches and one of 4 */
@@ -206,11 +209,7 @@ static void test_subsets(const char *dir) {
     CHECK(tw_sampler_subset(&other, &n_other, 1000, 0.0, 7, &err) == TW_E_RANGE, "fraction 0 accepted");
     /* The loader with fraction 0.1 yields exactly the subset's samples (the one that keeps every
      * class, data/sampler.h), each once per epoch. */
-    tw_loader_opts o;
-    tw_loader_opts_default(&o);
-    o.dir = dir;
-    o.split = "train";
-    o.global_batch = 2;
+    tw_loader_opts o = train_opts(dir, 2, 1);
     o.label_fraction = 0.1;
     o.subset_seed = 7;
     int64_t want_n, *want;
@@ -248,11 +247,7 @@ static tw_status test_hook(void *user, tw_view *out, const tw_view *in, uint64_t
 
 static void test_views_and_bands(const char *dir) {
     int n_calls = 0;
-    tw_loader_opts o;
-    tw_loader_opts_default(&o);
-    o.dir = dir;
-    o.split = "train";
-    o.global_batch = 4;
+    tw_loader_opts o = train_opts(dir, 4, 1);
     o.n_views = 2;
     o.augment = test_hook;
     o.augment_user = &n_calls;
@@ -315,12 +310,7 @@ static tw_status failing_hook(void *user, tw_view *out, const tw_view *in, uint6
 }
 
 static void test_hook_error(const char *dir) {
-    tw_loader_opts o;
-    tw_loader_opts_default(&o);
-    o.dir = dir;
-    o.split = "train";
-    o.global_batch = 10;
-    o.shuffle = 0;
+    tw_loader_opts o = train_opts(dir, 10, 0);
     o.augment = failing_hook;
     tw_loader *ld;
     tw_err err = {0};
@@ -358,12 +348,7 @@ static tw_status faulty_hook(void *user, tw_view *out, const tw_view *in, uint64
 /* A TW_ASSERT on the loader's thread reaches tw_loader_next as a status with its file:line; the
  * process goes on (it used to abort from that thread). So does a read error. */
 static void test_thread_faults(const char *dir) {
-    tw_loader_opts o;
-    tw_loader_opts_default(&o);
-    o.dir = dir;
-    o.split = "train";
-    o.global_batch = 10;
-    o.shuffle = 0;
+    tw_loader_opts o = train_opts(dir, 10, 0);
     o.augment = faulty_hook;
     tw_loader *ld;
     tw_err err = {0};
