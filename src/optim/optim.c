@@ -30,6 +30,14 @@ struct tw_optim {
 static const char *const adam_names[] = {"optim.exp_avg", "optim.exp_avg_sq"};
 static const char *const momentum_names[] = {"optim.momentum_buffer"};
 
+static int is_adam(const tw_optim_hparams *h) {
+    return h->kind == TW_OPTIM_KIND_ADAM || h->kind == TW_OPTIM_KIND_ADAMW;
+}
+
+static tw_adam_hparams adam_of(const tw_optim_hparams *h) {
+    return (tw_adam_hparams){h->beta1, h->beta2, h->eps, h->weight_decay, h->kind == TW_OPTIM_KIND_ADAMW};
+}
+
 static int finite_in(double v, double lo, int lo_open, double hi, int hi_open) {
     return isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
 }
@@ -115,7 +123,7 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
     o->h = *h;
     o->sched = *sched;
     o->n_params = n_params;
-    o->n_state = (h->kind == TW_OPTIM_KIND_ADAM || h->kind == TW_OPTIM_KIND_ADAMW) ? 2 : 1;
+    o->n_state = is_adam(h) ? 2 : 1;
     size_t n_bytes = sizeof(float) * n_params * (size_t)o->n_state;
     o->state = tw_mem_alloc(be, n_bytes);
     tw_mem_zero(be, o->state, n_bytes);
@@ -143,12 +151,10 @@ double tw_optim_lr_biases(const tw_optim *o, int64_t step) {
     return tw_schedule_lr(&o->sched, o->h.lr, step) * o->h.lr_bias_scale;
 }
 
-/* The values of group g at the current step. */
-static tw_update_vals group_vals(const tw_optim *o, int g, double lr) {
-    const tw_optim_hparams *h = &o->h;
-    if (h->kind != TW_OPTIM_KIND_ADAM && h->kind != TW_OPTIM_KIND_ADAMW) return tw_rate_vals(lr);
-    tw_adam_hparams a = {h->beta1, h->beta2, h->eps, o->groups[g].is_1d ? 0.0 : h->weight_decay,
-                         h->kind == TW_OPTIM_KIND_ADAMW};
+/* The values of a group at rate lr and the current step. */
+static tw_update_vals group_vals(const tw_optim *o, double lr) {
+    if (!is_adam(&o->h)) return tw_rate_vals(lr);
+    tw_adam_hparams a = adam_of(&o->h);
     return tw_adam_vals(&a, lr, o->step + 1);
 }
 
@@ -160,7 +166,7 @@ static void update_group(tw_optim *o, float *p, const float *g, const tw_param_s
     switch (h->kind) {
     case TW_OPTIM_KIND_ADAM:
     case TW_OPTIM_KIND_ADAMW: {
-        tw_adam_hparams a = {h->beta1, h->beta2, h->eps, h->weight_decay, h->kind == TW_OPTIM_KIND_ADAMW};
+        tw_adam_hparams a = adam_of(h);
         tw_adam_update(o->be, p, o->state, o->state + o->n_params, g, segs, n, &a, vals, skip);
         return;
     }
@@ -181,7 +187,7 @@ static void update_group(tw_optim *o, float *p, const float *g, const tw_param_s
 double tw_optim_advance(tw_optim *o) {
     double lr_w = tw_optim_lr_weights(o, o->step), lr_b = tw_optim_lr_biases(o, o->step);
     for (int g = 0; g < o->n_groups; g++)
-        o->vals_host[g] = group_vals(o, g, (o->groups[g].is_1d ? lr_b : lr_w) * o->groups[g].scale);
+        o->vals_host[g] = group_vals(o, (o->groups[g].is_1d ? lr_b : lr_w) * o->groups[g].scale);
     o->step++;
     return lr_w;
 }
