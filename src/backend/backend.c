@@ -1,5 +1,6 @@
-/* Dispatch from the public op interface (backend.h) to the backend's table, plus the pieces
- * shared by all backends: layout arithmetic, plan queries and backend creation. */
+/* Dispatch from the public op interface (backend.h, ops.def) to the backend's table, with the
+ * argument checks every backend would otherwise repeat, plus the pieces shared by all backends:
+ * layout arithmetic, plan queries, the optimizers' per-step values and backend creation. */
 #include "backend/backend_impl.h"
 #include "core/log.h"
 
@@ -73,44 +74,168 @@ const char *tw_conv_plan_impl(const tw_conv_plan *p) { return ((const tw_plan_he
 const char *tw_bn_plan_impl(const tw_bn_plan *p) { return ((const tw_plan_head *)p)->impl; }
 const char *tw_maxpool_plan_impl(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->impl; }
 
+tw_update_vals tw_adam_vals(const tw_adam_hparams *h, double lr, int64_t t) {
+    TW_ASSERT(t >= 1);
+    double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
+    return (tw_update_vals){(float)lr, (float)(lr / bc1), (float)sqrt(bc2),
+                            h->decoupled ? (float)(1.0 - lr * h->weight_decay) : 1.0f};
+}
+
+tw_update_vals tw_rate_vals(double lr) { return (tw_update_vals){(float)lr, 0.0f, 1.0f, 1.0f}; }
+
+/* ---- the checks every backend would otherwise repeat (ops.def: TW_OP_CHECKED) ---------------- */
+
+/* Equal shape, dtype and layout, and a dtype activations have. */
+static void check_same(const tw_tensor *a, const tw_tensor *b) {
+    TW_ASSERT(a && b);
+    TW_ASSERT(a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w);
+    TW_ASSERT(a->dtype == b->dtype && a->layout == b->layout);
+    TW_ASSERT(a->dtype == TW_F32 || a->dtype == TW_BF16);
+}
+
+/* A tensor of a BN plan's op: its shape, dtype and layout. */
+static void check_bn_tensor(const tw_bn_plan *p, const tw_tensor *t) {
+    const tw_tensor *r = &((const tw_plan_head *)p)->y;
+    TW_ASSERT(t && t->n == r->n && t->c == r->c && t->h == r->h && t->w == r->w);
+    TW_ASSERT(t->dtype == r->dtype && t->layout == r->layout);
+}
+
+static void check_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {
+    (void)be;
+    TW_ASSERT(dst->n == src->n && dst->c == src->c && dst->h == src->h && dst->w == src->w);
+}
+
+/* The library-statistics ops; a fused ReLU needs its workspace. */
+static void check_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
+                                   float *save_var, void *ws, const tw_tensor *x,
+                                   const float *gamma, const float *beta, float *run_mean,
+                                   float *run_var) {
+    (void)be, (void)save_mean, (void)save_var, (void)gamma, (void)beta, (void)run_mean,
+        (void)run_var;
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+    TW_ASSERT(!tw_bn_plan_ws_bytes(p) || ws);
+}
+
+static void check_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                                  const float *gamma, const float *beta, const float *run_mean,
+                                  const float *run_var) {
+    (void)be, (void)gamma, (void)beta, (void)run_mean, (void)run_var;
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+}
+
+static void check_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
+                              float *dbeta, const tw_tensor *dy, const tw_tensor *x,
+                              const float *save_mean, const float *save_var, const void *ws,
+                              const float *gamma) {
+    (void)be, (void)dgamma, (void)dbeta, (void)save_mean, (void)save_var, (void)gamma;
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, dx);
+    check_bn_tensor(p, dy);
+    TW_ASSERT(!tw_bn_plan_ws_bytes(p) || ws);
+}
+
+static void check_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x,
+                          const float *shift) {
+    (void)be, (void)sums, (void)shift;
+    check_bn_tensor(p, x);
+}
+
+static void check_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats,
+                                  int *bad, const double *sums, const float *shift, int c,
+                                  double n_global, float eps) {
+    (void)be, (void)mean, (void)inv_std, (void)stats, (void)bad, (void)sums, (void)shift;
+    TW_ASSERT(c >= 1 && n_global >= 1.0 && eps > 0.0f);
+}
+
+static void check_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
+                                   const float *mean, const float *inv_std, const float *gamma,
+                                   const float *beta) {
+    (void)be, (void)mean, (void)inv_std, (void)gamma, (void)beta;
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+}
+
+static void check_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma,
+                                   float *dbeta, int accumulate, const tw_tensor *dy,
+                                   const tw_tensor *x, const tw_tensor *y, const float *mean,
+                                   const float *inv_std) {
+    (void)be, (void)sums, (void)accumulate, (void)mean, (void)inv_std;
+    check_bn_tensor(p, dy);
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+    TW_ASSERT((dgamma == NULL) == (dbeta == NULL));
+}
+
+static void check_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx,
+                                    const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
+                                    const float *mean, const float *inv_std, const float *gamma,
+                                    const double *global_sums, double n_global) {
+    (void)be, (void)mean, (void)inv_std, (void)gamma, (void)global_sums;
+    check_bn_tensor(p, dx);
+    check_bn_tensor(p, dy);
+    check_bn_tensor(p, x);
+    check_bn_tensor(p, y);
+    TW_ASSERT(n_global >= 1.0);
+}
+
+static void check_bn_running_update(tw_backend *be, float *run_mean, float *run_var,
+                                    const double *stats, int c, float momentum, double unbias,
+                                    const int *skip) {
+    (void)be, (void)run_mean, (void)run_var, (void)stats, (void)momentum, (void)unbias, (void)skip;
+    TW_ASSERT(c >= 1);
+}
+
+static void check_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
+                                   const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
+                                   const float *gamma, const float *run_mean,
+                                   const float *run_var, float eps, int relu) {
+    (void)be, (void)gamma, (void)run_mean, (void)run_var, (void)eps;
+    check_same(dx, dy);
+    check_same(dx, x);
+    if (relu) check_same(dx, y);
+    TW_ASSERT((dgamma == NULL) == (dbeta == NULL));
+}
+
+static void check_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a,
+                                   const tw_tensor *b) {
+    (void)be;
+    check_same(y, a);
+    check_same(y, b);
+}
+
+static void check_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy,
+                                const tw_tensor *y) {
+    (void)be;
+    check_same(dx, dy);
+    check_same(dx, y);
+}
+
+static void check_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
+    check_add_relu_forward(be, y, a, b);
+}
+
+/* ---- the dispatch, one function per op of ops.def ---------------------------------------------- */
+
+#define TW_OP(ret, name, params, args) \
+    ret tw_##name params { return be->ops->name args; }
+#define TW_OP_VOID(name, params, args) \
+    void tw_##name params { be->ops->name args; }
+#define TW_OP_CHECKED(name, params, args) \
+    void tw_##name params {               \
+        check_##name args;                \
+        be->ops->name args;               \
+    }
+#define TW_OP_BY_HAND(ret, name, params, args)
+#include "backend/ops.def"
+
 void tw_backend_free(tw_backend *be) {
     if (be) be->ops->backend_free(be);
 }
 
-void tw_backend_describe(const tw_backend *be, char *buf, size_t n_bytes) {
-    be->ops->backend_describe(be, buf, n_bytes);
-}
-
-void tw_backend_sync(tw_backend *be) {
-    be->ops->backend_sync(be);
-}
-
 void *tw_backend_stream(tw_backend *be) {
-    return be->ops->stream ? be->ops->stream(be) : NULL;
-}
-
-void * tw_mem_alloc(tw_backend *be, size_t n_bytes) {
-    return be->ops->mem_alloc(be, n_bytes);
-}
-
-void tw_mem_free(tw_backend *be, void *p) {
-    be->ops->mem_free(be, p);
-}
-
-void tw_mem_zero(tw_backend *be, void *p, size_t n_bytes) {
-    be->ops->mem_zero(be, p, n_bytes);
-}
-
-void tw_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes) {
-    be->ops->mem_to_host(be, host, src, n_bytes);
-}
-
-void tw_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
-    be->ops->mem_from_host(be, dst, host, n_bytes);
-}
-
-void tw_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes) {
-    be->ops->mem_copy(be, dst, src, n_bytes);
+    return be->ops->backend_stream ? be->ops->backend_stream(be) : NULL;
 }
 
 void *tw_mem_host_alloc(tw_backend *be, size_t n_bytes) {
@@ -131,223 +256,21 @@ void tw_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t 
     else be->ops->mem_from_host(be, dst, host, n_bytes);
 }
 
-void tw_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {
-    be->ops->reorder(be, dst, src);
-}
-
-tw_status tw_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d, tw_err *err) {
-    return be->ops->conv_plan_make(be, out, d, err);
-}
-
-void tw_conv_plan_free(tw_backend *be, tw_conv_plan *p) {
-    be->ops->conv_plan_free(be, p);
-}
-
-void tw_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x, const float *w) {
-    be->ops->conv_forward(be, p, y, x, w);
-}
-
-void tw_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx, const tw_tensor *dy, const float *w) {
-    be->ops->conv_backward_data(be, p, dx, dy, w);
-}
-
-void tw_conv_backward_weights(tw_backend *be, tw_conv_plan *p, float *dw, const tw_tensor *dy, const tw_tensor *x) {
-    be->ops->conv_backward_weights(be, p, dw, dy, x);
-}
-
-tw_status tw_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_desc *d, tw_err *err) {
-    return be->ops->bn_plan_make(be, out, d, err);
-}
-
-void tw_bn_plan_free(tw_backend *be, tw_bn_plan *p) {
-    be->ops->bn_plan_free(be, p);
-}
-
-void tw_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean, float *save_var, void *ws, const tw_tensor *x, const float *gamma, const float *beta, float *run_mean, float *run_var) {
-    be->ops->bn_forward_train(be, p, y, save_mean, save_var, ws, x, gamma, beta, run_mean, run_var);
-}
-
-void tw_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *gamma, const float *beta, const float *run_mean, const float *run_var) {
-    be->ops->bn_forward_eval(be, p, y, x, gamma, beta, run_mean, run_var);
-}
-
-void tw_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const float *save_mean, const float *save_var, const void *ws, const float *gamma) {
-    be->ops->bn_backward(be, p, dx, dgamma, dbeta, dy, x, save_mean, save_var, ws, gamma);
-}
-
-/* A tensor of a BN plan's op: its shape, dtype and layout. */
-static void check_bn_tensor(const tw_bn_plan *p, const tw_tensor *t) {
-    const tw_tensor *r = &((const tw_plan_head *)p)->y;
-    TW_ASSERT(t && t->n == r->n && t->c == r->c && t->h == r->h && t->w == r->w);
-    TW_ASSERT(t->dtype == r->dtype && t->layout == r->layout);
-}
-
-void tw_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift) {
-    check_bn_tensor(p, x);
-    be->ops->bn_sums(be, p, sums, x, shift);
-}
-
-void tw_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad, const double *sums, const float *shift, int c, double n_global, float eps) {
-    TW_ASSERT(c >= 1 && n_global >= 1.0 && eps > 0.0f);
-    be->ops->bn_stats_finish(be, mean, inv_std, stats, bad, sums, shift, c, n_global, eps);
-}
-
-void tw_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x, const float *mean, const float *inv_std, const float *gamma, const float *beta) {
-    check_bn_tensor(p, x);
-    check_bn_tensor(p, y);
-    be->ops->bn_forward_stats(be, p, y, x, mean, inv_std, gamma, beta);
-}
-
-void tw_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta, int accumulate, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std) {
-    check_bn_tensor(p, dy);
-    check_bn_tensor(p, x);
-    check_bn_tensor(p, y);
-    TW_ASSERT((dgamma == NULL) == (dbeta == NULL));
-    be->ops->bn_backward_sums(be, p, sums, dgamma, dbeta, accumulate, dy, x, y, mean, inv_std);
-}
-
-void tw_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *mean, const float *inv_std, const float *gamma, const double *global_sums, double n_global) {
-    check_bn_tensor(p, dx);
-    check_bn_tensor(p, dy);
-    check_bn_tensor(p, x);
-    check_bn_tensor(p, y);
-    TW_ASSERT(n_global >= 1.0);
-    be->ops->bn_backward_stats(be, p, dx, dy, x, y, mean, inv_std, gamma, global_sums, n_global);
-}
-
-void tw_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c, float momentum, double unbias, const int *skip) {
-    TW_ASSERT(c >= 1);
-    be->ops->bn_running_update(be, run_mean, run_var, stats, c, momentum, unbias, skip);
-}
-
-void tw_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta, const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y, const float *gamma, const float *run_mean, const float *run_var, float eps, int relu) {
-    TW_ASSERT(!relu || y);
-    TW_ASSERT((dgamma == NULL) == (dbeta == NULL));
-    be->ops->bn_backward_eval(be, dx, dgamma, dbeta, dy, x, y, gamma, run_mean, run_var, eps, relu);
-}
-
-void tw_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
-    be->ops->add_relu_forward(be, y, a, b);
-}
-
-void tw_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y) {
-    be->ops->relu_backward(be, dx, dy, y);
-}
-
-void tw_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
-    be->ops->add(be, y, a, b);
-}
-
-tw_status tw_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c, int h, int w, tw_layout layout, tw_err *err) {
-    return be->ops->maxpool_plan_make(be, out, n, c, h, w, layout, err);
-}
-
-void tw_maxpool_plan_free(tw_backend *be, tw_pool_plan *p) {
-    be->ops->maxpool_plan_free(be, p);
-}
-
-void tw_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws, const tw_tensor *x) {
-    be->ops->maxpool_forward(be, p, y, ws, x);
-}
-
-void tw_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx, const tw_tensor *dy, const void *ws) {
-    be->ops->maxpool_backward(be, p, dx, dy, ws);
-}
-
-void tw_avgpool_forward(tw_backend *be, float *y, const tw_tensor *x) {
-    be->ops->avgpool_forward(be, y, x);
-}
-
-void tw_avgpool_backward(tw_backend *be, tw_tensor *dx, const float *dy) {
-    be->ops->avgpool_backward(be, dx, dy);
-}
-
-void tw_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    be->ops->gemm(be, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void tw_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n) {
-    be->ops->bias_forward(be, y, bias, m, n);
-}
-
-void tw_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n) {
-    be->ops->bias_backward(be, dbias, dy, m, n);
-}
-
-void tw_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems) {
-    be->ops->relu_forward_f32(be, y, x, n_elems);
-}
-
-void tw_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems) {
-    be->ops->relu_backward_f32(be, dx, dy, y, n_elems);
-}
-
-void tw_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems) {
-    be->ops->sigmoid_forward(be, y, x, n_elems);
-}
-
-void tw_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y, size_t n_elems) {
-    be->ops->sigmoid_backward(be, dx, dy, y, n_elems);
-}
-
-void tw_blend_forward(tw_backend *be, float *y, const float *g, const float *a, const float *b, size_t n_elems) {
-    be->ops->blend_forward(be, y, g, a, b, n_elems);
-}
-
-void tw_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy, const float *g, const float *a, const float *b, size_t n_elems) {
-    be->ops->blend_backward(be, dg, da, db, dy, g, a, b, n_elems);
-}
-
-double tw_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda) {
-    return be->ops->bt_loss(be, dc, c, d, lambda);
-}
-
-double tw_bce_logits(tw_backend *be, float *dlogits, const float *logits, const float *targets, int n, int k) {
-    return be->ops->bce_logits(be, dlogits, logits, targets, n, k);
-}
-
-tw_update_vals tw_adam_vals(const tw_adam_hparams *h, double lr, int64_t t) {
-    TW_ASSERT(t >= 1);
-    double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
-    return (tw_update_vals){(float)lr, (float)(lr / bc1), (float)sqrt(bc2),
-                            h->decoupled ? (float)(1.0 - lr * h->weight_decay) : 1.0f};
-}
-
-tw_update_vals tw_rate_vals(double lr) { return (tw_update_vals){(float)lr, 0.0f, 1.0f, 1.0f}; }
-
-void tw_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g, const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h, const tw_update_vals *vals, const int *skip) {
-    be->ops->adam_update(be, p, m, v, g, segs, n_segs, h, vals, skip);
-}
-
-void tw_lars_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h, const tw_update_vals *vals, const int *skip) {
-    be->ops->lars_update(be, p, mu, g, segs, n_segs, h, vals, skip);
-}
-
-void tw_sgd_update(tw_backend *be, float *p, float *mu, const float *g, const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h, const tw_update_vals *vals, const int *skip) {
-    be->ops->sgd_update(be, p, mu, g, segs, n_segs, h, vals, skip);
-}
-
-void tw_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad) {
-    be->ops->scale_check(be, x, n, a, bad);
-}
-
-double tw_read_flag(tw_backend *be, const int *flag) { return be->ops->read_flag(be, flag); }
-
 tw_status tw_backend_graph_begin(tw_backend *be, tw_err *err) {
-    if (!be->ops->graph_begin)
+    if (!be->ops->backend_graph_begin)
         return tw_err_set(err, TW_E_UNSUPPORTED, "%s backend: no graph recording",
                           be->device == TW_DEVICE_CPU ? "cpu" : "cuda");
-    return be->ops->graph_begin(be, err);
+    return be->ops->backend_graph_begin(be, err);
 }
 
 tw_status tw_backend_graph_end(tw_backend *be, tw_err *err) {
-    if (!be->ops->graph_end)
+    if (!be->ops->backend_graph_end)
         return tw_err_set(err, TW_E_UNSUPPORTED, "%s backend: no graph recording",
                           be->device == TW_DEVICE_CPU ? "cpu" : "cuda");
-    return be->ops->graph_end(be, err);
+    return be->ops->backend_graph_end(be, err);
 }
 
 void tw_backend_graph_replay(tw_backend *be, double *values, int n_values) {
-    TW_ASSERT(be->ops->graph_replay);   /* only after a successful tw_backend_graph_end */
-    be->ops->graph_replay(be, values, n_values);
+    TW_ASSERT(be->ops->backend_graph_replay);   /* only after a successful tw_backend_graph_end */
+    be->ops->backend_graph_replay(be, values, n_values);
 }

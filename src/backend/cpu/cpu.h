@@ -85,16 +85,9 @@ void tw_cpu_prim_destroy(tw_cpu_prim *p);
 /* The oneDNN implementation name ("brg:avx512_core", "ref:any", ...). */
 const char *tw_cpu_pd_impl(const_dnnl_primitive_desc_t pd);
 
-/* ---- the ops, one group per file ---------------------------------------------------------- */
+/* ---- helpers shared by the op files ----------------------------------------------------------- */
 
 /* mem.c */
-void *tw_cpu_mem_alloc(tw_backend *be, size_t n_bytes);
-void tw_cpu_mem_free(tw_backend *be, void *p);
-void tw_cpu_mem_zero(tw_backend *be, void *p, size_t n_bytes);
-void tw_cpu_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes);
-void tw_cpu_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes);
-void tw_cpu_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes);
-void tw_cpu_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);
 void tw_cpu_reorder_cache_free(tw_cpu_backend *be);
 
 /* layout.c. A speed rank from an implementation name: 0 reference, 1 GEMM-based, 2 and up by
@@ -131,105 +124,15 @@ static inline tw_cpu_geom tw_cpu_geom_of(const tw_tensor *t) {
     return g;
 }
 
-/* conv.c */
-tw_status tw_cpu_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d,
-                                tw_err *err);
-void tw_cpu_conv_plan_free(tw_backend *be, tw_conv_plan *p);
-void tw_cpu_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,
-                         const float *w);
-void tw_cpu_conv_backward_data(tw_backend *be, tw_conv_plan *p, tw_tensor *dx,
-                               const tw_tensor *dy, const float *w);
-void tw_cpu_conv_backward_weights(tw_backend *be, tw_conv_plan *p, float *dw,
-                                  const tw_tensor *dy, const tw_tensor *x);
-
-/* bn.c */
-tw_status tw_cpu_bn_plan_make(tw_backend *be, tw_bn_plan **out, const tw_bn_desc *d, tw_err *err);
-void tw_cpu_bn_plan_free(tw_backend *be, tw_bn_plan *p);
-void tw_cpu_bn_forward_train(tw_backend *be, tw_bn_plan *p, tw_tensor *y, float *save_mean,
-                             float *save_var, void *ws, const tw_tensor *x, const float *gamma,
-                             const float *beta, float *run_mean, float *run_var);
-void tw_cpu_bn_forward_eval(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
-                            const float *gamma, const float *beta, const float *run_mean,
-                            const float *run_var);
-void tw_cpu_bn_backward(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, float *dgamma,
-                        float *dbeta, const tw_tensor *dy, const tw_tensor *x,
-                        const float *save_mean, const float *save_var, const void *ws,
-                        const float *gamma);
-
-/* eltwise.c */
-void tw_cpu_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
-void tw_cpu_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy, const tw_tensor *y);
-void tw_cpu_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b);
-
-/* bn_sync.c: batch norm with statistics from outside (backend.h: tw_bn_sums ...). */
+/* bn_sync.c: the plan facts its loops need. */
 int tw_cpu_bn_plan_relu(const tw_bn_plan *p);
 /* The plan's scratch for 4 x n_ch per-channel floats (n_ch: the padded channel count). */
 float *tw_cpu_bn_plan_coefs(tw_bn_plan *p, int n_ch);
-void tw_cpu_bn_sums(tw_backend *be, tw_bn_plan *p, double *sums, const tw_tensor *x, const float *shift);
-void tw_cpu_bn_stats_finish(tw_backend *be, float *mean, float *inv_std, double *stats, int *bad,
-                            const double *sums, const float *shift, int c, double n_global, float eps);
-void tw_cpu_bn_forward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *y, const tw_tensor *x,
-                             const float *mean, const float *inv_std, const float *gamma,
-                             const float *beta);
-void tw_cpu_bn_backward_sums(tw_backend *be, tw_bn_plan *p, double *sums, float *dgamma, float *dbeta,
-                             int accumulate, const tw_tensor *dy, const tw_tensor *x,
-                             const tw_tensor *y, const float *mean, const float *inv_std);
-void tw_cpu_bn_backward_stats(tw_backend *be, tw_bn_plan *p, tw_tensor *dx, const tw_tensor *dy,
-                              const tw_tensor *x, const tw_tensor *y, const float *mean,
-                              const float *inv_std, const float *gamma, const double *global_sums,
-                              double n_global);
-void tw_cpu_bn_running_update(tw_backend *be, float *run_mean, float *run_var, const double *stats, int c,
-                              float momentum, double unbias, const int *skip);
 
-/* act.c */
-void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
-                             const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
-                             const float *gamma, const float *run_mean, const float *run_var,
-                             float eps, int relu);
-void tw_cpu_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems);
-void tw_cpu_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y,
-                              size_t n_elems);
-void tw_cpu_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems);
-void tw_cpu_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y,
-                             size_t n_elems);
-void tw_cpu_blend_forward(tw_backend *be, float *y, const float *g, const float *a,
-                          const float *b, size_t n_elems);
-void tw_cpu_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy,
-                           const float *g, const float *a, const float *b, size_t n_elems);
+/* ---- the ops (backend/ops.def), one group per file: mem.c, conv.c, bn.c, bn_sync.c, act.c,
+ * eltwise.c, pool.c, dense.c, loss.c, optim.c; cpu_backend.c has the lifetime ones ---------- */
 
-/* pool.c */
-tw_status tw_cpu_maxpool_plan_make(tw_backend *be, tw_pool_plan **out, int n, int c, int h,
-                                   int w, tw_layout layout, tw_err *err);
-void tw_cpu_maxpool_plan_free(tw_backend *be, tw_pool_plan *p);
-void tw_cpu_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws,
-                            const tw_tensor *x);
-void tw_cpu_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx,
-                             const tw_tensor *dy, const void *ws);
-void tw_cpu_avgpool_forward(tw_backend *be, float *y, const tw_tensor *x);
-void tw_cpu_avgpool_backward(tw_backend *be, tw_tensor *dx, const float *dy);
-
-/* dense.c */
-void tw_cpu_gemm(tw_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha,
-                 const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
-void tw_cpu_bias_forward(tw_backend *be, float *y, const float *bias, int m, int n);
-void tw_cpu_bias_backward(tw_backend *be, float *dbias, const float *dy, int m, int n);
-
-/* loss.c */
-double tw_cpu_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda);
-double tw_cpu_bce_logits(tw_backend *be, float *dlogits, const float *logits,
-                         const float *targets, int n, int k);
-
-/* optim.c */
-void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h,
-                        const tw_update_vals *vals, const int *skip);
-void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h,
-                        const tw_update_vals *vals, const int *skip);
-void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
-                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h,
-                       const tw_update_vals *vals, const int *skip);
-void tw_cpu_scale_check(tw_backend *be, float *x, size_t n, float a, int *bad);
-double tw_cpu_read_flag(tw_backend *be, const int *flag);
+#define TW_OP(ret, name, params, args) ret tw_cpu_##name params;
+#include "backend/ops.def"
 
 #endif

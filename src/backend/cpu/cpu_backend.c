@@ -60,7 +60,7 @@ static int pick_threads(void) {
     return n;
 }
 
-static void cpu_free(tw_backend *base) {
+void tw_cpu_backend_free(tw_backend *base) {
     tw_cpu_backend *be = tw_cpu_be(base);
     tw_cpu_reorder_cache_free(be);
     tw_cpu_mem_free(base, be->scratch);
@@ -69,70 +69,20 @@ static void cpu_free(tw_backend *base) {
     free(be);
 }
 
-static void cpu_describe(const tw_backend *base, char *buf, size_t n_bytes) {
+void tw_cpu_backend_describe(const tw_backend *base, char *buf, size_t n_bytes) {
     const tw_cpu_backend *be = (const tw_cpu_backend *)base;
     snprintf(buf, n_bytes, "cpu isa=%s threads=%d precision=%s native_bf16=%s",
              isa_name(be->isa), be->n_threads, base->act_dtype == TW_BF16 ? "bf16" : "fp32",
              be->native_bf16 ? "yes" : "no");
 }
 
-static void cpu_sync(tw_backend *base) {
+void tw_cpu_backend_sync(tw_backend *base) {
     TW_CHECK_DNNL(dnnl_stream_wait(tw_cpu_be(base)->stream));
 }
 
 static const tw_backend_ops cpu_ops = {
-    .backend_free = cpu_free,
-    .backend_describe = cpu_describe,
-    .backend_sync = cpu_sync,
-    .mem_alloc = tw_cpu_mem_alloc,
-    .mem_free = tw_cpu_mem_free,
-    .mem_zero = tw_cpu_mem_zero,
-    .mem_to_host = tw_cpu_mem_to_host,
-    .mem_from_host = tw_cpu_mem_from_host,
-    .mem_copy = tw_cpu_mem_copy,
-    .reorder = tw_cpu_reorder,
-    .conv_plan_make = tw_cpu_conv_plan_make,
-    .conv_plan_free = tw_cpu_conv_plan_free,
-    .conv_forward = tw_cpu_conv_forward,
-    .conv_backward_data = tw_cpu_conv_backward_data,
-    .conv_backward_weights = tw_cpu_conv_backward_weights,
-    .bn_plan_make = tw_cpu_bn_plan_make,
-    .bn_plan_free = tw_cpu_bn_plan_free,
-    .bn_forward_train = tw_cpu_bn_forward_train,
-    .bn_forward_eval = tw_cpu_bn_forward_eval,
-    .bn_backward = tw_cpu_bn_backward,
-    .bn_sums = tw_cpu_bn_sums,
-    .bn_stats_finish = tw_cpu_bn_stats_finish,
-    .bn_forward_stats = tw_cpu_bn_forward_stats,
-    .bn_backward_sums = tw_cpu_bn_backward_sums,
-    .bn_backward_stats = tw_cpu_bn_backward_stats,
-    .bn_running_update = tw_cpu_bn_running_update,
-    .add_relu_forward = tw_cpu_add_relu_forward,
-    .relu_backward = tw_cpu_relu_backward,
-    .add = tw_cpu_add,
-    .maxpool_plan_make = tw_cpu_maxpool_plan_make,
-    .maxpool_plan_free = tw_cpu_maxpool_plan_free,
-    .maxpool_forward = tw_cpu_maxpool_forward,
-    .maxpool_backward = tw_cpu_maxpool_backward,
-    .avgpool_forward = tw_cpu_avgpool_forward,
-    .avgpool_backward = tw_cpu_avgpool_backward,
-    .gemm = tw_cpu_gemm,
-    .bias_forward = tw_cpu_bias_forward,
-    .bias_backward = tw_cpu_bias_backward,
-    .bt_loss = tw_cpu_bt_loss,
-    .bce_logits = tw_cpu_bce_logits,
-    .adam_update = tw_cpu_adam_update,
-    .lars_update = tw_cpu_lars_update,
-    .sgd_update = tw_cpu_sgd_update,
-    .scale_check = tw_cpu_scale_check,
-    .read_flag = tw_cpu_read_flag,
-    .bn_backward_eval = tw_cpu_bn_backward_eval,
-    .relu_forward_f32 = tw_cpu_relu_forward_f32,
-    .relu_backward_f32 = tw_cpu_relu_backward_f32,
-    .sigmoid_forward = tw_cpu_sigmoid_forward,
-    .sigmoid_backward = tw_cpu_sigmoid_backward,
-    .blend_forward = tw_cpu_blend_forward,
-    .blend_backward = tw_cpu_blend_backward,
+#define TW_OP(ret, name, params, args) .name = tw_cpu_##name,
+#include "backend/ops.def"
 };
 
 tw_status tw_cpu_backend_create(tw_backend **out, tw_precision prec, tw_err *err) {

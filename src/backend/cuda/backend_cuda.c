@@ -60,7 +60,7 @@ void tw_cuda_ws_reserve(tw_cuda_backend *cb, size_t n_bytes) {
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
-static void cuda_backend_free(tw_backend *be) {
+void tw_cuda_backend_free(tw_backend *be) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     if (cb->stream) cudaStreamSynchronize(cb->stream);
     if (cb->graph_exec) cudaGraphExecDestroy(cb->graph_exec);
@@ -83,28 +83,28 @@ static void cuda_backend_free(tw_backend *be) {
     free(cb);
 }
 
-static void cuda_backend_describe(const tw_backend *be, char *buf, size_t n_bytes) {
+void tw_cuda_backend_describe(const tw_backend *be, char *buf, size_t n_bytes) {
     const tw_cuda_backend *cb = (const tw_cuda_backend *)be;
     snprintf(buf, n_bytes, "cuda device=%d %s sm_%d%d sms=%d precision=%s", cb->device, cb->name,
              cb->cc_major, cb->cc_minor, cb->n_sms, cb->bf16 ? "bf16" : "fp32");
 }
 
-static void cuda_backend_sync(tw_backend *be) {
+void tw_cuda_backend_sync(tw_backend *be) {
     TW_CHECK_CUDA(cudaStreamSynchronize(tw_cuda_of(be)->stream));
 }
 
-static void *cuda_backend_stream(tw_backend *be) { return tw_cuda_of(be)->stream; }
+void *tw_cuda_backend_stream(tw_backend *be) { return tw_cuda_of(be)->stream; }
 
 /* ---- memory: device memory, ordered on the compute stream ------------------------------------ */
 
-static void *cuda_mem_alloc(tw_backend *be, size_t n_bytes) {
+void *tw_cuda_mem_alloc(tw_backend *be, size_t n_bytes) {
     void *p = NULL;
     TW_ASSERT(!tw_cuda_of(be)->recording);
     TW_CHECK_CUDA(cudaMalloc(&p, n_bytes ? n_bytes : 1));   /* 256-byte aligned */
     return p;
 }
 
-static void cuda_mem_free(tw_backend *be, void *p) {
+void tw_cuda_mem_free(tw_backend *be, void *p) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     TW_ASSERT(!cb->recording);
     if (!p) return;
@@ -112,38 +112,38 @@ static void cuda_mem_free(tw_backend *be, void *p) {
     TW_CHECK_CUDA(cudaFree(p));
 }
 
-static void cuda_mem_zero(tw_backend *be, void *p, size_t n_bytes) {
+void tw_cuda_mem_zero(tw_backend *be, void *p, size_t n_bytes) {
     TW_CHECK_CUDA(cudaMemsetAsync(p, 0, n_bytes, tw_cuda_of(be)->stream));
 }
 
-static void cuda_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes) {
+void tw_cuda_mem_to_host(tw_backend *be, void *host, const void *src, size_t n_bytes) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     TW_ASSERT(!cb->recording);
     TW_CHECK_CUDA(cudaMemcpyAsync(host, src, n_bytes, cudaMemcpyDeviceToHost, cb->stream));
     TW_CHECK_CUDA(cudaStreamSynchronize(cb->stream));
 }
 
-static void cuda_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
+void tw_cuda_mem_from_host(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     TW_ASSERT(!cb->recording);
     TW_CHECK_CUDA(cudaMemcpyAsync(dst, host, n_bytes, cudaMemcpyHostToDevice, cb->stream));
     TW_CHECK_CUDA(cudaStreamSynchronize(cb->stream));   /* the caller may reuse host at once */
 }
 
-static void cuda_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes) {
+void tw_cuda_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes) {
     TW_CHECK_CUDA(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyDeviceToDevice,
                                   tw_cuda_of(be)->stream));
 }
 
 /* Pinned, so that cudaMemcpyAsync from it is a true DMA that overlaps the compute. */
-static void *cuda_mem_host_alloc(tw_backend *be, size_t n_bytes) {
+void *tw_cuda_mem_host_alloc(tw_backend *be, size_t n_bytes) {
     void *p = NULL;
     TW_ASSERT(!tw_cuda_of(be)->recording);
     TW_CHECK_CUDA(cudaMallocHost(&p, n_bytes ? n_bytes : 1));
     return p;
 }
 
-static void cuda_mem_host_free(tw_backend *be, void *p) {
+void tw_cuda_mem_host_free(tw_backend *be, void *p) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     TW_ASSERT(!cb->recording);
     if (!p) return;
@@ -151,7 +151,7 @@ static void cuda_mem_host_free(tw_backend *be, void *p) {
     TW_CHECK_CUDA(cudaFreeHost(p));
 }
 
-static void cuda_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
+void tw_cuda_mem_from_host_async(tw_backend *be, void *dst, const void *host, size_t n_bytes) {
     TW_CHECK_CUDA(cudaMemcpyAsync(dst, host, n_bytes, cudaMemcpyHostToDevice,
                                   tw_cuda_of(be)->stream));
 }
@@ -168,7 +168,7 @@ static void graph_drop(tw_cuda_backend *cb) {
     cb->n_ws_retired = 0;
 }
 
-static tw_status cuda_graph_begin(tw_backend *be, tw_err *err) {
+tw_status tw_cuda_backend_graph_begin(tw_backend *be, tw_err *err) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     if (cb->recording)
         return tw_err_set(err, TW_E_USAGE, "cuda graph: begin while already recording");
@@ -184,7 +184,7 @@ static tw_status cuda_graph_begin(tw_backend *be, tw_err *err) {
     return TW_OK;
 }
 
-static tw_status cuda_graph_end(tw_backend *be, tw_err *err) {
+tw_status tw_cuda_backend_graph_end(tw_backend *be, tw_err *err) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     if (!cb->recording) return tw_err_set(err, TW_E_USAGE, "cuda graph: end without begin");
     int n_vals = cb->n_recorded_vals;
@@ -216,7 +216,7 @@ static tw_status cuda_graph_end(tw_backend *be, tw_err *err) {
     return TW_OK;
 }
 
-static void cuda_graph_replay(tw_backend *be, double *values, int n_values) {
+void tw_cuda_backend_graph_replay(tw_backend *be, double *values, int n_values) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     TW_ASSERT(cb->graph_exec && !cb->recording);
     TW_ASSERT(n_values == cb->graph_n_vals);
@@ -229,65 +229,9 @@ static void cuda_graph_replay(tw_backend *be, double *values, int n_values) {
 /* ---- the table ------------------------------------------------------------------------------- */
 
 static const tw_backend_ops cuda_ops = {
-    .backend_free = cuda_backend_free,
-    .backend_describe = cuda_backend_describe,
-    .backend_sync = cuda_backend_sync,
-    .mem_alloc = cuda_mem_alloc,
-    .mem_free = cuda_mem_free,
-    .mem_zero = cuda_mem_zero,
-    .mem_to_host = cuda_mem_to_host,
-    .mem_from_host = cuda_mem_from_host,
-    .mem_copy = cuda_mem_copy,
-    .reorder = tw_cuda_reorder,
-    .conv_plan_make = tw_cuda_conv_plan_make,
-    .conv_plan_free = tw_cuda_conv_plan_free,
-    .conv_forward = tw_cuda_conv_forward,
-    .conv_backward_data = tw_cuda_conv_backward_data,
-    .conv_backward_weights = tw_cuda_conv_backward_weights,
-    .bn_plan_make = tw_cuda_bn_plan_make,
-    .bn_plan_free = tw_cuda_bn_plan_free,
-    .bn_forward_train = tw_cuda_bn_forward_train,
-    .bn_forward_eval = tw_cuda_bn_forward_eval,
-    .bn_backward = tw_cuda_bn_backward,
-    .bn_sums = tw_cuda_bn_sums,
-    .bn_stats_finish = tw_cuda_bn_stats_finish,
-    .bn_forward_stats = tw_cuda_bn_forward_stats,
-    .bn_backward_sums = tw_cuda_bn_backward_sums,
-    .bn_backward_stats = tw_cuda_bn_backward_stats,
-    .bn_running_update = tw_cuda_bn_running_update,
-    .add_relu_forward = tw_cuda_add_relu_forward,
-    .relu_backward = tw_cuda_relu_backward,
-    .add = tw_cuda_add,
-    .maxpool_plan_make = tw_cuda_maxpool_plan_make,
-    .maxpool_plan_free = tw_cuda_maxpool_plan_free,
-    .maxpool_forward = tw_cuda_maxpool_forward,
-    .maxpool_backward = tw_cuda_maxpool_backward,
-    .avgpool_forward = tw_cuda_avgpool_forward,
-    .avgpool_backward = tw_cuda_avgpool_backward,
-    .gemm = tw_cuda_gemm,
-    .bias_forward = tw_cuda_bias_forward,
-    .bias_backward = tw_cuda_bias_backward,
-    .bt_loss = tw_cuda_bt_loss,
-    .bce_logits = tw_cuda_bce_logits,
-    .adam_update = tw_cuda_adam_update,
-    .lars_update = tw_cuda_lars_update,
-    .sgd_update = tw_cuda_sgd_update,
-    .scale_check = tw_cuda_scale_check,
-    .read_flag = tw_cuda_read_flag,
-    .bn_backward_eval = tw_cuda_bn_backward_eval,
-    .relu_forward_f32 = tw_cuda_relu_forward_f32,
-    .relu_backward_f32 = tw_cuda_relu_backward_f32,
-    .sigmoid_forward = tw_cuda_sigmoid_forward,
-    .sigmoid_backward = tw_cuda_sigmoid_backward,
-    .blend_forward = tw_cuda_blend_forward,
-    .blend_backward = tw_cuda_blend_backward,
-    .graph_begin = cuda_graph_begin,
-    .graph_end = cuda_graph_end,
-    .graph_replay = cuda_graph_replay,
-    .stream = cuda_backend_stream,
-    .mem_host_alloc = cuda_mem_host_alloc,
-    .mem_host_free = cuda_mem_host_free,
-    .mem_from_host_async = cuda_mem_from_host_async,
+#define TW_OP(ret, name, params, args) .name = tw_cuda_##name,
+#define TW_OP_OPTIONAL(ret, name, params, args) .name = tw_cuda_##name,
+#include "backend/ops.def"
 };
 
 /* Setup failures are the machine's (driver, device index), so they come back as a status. */
@@ -360,6 +304,6 @@ tw_status tw_cuda_backend_create(tw_backend **out, tw_precision prec, int device
     *out = &cb->base;
     cb = NULL;
 done:
-    if (cb) cuda_backend_free(&cb->base);
+    if (cb) tw_cuda_backend_free(&cb->base);
     return st;
 }

@@ -18,15 +18,8 @@ static int is_nhwc(const tw_tensor *t) {
     return t->layout == TW_LAYOUT_NHWC;
 }
 
-static void check_same(const tw_tensor *a, const tw_tensor *b) {
-    TW_ASSERT(a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w);
-    TW_ASSERT(a->dtype == b->dtype && a->layout == b->layout);
-    (void)is_nhwc(a);
-}
-
 void tw_cuda_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    TW_ASSERT(dst->n == src->n && dst->c == src->c && dst->h == src->h && dst->w == src->w);
     size_t n = n_elems_of(dst);
     TW_CHECK_CUDA(tw_k_reorder(cb->stream, tw_cuda_grid(cb, n), dst->data, is_bf16(dst),
                                is_nhwc(dst), src->data, is_bf16(src), is_nhwc(src), dst->n,
@@ -36,8 +29,7 @@ void tw_cuda_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {
 void tw_cuda_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a,
                               const tw_tensor *b) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_same(y, a);
-    check_same(y, b);
+    (void)is_nhwc(y);   /* the dispatch checked that a and b agree with y */
     size_t n = n_elems_of(y);
     TW_CHECK_CUDA(tw_k_add(cb->stream, tw_cuda_grid(cb, n), y->data, a->data, b->data, n,
                            is_bf16(y), 1));
@@ -47,8 +39,7 @@ void tw_cuda_add_relu_forward(tw_backend *be, tw_tensor *y, const tw_tensor *a,
 void tw_cuda_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy,
                            const tw_tensor *y) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_same(dx, dy);
-    check_same(dx, y);
+    (void)is_nhwc(dx);   /* the dispatch checked that dy and y agree with dx */
     size_t n = n_elems_of(dx);
     TW_CHECK_CUDA(tw_k_relu_backward(cb->stream, tw_cuda_grid(cb, n), dx->data, dy->data, y->data,
                                      n, is_bf16(dx)));
@@ -56,8 +47,7 @@ void tw_cuda_relu_backward(tw_backend *be, tw_tensor *dx, const tw_tensor *dy,
 
 void tw_cuda_add(tw_backend *be, tw_tensor *y, const tw_tensor *a, const tw_tensor *b) {
     tw_cuda_backend *cb = tw_cuda_of(be);
-    check_same(y, a);
-    check_same(y, b);
+    (void)is_nhwc(y);   /* the dispatch checked that a and b agree with y */
     size_t n = n_elems_of(y);
     TW_CHECK_CUDA(tw_k_add(cb->stream, tw_cuda_grid(cb, n), y->data, a->data, b->data, n,
                            is_bf16(y), 0));
