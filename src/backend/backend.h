@@ -107,6 +107,8 @@ typedef struct tw_param_seg {
     size_t offset, n_elems;
     int is_1d;
 } tw_param_seg;
+/* A table of segments made into a backend-owned plan once (tw_update_plan_make in ops.def). */
+typedef struct tw_update_plan tw_update_plan;
 
 /* What changes from step to step in an update, in backend memory: the update ops read it there
  * (never from the host), so a recorded step takes each replay's values (tw_backend_graph_begin).

@@ -1,7 +1,8 @@
 /* The optimizer object of optim.h: splits the segments into groups of one rate each — weights and
  * 1-D parameters (two rates, as the official Barlow Twins param_groups), times each segment's
- * factor (a fine-tuned backbone's lower rate) — keeps the moments in one backend buffer, applies
- * the schedule and calls the backend's update kernels once per group. */
+ * factor (a fine-tuned backbone's lower rate), each made once into a backend update plan — keeps
+ * the moments in one backend buffer, applies the schedule and calls the backend's update kernels
+ * once per group. */
 #include "optim/optim.h"
 
 #include <math.h>
@@ -14,8 +15,8 @@ struct tw_optim {
     tw_backend *be;
     tw_optim_hparams h;
     tw_schedule sched;
-    tw_param_seg *segs;       /* grouped: segs[groups[g].first ..] share one rate */
-    struct { int first, n, is_1d; double scale; } *groups;
+    /* The groups of one rate each, each an update plan over its segments. */
+    struct { int n, is_1d; double scale; tw_update_plan *plan; } *groups;
     int n_groups;
     size_t n_params;
     float *state;             /* [n_state, n_params] in backend memory */
@@ -87,13 +88,15 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
             free(o);
             return tw_err_set(err, TW_E_RANGE, "optimizer: segment %d's rate factor must be > 0, got %g", i, lr_scale[i]);
         }
-    o->segs = malloc(sizeof *o->segs * (size_t)n_segs);
-    o->groups = malloc(sizeof *o->groups * (size_t)2 * n_segs);
-    if (!o->segs || !o->groups) {
-        free(o->segs);
-        free(o->groups);
-        free(o);
-        return tw_err_set(err, TW_E_NOMEM, "optimizer: out of memory");
+    o->be = be;
+    o->h = *h;
+    o->sched = *sched;
+    o->n_params = n_params;
+    tw_param_seg *placed = malloc(sizeof *placed * (size_t)n_segs);
+    o->groups = calloc((size_t)2 * n_segs, sizeof *o->groups);
+    if (!placed || !o->groups) {
+        st = tw_err_set(err, TW_E_NOMEM, "optimizer: out of memory");
+        goto done;
     }
     /* The groups: weights before 1-D segments, each kind by factor in order of first appearance. */
     for (int pass = 0; pass < 2; pass++)
@@ -103,26 +106,21 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
             int g = 0;
             while (g < o->n_groups && !(o->groups[g].is_1d == pass && o->groups[g].scale == scale)) g++;
             if (g == o->n_groups) {
-                o->groups[g].first = o->groups[g].n = 0;
                 o->groups[g].is_1d = pass;
                 o->groups[g].scale = scale;
                 o->n_groups++;
             }
         }
-    /* The segments laid out group by group. */
-    int n_placed = 0;
+    /* Each group's segments, in order, made into its plan. */
     for (int g = 0; g < o->n_groups; g++) {
-        o->groups[g].first = n_placed;
+        int n = 0;
         for (int s = 0; s < n_segs; s++)
-            if (segs[s].is_1d == o->groups[g].is_1d && (lr_scale ? lr_scale[s] : 1.0) == o->groups[g].scale) {
-                o->segs[n_placed++] = segs[s];
-                o->groups[g].n++;
-            }
+            if (segs[s].is_1d == o->groups[g].is_1d && (lr_scale ? lr_scale[s] : 1.0) == o->groups[g].scale)
+                placed[n++] = segs[s];
+        o->groups[g].n = n;
+        st = tw_update_plan_make(be, &o->groups[g].plan, placed, n, err);
+        if (st != TW_OK) goto done;
     }
-    o->be = be;
-    o->h = *h;
-    o->sched = *sched;
-    o->n_params = n_params;
     o->n_state = is_adam(h) ? 2 : 1;
     size_t n_bytes = sizeof(float) * n_params * (size_t)o->n_state;
     o->state = tw_mem_alloc(be, n_bytes);
@@ -130,15 +128,20 @@ tw_status tw_optim_create_scaled(tw_optim **out, tw_backend *be, const tw_param_
     o->vals_host = tw_mem_host_alloc(be, sizeof *o->vals_host * (size_t)o->n_groups);
     o->vals = tw_mem_alloc(be, sizeof *o->vals * (size_t)o->n_groups);
     *out = o;
-    return TW_OK;
+    o = NULL;
+done:
+    free(placed);
+    tw_optim_free(o);
+    return st;
 }
 
 void tw_optim_free(tw_optim *o) {
     if (!o) return;
-    tw_mem_free(o->be, o->state);
-    tw_mem_host_free(o->be, o->vals_host);
-    tw_mem_free(o->be, o->vals);
-    free(o->segs);
+    if (o->state) tw_mem_free(o->be, o->state);
+    if (o->vals_host) tw_mem_host_free(o->be, o->vals_host);
+    if (o->vals) tw_mem_free(o->be, o->vals);
+    for (int g = 0; o->groups && g < o->n_groups; g++)
+        if (o->groups[g].plan) tw_update_plan_free(o->be, o->groups[g].plan);
     free(o->groups);
     free(o);
 }
@@ -159,25 +162,24 @@ static tw_update_vals group_vals(const tw_optim *o, double lr) {
 }
 
 /* One group of segments (weights or 1-D) with its values vals (backend memory). */
-static void update_group(tw_optim *o, float *p, const float *g, const tw_param_seg *segs, int n,
+static void update_group(tw_optim *o, float *p, const float *g, tw_update_plan *plan,
                          const tw_update_vals *vals, const int *skip) {
-    if (!n) return;
     const tw_optim_hparams *h = &o->h;
     switch (h->kind) {
     case TW_OPTIM_KIND_ADAM:
     case TW_OPTIM_KIND_ADAMW: {
         tw_adam_hparams a = adam_of(h);
-        tw_adam_update(o->be, p, o->state, o->state + o->n_params, g, segs, n, &a, vals, skip);
+        tw_adam_update(o->be, plan, p, o->state, o->state + o->n_params, g, &a, vals, skip);
         return;
     }
     case TW_OPTIM_KIND_LARS: {
         tw_lars_hparams l = {(float)h->momentum, (float)h->weight_decay, (float)h->eta};
-        tw_lars_update(o->be, p, o->state, g, segs, n, &l, vals, skip);
+        tw_lars_update(o->be, plan, p, o->state, g, &l, vals, skip);
         return;
     }
     case TW_OPTIM_KIND_SGD: {
         tw_sgd_hparams s = {(float)h->momentum, (float)h->weight_decay, h->nesterov};
-        tw_sgd_update(o->be, p, o->state, g, segs, n, &s, vals, skip);
+        tw_sgd_update(o->be, plan, p, o->state, g, &s, vals, skip);
         return;
     }
     }
@@ -195,7 +197,7 @@ double tw_optim_advance(tw_optim *o) {
 void tw_optim_queue(tw_optim *o, float *params, const float *grads, const int *skip) {
     tw_mem_from_host_async(o->be, o->vals, o->vals_host, sizeof *o->vals * (size_t)o->n_groups);
     for (int g = 0; g < o->n_groups; g++)
-        update_group(o, params, grads, o->segs + o->groups[g].first, o->groups[g].n, o->vals + g, skip);
+        update_group(o, params, grads, o->groups[g].plan, o->vals + g, skip);
 }
 
 double tw_optim_step(tw_optim *o, float *params, const float *grads, const int *skip) {

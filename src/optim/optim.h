@@ -27,7 +27,8 @@ typedef struct tw_optim_hparams {
 
 typedef struct tw_optim tw_optim;
 
-/* segs describe the n_params floats of the parameter (and gradient) buffer; they are copied.
+/* segs describe the n_params floats of the parameter (and gradient) buffer; they are made into
+ * the backend's update plans (one per rate group) here, never during a step.
  * The state starts at zero and the step counter at 0. Bad hyper-parameters are a status naming
  * the field; segments outside the buffer are a bug (TW_ASSERT). */
 tw_status tw_optim_create(tw_optim **out, tw_backend *be, const tw_param_seg *segs, int n_segs,

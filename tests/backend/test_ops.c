@@ -471,14 +471,25 @@ static int test_scale_and_segments(tw_backend *be) {
      * gradient and zero decay does not move. */
     float p[6] = {1, 2, 3, 4, 5, 6}, mu[6] = {0}, g[6] = {1, 1, 1, 0, 0, 0};
     tw_param_seg segs[2] = {{0, 3, 1}, {3, 3, 0}};
+    tw_update_plan *plan_1d = NULL, *plan_2d = NULL;
+    tw_err err = {0};
+    if (tw_update_plan_make(be, &plan_1d, segs, 1, &err) != TW_OK ||
+        tw_update_plan_make(be, &plan_2d, segs + 1, 1, &err) != TW_OK) {
+        printf("FAIL update plan: %s\n", err.msg);
+        return 0;
+    }
+    /* A plan holds its own copy of the table: the caller's may change after. */
+    segs[0] = segs[1];
     tw_lars_hparams lh = {0.9f, 0.5f, 0.001f};
     tw_update_vals lr = tw_rate_vals(0.1);
-    tw_lars_update(be, p, mu, g, segs, 1, &lh, &lr, NULL);
+    tw_lars_update(be, plan_1d, p, mu, g, &lh, &lr, NULL);
     float wp[6] = {0.9f, 1.9f, 2.9f, 4, 5, 6};
     ok &= tb_close("lars 1-D segment: no wd, q = 1", p, wp, 6, 1e-7, 0);
     tw_sgd_hparams sh = {0.0f, 0.0f, 0};
-    tw_sgd_update(be, p, mu, g, segs + 1, 1, &sh, &lr, NULL);
+    tw_sgd_update(be, plan_2d, p, mu, g, &sh, &lr, NULL);
     ok &= tb_close("sgd zero gradient leaves p", p, wp, 6, 0, 0);
+    tw_update_plan_free(be, plan_1d);
+    tw_update_plan_free(be, plan_2d);
     return ok;
 }
 

@@ -151,26 +151,33 @@ static int opt_case(tw_backend *be, tb_ref *r, const char *name) {
     memcpy(p, get(r, "opt", "w0", NW), NW * sizeof(float));
     memcpy(p + NW, get(r, "opt", "b0", NB), NB * sizeof(float));
     const tw_param_seg segs[2] = {{0, NW, 0}, {NW, NB, 1}};
+    tw_update_plan *plan = NULL;
+    tw_err err = {0};
+    if (tw_update_plan_make(be, &plan, segs, 2, &err) != TW_OK) {
+        printf("FAIL update plan: %s\n", err.msg);
+        return 0;
+    }
     for (int t = 0; t < STEPS; t++) {
         grads_of(r, t, g);
         if (strcmp(name, "adam") == 0) {
             tw_adam_hparams h = {0.9, 0.999, 1e-8, 0.05, 0};
             tw_update_vals vals = tw_adam_vals(&h, 0.01, t + 1);
-            tw_adam_update(be, p, m, v, g, segs, 2, &h, &vals, NULL);
+            tw_adam_update(be, plan, p, m, v, g, &h, &vals, NULL);
         } else if (strcmp(name, "adamw") == 0) {
             tw_adam_hparams h = {0.8, 0.99, 1e-6, 0.1, 1};
             tw_update_vals vals = tw_adam_vals(&h, 0.01, t + 1);
-            tw_adam_update(be, p, m, v, g, segs, 2, &h, &vals, NULL);
+            tw_adam_update(be, plan, p, m, v, g, &h, &vals, NULL);
         } else if (strcmp(name, "sgd") == 0 || strcmp(name, "sgd_nesterov") == 0) {
             tw_sgd_hparams h = {0.9f, 1e-3f, strcmp(name, "sgd_nesterov") == 0};
             tw_update_vals vals = tw_rate_vals(0.05);
-            tw_sgd_update(be, p, m, g, segs, 2, &h, &vals, NULL);
+            tw_sgd_update(be, plan, p, m, g, &h, &vals, NULL);
         } else {
             tw_lars_hparams h = {0.9f, 0.05f, 0.001f};   /* wd large enough to matter */
             tw_update_vals vals = tw_rate_vals(0.2);
-            tw_lars_update(be, p, m, g, segs, 2, &h, &vals, NULL);
+            tw_lars_update(be, plan, p, m, g, &h, &vals, NULL);
         }
     }
+    tw_update_plan_free(be, plan);
     char what[96];
     int ok = 1;
     snprintf(what, sizeof what, "torch %s weight after %d steps", name, STEPS);

@@ -736,6 +736,13 @@ static void check_optim(ctx *t) {
             float *g = tw_mem_alloc(be, n * sizeof(float));
             tw_update_vals *vals = tw_mem_alloc(be, sizeof *vals);
             int *skip = tw_mem_alloc(be, sizeof(int));
+            tw_update_plan *plan = NULL;
+            tw_err err = {0};
+            if (tw_update_plan_make(be, &plan, segs, 3, &err) != TW_OK) {
+                printf("FAIL %s: update plan: %s\n", names[kind], err.msg);
+                t->n_fail++;
+                return;
+            }
             /* Steps 1-3, then a 4th with the skip flag raised, which must change nothing. */
             for (int step = 1; step <= 4; step++) {
                 int raised = step == 4;
@@ -750,19 +757,20 @@ static void check_optim(ctx *t) {
                     tw_adam_hparams h = {0.9, 0.999, 1e-8, 0.05, kind == 1};
                     tw_update_vals hv = tw_adam_vals(&h, 1e-2, step);
                     tw_mem_from_host(be, vals, &hv, sizeof hv);
-                    tw_adam_update(be, p, m, v, g, segs, 3, &h, vals, skip);
+                    tw_adam_update(be, plan, p, m, v, g, &h, vals, skip);
                 } else if (kind == 2) {
                     tw_lars_hparams h = {0.9f, 1.5e-6f, 0.001f};
                     tw_update_vals hv = tw_rate_vals(0.2);
                     tw_mem_from_host(be, vals, &hv, sizeof hv);
-                    tw_lars_update(be, p, m, g, segs, 3, &h, vals, skip);
+                    tw_lars_update(be, plan, p, m, g, &h, vals, skip);
                 } else {
                     tw_sgd_hparams h = {0.9f, 1e-4f, kind == 4};
                     tw_update_vals hv = tw_rate_vals(0.05);
                     tw_mem_from_host(be, vals, &hv, sizeof hv);
-                    tw_sgd_update(be, p, m, g, segs, 3, &h, vals, skip);
+                    tw_sgd_update(be, plan, p, m, g, &h, vals, skip);
                 }
             }
+            tw_update_plan_free(be, plan);
             tw_mem_free(be, vals);
             tw_mem_free(be, skip);
             res[side][0] = host_get(be, p, n);
@@ -853,6 +861,7 @@ typedef struct graph_bufs {
     float *a, *b, *c, *dc, *y, *p, *mu;
     int *flag;
     tw_update_vals *vals, *vals_host;   /* device, pinned host */
+    tw_update_plan *plan;               /* one segment: p */
 } graph_bufs;
 
 /* The ops of one step; returns the loss and *flag_value (both NaN while recording). */
@@ -860,7 +869,6 @@ static double graph_ops(tw_backend *be, graph_bufs *g, int d, double *flag_value
     size_t dd = (size_t)d * d;
     tw_tensor at = {g->a, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW}, bt = {g->b, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
     tw_tensor ct = {g->c, 1, 1, d, d, TW_F32, TW_LAYOUT_NCHW};
-    tw_param_seg seg = {0, dd, 0};
     tw_sgd_hparams h = {0.9f, 1e-3f, 0};
     tw_mem_zero(be, g->flag, sizeof(int));
     tw_add_relu_forward(be, &ct, &at, &bt);
@@ -868,7 +876,7 @@ static double graph_ops(tw_backend *be, graph_bufs *g, int d, double *flag_value
     double loss = tw_bt_loss(be, g->dc, g->y, d, 0.005f);
     tw_scale_check(be, g->dc, dd, 0.5f, g->flag);
     tw_mem_from_host_async(be, g->vals, g->vals_host, sizeof *g->vals);
-    tw_sgd_update(be, g->p, g->mu, g->dc, &seg, 1, &h, g->vals, g->flag);
+    tw_sgd_update(be, g->plan, g->p, g->mu, g->dc, &h, g->vals, g->flag);
     *flag_value = tw_read_flag(be, g->flag);
     return loss;
 }
@@ -884,6 +892,12 @@ static void check_graph(ctx *t) {
     g.flag = tw_mem_alloc(be, sizeof(int));
     g.vals = tw_mem_alloc(be, sizeof *g.vals);
     g.vals_host = tw_mem_host_alloc(be, sizeof *g.vals_host);
+    tw_param_seg seg = {0, dd, 0};
+    if (tw_update_plan_make(be, &g.plan, &seg, 1, &err) != TW_OK) {
+        printf("FAIL graph: update plan: %s\n", err.msg);
+        t->n_fail++;
+        return;
+    }
     /* Inputs per run (the second with a NaN), and one starting point for p and mu. */
     float *in[GRAPH_RUNS][2], *p0 = rnd(t, dd, 1.f), *mu0 = rnd(t, dd, 0.1f);
     for (int r = 0; r < GRAPH_RUNS; r++)
@@ -957,6 +971,7 @@ static void check_graph(ctx *t) {
     tw_mem_free(be, g.flag);
     tw_mem_free(be, g.vals);
     tw_mem_host_free(be, g.vals_host);
+    tw_update_plan_free(be, g.plan);
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */

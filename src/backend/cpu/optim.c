@@ -1,21 +1,49 @@
-/* Optimizer updates over the flat f32 parameter buffer, segment by segment: Adam / AdamW as
- * torch.optim does them, LARS as facebookresearch/barlowtwins does it, torch SGD with momentum,
- * and the finite check + scale used for gradient averaging. 1-D segments (biases, BN) get no
- * weight decay and no LARS adaptation (backend.h). Schedules live in src/optim/. */
+/* Optimizer updates over the flat f32 parameter buffer, segment by segment of an update plan (on
+ * the CPU, the segment table copied): Adam / AdamW as torch.optim does them, LARS as
+ * facebookresearch/barlowtwins does it, torch SGD with momentum, and the finite check + scale used
+ * for gradient averaging. 1-D segments (biases, BN) get no weight decay and no LARS adaptation
+ * (backend.h). Schedules live in src/optim/. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu.h"
 
 /* Segments below this many elements are updated by one thread: a parallel region costs more. */
 enum { PAR_MIN = 16384 };
 
+/* On the CPU a plan is the table itself, copied. */
+struct tw_update_plan {
+    int n_segs;
+    tw_param_seg segs[];
+};
+
+tw_status tw_cpu_update_plan_make(tw_backend *be, tw_update_plan **out, const tw_param_seg *segs,
+                                  int n_segs, tw_err *err) {
+    (void)be;
+    *out = NULL;
+    tw_update_plan *p = malloc(sizeof *p + sizeof *segs * (size_t)n_segs);
+    if (!p) return tw_err_set(err, TW_E_NOMEM, "cpu update plan: out of memory (%d segments)", n_segs);
+    p->n_segs = n_segs;
+    memcpy(p->segs, segs, sizeof *segs * (size_t)n_segs);
+    *out = p;
+    return TW_OK;
+}
+
+void tw_cpu_update_plan_free(tw_backend *be, tw_update_plan *p) {
+    (void)be;
+    free(p);
+}
+
 /* torch.optim.Adam (_single_tensor_adam): g += wd p (Adam) or p *= 1 - lr wd (AdamW);
  * m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g²; p -= lr / (1 - b1^t) · m / (sqrt(v) /
  * sqrt(1 - b2^t) + eps), with the step's values from vals (tw_adam_vals). */
-void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_adam_hparams *h,
-                        const tw_update_vals *vals, const int *skip) {
+void tw_cpu_adam_update(tw_backend *be, tw_update_plan *plan, float *p, float *m, float *v,
+                        const float *g, const tw_adam_hparams *h, const tw_update_vals *vals,
+                        const int *skip) {
     (void)be;
+    const tw_param_seg *segs = plan->segs;
+    const int n_segs = plan->n_segs;
     if (skip && *skip) return;
     const float step_size = vals->step_size, bc2_sqrt = vals->bc2_sqrt;
     const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2, w2 = (float)(1.0 - h->beta2);
@@ -43,10 +71,12 @@ void tw_cpu_adam_update(tw_backend *be, float *p, float *m, float *v, const floa
 
 /* facebookresearch/barlowtwins main.py, class LARS: dp = g + wd p; q = eta ||p|| / ||dp||
  * (1 when either norm is 0); mu = momentum mu + q dp; p -= lr mu. 1-D: no wd, q = 1. */
-void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
-                        const tw_param_seg *segs, int n_segs, const tw_lars_hparams *h,
-                        const tw_update_vals *vals, const int *skip) {
+void tw_cpu_lars_update(tw_backend *be, tw_update_plan *plan, float *p, float *mu,
+                        const float *g, const tw_lars_hparams *h, const tw_update_vals *vals,
+                        const int *skip) {
     (void)be;
+    const tw_param_seg *segs = plan->segs;
+    const int n_segs = plan->n_segs;
     if (skip && *skip) return;
     for (int s = 0; s < n_segs; s++) {
         const long n = (long)segs[s].n_elems;
@@ -80,10 +110,12 @@ void tw_cpu_lars_update(tw_backend *be, float *p, float *mu, const float *g,
 
 /* torch.optim.SGD, dampening 0: d = g + wd p; buf = momentum buf + d (buf starts at zero, which
  * equals torch's buf = d on the first step); d = nesterov ? d + momentum buf : buf; p -= lr d. */
-void tw_cpu_sgd_update(tw_backend *be, float *p, float *mu, const float *g,
-                       const tw_param_seg *segs, int n_segs, const tw_sgd_hparams *h,
-                       const tw_update_vals *vals, const int *skip) {
+void tw_cpu_sgd_update(tw_backend *be, tw_update_plan *plan, float *p, float *mu,
+                       const float *g, const tw_sgd_hparams *h, const tw_update_vals *vals,
+                       const int *skip) {
     (void)be;
+    const tw_param_seg *segs = plan->segs;
+    const int n_segs = plan->n_segs;
     if (skip && *skip) return;
     const float mom = h->momentum, lr = vals->lr;
     const int nesterov = h->nesterov;

@@ -72,11 +72,6 @@ void tw_cuda_backend_free(tw_backend *be) {
     for (int i = 0; i < cb->n_ws_retired; i++) cudaFree(cb->ws_retired[i]);
     cudaFree(cb->dev_vals);
     cudaFree(cb->red_partial);
-    for (int i = 0; i < cb->n_segtabs; i++) {
-        cudaFree(cb->segtabs[i].dev);
-        cudaFree(cb->segtabs[i].partials);
-        free(cb->segtabs[i].host);
-    }
     if (cb->host_vals) cudaFreeHost(cb->host_vals);
     if (cb->stream) cudaStreamDestroy(cb->stream);
     free(cb->algos);

@@ -40,14 +40,6 @@ typedef struct tw_cuda_conv_algo {
     size_t ws_bytes;   /* the largest of the three */
 } tw_cuda_conv_algo;
 
-enum { TW_CUDA_MAX_SEGTABS = 8 };
-typedef struct tw_cuda_segtab {
-    tw_param_seg *host;          /* [n] the table as given */
-    void *dev;                   /* [n] tw_k_seg (kernels/tw_kernels.h) */
-    float *partials;             /* [n * TW_K_SEG_BLOCKS * 2] LARS norm partial sums */
-    int n;
-} tw_cuda_segtab;
-
 /* Host values handed back by ops (losses, flags): slot TW_CUDA_VAL_DIRECT serves direct calls,
  * slots 0.. the ops recorded in a graph, in order. */
 enum { TW_CUDA_MAX_VALS = 64, TW_CUDA_VAL_DIRECT = TW_CUDA_MAX_VALS - 1 };
@@ -71,10 +63,6 @@ typedef struct tw_cuda_backend {
     double *dev_vals;            /* [TW_CUDA_MAX_VALS] device */
     double *host_vals;           /* [TW_CUDA_MAX_VALS] pinned host */
     double *red_partial;         /* [TW_K_RED_BLOCKS] block sums of the loss reductions */
-    /* Optimizer segment tables seen so far (an optimizer updates weights and 1-D tensors as
-     * two groups), each uploaded once and kept on the device. */
-    tw_cuda_segtab segtabs[TW_CUDA_MAX_SEGTABS];
-    int n_segtabs, next_evict;
     /* CUDA graph recording (tw_backend_graph_*). */
     int recording;
     int n_recorded_vals;
