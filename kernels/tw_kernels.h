@@ -95,7 +95,7 @@ cudaError_t tw_k_bn_running_update(cudaStream_t s, float *run_mean, float *run_v
                                    const double *stats, int c, float momentum, double unbias,
                                    const int *skip);
 
-/* ---- act.cu ---- */
+/* ---- bn_eval.cu ---- */
 /* Inference-mode BN backward on x viewed as [m_rows = n h w, c] (nhwc) or NCHW planes of hw:
  * dx = gamma dy' / sqrt(run_var + eps) (=), dgamma = Σ dy' (x - run_mean) / sqrt(run_var + eps)
  * (=), dbeta = Σ dy' (=), dy' = dy masked by y > 0 when y != NULL; dgamma NULL: dx only. */
@@ -104,6 +104,8 @@ cudaError_t tw_k_bn_backward_eval(cudaStream_t s, unsigned grid, void *dx, float
                                   const float *gamma, const float *run_mean,
                                   const float *run_var, int bf16, int64_t m_rows, int c,
                                   int64_t hw, int nhwc, float eps);
+
+/* ---- dense_act.cu ---- */
 /* f32 element-wise, op: 0 out = relu(a); 1 out = b > 0 ? a : 0; 2 out = sigmoid(a);
  * 3 out = a b (1 - b). */
 cudaError_t tw_k_act(cudaStream_t s, unsigned grid, int op, float *out, const float *a,

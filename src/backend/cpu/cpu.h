@@ -106,7 +106,7 @@ int tw_cpu_layout_forced(tw_layout *out);
 
 /* Every tw_layout is [n][cb][h w][blk] with channel cb blk + k: NCHW has blk 1, NHWC one block
  * of all c channels, nChw8c/16c blocks of 8/16 (the channels past c are padding). The plain
- * loops over activations (act.c, bn_sync.c) walk tensors through this. */
+ * loops over activations (bn_eval.c, bn_sync.c) walk tensors through this. */
 typedef struct tw_cpu_geom {
     int n, c, blk, n_blk;
     size_t hw;
@@ -129,8 +129,9 @@ int tw_cpu_bn_plan_relu(const tw_bn_plan *p);
 /* The plan's scratch for 4 x n_ch per-channel floats (n_ch: the padded channel count). */
 float *tw_cpu_bn_plan_coefs(tw_bn_plan *p, int n_ch);
 
-/* ---- the ops (backend/ops.def), one group per file: mem.c, conv.c, bn.c, bn_sync.c, act.c,
- * eltwise.c, pool.c, dense.c, loss.c, optim.c; cpu_backend.c has the lifetime ones ---------- */
+/* ---- the ops (backend/ops.def), one group per file: mem.c, conv.c, bn.c, bn_sync.c,
+ * bn_eval.c, eltwise.c, pool.c, dense.c, dense_act.c, loss.c, optim.c; cpu_backend.c has the
+ * lifetime ones ------------------------------------------------------------------------------ */
 
 #define TW_OP(ret, name, params, args) ret tw_cpu_##name params;
 #include "backend/ops.def"

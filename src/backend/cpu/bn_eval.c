@@ -1,7 +1,6 @@
-/* The classification heads' ops on the CPU backend: inference-mode batch norm backward (frozen
- * statistics under trained layers) in every activation layout and dtype, and the f32
- * element-wise ReLU, sigmoid and gated blend with their backwards. Plain loops, OpenMP threads;
- * the training-mode batch norm is oneDNN's (bn.c). */
+/* Batch norm frozen in inference mode, backward (a fine-tuned backbone's BN under trained
+ * layers) on the CPU backend, in every activation layout and dtype. Plain loops, OpenMP threads;
+ * the training-mode batch norm is oneDNN's (bn.c), the synchronised one bn_sync.c's. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -9,12 +8,9 @@
 #include "backend/cpu/cpu.h"
 #include "core/dtype.h"
 
-
 static inline float ld(const void *p, size_t i, int is_bf16) {
     return is_bf16 ? tw_bf16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
 }
-
-/* ---- batch norm, inference-mode backward ------------------------------------------------- */
 
 void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float *dbeta,
                              const tw_tensor *dy, const tw_tensor *x, const tw_tensor *y,
@@ -75,68 +71,5 @@ void tw_cpu_bn_backward_eval(tw_backend *be, tw_tensor *dx, float *dgamma, float
             dbeta[c] = (float)sdy[c - c0];
             dgamma[c] = (float)(sdyx[c - c0] / sqrt((double)run_var[c] + (double)eps));
         }
-    }
-}
-
-/* ---- f32 element-wise -------------------------------------------------------------------- */
-
-void tw_cpu_relu_forward_f32(tw_backend *be, float *y, const float *x, size_t n_elems) {
-    (void)be;
-    const long n = (long)n_elems;
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = v > 0.0f ? v : (v != v ? v : 0.0f);   /* NaN stays NaN, as torch's relu */
-    }
-}
-
-void tw_cpu_relu_backward_f32(tw_backend *be, float *dx, const float *dy, const float *y,
-                              size_t n_elems) {
-    (void)be;
-    const long n = (long)n_elems;
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) {
-        float d = dy[i];
-        dx[i] = y[i] > 0.0f ? d : 0.0f;
-    }
-}
-
-void tw_cpu_sigmoid_forward(tw_backend *be, float *y, const float *x, size_t n_elems) {
-    (void)be;
-    const long n = (long)n_elems;
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        /* e^-|x| never overflows; the two branches are the same function (torch's form). */
-        float v = x[i], e = expf(-fabsf(v));
-        y[i] = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    }
-}
-
-void tw_cpu_sigmoid_backward(tw_backend *be, float *dx, const float *dy, const float *y,
-                             size_t n_elems) {
-    (void)be;
-    const long n = (long)n_elems;
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-}
-
-void tw_cpu_blend_forward(tw_backend *be, float *y, const float *g, const float *a,
-                          const float *b, size_t n_elems) {
-    (void)be;
-    const long n = (long)n_elems;
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) y[i] = g[i] * a[i] + (1.0f - g[i]) * b[i];
-}
-
-void tw_cpu_blend_backward(tw_backend *be, float *dg, float *da, float *db, const float *dy,
-                           const float *g, const float *a, const float *b, size_t n_elems) {
-    (void)be;
-    const long n = (long)n_elems;
-#pragma omp parallel for simd schedule(static)
-    for (long i = 0; i < n; i++) {
-        float d = dy[i], gi = g[i];
-        dg[i] = d * (a[i] - b[i]);
-        da[i] = d * gi;
-        db[i] = d * (1.0f - gi);
     }
 }
