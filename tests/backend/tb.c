@@ -1,4 +1,4 @@
-/* Implementation of tb.h: test backend, host-side layout packing, comparisons, reference files. */
+/* Implementation of tb.h: test backend, host-side layout packing, reference files. */
 #include "tb.h"
 
 #include <math.h>
@@ -14,11 +14,11 @@ tw_backend *tb_backend(tw_precision prec) {
     tw_status st = tw_backend_create(&be, TW_DEVICE_CPU, prec, 0, &err);
     if (st == TW_E_UNSUPPORTED && prec == TW_PREC_BF16) {
         printf("SKIP: no native bf16 on this CPU: %s\n", err.msg);
-        exit(TB_SKIP);
+        exit(TW_TEST_SKIP);
     }
     if (st != TW_OK) {
         printf("FAIL: backend create: %s\n", err.msg);
-        exit(TB_FAIL);
+        exit(TW_TEST_FAIL);
     }
     char line[256];
     tw_backend_describe(be, line, sizeof line);
@@ -32,7 +32,7 @@ void tb_fill(tw_rng *r, float *x, size_t n, float scale) {
 
 float *tb_alloc_rand(tw_rng *r, size_t n, float scale) {
     float *x = malloc((n ? n : 1) * sizeof *x);
-    if (!x) exit(TB_FAIL);
+    if (!x) exit(TW_TEST_FAIL);
     tb_fill(r, x, n, scale);
     return x;
 }
@@ -67,7 +67,7 @@ void tb_tensor_free(tw_backend *be, tw_tensor *t) {
 void tb_put(tw_backend *be, tw_tensor *t, const float *nchw) {
     size_t bytes = tw_tensor_bytes(t);
     unsigned char *h = calloc(1, bytes);
-    if (!h) exit(TB_FAIL);
+    if (!h) exit(TW_TEST_FAIL);
     size_t i = 0;
     for (int n = 0; n < t->n; n++)
         for (int c = 0; c < t->c; c++)
@@ -86,7 +86,7 @@ void tb_put(tw_backend *be, tw_tensor *t, const float *nchw) {
 void tb_get(tw_backend *be, float *nchw, const tw_tensor *t) {
     size_t bytes = tw_tensor_bytes(t);
     unsigned char *h = malloc(bytes);
-    if (!h) exit(TB_FAIL);
+    if (!h) exit(TW_TEST_FAIL);
     tw_mem_to_host(be, h, t->data, bytes);
     size_t i = 0;
     for (int n = 0; n < t->n; n++)
@@ -105,7 +105,7 @@ int tb_pad_zero(tw_backend *be, const tw_tensor *t) {
     if (B == 1 || t->c % B == 0) return 1;
     size_t bytes = tw_tensor_bytes(t), es = tw_dtype_size(t->dtype);
     unsigned char *h = malloc(bytes);
-    if (!h) exit(TB_FAIL);
+    if (!h) exit(TW_TEST_FAIL);
     tw_mem_to_host(be, h, t->data, bytes);
     size_t cp = (t->c + B - 1) / B * B;
     int ok = 1;
@@ -128,54 +128,6 @@ void tb_round_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = tw_bf16_to_f32(tw_f32_to_bf16(x[i]));
 }
 
-int tb_close_d(const char *what, const double *got, const double *want, size_t n, double atol,
-               double rtol) {
-    double max_abs = 0, max_want = 0;
-    size_t worst = 0, n_bad = 0, n_nan = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (fabs(want[i]) > max_want) max_want = fabs(want[i]);
-        if (isnan(got[i]) != isnan(want[i])) n_nan++;
-    }
-    double tol = atol + rtol * max_want;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs(got[i] - want[i]);
-        if (!(e <= tol) && !(isnan(got[i]) && isnan(want[i]))) n_bad++;
-        if (e > max_abs) {
-            max_abs = e;
-            worst = i;
-        }
-    }
-    int ok = n_bad == 0 && n_nan == 0;
-    printf("%s %-44s n=%zu max_abs=%.3e max|want|=%.3e tol=%.3e", ok ? "PASS" : "FAIL", what, n,
-           max_abs, max_want, tol);
-    if (!ok) {
-        printf(" bad=%zu worst[%zu]: got %.6g want %.6g; first:", n_bad, worst, got[worst],
-               want[worst]);
-        int shown = 0;
-        for (size_t i = 0; i < n && shown < 4; i++)
-            if (!(fabs(got[i] - want[i]) <= tol)) {
-                printf(" [%zu] %.6g vs %.6g", i, got[i], want[i]);
-                shown++;
-            }
-    }
-    printf("\n");
-    return ok;
-}
-
-int tb_close(const char *what, const float *got, const float *want, size_t n, double atol,
-             double rtol) {
-    double *g = malloc((n ? n : 1) * sizeof *g), *w = malloc((n ? n : 1) * sizeof *w);
-    if (!g || !w) exit(TB_FAIL);
-    for (size_t i = 0; i < n; i++) {
-        g[i] = got[i];
-        w[i] = want[i];
-    }
-    int ok = tb_close_d(what, g, w, n, atol, rtol);
-    free(g);
-    free(w);
-    return ok;
-}
-
 /* ---- reference files ------------------------------------------------------------------- */
 
 typedef struct tb_rec {
@@ -194,10 +146,10 @@ tb_ref *tb_ref_open(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         printf("FAIL: cannot open reference file %s (run ref_ops.py first)\n", path);
-        exit(TB_FAIL);
+        exit(TW_TEST_FAIL);
     }
     tb_ref *r = calloc(1, sizeof *r);
-    if (!r) exit(TB_FAIL);
+    if (!r) exit(TW_TEST_FAIL);
     snprintf(r->path, sizeof r->path, "%s", path);
     for (;;) {
         uint32_t len;
@@ -206,16 +158,16 @@ tb_ref *tb_ref_open(const char *path) {
         tb_rec rec = {0};
         if (len >= sizeof rec.name || fread(rec.name, 1, len, f) != len || fread(&n, 8, 1, f) != 1) {
             printf("FAIL: %s: truncated record header\n", path);
-            exit(TB_FAIL);
+            exit(TW_TEST_FAIL);
         }
         rec.n = n;
         rec.data = malloc((n ? n : 1) * sizeof(float));
         if (!rec.data || fread(rec.data, sizeof(float), n, f) != n) {
             printf("FAIL: %s: truncated record %s\n", path, rec.name);
-            exit(TB_FAIL);
+            exit(TW_TEST_FAIL);
         }
         tb_rec *grown = realloc(r->recs, (r->n_recs + 1) * sizeof *grown);
-        if (!grown) exit(TB_FAIL);
+        if (!grown) exit(TW_TEST_FAIL);
         r->recs = grown;
         r->recs[r->n_recs++] = rec;
     }
@@ -229,12 +181,12 @@ const float *tb_ref_get(tb_ref *r, const char *name, size_t want_n) {
             if (want_n && r->recs[i].n != want_n) {
                 printf("FAIL: %s: %s has %zu values, want %zu\n", r->path, name, r->recs[i].n,
                        want_n);
-                exit(TB_FAIL);
+                exit(TW_TEST_FAIL);
             }
             return r->recs[i].data;
         }
     printf("FAIL: %s: no record %s\n", r->path, name);
-    exit(TB_FAIL);
+    exit(TW_TEST_FAIL);
 }
 
 void tb_ref_close(tb_ref *r) {

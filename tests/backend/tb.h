@@ -1,7 +1,7 @@
-/* Helpers shared by the backend tests: the backend under test, host-side packing of NCHW data
+/* Fixtures shared by the backend tests: the backend under test, host-side packing of NCHW data
  * into each layout (written independently of the backend, so that tw_reorder is tested rather
- * than trusted), comparisons that print the worst errors, and the reader for the reference
- * files that tests/backend/ref_ops.py writes. */
+ * than trusted), and the reader for the reference files that tests/backend/ref_ops.py writes.
+ * The checks and exit codes are tests/check.h's. */
 #ifndef TW_TB_H
 #define TW_TB_H
 
@@ -9,10 +9,8 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "check.h"
 #include "core/rng.h"
-
-/* Exit codes (CTest SKIP_RETURN_CODE 77). */
-enum { TB_PASS = 0, TB_FAIL = 1, TB_SKIP = 77 };
 
 /* The backend at precision prec; exits 77 with a message when bf16 is asked for on a CPU
  * without native bf16, 1 on any other failure. */
@@ -35,13 +33,6 @@ void tb_get(tw_backend *be, float *nchw, const tw_tensor *t);
 int tb_pad_zero(tw_backend *be, const tw_tensor *t);
 /* Round each value to bf16 and back (what a bf16 tensor holds). */
 void tb_round_bf16(float *x, size_t n);
-
-/* max |got - want| <= atol + rtol max |want|. Prints one line (PASS/FAIL, errors, first
- * mismatches); returns 1 when it passes. */
-int tb_close(const char *what, const float *got, const float *want, size_t n, double atol,
-             double rtol);
-int tb_close_d(const char *what, const double *got, const double *want, size_t n, double atol,
-               double rtol);
 
 /* Reference file: records of [u32 name length][name][u64 n][n f32], written by ref_ops.py. */
 typedef struct tb_ref tb_ref;

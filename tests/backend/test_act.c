@@ -124,13 +124,13 @@ static int test_bn_eval(tw_backend *be, tw_rng *rng, int bf16) {
             char what[96];
             snprintf(what, sizeof what, "bn eval bwd %s %s relu=%d dx", tw_dtype_name(dt),
                      tw_layout_name(lay), relu);
-            ok &= tb_close_d(what, gdx, rdx, NX, 0, rt) && tb_pad_zero(be, &tdx);
+            ok &= check_close_tol_d(what, gdx, rdx, NX, 0, rt) && tb_pad_zero(be, &tdx);
             snprintf(what, sizeof what, "bn eval bwd %s %s relu=%d dgamma", tw_dtype_name(dt),
                      tw_layout_name(lay), relu);
-            ok &= tb_close_d(what, gdg, rdg, C, 0, bf16 ? 5e-2 : 1e-5);
+            ok &= check_close_tol_d(what, gdg, rdg, C, 0, bf16 ? 5e-2 : 1e-5);
             snprintf(what, sizeof what, "bn eval bwd %s %s relu=%d dbeta", tw_dtype_name(dt),
                      tw_layout_name(lay), relu);
-            ok &= tb_close_d(what, gdb, rdb, C, 0, bf16 ? 5e-2 : 1e-5);
+            ok &= check_close_tol_d(what, gdb, rdb, C, 0, bf16 ? 5e-2 : 1e-5);
             /* Without weights (dgamma, dbeta NULL): the same dx. */
             tw_bn_backward_eval(be, &tdx, NULL, NULL, &tdy, &tx, relu ? &ty : NULL, dev[0],
                                 dev[2], dev[3], EPS, relu);
@@ -169,7 +169,7 @@ static int test_bn_eval(tw_backend *be, tw_rng *rng, int bf16) {
                 }
                 snprintf(what, sizeof what, "bn eval bwd %s relu=%d finite differences (%d)",
                          tw_layout_name(lay), relu, n_fd);
-                ok &= n_fd >= 3 && tb_close_d(what, an, fd, n_fd, 2e-3, 3e-3);
+                ok &= n_fd >= 3 && check_close_tol_d(what, an, fd, n_fd, 2e-3, 3e-3);
             }
             for (int i = 0; i < 4; i++) tw_mem_free(be, dev[i]);
             tb_tensor_free(be, &tx); tb_tensor_free(be, &ty);
@@ -218,28 +218,28 @@ static int test_dense(tw_backend *be, tw_rng *rng) {
     tw_relu_forward_f32(be, d[2], d[0], NE);
     tw_mem_to_host(be, y, d[2], sizeof y);
     for (size_t i = 0; i < NE; i++) { got[i] = y[i]; want[i] = x[i] > 0 ? x[i] : 0; }
-    ok &= tb_close_d("relu_forward_f32", got, want, NE, 0, 0);
+    ok &= check_close_tol_d("relu_forward_f32", got, want, NE, 0, 0);
     tw_relu_backward_f32(be, d[3], d[1], d[2], NE);
     tw_mem_to_host(be, o1, d[3], sizeof o1);
     for (size_t i = 0; i < NE; i++) { got[i] = o1[i]; want[i] = x[i] > 0 ? r[i] : 0; }
-    ok &= tb_close_d("relu_backward_f32", got, want, NE, 0, 0);
+    ok &= check_close_tol_d("relu_backward_f32", got, want, NE, 0, 0);
 
     tw_sigmoid_forward(be, d[2], d[0], NE);
     tw_mem_to_host(be, y, d[2], sizeof y);
     for (size_t i = 0; i < NE; i++) { got[i] = y[i]; want[i] = 1.0 / (1.0 + exp(-(double)x[i])); }
-    ok &= tb_close_d("sigmoid_forward", got, want, NE, 1e-7, 1e-6);
+    ok &= check_close_tol_d("sigmoid_forward", got, want, NE, 1e-7, 1e-6);
     tw_sigmoid_backward(be, d[3], d[1], d[2], NE);
     tw_mem_to_host(be, o1, d[3], sizeof o1);
     for (size_t i = 0; i < NE; i++) {
         got[i] = o1[i];
         want[i] = r[i] * want[i] * (1.0 - want[i]);
     }
-    ok &= tb_close_d("sigmoid_backward", got, want, NE, 1e-7, 1e-5);
+    ok &= check_close_tol_d("sigmoid_backward", got, want, NE, 1e-7, 1e-5);
 
     tw_blend_forward(be, d[2], d[4], d[0], d[5], NE);
     tw_mem_to_host(be, y, d[2], sizeof y);
     for (size_t i = 0; i < NE; i++) { got[i] = y[i]; want[i] = (double)g[i] * x[i] + (1.0 - g[i]) * b[i]; }
-    ok &= tb_close_d("blend_forward", got, want, NE, 0, 1e-6);
+    ok &= check_close_tol_d("blend_forward", got, want, NE, 0, 1e-6);
     float *dg = tw_mem_alloc(be, sizeof y), *da = tw_mem_alloc(be, sizeof y), *db = tw_mem_alloc(be, sizeof y);
     tw_blend_backward(be, dg, da, db, d[1], d[4], d[0], d[5], NE);
     tw_mem_to_host(be, o1, dg, sizeof o1);
@@ -250,9 +250,9 @@ static int test_dense(tw_backend *be, tw_rng *rng) {
         g2[i] = o2[i]; w2[i] = (double)r[i] * g[i];
         g3[i] = o3[i]; w3[i] = (double)r[i] * (1.0 - g[i]);
     }
-    ok &= tb_close_d("blend_backward dg", got, want, NE, 0, 1e-6);
-    ok &= tb_close_d("blend_backward da", g2, w2, NE, 0, 1e-6);
-    ok &= tb_close_d("blend_backward db", g3, w3, NE, 0, 1e-6);
+    ok &= check_close_tol_d("blend_backward dg", got, want, NE, 0, 1e-6);
+    ok &= check_close_tol_d("blend_backward da", g2, w2, NE, 0, 1e-6);
+    ok &= check_close_tol_d("blend_backward db", g3, w3, NE, 0, 1e-6);
 
     /* Central differences of L = Σ r y: sigmoid in x; blend in g, a (= x) and b. */
     const float h = 1e-2f;
@@ -275,7 +275,7 @@ static int test_dense(tw_backend *be, tw_rng *rng) {
         fd[n_fd] = (lp - lm) / (2.0 * h);
         an[n_fd++] = op == 0 ? ds[i] : which == 0 ? o1[i] : which == 1 ? o2[i] : o3[i];
     }
-    ok &= tb_close_d("sigmoid and blend finite differences", an, fd, n_fd, 2e-3, 3e-3);
+    ok &= check_close_tol_d("sigmoid and blend finite differences", an, fd, n_fd, 2e-3, 3e-3);
     for (int i = 0; i < 6; i++) tw_mem_free(be, d[i]);
     tw_mem_free(be, dg); tw_mem_free(be, da); tw_mem_free(be, db);
     free(x); free(g); free(b); free(r);
@@ -299,5 +299,5 @@ int main(void) {
         printf("# bf16 part skipped: %s\n", err.msg);
     }
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

@@ -17,7 +17,7 @@
 #include "tb.h"
 
 static int compare(const char *what, const float *got, const float *want, size_t n, double rel) {
-    return tb_close(what, got, want, n, 1e-6, rel);
+    return check_close_tol(what, got, want, n, 1e-6, rel);
 }
 
 /* Runs conv fwd / bwd-data / bwd-weights on backend be; returns the plan's output layout. */
@@ -30,7 +30,7 @@ static tw_layout conv_run(tw_backend *be, const tw_conv_desc *d0, tw_layout xl, 
     tw_err err = {0};
     if (tw_conv_plan_make(be, &p, &d, &err) != TW_OK) {
         printf("FAIL conv plan: %s\n", err.msg);
-        exit(TB_FAIL);
+        exit(TW_TEST_FAIL);
     }
     tw_tensor yt = tw_conv_plan_y(p);
     tw_tensor tx = tb_tensor(be, d.n, d.c_in, d.h_in, d.w_in, dt, xl);
@@ -168,19 +168,19 @@ static int test_small(tw_backend *b16, tw_rng *rng) {
         for (size_t i = 0; i < n; i++) want[i] = fmaxf(a[i] + b[i], 0.0f);
         tb_round_bf16(want, n);
         snprintf(what, sizeof what, "bf16 add_relu %s (exact rounding)", tw_layout_name(l));
-        ok &= tb_close(what, got, want, n, 0, 0) && tb_pad_zero(b16, &ty);
+        ok &= check_close_tol(what, got, want, n, 0, 0) && tb_pad_zero(b16, &ty);
         tw_relu_backward(b16, &ta, &tb_, &ty);   /* dx = b where y > 0 */
         tb_get(b16, got, &ta);
         for (size_t i = 0; i < n; i++) want[i] = a[i] + b[i] > 0 && want[i] > 0 ? b[i] : 0.0f;
         snprintf(what, sizeof what, "bf16 relu_backward %s", tw_layout_name(l));
-        ok &= tb_close(what, got, want, n, 0, 0);
+        ok &= check_close_tol(what, got, want, n, 0, 0);
         tb_put(b16, &ta, a);
         tw_add(b16, &ty, &ta, &tb_);
         tb_get(b16, got, &ty);
         for (size_t i = 0; i < n; i++) want[i] = a[i] + b[i];
         tb_round_bf16(want, n);
         snprintf(what, sizeof what, "bf16 add %s (exact rounding)", tw_layout_name(l));
-        ok &= tb_close(what, got, want, n, 0, 0);
+        ok &= check_close_tol(what, got, want, n, 0, 0);
 
         /* max pool: picks one of the bf16 inputs, so exact; backward routes dy exactly. */
         tw_pool_plan *p = NULL;
@@ -206,14 +206,14 @@ static int test_small(tw_backend *b16, tw_rng *rng) {
                     wy[(nc * yt.h + i) * yt.w + j] = m;
                 }
         snprintf(what, sizeof what, "bf16 maxpool %s", tw_layout_name(l));
-        ok &= tb_close(what, py, wy, ny, 0, 0);
+        ok &= check_close_tol(what, py, wy, ny, 0, 0);
         tw_maxpool_backward(b16, p, &tb_, &tpy, ws);   /* dy = y: dx sums to Σy per image */
         tb_get(b16, got, &tb_);
         double sg = 0, sw = 0;
         for (size_t i = 0; i < n; i++) sg += got[i];
         for (size_t i = 0; i < ny; i++) sw += py[i];
         snprintf(what, sizeof what, "bf16 maxpool backward %s (mass kept)", tw_layout_name(l));
-        ok &= tb_close_d(what, &sg, &sw, 1, 1e-3, 0.01);
+        ok &= check_close_tol_d(what, &sg, &sw, 1, 1e-3, 0.01);
         free(py); free(wy);
         tw_mem_free(b16, ws);
         tb_tensor_free(b16, &tpy);
@@ -227,13 +227,13 @@ static int test_small(tw_backend *b16, tw_rng *rng) {
             wavg[i] = (float)(s / (H * W));
         }
         snprintf(what, sizeof what, "bf16 avgpool %s", tw_layout_name(l));
-        ok &= tb_close(what, avg, wavg, N * C, 1e-6, 1e-5);
+        ok &= check_close_tol(what, avg, wavg, N * C, 1e-6, 1e-5);
         tw_avgpool_backward(b16, &ta, wavg);
         tb_get(b16, got, &ta);
         for (size_t i = 0; i < n; i++) want[i] = wavg[i / (H * W)] / (H * W);
         tb_round_bf16(want, n);
         snprintf(what, sizeof what, "bf16 avgpool backward %s", tw_layout_name(l));
-        ok &= tb_close(what, got, want, n, 0, 0) && tb_pad_zero(b16, &ta);
+        ok &= check_close_tol(what, got, want, n, 0, 0) && tb_pad_zero(b16, &ta);
         tb_tensor_free(b16, &ta); tb_tensor_free(b16, &tb_); tb_tensor_free(b16, &ty);
     }
     free(a); free(b); free(got); free(want);
@@ -245,7 +245,7 @@ int main(void) {
     tw_backend *b32 = tb_backend(TW_PREC_FP32);
     if (tw_backend_act_dtype(b16) != TW_BF16) {
         printf("FAIL: precision bf16 gave a backend with f32 activations\n");
-        return TB_FAIL;
+        return TW_TEST_FAIL;
     }
     tw_rng rng;
     tw_rng_init(&rng, 3, 1, 4, 1);
@@ -262,5 +262,5 @@ int main(void) {
     tw_backend_free(b16);
     tw_backend_free(b32);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

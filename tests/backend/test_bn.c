@@ -109,15 +109,15 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     double *gy = malloc(NX * sizeof(double));
     for (size_t i = 0; i < NX; i++) gy[i] = c.hy[i];
     snprintf(what, sizeof what, "%s fwd train", name);
-    ok &= tb_close_d(what, gy, r2->y, NX, 1e-5, 1e-5);
+    ok &= check_close_tol_d(what, gy, r2->y, NX, 1e-5, 1e-5);
     snprintf(what, sizeof what, "%s saved mean", name);
-    ok &= tb_close_d(what, got_m, r2->mean, C, 1e-6, 1e-5);
+    ok &= check_close_tol_d(what, got_m, r2->mean, C, 1e-6, 1e-5);
     snprintf(what, sizeof what, "%s saved var (biased)", name);
-    ok &= tb_close_d(what, got_v, r2->var, C, 1e-6, 1e-5);
+    ok &= check_close_tol_d(what, got_v, r2->var, C, 1e-6, 1e-5);
     snprintf(what, sizeof what, "%s running mean, 2 steps", name);
-    ok &= tb_close_d(what, got_rm, want_rm, C, 1e-6, 1e-5);
+    ok &= check_close_tol_d(what, got_rm, want_rm, C, 1e-6, 1e-5);
     snprintf(what, sizeof what, "%s running var, 2 steps", name);
-    ok &= tb_close_d(what, got_rv, want_rv, C, 1e-6, 1e-5);
+    ok &= check_close_tol_d(what, got_rv, want_rv, C, 1e-6, 1e-5);
     ok &= tb_pad_zero(be, &c.y);
 
     /* Backward with dy = r, against the closed form. */
@@ -153,11 +153,11 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
     }
     for (size_t i = 0; i < NX; i++) gdx[i] = hdx[i];
     snprintf(what, sizeof what, "%s bwd dx", name);
-    ok &= tb_close_d(what, gdx, rdx, NX, 1e-5, 1e-4);
+    ok &= check_close_tol_d(what, gdx, rdx, NX, 1e-5, 1e-4);
     snprintf(what, sizeof what, "%s bwd dgamma", name);
-    ok &= tb_close_d(what, gdg, rdg, C, 1e-5, 1e-4);
+    ok &= check_close_tol_d(what, gdg, rdg, C, 1e-5, 1e-4);
     snprintf(what, sizeof what, "%s bwd dbeta", name);
-    ok &= tb_close_d(what, gdb, rdb, C, 1e-5, 1e-4);
+    ok &= check_close_tol_d(what, gdb, rdb, C, 1e-5, 1e-4);
 
     /* Finite differences on x, gamma and beta, in channels where no pre-activation sits near
      * the ReLU's kink (a step across it is not a derivative). */
@@ -198,7 +198,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
         an[n_fd++] = a;
     }
     snprintf(what, sizeof what, "%s finite differences (%d channels)", name, n_usable);
-    ok &= n_fd > 0 && tb_close_d(what, an, fd, n_fd, 3e-3, 3e-3);
+    ok &= n_fd > 0 && check_close_tol_d(what, an, fd, n_fd, 3e-3, 3e-3);
 
     /* Evaluation: running statistics, y = g (x - rm) / sqrt(rv + eps) + b (relu). */
     tw_bn_forward_eval(be, plan, &c.y, &c.x, c.g, c.b, c.rm, c.rv);
@@ -212,7 +212,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu) {
                 gdx[o] = c.hy[o];
             }
     snprintf(what, sizeof what, "%s fwd eval", name);
-    ok &= tb_close_d(what, gdx, rdx, NX, 1e-5, 1e-5);
+    ok &= check_close_tol_d(what, gdx, rdx, NX, 1e-5, 1e-5);
 
     tb_tensor_free(be, &c.x); tb_tensor_free(be, &c.y); tb_tensor_free(be, &dy); tb_tensor_free(be, &dx);
     tw_mem_free(be, c.ws);
@@ -249,5 +249,5 @@ int main(void) {
     }
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

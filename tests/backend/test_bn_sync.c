@@ -140,7 +140,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu, int rows
     ok &= smax < 1e-9 && !bad;
     /* bf16: the output's own rounding (2^-9 relative) and the statistics' f32 rounding */
     snprintf(what, sizeof what, "%s forward over 2 halves", name);
-    ok &= tb_close_d(what, gotd, ry, NX, bf16 ? 5e-3 : 2e-6, bf16 ? 4e-3 : 2e-6);
+    ok &= check_close_tol_d(what, gotd, ry, NX, bf16 ? 5e-3 : 2e-6, bf16 ? 4e-3 : 2e-6);
 
     /* Each half's shares of dbeta and dgamma, the first written (=), the second added (+=): the
      * sum of both halves, as the f64 sums. */
@@ -154,7 +154,7 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu, int rows
     double shares[2 * C];
     for (int c = 0; c < C; c++) shares[c] = dbeta[c], shares[C + c] = dgamma[c];
     snprintf(what, sizeof what, "%s dbeta, dgamma shares (= then +=)", name);
-    ok &= tb_close_d(what, shares, btotal, 2 * C, 1e-5, 1e-6);
+    ok &= check_close_tol_d(what, shares, btotal, 2 * C, 1e-5, 1e-6);
     for (int h = 0; h < 2; h++) {
         tw_bn_backward_stats(be, plan, &dx[h], &dy[h], &x[h], &y[h], mean, inv_std, g, btotal, cnt);
         ok &= tb_pad_zero(be, &dx[h]);
@@ -165,10 +165,10 @@ static int run(tw_backend *be, tw_rng *rng, tw_layout layout, int relu, int rows
     reference_backward(rdx, want, hx, hdy, hy, g, eps, relu);
     for (int k = 0; k < 2 * C; k++) have[k] = btotal[k];
     snprintf(what, sizeof what, "%s dbeta, dgamma (the backward's sums)", name);
-    ok &= tb_close_d(what, have, want, 2 * C, 2e-5, 4e-6);
+    ok &= check_close_tol_d(what, have, want, 2 * C, 2e-5, 4e-6);
     for (size_t i = 0; i < NX; i++) gotd[i] = got[i];
     snprintf(what, sizeof what, "%s backward over 2 halves", name);
-    ok &= tb_close_d(what, gotd, rdx, NX, bf16 ? 5e-3 : 2e-6, bf16 ? 5e-3 : 2e-6);
+    ok &= check_close_tol_d(what, gotd, rdx, NX, bf16 ? 5e-3 : 2e-6, bf16 ? 5e-3 : 2e-6);
 
     for (int h = 0; h < 2; h++) {
         tb_tensor_free(be, &x[h]);
@@ -202,5 +202,5 @@ int main(int argc, char **argv) {
     for (int relu = 0; relu < 2; relu++) ok &= run(be, &rng, TW_LAYOUT_NHWC, relu, 1);
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

@@ -104,7 +104,7 @@ static int run_case(tw_backend *be, tw_rng *rng, const conv_case *cc, tw_layout 
     for (size_t i = 0; i < ny; i++) gy[i] = c.hy[i];
     char what[200];
     snprintf(what, sizeof what, "%s fwd", name);
-    ok &= tb_close_d(what, gy, ry, ny, 1e-5, 1e-5);
+    ok &= check_close_tol_d(what, gy, ry, ny, 1e-5, 1e-5);
 
     tb_put(be, &dy, c.r);
     if (need_dx) tw_conv_backward_data(be, plan, &dx, &dy, c.hw);
@@ -115,11 +115,11 @@ static int run_case(tw_backend *be, tw_rng *rng, const conv_case *cc, tw_layout 
         tb_get(be, hdx, &dx);
         for (size_t i = 0; i < nx; i++) gdx[i] = hdx[i];
         snprintf(what, sizeof what, "%s bwd-data", name);
-        ok &= tb_close_d(what, gdx, rdx, nx, 1e-5, 1e-5);
+        ok &= check_close_tol_d(what, gdx, rdx, nx, 1e-5, 1e-5);
     }
     for (size_t i = 0; i < nw; i++) gdw[i] = hdw[i];
     snprintf(what, sizeof what, "%s bwd-weights", name);
-    ok &= tb_close_d(what, gdw, rdw, nw, 1e-5, 1e-5);
+    ok &= check_close_tol_d(what, gdw, rdw, nw, 1e-5, 1e-5);
 
     /* Central differences: L is linear in x and in w, so a large step only costs rounding. */
     enum { N_FD = 8 };
@@ -139,7 +139,7 @@ static int run_case(tw_backend *be, tw_rng *rng, const conv_case *cc, tw_layout 
         an[t] = on_x ? hdx[i] : hdw[i];
     }
     snprintf(what, sizeof what, "%s finite differences", name);
-    ok &= tb_close_d(what, an, fd, 2 * N_FD, 1e-3, 2e-3);
+    ok &= check_close_tol_d(what, an, fd, 2 * N_FD, 1e-3, 2e-3);
 
     tb_tensor_free(be, &c.x);
     tb_tensor_free(be, &c.y);
@@ -176,7 +176,7 @@ int main(void) {
         tw_err e = {0};
         if (tw_conv_plan_make(be, &p, &d, &e) != TW_OK) {
             printf("FAIL shared plan: %s\n", e.msg);
-            return TB_FAIL;
+            return TW_TEST_FAIL;
         }
         tw_tensor yt = tw_conv_plan_y(p);
         size_t nx = 2 * 16 * 36, nw = 16 * 16 * 9, ny = (size_t)yt.n * yt.c * yt.h * yt.w;
@@ -196,7 +196,7 @@ int main(void) {
         tb_get(be, got, &dx);
         ref_backward(want, dw, hdy, hx, w1, &d, yt.h, yt.w);
         for (size_t i = 0; i < nx; i++) g[i] = got[i];
-        ok &= tb_close_d("shared plan: bwd-data uses its own w", g, want, nx, 1e-5, 1e-5);
+        ok &= check_close_tol_d("shared plan: bwd-data uses its own w", g, want, nx, 1e-5, 1e-5);
         tb_tensor_free(be, &x); tb_tensor_free(be, &dx); tb_tensor_free(be, &y); tb_tensor_free(be, &dy);
         free(w1); free(w2); free(hx); free(hdy); free(got); free(want); free(dw); free(g);
         tw_conv_plan_free(be, p);
@@ -214,5 +214,5 @@ int main(void) {
     }
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

@@ -20,7 +20,7 @@ static double *to_d(const float *x, size_t n) {
 }
 
 static int close_fd(const char *what, const double *an, const double *fd, size_t n) {
-    return tb_close_d(what, an, fd, n, 2e-3, 3e-3);
+    return check_close_tol_d(what, an, fd, n, 2e-3, 3e-3);
 }
 
 /* ---- element-wise ---------------------------------------------------------------------- */
@@ -42,17 +42,17 @@ static int test_eltwise(tw_backend *be, tw_rng *rng) {
         tb_get(be, got, &ty);
         for (size_t i = 0; i < n; i++) want[i] = fmaxf(a[i] + b[i], 0.0f);
         snprintf(what, sizeof what, "add_relu %s", tw_layout_name(lay));
-        ok &= tb_close(what, got, want, n, 0, 0) && tb_pad_zero(be, &ty);
+        ok &= check_close_tol(what, got, want, n, 0, 0) && tb_pad_zero(be, &ty);
         tw_add(be, &ty, &ta, &tb_);
         tb_get(be, got, &ty);
         for (size_t i = 0; i < n; i++) want[i] = a[i] + b[i];
         snprintf(what, sizeof what, "add %s", tw_layout_name(lay));
-        ok &= tb_close(what, got, want, n, 0, 0) && tb_pad_zero(be, &ty);
+        ok &= check_close_tol(what, got, want, n, 0, 0) && tb_pad_zero(be, &ty);
         /* in place, as src/loss uses it: a += b */
         tw_add(be, &ta, &ta, &tb_);
         tb_get(be, got, &ta);
         snprintf(what, sizeof what, "add in place %s", tw_layout_name(lay));
-        ok &= tb_close(what, got, want, n, 0, 0);
+        ok &= check_close_tol(what, got, want, n, 0, 0);
         /* relu_backward: dx = dy where y > 0. y = relu(a + b) from above. */
         tb_put(be, &ta, a);
         tw_add_relu_forward(be, &ty, &ta, &tb_);
@@ -61,7 +61,7 @@ static int test_eltwise(tw_backend *be, tw_rng *rng) {
         tb_get(be, got, &tdx);
         for (size_t i = 0; i < n; i++) want[i] = a[i] + b[i] > 0 ? a[i] : 0.0f;
         snprintf(what, sizeof what, "relu_backward %s", tw_layout_name(lay));
-        ok &= tb_close(what, got, want, n, 0, 0) && tb_pad_zero(be, &tdx);
+        ok &= check_close_tol(what, got, want, n, 0, 0) && tb_pad_zero(be, &tdx);
         tb_tensor_free(be, &ta); tb_tensor_free(be, &tb_); tb_tensor_free(be, &ty); tb_tensor_free(be, &tdx);
         free(a); free(b); free(got); free(want);
     }
@@ -162,14 +162,14 @@ static int test_maxpool(tw_backend *be, tw_rng *rng) {
         char what[96];
         double *gy = to_d(hy, ny);
         snprintf(what, sizeof what, "maxpool fwd %s", tw_layout_name(lay));
-        ok &= tb_close_d(what, gy, ry, ny, 0, 0);
+        ok &= check_close_tol_d(what, gy, ry, ny, 0, 0);
         tb_put(be, &tdy, r);
         tw_maxpool_backward(be, p, &tdx, &tdy, ws);
         tb_get(be, hdx, &tdx);
         for (size_t i = 0; i < ny; i++) rdx[arg[i]] += r[i];
         double *gdx = to_d(hdx, nx);
         snprintf(what, sizeof what, "maxpool bwd %s", tw_layout_name(lay));
-        ok &= tb_close_d(what, gdx, rdx, nx, 1e-6, 1e-6) && tb_pad_zero(be, &tdx);
+        ok &= check_close_tol_d(what, gdx, rdx, nx, 1e-6, 1e-6) && tb_pad_zero(be, &tdx);
         /* Finite differences at inputs whose value is at least 10 h from every other value in
          * the image: no window's maximum changes hands within the step. */
         const float h = 1e-3f;
@@ -224,14 +224,14 @@ static int test_avgpool(tw_backend *be, tw_rng *rng) {
         }
         char what[96];
         snprintf(what, sizeof what, "avgpool fwd %s", tw_layout_name(lay));
-        ok &= tb_close(what, y, want, ny, 1e-6, 1e-6);
+        ok &= check_close_tol(what, y, want, ny, 1e-6, 1e-6);
         /* Fill the padding with garbage first: backward must write it as zero. */
         memset(tx.data, 0x3f, tw_tensor_bytes(&tx));
         tw_avgpool_backward(be, &tx, dy);
         tb_get(be, hdx, &tx);
         for (size_t i = 0; i < nx; i++) wdx[i] = dy[i / (H * W)] / (float)(H * W);
         snprintf(what, sizeof what, "avgpool bwd %s", tw_layout_name(lay));
-        ok &= tb_close(what, hdx, wdx, nx, 1e-7, 1e-6) && tb_pad_zero(be, &tx);
+        ok &= check_close_tol(what, hdx, wdx, nx, 1e-7, 1e-6) && tb_pad_zero(be, &tx);
         tb_tensor_free(be, &tx);
         free(x); free(dy); free(hdx); free(wdx);
     }
@@ -268,13 +268,13 @@ static int test_gemm(tw_backend *be, tw_rng *rng) {
                 }
             char what[64];
             snprintf(what, sizeof what, "gemm trans_a=%d trans_b=%d (+guard columns)", ta, tb);
-            ok &= tb_close_d(what, got, want, cnt, 1e-5, 1e-5);
+            ok &= check_close_tol_d(what, got, want, cnt, 1e-5, 1e-5);
             free(a); free(b); free(c); free(c0);
         }
     /* beta = 0 ignores whatever C held (NaN included), as BLAS does */
     float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {NAN, NAN, NAN, NAN};
     tw_gemm(be, 0, 0, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
-    ok &= tb_close("gemm beta=0 over NaN", c, a, 4, 0, 0);
+    ok &= check_close_tol("gemm beta=0 over NaN", c, a, 4, 0, 0);
     return ok;
 }
 
@@ -284,14 +284,14 @@ static int test_bias(tw_backend *be, tw_rng *rng) {
     float *want = malloc((size_t)m * n * sizeof(float)), db[150], wdb[150];
     for (int i = 0; i < m * n; i++) want[i] = y[i] + bias[i % n];
     tw_bias_forward(be, y, bias, m, n);
-    int ok = tb_close("bias forward", y, want, (size_t)m * n, 0, 0);
+    int ok = check_close_tol("bias forward", y, want, (size_t)m * n, 0, 0);
     for (int j = 0; j < n; j++) {
         double s = 0;
         for (int i = 0; i < m; i++) s += want[i * n + j];
         wdb[j] = (float)s;
     }
     tw_bias_backward(be, db, want, m, n);
-    ok &= tb_close("bias backward", db, wdb, n, 1e-5, 1e-5);
+    ok &= check_close_tol("bias backward", db, wdb, n, 1e-5, 1e-5);
     free(y); free(bias); free(want);
     return ok;
 }
@@ -344,7 +344,7 @@ static int test_bn_rows(tw_backend *be, tw_rng *rng) {
                 ws[d + j] += (double)x[i * d + j] * x[i * d + j];
             }
         }
-        ok &= variant > 0 || tb_close_d("bn rows sums", sums, ws, 2 * d, 1e-9, 1e-12);
+        ok &= variant > 0 || check_close_tol_d("bn rows sums", sums, ws, 2 * d, 1e-9, 1e-12);
         tw_bn_backward_sums(be, p, sums, NULL, NULL, 0, &tr, &tx, &ty, mean, inv_std);
         tw_bn_backward_stats(be, p, &tdx, &tr, &tx, &ty, mean, inv_std, g, sums, n);
         /* dgamma = Σdy'x̂ and dbeta = Σdy' are the sums; check them and dx by differences. */
@@ -393,7 +393,7 @@ static int test_losses(tw_backend *be, tw_rng *rng) {
     for (int i = 0; i < d; i++)
         for (int j = 0; j < d; j++)
             want += i == j ? (1.0 - c[i * d + j]) * (1.0 - c[i * d + j]) : lambda * (double)c[i * d + j] * c[i * d + j];
-    ok &= tb_close_d("bt_loss value", &l0, &want, 1, 1e-6, 1e-6);
+    ok &= check_close_tol_d("bt_loss value", &l0, &want, 1, 1e-6, 1e-6);
     double fd[10], an[10];
     const float h = 1e-2f;
     for (int t = 0; t < 10; t++) {
@@ -423,7 +423,7 @@ static int test_losses(tw_backend *be, tw_rng *rng) {
         bw += (x > 0 ? x : 0) - x * t_[i] + log1p(exp(-fabs(x)));
     }
     bw /= n * k;
-    ok &= tb_close_d("bce value (with |logit| = 200)", &bl, &bw, 1, 1e-6, 1e-6);
+    ok &= check_close_tol_d("bce value (with |logit| = 200)", &bl, &bw, 1, 1e-6, 1e-6);
     for (int t = 0; t < 10; t++) {
         int i = t < 2 ? t : (int)tw_rng_below(rng, n * k);
         float keep = z[i];
@@ -435,7 +435,7 @@ static int test_losses(tw_backend *be, tw_rng *rng) {
         fd[t] = (lp - lm) / (2.0 * h);
         an[t] = dz[i];
     }
-    ok &= tb_close_d("bce finite differences", an, fd, 10, 1e-5, 2e-3);
+    ok &= check_close_tol_d("bce finite differences", an, fd, 10, 1e-5, 2e-3);
     free(z);
     return ok;
 }
@@ -448,7 +448,7 @@ static int test_scale_and_segments(tw_backend *be) {
     int flag = 0;   /* the CPU backend's memory is the host's */
     tw_scale_check(be, x, 5, 0.5f, &flag);
     float want[5] = {0.5f, 1, 1.5f, 2, 2.5f};
-    ok &= flag == 0 && tw_read_flag(be, &flag) == 0.0 && tb_close("scale_check finite", x, want, 5, 0, 0);
+    ok &= flag == 0 && tw_read_flag(be, &flag) == 0.0 && check_close_tol("scale_check finite", x, want, 5, 0, 0);
     x[3] = INFINITY;
     tw_scale_check(be, x, 5, 2.0f, &flag);
     if (flag != 1 || tw_read_flag(be, &flag) != 1.0) {
@@ -484,10 +484,10 @@ static int test_scale_and_segments(tw_backend *be) {
     tw_update_vals lr = tw_rate_vals(0.1);
     tw_lars_update(be, plan_1d, p, mu, g, &lh, &lr, NULL);
     float wp[6] = {0.9f, 1.9f, 2.9f, 4, 5, 6};
-    ok &= tb_close("lars 1-D segment: no wd, q = 1", p, wp, 6, 1e-7, 0);
+    ok &= check_close_tol("lars 1-D segment: no wd, q = 1", p, wp, 6, 1e-7, 0);
     tw_sgd_hparams sh = {0.0f, 0.0f, 0};
     tw_sgd_update(be, plan_2d, p, mu, g, &sh, &lr, NULL);
-    ok &= tb_close("sgd zero gradient leaves p", p, wp, 6, 0, 0);
+    ok &= check_close_tol("sgd zero gradient leaves p", p, wp, 6, 0, 0);
     tw_update_plan_free(be, plan_1d);
     tw_update_plan_free(be, plan_2d);
     return ok;
@@ -509,5 +509,5 @@ int main(void) {
     ok &= test_scale_and_segments(be);
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

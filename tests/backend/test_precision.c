@@ -28,7 +28,7 @@ int main(void) {
     int info = cpuinfo_bf16();
     if (info < 0) {
         printf("SKIP: /proc/cpuinfo unreadable\n");
-        return TB_SKIP;
+        return TW_TEST_SKIP;
     }
     /* A DNNL_MAX_CPU_ISA below avx512_core_bf16 keeps oneDNN off the bf16 instructions. */
     const char *cap = getenv("DNNL_MAX_CPU_ISA");
@@ -61,7 +61,7 @@ int main(void) {
     be = NULL;
     if (tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_AUTO, 0, &err) != TW_OK) {
         printf("FAIL: precision auto: %s\n", err.msg);
-        return TB_FAIL;
+        return TW_TEST_FAIL;
     }
     tw_dtype want = native ? TW_BF16 : TW_F32;
     if (tw_backend_act_dtype(be) != want) {
@@ -101,5 +101,5 @@ int main(void) {
     }
     tw_backend_free(be);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

@@ -44,11 +44,11 @@ static int conv_case(tw_backend *be, tb_ref *r, const char *name, int n, int ci,
     char what[96];
     int ok = 1;
     snprintf(what, sizeof what, "torch %s %s y", name, tw_layout_name(xl));
-    ok &= tb_close(what, hy, get(r, name, "y", ny), ny, 1e-5, 1e-5);
+    ok &= check_close_tol(what, hy, get(r, name, "y", ny), ny, 1e-5, 1e-5);
     snprintf(what, sizeof what, "torch %s %s dx", name, tw_layout_name(xl));
-    ok &= tb_close(what, hdx, get(r, name, "dx", nx), nx, 1e-5, 1e-5);
+    ok &= check_close_tol(what, hdx, get(r, name, "dx", nx), nx, 1e-5, 1e-5);
     snprintf(what, sizeof what, "torch %s %s dw", name, tw_layout_name(xl));
-    ok &= tb_close(what, dw, get(r, name, "dw", nw), nw, 1e-5, 1e-5);
+    ok &= check_close_tol(what, dw, get(r, name, "dw", nw), nw, 1e-5, 1e-5);
     tb_tensor_free(be, &x); tb_tensor_free(be, &dx); tb_tensor_free(be, &y); tb_tensor_free(be, &dy);
     free(hy); free(hdx); free(dw);
     tw_conv_plan_free(be, plan);
@@ -78,24 +78,24 @@ static int bn_case(tw_backend *be, tb_ref *r, tw_layout l) {
     char what[96];
     tb_get(be, h, &y);
     snprintf(what, sizeof what, "torch bn %s y (step 2)", tw_layout_name(l));
-    ok &= tb_close(what, h, get(r, "bn", "y2", nx), nx, 1e-5, 1e-5);
+    ok &= check_close_tol(what, h, get(r, "bn", "y2", nx), nx, 1e-5, 1e-5);
     snprintf(what, sizeof what, "torch bn %s running mean", tw_layout_name(l));
-    ok &= tb_close(what, rm, get(r, "bn", "run_mean", C), C, 1e-6, 1e-5);
+    ok &= check_close_tol(what, rm, get(r, "bn", "run_mean", C), C, 1e-6, 1e-5);
     snprintf(what, sizeof what, "torch bn %s running var (unbiased)", tw_layout_name(l));
-    ok &= tb_close(what, rv, get(r, "bn", "run_var", C), C, 1e-6, 1e-5);
+    ok &= check_close_tol(what, rv, get(r, "bn", "run_var", C), C, 1e-6, 1e-5);
     tb_put(be, &dy, get(r, "bn", "dy", nx));
     tw_bn_backward(be, plan, &dx, dg, db, &dy, &x, sm, sv, NULL, g);
     tb_get(be, h, &dx);
     snprintf(what, sizeof what, "torch bn %s dx", tw_layout_name(l));
-    ok &= tb_close(what, h, get(r, "bn", "dx", nx), nx, 1e-5, 1e-5);
+    ok &= check_close_tol(what, h, get(r, "bn", "dx", nx), nx, 1e-5, 1e-5);
     snprintf(what, sizeof what, "torch bn %s dgamma", tw_layout_name(l));
-    ok &= tb_close(what, dg, get(r, "bn", "dgamma", C), C, 1e-5, 1e-5);
+    ok &= check_close_tol(what, dg, get(r, "bn", "dgamma", C), C, 1e-5, 1e-5);
     snprintf(what, sizeof what, "torch bn %s dbeta", tw_layout_name(l));
-    ok &= tb_close(what, db, get(r, "bn", "dbeta", C), C, 1e-5, 1e-5);
+    ok &= check_close_tol(what, db, get(r, "bn", "dbeta", C), C, 1e-5, 1e-5);
     tw_bn_forward_eval(be, plan, &y, &x, g, b, rm, rv);
     tb_get(be, h, &y);
     snprintf(what, sizeof what, "torch bn %s y eval", tw_layout_name(l));
-    ok &= tb_close(what, h, get(r, "bn", "y_eval", nx), nx, 1e-5, 1e-5);
+    ok &= check_close_tol(what, h, get(r, "bn", "y_eval", nx), nx, 1e-5, 1e-5);
     tb_tensor_free(be, &x); tb_tensor_free(be, &y); tb_tensor_free(be, &dx); tb_tensor_free(be, &dy);
     free(h);
     tw_bn_plan_free(be, plan);
@@ -124,10 +124,10 @@ static int maxpool_case(tw_backend *be, tb_ref *r, tw_layout l) {
     char what[96];
     tb_get(be, h, &y);
     snprintf(what, sizeof what, "torch maxpool %s y", tw_layout_name(l));
-    ok &= tb_close(what, h, get(r, "maxpool", "y", ny), ny, 0, 0);
+    ok &= check_close_tol(what, h, get(r, "maxpool", "y", ny), ny, 0, 0);
     tb_get(be, h, &dx);
     snprintf(what, sizeof what, "torch maxpool %s dx", tw_layout_name(l));
-    ok &= tb_close(what, h, get(r, "maxpool", "dx", nx), nx, 1e-6, 1e-6);
+    ok &= check_close_tol(what, h, get(r, "maxpool", "dx", nx), nx, 1e-6, 1e-6);
     tw_mem_free(be, ws);
     tb_tensor_free(be, &x); tb_tensor_free(be, &y); tb_tensor_free(be, &dx); tb_tensor_free(be, &dy);
     free(h);
@@ -181,16 +181,16 @@ static int opt_case(tw_backend *be, tb_ref *r, const char *name) {
     char what[96];
     int ok = 1;
     snprintf(what, sizeof what, "torch %s weight after %d steps", name, STEPS);
-    ok &= tb_close(what, p, get(r, name, "w", NW), NW, 2e-6, 1e-5);
+    ok &= check_close_tol(what, p, get(r, name, "w", NW), NW, 2e-6, 1e-5);
     snprintf(what, sizeof what, "torch %s bias (1-D) after %d steps", name, STEPS);
-    ok &= tb_close(what, p + NW, get(r, name, "b", NB), NB, 2e-6, 1e-5);
+    ok &= check_close_tol(what, p + NW, get(r, name, "b", NB), NB, 2e-6, 1e-5);
     return ok;
 }
 
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s REF_FILE\n", argv[0]);
-        return TB_FAIL;
+        return TW_TEST_FAIL;
     }
     tb_ref *r = tb_ref_open(argv[1]);
     tw_backend *be = tb_backend(TW_PREC_FP32);
@@ -208,5 +208,5 @@ int main(int argc, char **argv) {
     tw_backend_free(be);
     tb_ref_close(r);
     printf("%s\n", ok ? "PASS" : "FAIL");
-    return ok ? TB_PASS : TB_FAIL;
+    return ok ? TW_TEST_PASS : TW_TEST_FAIL;
 }

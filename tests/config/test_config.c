@@ -8,21 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "config/finetune.h"
 #include "config/pretrain.h"
 
-static int g_fail = 0;
 static char g_dir[] = "/tmp/tw_test_config_XXXXXX";
-
-#define CHECK(cond, ...)                                               \
-    do {                                                               \
-        if (!(cond)) {                                                 \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                              \
-            fputc('\n', stderr);                                       \
-            g_fail = 1;                                                \
-        }                                                              \
-    } while (0)
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
@@ -378,6 +368,6 @@ int main(int argc, char **argv) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", g_dir);
-    printf(g_fail ? "FAIL test_config\n" : "PASS test_config\n");
-    return g_fail;
+    printf(check_n_fail ? "FAIL test_config\n" : "PASS test_config\n");
+    return check_exit_code();
 }

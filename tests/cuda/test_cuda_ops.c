@@ -1042,15 +1042,15 @@ int main(int argc, char **argv) {
     int harness = argc > 1 && strcmp(argv[1], "--harness") == 0;
     if (argc > 1 && !harness) {
         printf("usage: %s [--harness]\n", argv[0]);
-        return TB_FAIL;
+        return TW_TEST_FAIL;
     }
     if (!harness && tw_backend_device_count(TW_DEVICE_CUDA) <= 0) {
         printf("no CUDA device: skipped\n");
-        return TB_SKIP;
+        return TW_TEST_SKIP;
     }
     tw_backend *cpu = tb_backend(TW_PREC_FP32);
     int fail = run(cpu, TW_PREC_FP32, harness);
     if (!harness) fail |= run(cpu, TW_PREC_BF16, harness);
     tw_backend_free(cpu);
-    return fail ? TB_FAIL : TB_PASS;
+    return fail ? TW_TEST_FAIL : TW_TEST_PASS;
 }

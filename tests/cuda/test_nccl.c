@@ -7,14 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "backend/backend.h"
 #include "core/log.h"
 #include "dist/comm.h"
 
-static int n_fail = 0;
-
 static void expect(int ok, int rank, const char *what) {
-    if (!ok) n_fail++;
+    if (!ok) check_n_fail++;
     if (!ok || rank == 0) printf("%s [rank %d] %s\n", ok ? "PASS" : "FAIL", rank, what);
 }
 
@@ -129,7 +128,7 @@ int main(int argc, char **argv) {
     check_allreduce_f32(be, c, 777, 0);
     check_ints_and_broadcast(be, c);
     check_graph(be, c);
-    int64_t bad = n_fail;
+    int64_t bad = check_n_fail;
     tw_comm_allreduce(c, &bad, 1, TW_I64, TW_REDUCE_SUM);
     int rank = tw_comm_rank(c);
     tw_backend_free(be);

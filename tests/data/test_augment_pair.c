@@ -9,7 +9,7 @@
 
 #include "data/augment.h"
 
-#include "../check.h"
+#include "check.h"
 
 #define C2 12
 #define C1 2
@@ -83,8 +83,8 @@ int main(void) {
     CHECK(n_moved > n_cases / 2, "only %d of %d views moved the patch: the geometry is not exercised", n_moved, n_cases);
     CHECK(n_indep > n_cases / 2, "S1's photometric draws equal S2's in %d of %d views", n_cases - n_indep, n_cases);
     free(scratch);
-    if (n_fail) {
-        fprintf(stderr, "test_augment_pair: %d checks failed\n", n_fail);
+    if (check_n_fail) {
+        fprintf(stderr, "test_augment_pair: %d checks failed\n", check_n_fail);
         return 1;
     }
     printf("test_augment_pair: ok (%d views: S1 = S2's geometry, S2 = tw_augment_view, deterministic, %d moved)\n",

@@ -14,7 +14,7 @@
 #include "data/shard.h"
 #include "data/shard_dir.h"
 
-#include "../check.h"
+#include "check.h"
 
 #define H 6
 #define W 5
@@ -69,7 +69,7 @@ static int run_ranks(int64_t *out, const tw_loader_opts *base, int R, int n_step
         o.world = R;
         if (tw_loader_init(&ld[r], &o, &err)) {
             fprintf(stderr, "FAIL loader init rank %d/%d: %s\n", r, R, err.msg);
-            n_fail++;
+            check_n_fail++;
             ok = 0;
             goto done;
         }
@@ -80,7 +80,7 @@ static int run_ranks(int64_t *out, const tw_loader_opts *base, int R, int n_step
             const tw_batch *b;
             if (tw_loader_next(ld[r], &b, &err)) {
                 fprintf(stderr, "FAIL next rank %d: %s\n", r, err.msg);
-                n_fail++;
+                check_n_fail++;
                 ok = 0;
                 goto done;
             }
@@ -404,8 +404,8 @@ int main(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
-    if (n_fail) {
-        fprintf(stderr, "test_loader: %d checks failed\n", n_fail);
+    if (check_n_fail) {
+        fprintf(stderr, "test_loader: %d checks failed\n", check_n_fail);
         return 1;
     }
     printf("test_loader: ok (R = 1, 2, 4; 3 epochs; resume; fractions; eval order; 2 views; bands; hook errors)\n");

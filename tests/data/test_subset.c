@@ -14,7 +14,7 @@
 #include "data/shard.h"
 #include "data/shard_dir.h"
 
-#include "../check.h"
+#include "check.h"
 
 #define H 4
 #define W 4
@@ -231,8 +231,8 @@ int main(void) {
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
-    if (n_fail) {
-        fprintf(stderr, "test_subset: %d checks failed\n", n_fail);
+    if (check_n_fail) {
+        fprintf(stderr, "test_subset: %d checks failed\n", check_n_fail);
         return 1;
     }
     printf("test_subset: ok (nested 1..100 %%, every class kept, sizes; loader subset for world 1, 2, 4; 43 classes)\n");

@@ -12,20 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "core/log.h"
 #include "dist/comm.h"
-
-static int g_fail = 0;
-
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "FAIL [rank %d] %s:%d: %s: ", tw_log_rank(), __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-            g_fail = 1;                                                                   \
-        }                                                                                 \
-    } while (0)
 
 static void test_single(void) {
     tw_comm *c;
@@ -111,7 +100,7 @@ static void test_mpi(void) {
     }
     tw_comm_barrier(c);
 
-    int32_t fails = g_fail;
+    int32_t fails = check_n_fail > 0;
     tw_comm_allreduce(c, &fails, 1, TW_I32, TW_REDUCE_SUM);
     tw_log("# %d rank(s) failed\n", fails);
     free(f);
@@ -160,6 +149,6 @@ int main(int argc, char **argv) {
         TW_ASSERT(tw_comm_size(c) == 2);
         return 0;
     } else return test_dead(mode);
-    if (tw_log_rank() == 0) printf(g_fail ? "FAIL test_comm %s\n" : "PASS test_comm %s\n", mode);
-    return g_fail;
+    if (tw_log_rank() == 0) printf(check_n_fail ? "FAIL test_comm %s\n" : "PASS test_comm %s\n", mode);
+    return check_exit_code();
 }

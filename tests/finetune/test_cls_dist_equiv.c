@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../pretrain/check.h"
+#include "check.h"
 #include "config/finetune.h"
 #include "core/log.h"
 #include "data/loader.h"

@@ -4,6 +4,7 @@
  * running statistics after the step; frozen backbones: weights, buffers and counters bit-unchanged
  * and gradients exactly 0; an evaluation-only activation set gives the same eval logits.
  * usage: test_classifier REF_DIR fp32|bf16 CASE [CASE ...]; exit 0 pass, 1 fail, 77 skip. Loading and stem adaptation are test_classifier_load.c. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ static int compare(tw_st_file *ref, const char *name, const float *got, size_t n
         free(want);
         return 0;
     }
-    int ok = check_close(what, got, want, n, tol, verbose);
+    int ok = check_close(what, got, want, n, tol);
     if (t->torch_relative) {
         char key[320];
         snprintf(key, sizeof key, "bf16err.%s", name);

@@ -5,6 +5,7 @@
  * checkpoint's "backbone." tensors (other tensors in the file left alone) round trip bit-equal;
  * errors name the file and the tensor (a missing tensor, a stem that cannot be adapted).
  * usage: test_classifier_load MODEL_REF_DIR WORK_DIR; exit 0 pass, 1 fail. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +96,7 @@ static int check_stem(const tw_resnet18 *m, tw_st_file *f, const char *const *na
         }
     char what[64];
     snprintf(what, sizeof what, "stem of %d channels adapted from RGB", c);
-    int ok = check_close(what, got, want, n, 1e-6, 1);
+    int ok = check_close(what, got, want, n, 1e-6);
     free(rgb);
     free(got);
     free(want);

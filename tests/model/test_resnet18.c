@@ -5,6 +5,7 @@
  * tw_resnet18_plans_sync) over a one-rank reducer: the same checks, its running statistics
  * committed after the step. usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]; exit 0
  * pass, 1 fail, 77 skip. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,7 @@ static int check_grads(tw_params *P, tw_st_file *ref, float scale, const toleran
         } else {
             for (size_t j = 0; j < n; j++) want[j] *= scale;
             snprintf(what, sizeof what, "%s %s", label, name);
-            ok &= check_close(what, host + e->offset, want, n, tol->grad, 0);
+            ok &= check_close(what, host + e->offset, want, n, tol->grad);
             double w = max_rel(host + e->offset, want, n);
             if (w > worst) {
                 worst = w;
@@ -132,7 +133,7 @@ static int check_feats(tw_backend *be, const float *feats, tw_st_file *ref, cons
     tw_mem_to_host(be, got, feats, n * sizeof(float));
     char what[128];
     snprintf(what, sizeof what, "%s %s", label, name);
-    int ok = check_close(what, got, want, n, tol, 1);
+    int ok = check_close(what, got, want, n, tol);
     ok &= check_norm(ref, name, got, want, n, tols, label);
     free(got);
     free(want);
@@ -161,7 +162,7 @@ static int check_stats(tw_params *P, tw_st_file *ref, double tol, const char *la
             float *got = malloc(n * sizeof(float));
             tw_mem_to_host(P->be, got, tw_params_ptr(P, i), n * sizeof(float));
             snprintf(what, sizeof what, "%s %s", label, name);
-            ok &= check_close(what, got, want, n, tol, 0);
+            ok &= check_close(what, got, want, n, tol);
             free(got);
             free(want);
         }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "check.h"
 #include "backend/backend.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -18,18 +19,7 @@
 #include "model/params.h"
 #include "model/resnet18.h"
 
-static int n_fail = 0;
 static const char *work_dir;
-
-#define EXPECT(cond, ...)                            \
-    do {                                             \
-        if (!(cond)) {                               \
-            printf("  FAIL ");                       \
-            printf(__VA_ARGS__);                     \
-            printf("\n");                            \
-            n_fail++;                                \
-        }                                            \
-    } while (0)
 
 /* A file made of an 8-byte length (n_len, or the header's own length when n_len < 0), the header
  * text and n_data bytes of data. */
@@ -50,7 +40,7 @@ static void expect_open_error(const char *label, const char *path, tw_status cod
     tw_status st = tw_st_open(&f, path, &err);
     int ok = st == code && !f && strstr(err.msg, path) && (!what || strstr(err.msg, what));
     printf("%s %-28s -> %s: %s\n", ok ? "  ok  " : "  FAIL", label, tw_status_str(st), err.msg);
-    if (!ok) n_fail++;
+    if (!ok) check_n_fail++;
     tw_st_close(f);
 }
 
@@ -131,7 +121,7 @@ static void writer_round_trip(const char *python, const char *script) {
         tw_st_writer_meta(w, "config", "{\"a\": [1, 2]}\n\"quoted\"");
         tw_err err = {0};
         tw_status st = tw_st_writer_save(w, path, &err);
-        EXPECT(st == TW_OK, "write %s: %s", path, err.msg);
+        CHECK(st == TW_OK, "write %s: %s", path, err.msg);
         tw_st_writer_free(w);
     }
     DIR *d = opendir(work_dir);
@@ -140,29 +130,29 @@ static void writer_round_trip(const char *python, const char *script) {
     while (d && (e = readdir(d)))
         if (strstr(e->d_name, "pattern.safetensors.tmp")) n_tmp++;
     if (d) closedir(d);
-    EXPECT(n_tmp == 0, "%d temporary files left next to %s", n_tmp, path);
+    CHECK(n_tmp == 0, "%d temporary files left next to %s", n_tmp, path);
 
     tw_st_file *f = NULL;
     tw_err err = {0};
-    EXPECT(tw_st_open(&f, path, &err) == TW_OK, "read back: %s", err.msg);
+    CHECK(tw_st_open(&f, path, &err) == TW_OK, "read back: %s", err.msg);
     if (f) {
         const tw_st_tensor *t = tw_st_find(f, "f32");
         float back[24] = {0};
-        EXPECT(t && t->dtype == TW_F32 && t->ndim == 3 && t->shape[2] == 4 &&
+        CHECK(t && t->dtype == TW_F32 && t->ndim == 3 && t->shape[2] == 4 &&
                tw_st_read(f, back, t, &err) == TW_OK && !memcmp(back, f32, sizeof f32),
                "f32 tensor differs after the round trip");
         t = tw_st_find(f, "i64");
         int64_t b64 = 0;
-        EXPECT(t && t->ndim == 0 && t->dtype == TW_I64 && tw_st_read(f, &b64, t, &err) == TW_OK &&
+        CHECK(t && t->ndim == 0 && t->dtype == TW_I64 && tw_st_read(f, &b64, t, &err) == TW_OK &&
                b64 == i64, "0-dim I64 differs");
         t = tw_st_find(f, "empty");
-        EXPECT(t && t->n_elems == 0 && t->begin == t->end, "empty tensor");
+        CHECK(t && t->n_elems == 0 && t->begin == t->end, "empty tensor");
         const char *step = tw_st_meta_get(f, "step");
-        EXPECT(step && !strcmp(step, "42"), "metadata step = %s", step ? step : "(none)");
+        CHECK(step && !strcmp(step, "42"), "metadata step = %s", step ? step : "(none)");
         tw_st_close(f);
     }
     snprintf(cmd, sizeof cmd, "'%s' '%s' pattern '%s'", python, script, path);
-    EXPECT(system(cmd) == 0, "torch could not read what we wrote (%s)", cmd);
+    CHECK(system(cmd) == 0, "torch could not read what we wrote (%s)", cmd);
     printf("  ok   writer: round trip, atomic replace, torch reads it\n");
 }
 
@@ -236,12 +226,12 @@ static void corruptions(void) {
             n_open++;
             for (int t = 0; t < sf->n_tensors; t++) {
                 void *data = malloc(sf->tensors[t].end - sf->tensors[t].begin + 1);
-                EXPECT(tw_st_read(sf, data, &sf->tensors[t], &err) == TW_OK, "read after open: %s", err.msg);
+                CHECK(tw_st_read(sf, data, &sf->tensors[t], &err) == TW_OK, "read after open: %s", err.msg);
                 free(data);
             }
             tw_st_close(sf);
         } else {
-            EXPECT(err.code != TW_OK && strstr(err.msg, dst), "error without the file name: %s", err.msg);
+            CHECK(err.code != TW_OK && strstr(err.msg, dst), "error without the file name: %s", err.msg);
         }
     }
     free(copy);
@@ -258,7 +248,7 @@ static void expect_load(const char *label, tw_params *P, const char *path,
     int ok = st == code && (code == TW_OK || (strstr(err.msg, path) && (!what || strstr(err.msg, what))));
     printf("%s %-28s -> %s%s%s\n", ok ? "  ok  " : "  FAIL", label, tw_status_str(st),
            st == TW_OK ? "" : ": ", st == TW_OK ? "" : err.msg);
-    if (!ok) n_fail++;
+    if (!ok) check_n_fail++;
 }
 
 static void model_files(const char *ref_dir, const char *python, const char *script) {
@@ -282,11 +272,11 @@ static void model_files(const char *ref_dir, const char *python, const char *scr
     tw_st_writer *w = tw_st_writer_init();
     void *host = NULL;
     tw_params_save(&P, w, "backbone.", "", &host);
-    EXPECT(tw_st_writer_save(w, ours, &err) == TW_OK, "save: %s", err.msg);
+    CHECK(tw_st_writer_save(w, ours, &err) == TW_OK, "save: %s", err.msg);
     tw_st_writer_free(w);
     free(host);
     snprintf(cmd, sizeof cmd, "'%s' '%s' export '%s' '%s'", python, script, torch_file, ours);
-    EXPECT(system(cmd) == 0, "torchvision did not take our file (%s)", cmd);
+    CHECK(system(cmd) == 0, "torchvision did not take our file (%s)", cmd);
 
     /* A model without prefix, loading our file strictly, and each broken copy of it. */
     tw_params Q;
@@ -319,9 +309,9 @@ static void model_files(const char *ref_dir, const char *python, const char *scr
     TW_ASSERT(t && t->n_elems == 256 && tw_st_read(tf, want, t, &err) == TW_OK);
     int i = tw_params_find(&Q, "layer3.0.downsample.1.running_var");
     tw_mem_to_host(be, got, tw_params_ptr(&Q, i), sizeof got);
-    EXPECT(!memcmp(got, want, sizeof got), "layer3.0.downsample.1.running_var differs from torch's");
+    CHECK(!memcmp(got, want, sizeof got), "layer3.0.downsample.1.running_var differs from torch's");
     i = tw_params_find(&Q, "bn1.num_batches_tracked");
-    EXPECT(*tw_params_counter(&Q, i) == 7, "bn1.num_batches_tracked = %lld, torch's is 7",
+    CHECK(*tw_params_counter(&Q, i) == 7, "bn1.num_batches_tracked = %lld, torch's is 7",
            (long long)*tw_params_counter(&Q, i));
     tw_st_close(tf);
     tw_params_free(&P);
@@ -340,6 +330,6 @@ int main(int argc, char **argv) {
     writer_round_trip(argv[3], argv[4]);
     corruptions();
     model_files(argv[2], argv[3], argv[4]);
-    printf("%s (%d failures)\n", n_fail ? "FAIL" : "PASS", n_fail);
-    return n_fail ? 1 : 0;
+    printf("%s (%d failures)\n", check_n_fail ? "FAIL" : "PASS", check_n_fail);
+    return check_exit_code();
 }

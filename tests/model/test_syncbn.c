@@ -11,21 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/syncbn.h"
 
 enum { N = 64, D = 8 };
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        int ok_ = (cond);                                                         \
-        printf("%s ", ok_ ? "  ok  " : "  FAIL");                                 \
-        printf(__VA_ARGS__);                                                      \
-        printf("\n");                                                             \
-        if (!ok_) g_fail = 1;                                                     \
-    } while (0)
 
 static void count_sum(void *ctx, double *buf, size_t n_elems) {
     (void)buf;
@@ -96,17 +87,17 @@ int main(void) {
         calls = 0;
         tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
         tw_mem_to_host(be, &flag, bad, sizeof flag);
-        CHECK(!flag, "view %d: finite statistics leave the flag clear", v);
+        CHECK_SAY(!flag, "view %d: finite statistics leave the flag clear", v);
         tw_mem_to_host(be, y, by, sizeof y);
         double e = y_error(y, x[v], mean[v], var[v]);
-        CHECK(calls == 1, "view %d: running mean far from the batch's: %d all-reduce (want 1)", v, calls);
-        CHECK(e < 2e-4, "view %d: normalised output against double statistics, max error %.2e", v, e);
+        CHECK_SAY(calls == 1, "view %d: running mean far from the batch's: %d all-reduce (want 1)", v, calls);
+        CHECK_SAY(e < 2e-4, "view %d: normalised output against double statistics, max error %.2e", v, e);
     }
     /* Rejected: nothing moves. */
     tw_syncbn_commit(&bn, be, 0);
     tw_mem_to_host(be, rm, bn.run_mean, sizeof rm);
     tw_mem_to_host(be, rv, bn.run_var, sizeof rv);
-    CHECK(!memcmp(rm, rm0, sizeof rm) && !memcmp(rv, rv0, sizeof rv) && n_batches == 5,
+    CHECK_SAY(!memcmp(rm, rm0, sizeof rm) && !memcmp(rv, rv0, sizeof rv) && n_batches == 5,
           "rejected step: running statistics and num_batches_tracked unchanged");
 
     /* Accepted: torch's rule once per forward, in order. */
@@ -126,7 +117,7 @@ int main(void) {
         }
         worst = fmax(worst, fmax(fabs(rm[j] - em) / fabs(em), fabs(rv[j] - ev) / fabs(ev)));
     }
-    CHECK(worst < 1e-5 && n_batches == 7,
+    CHECK_SAY(worst < 1e-5 && n_batches == 7,
           "accepted step: running statistics as torch's momentum rule (max rel. error %.2e), num_batches_tracked 7",
           worst);
 
@@ -139,13 +130,13 @@ int main(void) {
     tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
     tw_mem_to_host(be, y, by, sizeof y);
     double e = y_error(y, x[0], mean[0], var[0]);
-    CHECK(calls == 1 && e < 2e-4, "running mean near the batch's: %d all-reduce (want 1), max error %.2e", calls, e);
+    CHECK_SAY(calls == 1 && e < 2e-4, "running mean near the batch's: %d all-reduce (want 1), max error %.2e", calls, e);
     for (int i = 0; i < N * D; i++) dy[i] = (float)((i % 7) - 3);
     tw_mem_from_host(be, bdy, dy, sizeof dy);
     calls = 0;
     tw_syncbn_backward(&bn, be, &red, bdx, NULL, NULL, bdy, by, bx, &c, NULL);
     tw_mem_to_host(be, dx, bdx, sizeof dx);
-    CHECK(calls == 1 && isfinite(dx[0]), "backward: %d all-reduce (want 1)", calls);
+    CHECK_SAY(calls == 1 && isfinite(dx[0]), "backward: %d all-reduce (want 1)", calls);
     tw_syncbn_commit(&bn, be, 0);
 
     /* A non-finite value: the statistics are not finite, the flag goes up; the step is dropped. */
@@ -153,7 +144,7 @@ int main(void) {
     tw_mem_from_host(be, bx, x[0], sizeof y);
     tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
     tw_mem_to_host(be, &flag, bad, sizeof flag);
-    CHECK(flag == 1, "a NaN in the batch raises the flag");
+    CHECK_SAY(flag == 1, "a NaN in the batch raises the flag");
     tw_syncbn_commit(&bn, be, 0);
     tw_mem_free(be, bad);
 
@@ -166,5 +157,5 @@ int main(void) {
     tw_syncbn_cache_free(&c, be);
     tw_syncbn_free(&bn, be);
     tw_backend_free(be);
-    return g_fail;
+    return check_exit_code();
 }

@@ -9,20 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "optim/optim.h"
 #include "config/pretrain.h"
 #include "optim/optim_config.h"
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);           \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-            g_fail = 1;                                                               \
-        }                                                                             \
-    } while (0)
 
 #define TOL 1e-6
 #define MAX_SEGS 16
@@ -306,6 +296,6 @@ int main(int argc, char **argv) {
         free(cases[i].lrs);
     }
     test_from_pretrain();
-    printf(g_fail ? "FAIL test_optim\n" : "PASS test_optim (%d cases)\n", n_cases);
-    return g_fail;
+    printf(check_n_fail ? "FAIL test_optim\n" : "PASS test_optim (%d cases)\n", n_cases);
+    return check_exit_code();
 }

@@ -32,9 +32,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     size_t cnt;
-    float *z[2] = {check_read(f, "z1", &cnt), check_read(f, "z2", NULL)};
-    float *dz_ref[2] = {check_read(f, "dz1", NULL), check_read(f, "dz2", NULL)};
-    float *loss_ref = check_read(f, "loss", NULL);
+    float *z[2] = {check_read_f32(f, "z1", &cnt), check_read_f32(f, "z2", NULL)};
+    float *dz_ref[2] = {check_read_f32(f, "dz1", NULL), check_read_f32(f, "dz2", NULL)};
+    float *loss_ref = check_read_f32(f, "loss", NULL);
     TW_ASSERT(cnt == (size_t)n * d);
 
     tw_backend *be = NULL;

@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     }
     int c_view[2] = {c, cross ? c_s2 : c};
     float *x[2] = {cross ? mc.br[0].x : m.x[0], cross ? mc.br[1].x : m.x[1]};
-    float *y[2] = {check_read(f, "y1", NULL), check_read(f, "y2", NULL)};
+    float *y[2] = {check_read_f32(f, "y1", NULL), check_read_f32(f, "y2", NULL)};
     for (int v = 0; v < 2; v++) {
         size_t per_rank = (size_t)(n / size) * c_view[v] * h * h;
         tw_mem_from_host(be, x[v], y[v] + rank * per_rank, per_rank * sizeof(float));
@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
     double loss = cross ? tw_bt_cross_step(&mc, NULL) : tw_bt_model_step(&m, NULL);
 
     int ok = 1;
-    float lossf = (float)loss, *loss_ref = check_read(f, "loss", NULL);
+    float lossf = (float)loss, *loss_ref = check_read_f32(f, "loss", NULL);
     ok &= check_close("loss", &lossf, loss_ref, 1, 1e-5);
     size_t max_n = 0;
     for (int i = 0; i < P->n_entries; i++)
@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
         }
         if (e->kind == TW_PARAM_TRAIN) {
             snprintf(name, sizeof name, "grad.%s", e->name);
-            float *want = check_read(f, name, &cnt);
+            float *want = check_read_f32(f, name, &cnt);
             tw_mem_to_host(be, got, tw_params_grad(P, i), cnt * sizeof(float));
             ok &= check_close_l2(name, got, want, cnt, 1e-4);
             free(want);
@@ -125,9 +125,9 @@ int main(int argc, char **argv) {
             continue;   /* BN running statistics stay per rank: only one rank's match torch's */
         }
         snprintf(name, sizeof name, "init.%s", e->name);
-        float *init = check_read(f, name, &cnt);
+        float *init = check_read_f32(f, name, &cnt);
         snprintf(name, sizeof name, "after.%s", e->name);
-        float *want = check_read(f, name, &cnt);
+        float *want = check_read_f32(f, name, &cnt);
         tw_mem_to_host(be, got, tw_params_ptr(P, i), cnt * sizeof(float));
         ok &= check_close_l2(name, got, want, cnt, 1e-4);
         for (size_t k = 0; k < cnt; k++) {

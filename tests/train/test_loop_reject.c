@@ -17,7 +17,7 @@
 #include "dist/comm.h"
 #include "train/loop.h"
 
-#include "../check.h"
+#include "check.h"
 
 enum { N_PARAM = 4, N_BUFFER = 3, REJECT = 3 };
 
@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
     CHECK(access(path, F_OK) == 0, "%s: the last good checkpoint is kept", path);
     snprintf(path, sizeof path, "%s/reject/ckpt-%08d.safetensors", argv[2], REJECT);
     CHECK(access(path, F_OK) != 0, "%s: no checkpoint of the rejected step", path);
-    if (n_fail) return 1;
+    if (check_n_fail) return 1;
     printf("PASS train.loop_reject (%s): a rejected step left w, the buffer and the counter as step %d left them\n",
            argv[3], REJECT - 1);
     return 0;
