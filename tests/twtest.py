@@ -1,17 +1,51 @@
-"""What the end-to-end test scripts (tests/*/run_*.py) share: the ok/FAIL check that collects
-failures, and a reader of safetensors files that needs nothing beyond the standard library (the
-scripts compare twinfuse's checkpoints bit for bit). A script imports it after putting tests/ on
-sys.path."""
+"""What the Python test scripts (tests/*/run_*.py, tests/data/test_*.py, ...) share: the ok/FAIL
+check that collects failures, the runner of a twinfuse command that must succeed or must fail, and
+a reader of safetensors files that needs nothing beyond the standard library (the scripts compare
+twinfuse's checkpoints bit for bit). A script imports it after putting tests/ on sys.path."""
 import json
 import struct
+import subprocess
+import sys
 
 failures = []
 
 
 def check(cond, what):
+    """Says ok or FAIL with what; a failure is collected in failures. Returns cond."""
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures.append(what)
+    return cond
+
+
+def require(cond, failure):
+    """The same, silent when cond holds: for a message written as the failure it reports."""
+    if not cond:
+        print("FAIL " + failure, flush=True)
+        failures.append(failure)
+    return cond
+
+
+def runner(exe, env=None, mpirun=None):
+    """A function run(*args, expect=0, ranks=1) that runs `exe args` (under `mpirun --oversubscribe
+    -np ranks`, one OpenMP thread per rank, when ranks > 1) and returns the CompletedProcess (text,
+    output captured). expect 0: the command must succeed; expect 1: it must refuse, with an error
+    exit (>= 1; a signal is a crash, not a refusal), and the caller then checks that the message
+    names the cause. Any other outcome prints the output's tail and ends the script as a failure."""
+    def run(*args, expect=0, ranks=1):
+        cmd = [exe, *args]
+        if ranks > 1:
+            if not mpirun:
+                sys.exit(f"FAIL: {ranks} ranks asked for, but no mpirun was given")
+            cmd = [mpirun, "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS=1", *cmd]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        ok = p.returncode == 0 if expect == 0 else p.returncode >= 1
+        if ok:
+            return p
+        print(p.stdout[-4000:], p.stderr[-4000:])
+        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want "
+                 f"{'0' if expect == 0 else 'an error exit (>= 1)'}")
+    return run
 
 
 def read_safetensors(path):

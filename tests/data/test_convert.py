@@ -22,15 +22,8 @@ import numpy as np
 import rasterio
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(HERE, ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def run(args, **kw):
@@ -52,9 +45,9 @@ def main():
     v1args = [twinfuse, "convert", "--layout", "v1", "--s2", os.path.join(v1, "BigEarthNet-S2"),
               "--s1", os.path.join(v1, "BigEarthNet-S1"), "--no-progress"]
     r = run(v1args + ["--split", "train", "--out", out1])
-    check(r.returncode == 0 and "train" in r.stdout, f"v1 convert: {r.returncode} {r.stdout} {r.stderr}")
+    require(r.returncode == 0 and "train" in r.stdout, f"v1 convert: {r.returncode} {r.stdout} {r.stderr}")
     r = run([python, checker, "v1", out1, os.path.join(v1, "BigEarthNet-S2"), os.path.join(v1, "BigEarthNet-S1"), "train"])
-    check(r.returncode == 0, f"v1 check: {r.stdout}")
+    require(r.returncode == 0, f"v1 check: {r.stdout}")
     print(r.stdout.strip())
 
     # ---- v1 with official-style split, cloud and snow lists ---------------------------------
@@ -73,13 +66,13 @@ def main():
     out1b = os.path.join(tmp, "v1b")
     r = run(v1args + ["--splits", lists, "--clouds", os.path.join(lists, "clouds.csv"), "--snow",
                       os.path.join(lists, "snow.csv"), "--out", out1b])
-    check(r.returncode == 0, f"v1 lists: {r.stderr}")
-    check("in no split list" in r.stdout and "seasonal snow" in r.stdout, f"v1 lists summary: {r.stdout}")
+    require(r.returncode == 0, f"v1 lists: {r.stderr}")
+    require("in no split list" in r.stdout and "seasonal snow" in r.stdout, f"v1 lists summary: {r.stdout}")
     with h5py.File(os.path.join(out1b, "train-00000.h5")) as f:
-        check([n.decode() for n in f["name"][:]] == [names[0]], "v1 train split")
+        require([n.decode() for n in f["name"][:]] == [names[0]], "v1 train split")
     with h5py.File(os.path.join(out1b, "clouds-00000.h5")) as f:
-        check([n.decode() for n in f["name"][:]] == [names[1]] and f["flags"][0] == 1, "v1 clouds split")
-    check(not os.path.exists(os.path.join(out1b, "val-00000.h5")), "snow patch excluded")
+        require([n.decode() for n in f["name"][:]] == [names[1]] and f["flags"][0] == 1, "v1 clouds split")
+    require(not os.path.exists(os.path.join(out1b, "val-00000.h5")), "snow patch excluded")
 
     # ---- v2 (reBEN) through tools/reben_metadata.py -----------------------------------------
     meta = os.path.join(tmp, "meta.jsonl")
@@ -90,9 +83,9 @@ def main():
     v2args = [twinfuse, "convert", "--layout", "v2", "--root", v2, "--metadata", meta, "--shard-size", "4",
               "--threads", "2", "--no-progress"]
     r = run(v2args + ["--out", out2])
-    check(r.returncode == 0 and "skipped        3  seasonal snow" in r.stdout, f"v2 convert: {r.stdout} {r.stderr}")
+    require(r.returncode == 0 and "skipped        3  seasonal snow" in r.stdout, f"v2 convert: {r.stdout} {r.stderr}")
     r = run([python, checker, "v2", out2, v2])
-    check(r.returncode == 0, f"v2 check: {r.stdout}")
+    require(r.returncode == 0, f"v2 check: {r.stdout}")
     print(r.stdout.strip())
 
     # Resume: remove one shard, leave a stale temporary file; the rerun keeps the others.
@@ -101,12 +94,12 @@ def main():
     os.remove(victim)
     open(victim + ".tmp", "wb").write(b"partial")
     r = run(v2args + ["--out", out2])
-    check(r.returncode == 0 and "kept 6 complete shards" in r.stdout, f"resume: {r.stdout} {r.stderr}")
-    check(not glob.glob(os.path.join(out2, "*.tmp")), "temporary file left after resume")
+    require(r.returncode == 0 and "kept 6 complete shards" in r.stdout, f"resume: {r.stdout} {r.stderr}")
+    require(not glob.glob(os.path.join(out2, "*.tmp")), "temporary file left after resume")
     with h5py.File(victim) as f, h5py.File(os.path.join(out2, "val-00000.h5")) as g:
-        check(f["s2"].shape[0] == 2 and np.array_equal(f.attrs["s2_mean"], g.attrs["s2_mean"]), "resumed shard")
+        require(f["s2"].shape[0] == 2 and np.array_equal(f.attrs["s2_mean"], g.attrs["s2_mean"]), "resumed shard")
     r = run([python, checker, "v2", out2, v2])
-    check(r.returncode == 0, f"v2 check after resume: {r.stdout}")
+    require(r.returncode == 0, f"v2 check after resume: {r.stdout}")
 
     # A real SIGKILL while a shard is being written (one thread, 2 patches a shard: about a dozen
     # shards one after another): what is left is complete shards and at most one temporary file,
@@ -122,16 +115,16 @@ def main():
             killed = True
         time.sleep(0.0005)
     proc.wait()
-    check(killed, "convert finished before the SIGKILL could land mid-shard")
+    require(killed, "convert finished before the SIGKILL could land mid-shard")
     for path in glob.glob(os.path.join(out2k, "*.h5")):
         with h5py.File(path) as f:
-            check("s2_mean" not in f.attrs and f["s2"].shape[0] == f.attrs["n_samples"],
+            require("s2_mean" not in f.attrs and f["s2"].shape[0] == f.attrs["n_samples"],
                   f"{path}: after the kill, a complete shard of an unfinished conversion")
     r = run(v2args[:-5] + ["--shard-size", "2", "--threads", "1", "--no-progress", "--out", out2k])
-    check(r.returncode == 0 and "kept" in r.stdout, f"rerun after the kill: {r.stdout} {r.stderr}")
-    check(not glob.glob(os.path.join(out2k, "*.tmp")), "temporary file left after the rerun")
+    require(r.returncode == 0 and "kept" in r.stdout, f"rerun after the kill: {r.stdout} {r.stderr}")
+    require(not glob.glob(os.path.join(out2k, "*.tmp")), "temporary file left after the rerun")
     r = run([python, checker, "v2", out2k, v2])
-    check(r.returncode == 0, f"v2 check after the kill and rerun: {r.stdout}")
+    require(r.returncode == 0, f"v2 check after the kill and rerun: {r.stdout}")
 
     # --keep-snow: the 3 snow patches stay in their splits, flagged.
     out2s = os.path.join(tmp, "v2snow")
@@ -140,7 +133,7 @@ def main():
     for p in glob.glob(os.path.join(out2s, "*.h5")):
         with h5py.File(p) as f:
             n_snow += int(((f["flags"][:] & 2) != 0).sum())
-    check(r.returncode == 0 and n_snow == 3, f"--keep-snow: {n_snow} snow patches")
+    require(r.returncode == 0 and n_snow == 3, f"--keep-snow: {n_snow} snow patches")
 
     # ---- bad archives (v1 copies with one defect each) --------------------------------------
     pair = names[0]
@@ -202,22 +195,22 @@ def main():
         out = os.path.join(tmp, "bad_out")
         shutil.rmtree(out, ignore_errors=True)
         r = run(base + ["--out", out])
-        ok = check(r.returncode == 0 and f"skipped        1  {reason}" in r.stdout and "3 patches" in r.stdout,
+        ok = require(r.returncode == 0 and f"skipped        1  {reason}" in r.stdout and "3 patches" in r.stdout,
                    f"{name} (skip): exit {r.returncode}, {r.stdout!r}")
-        ok &= check(all(w in r.stderr for w in words), f"{name} (skip): message {r.stderr!r} lacks {words}")
+        ok &= require(all(w in r.stderr for w in words), f"{name} (skip): message {r.stderr!r} lacks {words}")
         shutil.rmtree(out, ignore_errors=True)
         r = run(base + ["--out", out, "--on-error", "stop"])
-        ok &= check(r.returncode == 1 and all(w in r.stderr for w in words),
+        ok &= require(r.returncode == 1 and all(w in r.stderr for w in words),
                     f"{name} (stop): exit {r.returncode}, message {r.stderr!r}")
-        ok &= check(not glob.glob(os.path.join(out, "*.h5*")), f"{name} (stop): a shard or temporary file was left")
+        ok &= require(not glob.glob(os.path.join(out, "*.h5*")), f"{name} (stop): a shard or temporary file was left")
         if ok:
             print(f"ok   {name}: {r.stderr.strip()}")
     # A usage error: v1 without split lists or a split name.
     r = run([twinfuse, "convert", "--layout", "v1", "--s2", v1, "--s1", v1, "--out", os.path.join(tmp, "x")])
-    check(r.returncode == 2 and "--split" in r.stderr, f"usage error: {r.returncode} {r.stderr}")
+    require(r.returncode == 2 and "--split" in r.stderr, f"usage error: {r.returncode} {r.stderr}")
     shutil.rmtree(tmp)
     if failures:
-        print(f"test_convert: {failures} failures")
+        print(f"test_convert: {len(failures)} failures")
         return 1
     print("test_convert: ok")
     return 0

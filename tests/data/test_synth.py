@@ -18,17 +18,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import check_convert  # noqa: E402
+from twtest import failures, require  # noqa: E402
 
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
 
 
 def synth(twinfuse, out, seed, threads, train=2000, test=1000, clouds=200, size=32):
@@ -73,20 +66,20 @@ def main():
     synth(twinfuse, c, 6, 2, train=100, test=10, clouds=10)
     for split in ("train", "val", "test", "clouds"):
         x, y = read_all(a, split), read_all(b, split)
-        check(all(np.array_equal(x[k], y[k]) for k in x), f"{split}: 1 and 2 threads differ")
+        require(all(np.array_equal(x[k], y[k]) for k in x), f"{split}: 1 and 2 threads differ")
     x, z = read_all(a, "train"), read_all(c, "train")
-    check(not np.array_equal(x["s2"][:100], z["s2"]), "seed 6 equals seed 5")
+    require(not np.array_equal(x["s2"][:100], z["s2"]), "seed 6 equals seed 5")
 
     check_convert.check_attrs_and_norm(a)
-    check(not check_convert.failures, f"shard contract: {check_convert.failures[:3]}")
+    require(not check_convert.failures, f"shard contract: {check_convert.failures[:3]}")
 
     tr, te, cl = read_all(a, "train"), read_all(a, "test"), read_all(a, "clouds")
-    check((tr["flags"] == 0).all() and (te["flags"] == 0).all() and (cl["flags"] == 1).all(), "cloud flags")
+    require((tr["flags"] == 0).all() and (te["flags"] == 0).all() and (cl["flags"] == 1).all(), "cloud flags")
     bright = lambda d: float((d["s2"][:, 1] > 2500).mean())   # B02 brighter than any land cover
-    check(bright(cl) > 0.01 and bright(tr) < 0.001, f"cloud cover: clouds {bright(cl):.3f}, train {bright(tr):.4f}")
+    require(bright(cl) > 0.01 and bright(tr) < 0.001, f"cloud cover: clouds {bright(cl):.3f}, train {bright(tr):.4f}")
     s1_tr, s1_cl = tr["s1"].mean((0, 2, 3)), cl["s1"].mean((0, 2, 3))
-    check(np.abs(s1_tr - s1_cl).max() < 1.5, f"S1 under clouds: mean {s1_cl} vs {s1_tr} dB")
-    check(all(tr["labels"].sum(1) >= 1), "a patch without labels")
+    require(np.abs(s1_tr - s1_cl).max() < 1.5, f"S1 under clouds: mean {s1_cl} vs {s1_tr} dB")
+    require(all(tr["labels"].sum(1) >= 1), "a patch without labels")
 
     ap1 = probe(feats(tr["s1"]), tr["labels"], feats(te["s1"]), te["labels"])
     ap2 = probe(feats(tr["s2"]), tr["labels"], feats(te["s2"]), te["labels"])
@@ -94,18 +87,18 @@ def main():
                  np.concatenate([feats(te["s1"]), feats(te["s2"])], 1), te["labels"])
     m1, m2, m12 = np.nanmean(ap1), np.nanmean(ap2), np.nanmean(ap12)
     print(f"linear probe mAP: S1 {m1:.3f}  S2 {m2:.3f}  S1+S2 {m12:.3f}")
-    check(m12 > max(m1, m2) + 0.05, "fusion does not beat both sensors")
+    require(m12 > max(m1, m2) + 0.05, "fusion does not beat both sensors")
     np.set_printoptions(precision=2)
     print(f"per-class AP  S1 {ap1}\n              S2 {ap2}\n           S1+S2 {ap12}")
     # S2 twins (1 of 0, 10 of 8, 18 of 17): S2 alone cannot tell them apart, S1 adds it.
     for k in (1, 10, 18):
-        check(ap12[k] > ap2[k] + 0.1, f"class {k}: S1+S2 AP {ap12[k]:.2f} not above S2 AP {ap2[k]:.2f}")
+        require(ap12[k] > ap2[k] + 0.1, f"class {k}: S1+S2 AP {ap12[k]:.2f} not above S2 AP {ap2[k]:.2f}")
     # S1 twins (4 of 2, 13 of 9, 14 of 11): S1 alone cannot tell them apart, S2 adds it.
     for k in (4, 13, 14):
-        check(ap12[k] > ap1[k] + 0.1, f"class {k}: S1+S2 AP {ap12[k]:.2f} not above S1 AP {ap1[k]:.2f}")
+        require(ap12[k] > ap1[k] + 0.1, f"class {k}: S1+S2 AP {ap12[k]:.2f} not above S1 AP {ap1[k]:.2f}")
     subprocess.run(["rm", "-rf", tmp], check=False)
     if failures:
-        print(f"test_synth: {failures} failures")
+        print(f"test_synth: {len(failures)} failures")
         return 1
     print("test_synth: ok")
     return 0

@@ -23,7 +23,7 @@ from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from twtest import check, failures  # noqa: E402
+from twtest import check, failures, runner  # noqa: E402
 
 TWINFUSE, HERE, SHARDS, WORK = sys.argv[1:5]
 MPIRUN = sys.argv[5] if len(sys.argv) > 5 else None
@@ -34,15 +34,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 
-def twinfuse(*args, expect=0, ranks=1):
-    cmd = [TWINFUSE, *args]
-    if ranks > 1:
-        cmd = [MPIRUN, "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS=1", *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-    if (p.returncode == 0) != (expect == 0):
-        print(p.stdout[-4000:], p.stderr[-4000:])
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want {'0' if expect == 0 else 'non-zero'}")
-    return p
+twinfuse = runner(TWINFUSE, env=ENV, mpirun=MPIRUN)
 
 
 def finetune(name, *over, expect=0, ranks=1):

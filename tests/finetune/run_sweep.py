@@ -20,7 +20,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from twtest import check, failures  # noqa: E402
+from twtest import check, failures, runner  # noqa: E402
 
 TWINFUSE, SRC, SHARDS, WORK = sys.argv[1:5]
 CONFIG = os.path.join(SRC, "configs", "finetune", "demo.yaml")
@@ -32,13 +32,11 @@ COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.
 
 
 
+twinfuse = runner(TWINFUSE, env=ENV)
+
+
 def sweep(name, *over, expect=0):
-    p = subprocess.run([TWINFUSE, "sweep", CONFIG, f"run.name={name}", *COMMON, *over], capture_output=True,
-                       text=True, env=ENV)
-    if (p.returncode == 0) != (expect == 0):
-        print(p.stdout[-4000:], p.stderr[-4000:])
-        sys.exit(f"FAIL: sweep {name} exited {p.returncode}")
-    return p
+    return twinfuse("sweep", CONFIG, f"run.name={name}", *COMMON, *over, expect=expect)
 
 
 shutil.rmtree(WORK, ignore_errors=True)

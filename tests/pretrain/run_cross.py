@@ -15,7 +15,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import h5py
@@ -24,7 +23,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from twtest import check, failures  # noqa: E402
+from twtest import check, failures, runner  # noqa: E402
 
 TWINFUSE, REPO, SHARDS, WORK = sys.argv[1:5]
 PRE_CONFIG = os.path.join(REPO, "configs", "pretrain", "demo_s1.yaml")
@@ -35,13 +34,7 @@ COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.
 
 
 
-def twinfuse(*args, expect=0):
-    cmd = [TWINFUSE, *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-    if (p.returncode == 0) != (expect == 0):
-        print(p.stdout[-4000:], p.stderr[-4000:])
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want {'0' if expect == 0 else 'non-zero'}")
-    return p
+twinfuse = runner(TWINFUSE, env=ENV)
 
 
 def newest_ckpt(name):

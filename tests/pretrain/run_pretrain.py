@@ -16,11 +16,10 @@ usage: run_pretrain.py TWINFUSE CONFIG SHARD_DIR WORK_DIR [MPIRUN]"""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from twtest import check, failures, read_safetensors, same_state, write_safetensors  # noqa: E402
+from twtest import check, failures, read_safetensors, runner, same_state, write_safetensors  # noqa: E402
 
 TWINFUSE, CONFIG, SHARDS, WORK = sys.argv[1:5]
 MPIRUN = sys.argv[5] if len(sys.argv) > 5 else None
@@ -29,15 +28,11 @@ COMMON = [f"data.shards={SHARDS}", f"run.out_dir={WORK}", "data.size=32", "data.
           "backend.threads=1"]
 
 
+twinfuse = runner(TWINFUSE, env={**os.environ, "OMP_NUM_THREADS": "1"}, mpirun=MPIRUN)
+
+
 def run(name, *over, expect=0, ranks=1):
-    cmd = [TWINFUSE, "pretrain", CONFIG, f"run.name={name}", *COMMON, *over]
-    if ranks > 1:
-        cmd = [MPIRUN, "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS=1", *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if p.returncode != expect:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want {expect}")
-    return p
+    return twinfuse("pretrain", CONFIG, f"run.name={name}", *COMMON, *over, expect=expect, ranks=ranks)
 
 
 def losses(name):

@@ -15,14 +15,8 @@ import shutil
 import subprocess
 import sys
 
-FAILS = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILS.append(what)
-        print("FAIL: " + what)
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import check, failures  # noqa: E402
 
 def report(twinfuse, d, env_extra=None, drop=("TW_PYTHON", "TW_REPORT_SCRIPT")):
     env = {k: v for k, v in os.environ.items() if k not in drop}
@@ -401,8 +395,8 @@ def test_install(twinfuse, work, cmake, build_dir):
 def main():
     if len(sys.argv) == 6 and sys.argv[1] == "install":
         test_install(os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3]), sys.argv[4], sys.argv[5])
-        print("install: %s" % ("FAIL (%d)" % len(FAILS) if FAILS else "ok"))
-        return 1 if FAILS else 0
+        print("install: %s" % ("FAIL (%d)" % len(failures) if failures else "ok"))
+        return 1 if failures else 0
     if len(sys.argv) != 4 or sys.argv[1] not in ("sweep", "run", "bad", "layout"):
         print(__doc__, file=sys.stderr)
         return 2
@@ -415,8 +409,8 @@ def main():
     os.makedirs(work, exist_ok=True)
     {"sweep": test_sweep, "run": test_run, "bad": test_bad, "layout": test_layout}[what](
         os.path.abspath(twinfuse), os.path.abspath(work))
-    print("%s: %s" % (what, "FAIL (%d)" % len(FAILS) if FAILS else "ok"))
-    return 1 if FAILS else 0
+    print("%s: %s" % (what, "FAIL (%d)" % len(failures) if failures else "ok"))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

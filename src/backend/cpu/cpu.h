@@ -124,7 +124,7 @@ static inline tw_cpu_geom tw_cpu_geom_of(const tw_tensor *t) {
     return g;
 }
 
-/* bn_sync.c: the plan facts its loops need. */
+/* bn.c, for bn_sync.c's loops: a BN plan's fused ReLU and its scratch. */
 int tw_cpu_bn_plan_relu(const tw_bn_plan *p);
 /* The plan's scratch for 4 x n_ch per-channel floats (n_ch: the padded channel count). */
 float *tw_cpu_bn_plan_coefs(tw_bn_plan *p, int n_ch);
