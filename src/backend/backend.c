@@ -93,11 +93,33 @@ static void check_same(const tw_tensor *a, const tw_tensor *b) {
     TW_ASSERT(a->dtype == TW_F32 || a->dtype == TW_BF16);
 }
 
-/* A tensor of a BN plan's op: its shape, dtype and layout. */
-static void check_bn_tensor(const tw_bn_plan *p, const tw_tensor *t) {
-    const tw_tensor *r = &((const tw_plan_head *)p)->y;
+/* A tensor against a plan's x or y: shape, dtype and layout. */
+static void check_like(const tw_tensor *t, const tw_tensor *r) {
     TW_ASSERT(t && t->n == r->n && t->c == r->c && t->h == r->h && t->w == r->w);
     TW_ASSERT(t->dtype == r->dtype && t->layout == r->layout);
+}
+
+/* A tensor of a BN plan's op: the plan's shape, dtype and layout. */
+static void check_bn_tensor(const tw_bn_plan *p, const tw_tensor *t) {
+    check_like(t, &((const tw_plan_head *)p)->y);
+}
+
+static void check_maxpool_forward(tw_backend *be, tw_pool_plan *p, tw_tensor *y, void *ws,
+                                  const tw_tensor *x) {
+    (void)be;
+    const tw_plan_head *h = (const tw_plan_head *)p;
+    check_like(x, &h->x);
+    check_like(y, &h->y);
+    TW_ASSERT(!h->ws_bytes || ws);
+}
+
+static void check_maxpool_backward(tw_backend *be, tw_pool_plan *p, tw_tensor *dx,
+                                   const tw_tensor *dy, const void *ws) {
+    (void)be;
+    const tw_plan_head *h = (const tw_plan_head *)p;
+    check_like(dx, &h->x);
+    check_like(dy, &h->y);
+    TW_ASSERT(!h->ws_bytes || ws);
 }
 
 static void check_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src) {

@@ -16,7 +16,7 @@ typedef struct tw_backend_ops {
 /* Every backend's plan structs (conv, bn, pool) start with this header, filled in by the plan's
  * make function, so that the shape queries in backend.h need no dispatch. */
 typedef struct tw_plan_head {
-    tw_tensor x;          /* input shape, dtype and layout (conv plans; data NULL) */
+    tw_tensor x;          /* input shape, dtype and layout (conv and pool plans; data NULL) */
     tw_tensor y;          /* output shape, dtype and layout (data NULL) */
     size_t ws_bytes;      /* caller-owned per-call state (see tw_bn_plan_ws_bytes) */
     char impl[TW_PLAN_IMPL_BYTES];   /* the kernels chosen, per pass ("" when not reported) */
