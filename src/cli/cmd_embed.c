@@ -93,6 +93,10 @@ static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ck
 }
 
 int tw_cmd_embed(int argc, char **argv) {
+    if (tw_cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return 0;
+    }
     const char *split = NULL, *out = NULL;
     char **ov = calloc((size_t)argc + 1, sizeof *ov);
     int n_ov = 0, bad = !ov || argc < 1 || argv[0][0] == '-';
