@@ -82,10 +82,11 @@ void tw_predictor_free(tw_predictor *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* Scores windows js[0..n) of the strip (origins x0[js[i]]) into rows[js[i] * width ...]: k
- * probabilities (sigmoid of the logits) or the pooled features, then a 1 (scored). */
-static void score_windows(tw_predictor *p, const float *planes, int strip_w, const int *x0, const int *js, int n,
-                          int features, float *rows, int width) {
+/* Scores windows i = 0..n-1 (origin xs[i] in the strip at strips[i], of planes [n_ch, S, strip_w])
+ * into rows[qs[i] * width ...]: k probabilities (sigmoid of the logits) or the pooled features,
+ * then a 1 (scored). Batches of p->batch; the last one padded with zeros. */
+static void score_windows(tw_predictor *p, const float *const *strips, int strip_w, const int *xs, const int *qs,
+                          int n, int features, float *rows, int width) {
     tw_cls *c = &p->c;
     int S = c->size, n_ch = c->c_s2 + c->c_s1;
     size_t win = (size_t)S * S, n_px = (size_t)S * strip_w;
@@ -94,12 +95,13 @@ static void score_windows(tw_predictor *p, const float *planes, int strip_w, con
         memset(p->h_s2, 0, sizeof(float) * (size_t)p->batch * c->c_s2 * win);
         memset(p->h_s1, 0, sizeof(float) * (size_t)p->batch * c->c_s1 * win);
         for (int i = 0; i < nb; i++) {
-            int xs = x0[js[b0 + i]];
+            const float *planes = strips[b0 + i];
+            int x0 = xs[b0 + i];
             for (int ch = 0; ch < n_ch; ch++) {
                 float *dst = ch < c->c_s2 ? p->h_s2 + ((size_t)i * c->c_s2 + ch) * win
                                           : p->h_s1 + ((size_t)i * c->c_s1 + ch - c->c_s2) * win;
                 for (int y = 0; y < S; y++)
-                    memcpy(dst + (size_t)y * S, planes + ch * n_px + (size_t)y * strip_w + xs, sizeof(float) * S);
+                    memcpy(dst + (size_t)y * S, planes + ch * n_px + (size_t)y * strip_w + x0, sizeof(float) * S);
             }
         }
         if (c->c_s2) tw_mem_from_host(p->be, c->x_s2, p->h_s2, sizeof(float) * (size_t)p->batch * c->c_s2 * win);
@@ -108,7 +110,7 @@ static void score_windows(tw_predictor *p, const float *planes, int strip_w, con
         if (!features) {
             tw_mem_to_host(p->be, p->h_out, c->acts.logits, sizeof(float) * (size_t)nb * c->k);
             for (int i = 0; i < nb; i++) {
-                float *r = rows + (size_t)js[b0 + i] * width;
+                float *r = rows + (size_t)qs[b0 + i] * width;
                 for (int j = 0; j < c->k; j++) r[j] = (float)(1.0 / (1.0 + exp(-(double)p->h_out[i * c->k + j])));
                 r[width - 1] = 1.0f;
             }
@@ -117,7 +119,7 @@ static void score_windows(tw_predictor *p, const float *planes, int strip_w, con
         for (int net = 0; net < c->m.n_nets; net++) {
             tw_mem_to_host(p->be, p->h_out, c->acts.feats[net], sizeof(float) * (size_t)nb * TW_RESNET18_FEATS);
             for (int i = 0; i < nb; i++) {
-                float *r = rows + (size_t)js[b0 + i] * width;
+                float *r = rows + (size_t)qs[b0 + i] * width;
                 memcpy(r + net * TW_RESNET18_FEATS, p->h_out + (size_t)i * TW_RESNET18_FEATS,
                        sizeof(float) * TW_RESNET18_FEATS);
                 r[width - 1] = 1.0f;
@@ -154,11 +156,16 @@ static void outputs_abort(outputs *w) {
 
 static tw_status outputs_open(outputs *w, tw_predictor *p, const tw_predict_scene_opts *o, const tw_grid *g, int d,
                               const char *const *classes, int stride, tw_err *err) {
-    char m_ckpt[4200], m_win[64], m_stride[64];
+    char m_ckpt[4200], m_win[64], m_stride[64], m_s2[4200], m_s1[4200];
     snprintf(m_ckpt, sizeof m_ckpt, "TWINFUSE_CHECKPOINT=%s", o->ckpt ? o->ckpt : "");
+    snprintf(m_s2, sizeof m_s2, "TWINFUSE_S2=%s", o->s2 ? o->s2 : "");
+    snprintf(m_s1, sizeof m_s1, "TWINFUSE_S1=%s", o->s1 ? o->s1 : "");
     snprintf(m_win, sizeof m_win, "TWINFUSE_WINDOW=%d", p->c.size);
     snprintf(m_stride, sizeof m_stride, "TWINFUSE_STRIDE=%d", stride);
-    const char *meta[] = {m_ckpt, m_win, m_stride,
+    char m_classes[4096] = "TWINFUSE_CLASSES=";
+    for (int i = 0; !o->features && i < d; i++)
+        snprintf(m_classes + strlen(m_classes), sizeof m_classes - strlen(m_classes), "%s%s", i ? ";" : "", classes[i]);
+    const char *meta[] = {m_ckpt, m_win, m_stride, m_s2, m_s1, m_classes,
                           o->features ? "TWINFUSE_CONTENT=pooled backbone features per window"
                                       : "TWINFUSE_CONTENT=class probabilities, Hann-weighted mean of the windows",
                           NULL};
@@ -214,6 +221,7 @@ static tw_status write_rows(outputs *w, const tw_tiles *t, const float *vals, co
 
 tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scene_opts *o, tw_err *err) {
     tw_cls *c = &p->c;
+    double t_start = tw_progress_now();
     int rank = tw_comm_rank(comm), world = tw_comm_size(comm), S = c->size;
     tw_scene_input_opts io = {.s2 = o->s2, .s1 = o->s1, .grid = o->grid, .s1_linear = o->s1_linear,
                               .n_s2 = c->c_s2, .s2_bands = c->lo.s2_bands, .use_s1 = c->c_s1 > 0, .norm = &p->norm};
@@ -239,51 +247,71 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
     if (rank == 0) st = outputs_open(&w, p, o, &out_grid, d, classes, stride, err);
     st = tw_run_agree(comm, st, err);
 
+    /* Window rows go in groups of g, enough windows to fill a batch on every rank (a narrow scene
+     * would otherwise pad most of each batch); a rank scores a contiguous share of a group. */
     size_t strip = (size_t)S * W;
-    float *planes = malloc(sizeof(float) * in.n_ch * strip + 1), *rows = malloc(sizeof(float) * (size_t)n_x * width);
-    uint8_t *bad = malloc(strip);
-    int *ok_run = malloc(sizeof(int) * (size_t)(W + 1)), *js = malloc(sizeof(int) * (size_t)n_x);
+    int g_max = (int)(((int64_t)p->batch * world + n_x - 1) / n_x);
+    if (g_max > n_y) g_max = n_y;
+    float *planes = malloc(sizeof(float) * in.n_ch * strip * g_max + 1);
+    float *rows = malloc(sizeof(float) * (size_t)g_max * n_x * width);
+    uint8_t *bad = malloc(strip * g_max);
+    int *ok_run = malloc(sizeof(int) * (size_t)(W + 1) * g_max);
+    int *xs = malloc(sizeof(int) * (size_t)g_max * n_x), *qs = malloc(sizeof(int) * (size_t)g_max * n_x);
+    const float **strips = malloc(sizeof(float *) * (size_t)g_max * n_x);
     float *vals = rank == 0 && !o->features ? malloc(sizeof(float) * (size_t)n_y * n_x * k) : NULL;
     uint8_t *valid = rank == 0 ? calloc((size_t)n_y * n_x, 1) : NULL;
     /* rank 0's output rows: at most a window of rows at once (rows_done - y0 <= stride <= S) */
     float *buf = rank == 0 ? malloc(sizeof(float) * (o->features ? (size_t)d * n_x : (size_t)k * strip)) : NULL;
     uint8_t *buf8 = rank == 0 ? malloc((size_t)k * strip) : NULL;
-    TW_ASSERT(planes && rows && bad && ok_run && js && (rank || ((o->features || vals) && valid && buf && buf8)));
+    TW_ASSERT(planes && rows && bad && ok_run && xs && qs && strips &&
+              (rank || ((o->features || vals) && valid && buf && buf8)));
     tw_progress prog;
     if (rank == 0) tw_progress_init(&prog, "windows", (int64_t)n_y * n_x);
     int64_t n_scored = 0;
-    int j_lo = (int)((int64_t)n_x * rank / world), j_hi = (int)((int64_t)n_x * (rank + 1) / world);
-    for (int i = 0; i < n_y && st == TW_OK; i++) {
-        int y0 = t.y0[i];
-        st = tw_run_agree(comm, tw_scene_input_read(&in, planes, bad, y0, S, err), err);
-        if (st) break;
-        /* ok_run[x]: how many of the columns before x hold no nodata pixel in the strip */
-        ok_run[0] = 0;
-        for (int x = 0; x < W; x++) {
-            int col_ok = 1;
-            for (int y = 0; y < S && col_ok; y++) col_ok = !bad[(size_t)y * W + x];
-            ok_run[x + 1] = ok_run[x] + col_ok;
+    for (int i0 = 0; i0 < n_y && st == TW_OK; i0 += g_max) {
+        int g = n_y - i0 < g_max ? n_y - i0 : g_max;
+        for (int r = 0; r < g && st == TW_OK; r++) {
+            uint8_t *b = bad + r * strip;
+            int *run = ok_run + (size_t)r * (W + 1);
+            st = tw_scene_input_read(&in, planes + r * in.n_ch * strip, b, t.y0[i0 + r], S, err);
+            /* run[x]: how many of the columns before x hold no nodata pixel in the strip */
+            run[0] = 0;
+            for (int x = 0; x < W; x++) {
+                int col_ok = 1;
+                for (int y = 0; y < S && col_ok; y++) col_ok = !b[(size_t)y * W + x];
+                run[x + 1] = run[x] + col_ok;
+            }
         }
+        if ((st = tw_run_agree(comm, st, err)) != TW_OK) break;
+        int q_n = g * n_x, q_lo = (int)((int64_t)q_n * rank / world), q_hi = (int)((int64_t)q_n * (rank + 1) / world);
         int n = 0;
-        for (int j = j_lo; j < j_hi; j++)
-            if (ok_run[t.x0[j] + S] - ok_run[t.x0[j]] == S) js[n++] = j;
-        memset(rows, 0, sizeof(float) * (size_t)n_x * width);
-        score_windows(p, planes, W, t.x0, js, n, o->features, rows, width);
-        tw_comm_allreduce(comm, rows, (size_t)n_x * width, TW_F32, TW_REDUCE_SUM);
-        if (rank == 0) {
+        for (int q = q_lo; q < q_hi; q++) {
+            int r = q / n_x, x0 = t.x0[q % n_x];
+            const int *run = ok_run + (size_t)r * (W + 1);
+            if (run[x0 + S] - run[x0] != S) continue;
+            strips[n] = planes + r * in.n_ch * strip;
+            xs[n] = x0;
+            qs[n++] = q;
+        }
+        memset(rows, 0, sizeof(float) * (size_t)q_n * width);
+        score_windows(p, strips, W, xs, qs, n, o->features, rows, width);
+        tw_comm_allreduce(comm, rows, (size_t)q_n * width, TW_F32, TW_REDUCE_SUM);
+        for (int r = 0; rank == 0 && r < g && st == TW_OK; r++) {
+            int i = i0 + r;
+            const float *row = rows + (size_t)r * n_x * width;
             for (int j = 0; j < n_x; j++) {
-                valid[(size_t)i * n_x + j] = rows[(size_t)j * width + d] > 0.5f;
+                valid[(size_t)i * n_x + j] = row[(size_t)j * width + d] > 0.5f;
                 n_scored += valid[(size_t)i * n_x + j];
-                if (!o->features) memcpy(vals + ((size_t)i * n_x + j) * k, rows + (size_t)j * width, sizeof(float) * k);
+                if (!o->features) memcpy(vals + ((size_t)i * n_x + j) * k, row + (size_t)j * width, sizeof(float) * k);
             }
             if (o->features) {   /* one output row: [d, 1, n_x], NaN where the window was skipped */
                 for (int j = 0; j < n_x; j++)
                     for (int f = 0; f < d; f++)
-                        buf[(size_t)f * n_x + j] = valid[(size_t)i * n_x + j] ? rows[(size_t)j * width + f] : NAN;
+                        buf[(size_t)f * n_x + j] = valid[(size_t)i * n_x + j] ? row[(size_t)j * width + f] : NAN;
                 st = tw_raster_out_write(w.map, buf, i, 1, err);
             } else {
-                int r1 = tw_tiles_rows_done(&t, i);
-                st = write_rows(&w, &t, vals, valid, k, y0, r1, bad, o->threshold, buf, buf8, err);
+                st = write_rows(&w, &t, vals, valid, k, t.y0[i], tw_tiles_rows_done(&t, i), bad + r * strip,
+                                o->threshold, buf, buf8, err);
             }
             tw_progress_add(&prog, n_x);
         }
@@ -306,17 +334,21 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
             for (int f = 0; f < 3; f++)
                 if (placed[f]) remove(paths[f]);
         }
+        double secs = tw_progress_now() - t_start;
         if (st == TW_OK)
-            tw_log("# %s: %dx%d pixels, %lld of %lld windows of %d scored (stride %d), %d %s\n", o->out, W,
-                   in.grid.height, (long long)n_scored, (long long)n_y * n_x, S, stride, d,
-                   o->features ? "feature bands at the window grid" : "class probabilities");
+            tw_log("# %s: %dx%d pixels, %lld of %lld windows of %d scored (stride %d), %d %s; seconds=%.3f "
+                   "(%.3f Mpx/s)\n", o->out, W, in.grid.height, (long long)n_scored, (long long)n_y * n_x, S, stride, d,
+                   o->features ? "feature bands at the window grid" : "class probabilities", secs,
+                   (double)W * in.grid.height / 1e6 / secs);
     }
     st = tw_run_agree(comm, st, err);
     free(planes);
     free(rows);
     free(bad);
     free(ok_run);
-    free(js);
+    free(xs);
+    free(qs);
+    free(strips);
     free(vals);
     free(valid);
     free(buf);

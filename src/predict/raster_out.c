@@ -3,7 +3,6 @@
 
 #include <cpl_conv.h>
 #include <cpl_error.h>
-#include <cpl_string.h>
 #include <errno.h>
 #include <gdal.h>
 #include <stdio.h>
@@ -19,6 +18,14 @@ struct tw_raster_out {
     char path[4096], tmp[4160], tmp_cog[4160];
     int n_bands, width, height;
 };
+
+/* path and the .aux.xml sidecar GDAL may have left beside it. */
+static void remove_with_aux(const char *path) {
+    char aux[4200];
+    snprintf(aux, sizeof aux, "%s.aux.xml", path);
+    unlink(path);
+    unlink(aux);
+}
 
 static const char *gdal_why(void) {
     const char *m = CPLGetLastErrorMsg();
@@ -85,12 +92,10 @@ tw_status tw_raster_out_classes(tw_raster_out *w, const uint8_t (*rgb)[3], const
         GDALColorEntry e = {rgb[i][0], rgb[i][1], rgb[i][2], 255};
         GDALSetColorEntry(ct, i, &e);
     }
-    GDALRasterBandH band = GDALGetRasterBand(w->ds, 1);
-    char **cats = NULL;
-    for (int i = 0; i < n; i++) cats = CSLAddString(cats, names[i]);
+    /* The names go into the metadata (the caller's): category names would need a .aux.xml. */
+    (void)names;
     CPLErrorReset();
-    int bad = GDALSetRasterColorTable(band, ct) != CE_None || GDALSetRasterCategoryNames(band, cats) != CE_None;
-    CSLDestroy(cats);
+    int bad = GDALSetRasterColorTable(GDALGetRasterBand(w->ds, 1), ct) != CE_None;
     GDALDestroyColorTable(ct);
     return bad ? tw_err_set(err, TW_E_IO, "%s: cannot set the colour table: %s", w->tmp, gdal_why()) : TW_OK;
 }
@@ -125,8 +130,8 @@ tw_status tw_raster_out_close(tw_raster_out *w, tw_err *err) {
         st = tw_err_set(err, TW_E_IO, "%s: closing failed: %s", w->tmp, gdal_why());
     if (st == TW_OK && rename(final, w->path) != 0)
         st = tw_err_set(err, TW_E_IO, "%s: cannot move %s into place: %s", w->path, final, strerror(errno));
-    unlink(w->tmp);
-    unlink(w->tmp_cog);
+    remove_with_aux(w->tmp);
+    remove_with_aux(w->tmp_cog);
     free(w);
     return st;
 }
@@ -134,7 +139,7 @@ tw_status tw_raster_out_close(tw_raster_out *w, tw_err *err) {
 void tw_raster_out_abort(tw_raster_out *w) {
     if (!w) return;
     if (w->ds) GDALClose(w->ds);
-    unlink(w->tmp);
-    unlink(w->tmp_cog);
+    remove_with_aux(w->tmp);
+    remove_with_aux(w->tmp_cog);
     free(w);
 }

@@ -15,7 +15,8 @@ typedef struct tw_raster_out tw_raster_out;
  * band's nodata is `nodata`. metadata: NULL or NULL-terminated "KEY=VALUE" strings. */
 tw_status tw_raster_out_open(tw_raster_out **out, const char *path, const tw_grid *g, int n_bands, const char *type,
                              const char *const *band_names, double nodata, const char *const *metadata, tw_err *err);
-/* A colour table (rgb[n][3]) and category names for a one-band Byte raster of class indices. */
+/* A colour table (rgb[n][3]) for a one-band Byte raster of class indices (names: kept for the
+ * caller's metadata; GeoTIFF has no place for category names outside a .aux.xml). */
 tw_status tw_raster_out_classes(tw_raster_out *w, const uint8_t (*rgb)[3], const char *const *names, int n,
                                 tw_err *err);
 /* rows [y0, y0 + h) of every band: data [n_bands, h, width] of the open type. */

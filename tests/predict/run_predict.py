@@ -170,6 +170,8 @@ with rasterio.open(w("real-top.tif")) as d:
     check(d.colormap(1)[0][:3] == (31, 119, 180), "top-label carries a colour table")
 with rasterio.open(w("real-map.tif")) as d:
     check(d.profile.get("tiled", False) and d.compression is not None, f"tiled and compressed ({d.compression})")
+left = [f for f in os.listdir(WORK) if ".tmp" in f or f.endswith(".aux.xml")]
+check(not left, f"no temporary or sidecar files left beside the maps ({left[:3]})")
 if MPIRUN:
     twinfuse("predict", early, "--s2", s2_vrt, "--s1", s1_vrt, "--stride", "120", "--out", w("real-map2.tif"), *BE,
              ranks=2)
