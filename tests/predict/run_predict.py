@@ -16,6 +16,7 @@
 usage: run_predict.py TWINFUSE SAMPLES_DIR TOOLS_DIR WORK_DIR [MPIRUN]"""
 import csv
 import glob
+import json
 import os
 import shutil
 import stat
@@ -170,6 +171,13 @@ with rasterio.open(w("real-top.tif")) as d:
     check(d.colormap(1)[0][:3] == (31, 119, 180), "top-label carries a colour table")
 with rasterio.open(w("real-map.tif")) as d:
     check(d.profile.get("tiled", False) and d.compression is not None, f"tiled and compressed ({d.compression})")
+twinfuse("report", w("real-top.tif"))
+with open(w("real-top.png.json")) as f:
+    side = json.load(f)
+counts = {c["index"]: c["pixels"] for c in side["classes"]}
+want_counts = {int(c): int(n) for c, n in zip(*np.unique(top[top != 255], return_counts=True))}
+check(os.path.getsize(w("real-top.png")) > 1000 and counts == want_counts and side["scene"] == s2_vrt,
+      f"twinfuse report MAP.tif draws the top-label map beside the scene ({len(counts)} classes)")
 left = [f for f in os.listdir(WORK) if ".tmp" in f or f.endswith(".aux.xml")]
 check(not left, f"no temporary or sidecar files left beside the maps ({left[:3]})")
 if MPIRUN:
