@@ -451,7 +451,9 @@ def report_map(path):
         a.set_xticks([])
         a.set_yticks([])
     total = max(1, sum(n for _, n in present))
-    ax.legend(handles=[Patch(color=[c / 255 for c in colours[i]], label="%s (%.0f%%)" % (classes[i], 100 * n / total))
+    import textwrap
+    ax.legend(handles=[Patch(color=[c / 255 for c in colours[i]],
+                             label=textwrap.fill("%s (%.0f%%)" % (classes[i], 100 * n / total), 42))
                        for i, n in present], fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(os.path.basename(path))
     fig.tight_layout()

@@ -16,7 +16,7 @@
 #include "data/shard.h"
 #include "data/synth.h"
 
-#define TILE 1024
+#define TILE 256
 
 static const char utm33n[] = "EPSG:32633";
 
