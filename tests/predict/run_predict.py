@@ -186,6 +186,21 @@ if MPIRUN:
     m2 = read(w("real-map2.tif"))[0]
     check(np.allclose(m, m2, atol=1e-6, equal_nan=True), "2 ranks write the 1-rank map")
 
+# S1 in another CRS is warped onto the S2 grid; --grid puts the map on another grid
+run("gdalwarp", "-q", "-t_srs", "EPSG:32632", "-tr", "10", "10", "-r", "bilinear", "-dstnodata", "nan", s1_vrt,
+    w("s1_32632.tif"))
+twinfuse("predict", early, "--s2", s2_vrt, "--s1", w("s1_32632.tif"), "--stride", "120", "--out", w("warp-map.tif"), *BE)
+wm, wcrs, wtr, _ = read(w("warp-map.tif"))
+_, vcrs, vtr, _ = read(s2_vrt)
+check(wcrs == vcrs and wtr.almost_equals(vtr, 1e-9) and wm.shape == m.shape and np.isfinite(wm).any(),
+      f"S1 in EPSG:32632 warped onto the S2 grid ({int(np.isfinite(wm[0]).sum())} pixels scored)")
+run("gdal_translate", "-q", "-b", "1", "-tr", "20", "20", s2_vrt, w("grid20.tif"))
+twinfuse("predict", early, "--s2", s2_vrt, "--s1", s1_vrt, "--grid", w("grid20.tif"), "--stride", "60", "--out",
+         w("grid-map.tif"), *BE)
+gm, _, gtr, _ = read(w("grid-map.tif"))
+check(gm.shape == (19, 180, 180) and gtr[0] == 20 and np.isfinite(gm).any(),
+      f"--grid: the map on the 20 m grid ({gm.shape[1]}x{gm.shape[2]}, pixel {gtr[0]} m)")
+
 # embed of the scene, window by window, against embed of the splits
 feats = {}
 for s in splits:
