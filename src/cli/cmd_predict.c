@@ -105,30 +105,37 @@ static int manifest_line(tw_predict_scene_opts *o, char *line, char *why, size_t
     return 0;
 }
 
-/* Every scene of the manifest in turn; the first failure stops the run (its message names the
- * line). Every rank reads the manifest itself. */
+/* Every scene of the manifest in turn, after every line was checked (a typo on the last line
+ * fails before the first scene runs); the first failing scene stops the run, its message naming
+ * the line. Every rank reads the manifest itself. */
 static tw_status run_manifest(tw_predictor *p, tw_comm *comm, predict_args *a, tw_err *err) {
-    FILE *f = fopen(a->manifest, "r");
-    if (!f) return tw_err_set(err, TW_E_MISSING, "%s: cannot open the manifest", a->manifest);
-    char line[16384];
-    int lineno = 0, n = 0;
     tw_status st = TW_OK;
-    while (st == TW_OK && fgets(line, sizeof line, f)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        if (strspn(line, " \t\r\n") == strlen(line)) continue;
-        char why[256];
-        if (manifest_line(&a->o, line, why, sizeof why)) {
-            st = tw_err_set(err, TW_E_FORMAT, "%s:%d: %s", a->manifest, lineno, why);
-            break;
+    int n = 0;
+    for (int pass = 0; pass < 2 && st == TW_OK; pass++) {
+        FILE *f = fopen(a->manifest, "r");
+        if (!f) return tw_err_set(err, TW_E_MISSING, "%s: cannot open the manifest", a->manifest);
+        char line[16384];
+        int lineno = 0;
+        while (st == TW_OK && fgets(line, sizeof line, f)) {
+            lineno++;
+            char *hash = strchr(line, '#');
+            if (hash) *hash = 0;
+            if (strspn(line, " \t\r\n") == strlen(line)) continue;
+            char why[256];
+            if (manifest_line(&a->o, line, why, sizeof why)) {
+                st = tw_err_set(err, TW_E_FORMAT, "%s:%d: %s", a->manifest, lineno, why);
+                break;
+            }
+            if (pass == 0) {
+                n++;
+                continue;
+            }
+            st = tw_predict_scene(p, comm, &a->o, err);
+            if (st) tw_err_prefix(err, "%s:%d: ", a->manifest, lineno);
         }
-        st = tw_predict_scene(p, comm, &a->o, err);
-        if (st) tw_err_prefix(err, "%s:%d: ", a->manifest, lineno);
-        n++;
+        fclose(f);
+        if (st == TW_OK && n == 0) st = tw_err_set(err, TW_E_FORMAT, "%s: no scenes", a->manifest);
     }
-    fclose(f);
-    if (st == TW_OK && n == 0) st = tw_err_set(err, TW_E_FORMAT, "%s: no scenes", a->manifest);
     return st;
 }
 

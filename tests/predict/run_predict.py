@@ -350,6 +350,11 @@ p = twinfuse("predict", pre, "--s2", w("scene.tif"), "--out", w("x.tif"), *BE, e
 check(pre in p.stderr and "classification" in p.stderr, f"a pre-training checkpoint refused: {p.stderr.strip()[-140:]}")
 twinfuse("embed", pre, "--s2", w("scene.tif"), "--out", w("pre-feat.tif"), *BE)
 check(read(w("pre-feat.tif"))[0].shape == (512, 3, 3), "embed --s2 of a pre-training checkpoint's backbone")
+with open(w("bad-manifest.txt"), "w") as f:
+    f.write(f"s2={w('scene.tif')} out={w('bad-a.tif')}\ns2={w('scene.tif')} output={w('bad-b.tif')}\n")
+p = twinfuse("predict", s2ck, "--manifest", w("bad-manifest.txt"), *BE, expect=1)
+check("bad-manifest.txt:2" in p.stderr and "output" in p.stderr and not os.path.exists(w("bad-a.tif")),
+      f"a bad manifest line named before any scene runs: {p.stderr.strip()[-120:]}")
 p = twinfuse("predict", s2ck, "--s2", w("missing.tif"), "--out", w("x.tif"), *BE, expect=1)
 check("missing.tif" in p.stderr, f"a missing scene named: {p.stderr.strip()[-120:]}")
 os.makedirs(w("outdir"))
