@@ -162,7 +162,8 @@ static tw_status outputs_open(outputs *w, tw_predictor *p, const tw_predict_scen
     snprintf(m_s1, sizeof m_s1, "TWINFUSE_S1=%s", o->s1 ? o->s1 : "");
     snprintf(m_win, sizeof m_win, "TWINFUSE_WINDOW=%d", p->c.size);
     snprintf(m_stride, sizeof m_stride, "TWINFUSE_STRIDE=%d", stride);
-    char m_classes[4096] = "TWINFUSE_CLASSES=";
+    char m_classes[4096] = "";   /* without '=': left out of a features raster */
+    if (!o->features) snprintf(m_classes, sizeof m_classes, "TWINFUSE_CLASSES=");
     for (int i = 0; !o->features && i < d; i++)
         snprintf(m_classes + strlen(m_classes), sizeof m_classes - strlen(m_classes), "%s%s", i ? ";" : "", classes[i]);
     const char *meta[] = {m_ckpt, m_win, m_stride, m_s2, m_s1, m_classes,
@@ -189,7 +190,7 @@ static tw_status outputs_open(outputs *w, tw_predictor *p, const tw_predict_scen
         for (int i = 0; i < d && i < TW_N_CLASSES43; i++)
             for (int c = 0; c < 3; c++) rgb[i][c] = (uint8_t)(tab20[i % 20][c] * (i < 20 ? 1.0 : i < 40 ? 0.6 : 0.3));
         st = tw_raster_out_open(&w->top, o->top_label, g, 1, "Byte", NULL, 255, meta, err);
-        if (st == TW_OK) st = tw_raster_out_classes(w->top, (const uint8_t (*)[3])rgb, classes, d, err);
+        if (st == TW_OK) st = tw_raster_out_classes(w->top, (const uint8_t (*)[3])rgb, d, err);
     }
     if (st == TW_OK && o->multi_hot) st = tw_raster_out_open(&w->hot, o->multi_hot, g, d, "Byte", classes, 255, meta, err);
     if (st) outputs_abort(w);

@@ -85,15 +85,12 @@ tw_status tw_raster_out_open(tw_raster_out **out, const char *path, const tw_gri
     return TW_OK;
 }
 
-tw_status tw_raster_out_classes(tw_raster_out *w, const uint8_t (*rgb)[3], const char *const *names, int n,
-                                tw_err *err) {
+tw_status tw_raster_out_classes(tw_raster_out *w, const uint8_t (*rgb)[3], int n, tw_err *err) {
     GDALColorTableH ct = GDALCreateColorTable(GPI_RGB);
     for (int i = 0; i < n; i++) {
         GDALColorEntry e = {rgb[i][0], rgb[i][1], rgb[i][2], 255};
         GDALSetColorEntry(ct, i, &e);
     }
-    /* The names go into the metadata (the caller's): category names would need a .aux.xml. */
-    (void)names;
     CPLErrorReset();
     int bad = GDALSetRasterColorTable(GDALGetRasterBand(w->ds, 1), ct) != CE_None;
     GDALDestroyColorTable(ct);

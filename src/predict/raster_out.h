@@ -15,10 +15,9 @@ typedef struct tw_raster_out tw_raster_out;
  * band's nodata is `nodata`. metadata: NULL or NULL-terminated "KEY=VALUE" strings. */
 tw_status tw_raster_out_open(tw_raster_out **out, const char *path, const tw_grid *g, int n_bands, const char *type,
                              const char *const *band_names, double nodata, const char *const *metadata, tw_err *err);
-/* A colour table (rgb[n][3]) for a one-band Byte raster of class indices (names: kept for the
- * caller's metadata; GeoTIFF has no place for category names outside a .aux.xml). */
-tw_status tw_raster_out_classes(tw_raster_out *w, const uint8_t (*rgb)[3], const char *const *names, int n,
-                                tw_err *err);
+/* A colour table (rgb[n][3]) for a one-band Byte raster of class indices. The class names belong
+ * in the metadata: GDAL keeps category names only in a .aux.xml sidecar. */
+tw_status tw_raster_out_classes(tw_raster_out *w, const uint8_t (*rgb)[3], int n, tw_err *err);
 /* rows [y0, y0 + h) of every band: data [n_bands, h, width] of the open type. */
 tw_status tw_raster_out_write(tw_raster_out *w, const void *data, int y0, int h, tw_err *err);
 /* Finishes (COG copy when available), renames into place; frees w either way. */
