@@ -204,7 +204,7 @@ tw_status tw_cls_score_split(tw_cls *c, tw_comm *comm, const char *split, int gl
     lo.start_epoch = lo.start_step = 0;
     TW_ASSERT(global_batch / tw_comm_size(comm) <= c->n_local);
     tw_loader *ld = NULL;
-    tw_status st = tw_run_agree(comm, tw_loader_init(&ld, &lo, err), err);
+    tw_status st = tw_comm_agree(comm, tw_loader_init(&ld, &lo, err), err);
     if (st != TW_OK) return st;
     int64_t n = tw_loader_n_samples(ld), spe = tw_loader_steps_per_epoch(ld);
     int k = c->k, d = want_feats ? TW_RESNET18_FEATS * c->m.n_nets : 0;
@@ -238,7 +238,7 @@ tw_status tw_cls_score_split(tw_cls *c, tw_comm *comm, const char *split, int gl
     }
     tw_loader_free(ld);
     free(host);
-    if ((st = tw_run_agree(comm, st, err)) != TW_OK) {
+    if ((st = tw_comm_agree(comm, st, err)) != TW_OK) {
         free(rows);
         return st;
     }

@@ -62,7 +62,7 @@ static tw_status resume_auto(loop *L, tw_ckpt_state *s, int *loaded, tw_err *err
     }
     tw_comm_broadcast(L->comm, chosen, sizeof chosen, 0);
     if (L->rank != 0 && chosen[0]) st = tw_ckpt_load(chosen, &L->content, s, err);
-    if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+    if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     *loaded = chosen[0] != 0;
     snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", chosen);
     return TW_OK;
@@ -85,7 +85,7 @@ static tw_status save(loop *L, const tw_ckpt_state *cs, tw_err *err) {
         st = tw_ckpt_save(path, &L->content, cs, L->lc->yaml, err);
         if (st == TW_OK) prune(L->run_dir);
     }
-    if ((st = tw_run_agree(L->comm, st, err)) == TW_OK) snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", path);
+    if ((st = tw_comm_agree(L->comm, st, err)) == TW_OK) snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", path);
     return st;
 }
 
@@ -93,7 +93,7 @@ static tw_status save(loop *L, const tw_ckpt_state *cs, tw_err *err) {
 static tw_status validate(loop *L, tw_ckpt_state *cs, int64_t epoch, tw_err *err) {
     double score = 0;
     char summary[256] = "";
-    tw_status st = tw_run_agree(L->comm, L->task.validate(&L->task, &score, summary, sizeof summary, err), err);
+    tw_status st = tw_comm_agree(L->comm, L->task.validate(&L->task, &score, summary, sizeof summary, err), err);
     if (st != TW_OK) return st;
     int better = cs->best_score < 0 || score > cs->best_score;
     tw_log("# validation after epoch %" PRId64 " (step %" PRId64 "): %s%s\n", epoch, cs->step, summary,
@@ -106,7 +106,7 @@ static tw_status validate(loop *L, tw_ckpt_state *cs, int64_t epoch, tw_err *err
     tw_ckpt_content weights = L->content;
     weights.optim = NULL;
     if (L->rank == 0) st = tw_ckpt_save(path, &weights, cs, L->lc->yaml, err);
-    return tw_run_agree(L->comm, st, err);
+    return tw_comm_agree(L->comm, st, err);
 }
 
 /* The run directory (rank 0): created, torn checkpoint writes removed, config.yaml written. */
@@ -122,7 +122,7 @@ static tw_status prepare_run_dir(loop *L, tw_err *err) {
             st = tw_run_write_text(path, L->lc->yaml, err);
         }
     }
-    return tw_run_agree(L->comm, st, err);
+    return tw_comm_agree(L->comm, st, err);
 }
 
 /* The loader options, the task and the step around it (optimizer, buckets, rollback). */
@@ -137,7 +137,7 @@ static tw_status set_up(loop *L, tw_err *err) {
     /* A first loader without the hook reads the shards' normalisation (augmentations may need
      * it before any view is made: the loader's thread starts at once) and the epoch's length. */
     if (st == TW_OK) st = tw_loader_init(&probe, lo, err);
-    if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+    if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     L->spe = tw_loader_steps_per_epoch(probe);
     int64_t n_samples = tw_loader_n_samples(probe);
     if (L->spe < 1) st = tw_err_set(err, TW_E_RANGE, "%s: %" PRId64 " samples in split %s, fewer than one batch of %d",
@@ -146,7 +146,7 @@ static tw_status set_up(loop *L, tw_err *err) {
     if (st == TW_OK)
         st = lc->make_task(&L->task, L->be, L->comm, tw_step_flag(L->step), tw_loader_norm(probe), lc->user, err);
     tw_loader_free(probe);
-    if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+    if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     lo->prefetch = prefetch;
     L->task.loader_opts(&L->task, lo);
 
@@ -156,7 +156,7 @@ static tw_status set_up(loop *L, tw_err *err) {
     tw_optim_from_cfg(&so.optim, &so.sched, lc->optim, lc->data->batch, L->spe);
     st = tw_step_bind(L->step, &L->task, &so, err);
     L->content = (tw_ckpt_content){L->task.P, tw_step_optim(L->step), L->task.kind, L->task.sources};
-    return tw_run_agree(L->comm, st, err);
+    return tw_comm_agree(L->comm, st, err);
 }
 
 /* From run.resume's checkpoint, or the task's initialisation; then the training loader, where
@@ -169,12 +169,12 @@ static tw_status resume(loop *L, tw_err *err) {
         if ((st = resume_auto(L, &L->cs, &L->resumed, err)) != TW_OK) return st;
     } else if (strcmp(lc->run->resume, "never")) {
         st = tw_ckpt_load(lc->run->resume, &L->content, &L->cs, err);
-        if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+        if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
         L->resumed = 1;
         snprintf(L->last_ckpt, sizeof L->last_ckpt, "%s", lc->run->resume);
     }
     if (!L->resumed &&
-        (st = tw_run_agree(L->comm, L->task.reset(&L->task, (uint64_t)lc->run->seed, err), err)) != TW_OK)
+        (st = tw_comm_agree(L->comm, L->task.reset(&L->task, (uint64_t)lc->run->seed, err), err)) != TW_OK)
         return st;
     if (L->resumed && L->cs.seed != (uint64_t)lc->run->seed && L->rank == 0)
         tw_warn("twinfuse %s: warning: %s was written with run.seed=%" PRIu64 ", this run has %" PRId64
@@ -186,7 +186,7 @@ static tw_status resume(loop *L, tw_err *err) {
     st = tw_loader_init(&L->ld, &L->lo, err);
     L->total = lc->run->max_steps != TW_CFG_UNSET ? lc->run->max_steps : (int64_t)lc->optim->epochs * L->spe;
     L->saved_at = L->validated_at = L->resumed ? L->cs.step : -1;
-    return tw_run_agree(L->comm, st, err);
+    return tw_comm_agree(L->comm, st, err);
 }
 
 /* The header (what runs where, and every resolved key once) and the metrics file. */
@@ -207,10 +207,10 @@ static tw_status header(loop *L, tw_err *err) {
     tw_status st = TW_OK;
     snprintf(path, sizeof path, "%s/metrics.jsonl", L->run_dir);
     if (strcmp(lc->run->resume, "never") && L->rank == 0) st = tw_report_metrics_trim(path, L->cs.step, err);
-    if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+    if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     st = tw_report_open(&L->rep, L->rank == 0, path, lc->run->log_every, L->cs.step, L->total, L->spe, err);
     L->rep.unit = L->task.unit;
-    return tw_run_agree(L->comm, st, err);
+    return tw_comm_agree(L->comm, st, err);
 }
 
 /* Everything after an accepted step, once per step: the progress line and metrics, then
@@ -249,7 +249,7 @@ static tw_status train(loop *L, tw_err *err) {
         double t0 = tw_report_now(), lr = NAN;
         const tw_batch *b = NULL;
         if ((st = L->st_metrics) == TW_OK) st = tw_loader_next(L->ld, &b, err);
-        if ((st = tw_run_agree(L->comm, st, err)) != TW_OK) return st;
+        if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
         double loss = tw_loop_step(L->step, b, &lr);
         if (!isfinite(loss)) {
             tw_report_break(&L->rep);
@@ -262,7 +262,7 @@ static tw_status train(loop *L, tw_err *err) {
         tw_backend_sync(L->be);
         if ((st = after_step(L, b, loss, lr, tw_report_now() - t0, err)) != TW_OK) return st;
     }
-    return tw_run_agree(L->comm, L->st_metrics, err);
+    return tw_comm_agree(L->comm, L->st_metrics, err);
 }
 
 int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
