@@ -24,9 +24,6 @@
 #define TW_RESNET18_UNITS 20    /* conv+BN pairs: stem, 8 blocks x 2, 3 downsamples */
 #define TW_RESNET18_BLOCKS 8
 #define TW_RESNET18_MAX_PREFIX 64
-/* torch.nn.BatchNorm2d's defaults. */
-#define TW_RESNET18_BN_EPS 1e-5f
-#define TW_RESNET18_BN_MOMENTUM 0.1f
 
 /* One convolution and the batch norm after it, with their entries in the arena. */
 typedef struct tw_resnet18_unit {

@@ -115,7 +115,7 @@ static void unit_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, co
         tw_bn_backward_eval(p->be, &a->d_conv_y[u], dgamma, dbeta, dy, &a->conv_y[u],
                             x_u->relu ? &a->bn_y[u] : NULL, tw_params_ptr(m->P, x_u->gamma),
                             tw_params_ptr(m->P, x_u->run_mean), tw_params_ptr(m->P, x_u->run_var),
-                            TW_RESNET18_BN_EPS, x_u->relu);
+                            TW_BN_EPS, x_u->relu);
     tw_conv_backward_weights(p->be, p->conv[u], grad_of(m, p, x_u->w, accumulate), &a->d_conv_y[u], x);
     if (dx) tw_conv_backward_data(p->be, p->conv[u], dx, &a->d_conv_y[u], tw_params_ptr(m->P, x_u->w));
 }
