@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
                                       .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
         so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .total_steps = 1, .final_ratio = 1};
         st = tw_step_init(&step, be, comm, &err);
-        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_flag(step), &norm, &err);
+        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_bad(step), &norm, &err);
         if (st == TW_OK) st = task.reset(&task, 1, &err);
         if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
         if (st == TW_OK) c = tw_finetune_task_cls(&task);

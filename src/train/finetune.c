@@ -23,7 +23,7 @@ typedef struct cls_task {
     tw_param_seg *segs;
     double *lr_scale;
     float *scratch;                 /* the hook's: only the loader's thread calls it */
-    int *bad;                       /* the step's verdict flag (train/step.h) */
+    int *bad;                       /* the step's verdict int (train/step.h) */
 } cls_task;
 
 /* The loader's hook: view 0 of a sample; an S1+S2 pair gets one geometric transform (crop, flips,
@@ -73,7 +73,7 @@ static void cls_upload(tw_task *t, const tw_batch *b) {
     tw_cls_upload(c, b);
 }
 
-/* No host decision on the loss: logits that are not finite raise the step's flag on the device
+/* No host decision on the loss: logits that are not finite raise the step's verdict int on the device
  * (BCE with logits is finite for finite logits, and its gradient, sigmoid - target, stays finite
  * at an infinite logit, so the gradient check alone would miss them). */
 static double cls_step(tw_task *t, const tw_grad_ready *ready) {

@@ -144,7 +144,7 @@ static tw_status set_up(loop *L, tw_err *err) {
                                     lc->data->shards, n_samples, lo->split, lc->data->batch);
     if (st == TW_OK) st = tw_step_init(&L->step, L->be, L->comm, err);
     if (st == TW_OK)
-        st = lc->make_task(&L->task, L->be, L->comm, tw_step_flag(L->step), tw_loader_norm(probe), lc->user, err);
+        st = lc->make_task(&L->task, L->be, L->comm, tw_step_bad(L->step), tw_loader_norm(probe), lc->user, err);
     tw_loader_free(probe);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     lo->prefetch = prefetch;

@@ -23,7 +23,7 @@ typedef struct tw_loop_cfg {
     const char *yaml;                   /* the effective configuration: run dir and checkpoints */
     const char *config_path;            /* NULL: defaults */
     int validate_every_epochs;          /* 0: at the end only (tasks with a validate) */
-    /* Makes the task once the backend exists. bad: the step's verdict flag (train/step.h) for
+    /* Makes the task once the backend exists. bad: the step's verdict int (train/step.h) for
      * the task's layers to raise; norm: the training split's normalisation (valid during the
      * call only). */
     tw_status (*make_task)(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,

@@ -44,7 +44,7 @@ struct tw_task {
      * Returns the loss (SUM: the global loss, equal on every rank; MEAN: this rank's mean) by
      * exactly one value op (backend.h: NaN while a step is recorded), and decides nothing on
      * the host: a loss or statistic that is not finite makes the gradients so, or raises the
-     * step's verdict flag the task was made with, and the loop's step rejects the step. ready:
+     * step's verdict int (bad) the task was made with, and the loop's step rejects the step. ready:
      * what backward tells, as soon as a range of P->grads is final, so its all-reduce starts
      * while backward goes on (core/grad_ready.h). */
     double (*step)(tw_task *t, const tw_grad_ready *ready);
