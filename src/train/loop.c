@@ -12,7 +12,7 @@
 #include "data/loader.h"
 #include "optim/optim_config.h"
 #include "train/checkpoint.h"
-#include "train/report.h"
+#include "train/trainlog.h"
 #include "train/runtime.h"
 #include "train/step.h"
 
@@ -32,7 +32,7 @@ typedef struct loop {
     tw_ckpt_content content;
     tw_loader_opts lo;
     tw_loader *ld;
-    tw_report rep;
+    tw_trainlog log;
     tw_ckpt_state cs;          /* the last accepted step's: step, loader position, loss, best */
     int resumed;
     int64_t spe, total;        /* steps per epoch, steps in all */
@@ -206,10 +206,10 @@ static tw_status header(loop *L, tw_err *err) {
 
     tw_status st = TW_OK;
     snprintf(path, sizeof path, "%s/metrics.jsonl", L->run_dir);
-    if (strcmp(lc->run->resume, "never") && L->rank == 0) st = tw_report_metrics_trim(path, L->cs.step, err);
+    if (strcmp(lc->run->resume, "never") && L->rank == 0) st = tw_trainlog_metrics_trim(path, L->cs.step, err);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
-    st = tw_report_open(&L->rep, L->rank == 0, path, lc->run->log_every, L->cs.step, L->total, L->spe, err);
-    L->rep.unit = L->task.unit;
+    st = tw_trainlog_open(&L->log, L->rank == 0, path, lc->run->log_every, L->cs.step, L->total, L->spe, err);
+    L->log.unit = L->task.unit;
     return tw_comm_agree(L->comm, st, err);
 }
 
@@ -220,7 +220,7 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
     const tw_loop_cfg *lc = L->lc;
     tw_ckpt_state *cs = &L->cs;
     int64_t step = cs->step + 1;
-    L->st_metrics = tw_report_step(&L->rep, step, b->epoch, loss, lr, dt, lc->data->batch / dt, err);
+    L->st_metrics = tw_trainlog_step(&L->log, step, b->epoch, loss, lr, dt, lc->data->batch / dt, err);
     cs->step = step;
     tw_loader_state(L->ld, &cs->loader_epoch, &cs->loader_step);
     cs->loss = loss;
@@ -229,7 +229,7 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
     int every = lc->validate_every_epochs;
     tw_status st = TW_OK;
     if (L->task.validate && (at_end || (every > 0 && epoch_end && epochs_done % every == 0))) {
-        tw_report_break(&L->rep);
+        tw_trainlog_break(&L->log);
         if ((st = validate(L, cs, epochs_done, err)) != TW_OK) return st;
         L->validated_at = step;
     }
@@ -246,13 +246,13 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
 static tw_status train(loop *L, tw_err *err) {
     tw_status st;
     while (L->cs.step < L->total) {
-        double t0 = tw_report_now(), lr = NAN;
+        double t0 = tw_trainlog_now(), lr = NAN;
         const tw_batch *b = NULL;
         if ((st = L->st_metrics) == TW_OK) st = tw_loader_next(L->ld, &b, err);
         if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
         double loss = tw_loop_step(L->step, b, &lr);
         if (!isfinite(loss)) {
-            tw_report_break(&L->rep);
+            tw_trainlog_break(&L->log);
             tw_log("# stopped at step %" PRId64 ": non-finite loss or gradients; the parameters stay those of "
                    "step %" PRId64 ", the last good checkpoint is %s\n", L->cs.step + 1, L->cs.step,
                    L->last_ckpt[0] ? L->last_ckpt : "(none)");
@@ -260,7 +260,7 @@ static tw_status train(loop *L, tw_err *err) {
             return TW_E_RANGE;
         }
         tw_backend_sync(L->be);
-        if ((st = after_step(L, b, loss, lr, tw_report_now() - t0, err)) != TW_OK) return st;
+        if ((st = after_step(L, b, loss, lr, tw_trainlog_now() - t0, err)) != TW_OK) return st;
     }
     return tw_comm_agree(L->comm, L->st_metrics, err);
 }
@@ -285,17 +285,17 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     if (st == TW_OK) st = header(&L, &err);
     if (st == TW_OK) st = train(&L, &err);
     if (st == TW_OK) {
-        tw_report_break(&L.rep);
+        tw_trainlog_break(&L.log);
         tw_log("# done: %" PRId64 " steps, loss %.4e, 0 non-finite losses, checkpoint %s %s\n", L.cs.step, L.cs.loss,
                L.last_ckpt[0] ? L.last_ckpt : "(none)", L.saved_at == L.cs.step ? "OK" : "(from before)");
         if (L.task.validate && L.cs.best_score >= 0)
             tw_log("# best validation score %.6f at step %" PRId64 ": %s/best.safetensors\n", L.cs.best_score,
                    L.cs.best_step, L.run_dir);
     } else if (L.rank == 0 && !L.stopped) {
-        tw_report_break(&L.rep);
+        tw_trainlog_break(&L.log);
         fprintf(stderr, "twinfuse %s: %s\n", lc->command, err.msg);
     }
-    tw_report_close(&L.rep);
+    tw_trainlog_close(&L.log);
     if (L.ld) tw_loader_free(L.ld);
     tw_step_free(L.step);
     if (L.task.free) L.task.free(&L.task);
