@@ -1,6 +1,6 @@
 /* ResNet18's structure: parameter registration with torchvision's names, torchvision's
  * initialisation, the plans for one input shape and the activation sets. The step itself
- * (forward, backward, timing) is in resnet18_step.c. */
+ * (forward, backward) is in resnet18_step.c. */
 #include "model/resnet18.h"
 
 #include <math.h>
@@ -10,10 +10,6 @@
 
 #include "core/log.h"
 #include "core/rng.h"
-
-
-const char *const tw_resnet18_stage_names[TW_RESNET18_STAGES] = {
-    "stem", "layer1", "layer2", "layer3", "layer4", "avgpool"};
 
 static void add_unit(tw_resnet18 *m, int u, const char *conv_name, const char *bn_name, int c_in,
                      int c_out, int kernel, int stride, int relu) {
