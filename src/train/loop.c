@@ -130,12 +130,21 @@ static tw_status set_up(loop *L, tw_err *err) {
     const tw_loop_cfg *lc = L->lc;
     tw_loader_opts *lo = &L->lo;
     tw_loader *probe = NULL;
-    tw_status st = tw_run_loader_opts(lo, L->comm, lc->data, tw_cfg_split_names[lc->data->split], err);
+    const char *split = tw_cfg_split_names[lc->data->split];
+    /* The shards' metadata: the normalisation the augmentations need before any view is made
+     * (the loader's thread starts at once), and the patch size data.size must fit in. */
+    tw_shard_meta meta;
+    tw_status st = tw_run_shard_meta(&meta, lc->data->shards, split, err);
+    if (st == TW_OK && (lc->data->size > meta.h || lc->data->size > meta.w))
+        st = tw_err_set(err, TW_E_RANGE, "data.size=%d is larger than the %dx%d patches of %s", lc->data->size, meta.h,
+                        meta.w, meta.path);
+    if (st == TW_OK) st = tw_run_loader_opts(lo, L->comm, lc->data, split, err);
     lo->seed = (uint64_t)lc->run->seed;
     lo->prefetch = 1;
     int prefetch = lc->data->prefetch > 0 ? lc->data->prefetch : 1;
-    /* A first loader without the hook reads the shards' normalisation (augmentations may need
-     * it before any view is made: the loader's thread starts at once) and the epoch's length. */
+    /* A loader without the hook counts the epoch's steps (the label-fraction subset is the
+     * loader's), which the optimizer's schedule needs before a checkpoint can say where the data
+     * resumes; the training loader is made after that. */
     if (st == TW_OK) st = tw_loader_init(&probe, lo, err);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     L->spe = tw_loader_steps_per_epoch(probe);
@@ -144,7 +153,7 @@ static tw_status set_up(loop *L, tw_err *err) {
                                     lc->data->shards, n_samples, lo->split, lc->data->batch);
     if (st == TW_OK) st = tw_step_init(&L->step, L->be, L->comm, err);
     if (st == TW_OK)
-        st = lc->make_task(&L->task, L->be, L->comm, tw_step_bad(L->step), tw_loader_norm(probe), lc->user, err);
+        st = lc->make_task(&L->task, L->be, L->comm, tw_step_bad(L->step), &meta.norm, lc->user, err);
     tw_loader_free(probe);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     lo->prefetch = prefetch;
