@@ -133,7 +133,6 @@ int main(int argc, char **argv) {
     tw_step *step = NULL;
     tw_task task = {0};
     tw_cls eval_c, *c = &eval_c;
-    tw_shard_norm norm = {0};   /* only the augmentation hook reads it; none here */
     tw_status st = TW_OK;
     if (mode != 2) {
         tw_step_opts so = {.bucket_elems = (size_t)bucket_kib * 1024 / sizeof(float), .graph = TW_GRAPH_AUTO};
@@ -141,7 +140,7 @@ int main(int argc, char **argv) {
                                       .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
         so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .total_steps = 1, .final_ratio = 1};
         st = tw_step_init(&step, be, comm, &err);
-        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_bad(step), &norm, &err);
+        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_bad(step), NULL, &err);
         if (st == TW_OK) st = task.reset(&task, 1, &err);
         if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
         if (st == TW_OK) c = tw_finetune_task_cls(&task);

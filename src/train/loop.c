@@ -38,6 +38,8 @@ typedef struct loop {
     int64_t spe, total;        /* steps per epoch, steps in all */
     int64_t saved_at, validated_at;
     tw_status st_metrics;      /* rank 0's last metrics line, agreed with the next batch */
+    tw_loop_aug aug;
+    int eval_batch;
     int stopped;               /* a rejected step ended the run (said already) */
 } loop;
 
@@ -93,7 +95,8 @@ static tw_status save(loop *L, const tw_ckpt_state *cs, tw_err *err) {
 static tw_status validate(loop *L, tw_ckpt_state *cs, int64_t epoch, tw_err *err) {
     double score = 0;
     char summary[256] = "";
-    tw_status st = tw_comm_agree(L->comm, L->task.validate(&L->task, &score, summary, sizeof summary, err), err);
+    tw_status st = tw_comm_agree(L->comm, L->task.validate(&L->task, L->eval_batch, &score, summary, sizeof summary, err),
+                                 err);
     if (st != TW_OK) return st;
     int better = cs->best_score < 0 || score > cs->best_score;
     tw_log("# validation after epoch %" PRId64 " (step %" PRId64 "): %s%s\n", epoch, cs->step, summary,
@@ -125,6 +128,30 @@ static tw_status prepare_run_dir(loop *L, tw_err *err) {
     return tw_comm_agree(L->comm, st, err);
 }
 
+/* The augment section as the augmentations' parameters, and their scratch (loop.h). */
+static tw_status make_aug(tw_loop_aug *a, const tw_augment_cfg *c, const tw_shard_norm *norm, int size, tw_err *err) {
+    const tw_aug_probs *v[2] = {&c->view1, &c->view2};
+    memset(&a->p, 0, sizeof a->p);
+    for (int i = 0; i < 2; i++)
+        a->p.view[i] = (tw_aug_view_probs){(float)v[i]->crop, (float)v[i]->flip, (float)v[i]->rot90,
+                                           (float)v[i]->jitter, (float)v[i]->blur, (float)v[i]->noise,
+                                           (float)v[i]->speckle, (float)v[i]->band_dropout};
+    a->p.crop_min_scale = (float)c->crop_min_scale;
+    a->p.jitter_brightness = (float)c->jitter_brightness;
+    a->p.jitter_contrast = (float)c->jitter_contrast;
+    a->p.blur_sigma_min = (float)c->blur_sigma_min;
+    a->p.blur_sigma_max = (float)c->blur_sigma_max;
+    a->p.noise_std = (float)c->noise_std;
+    a->p.speckle_looks = c->speckle_looks;
+    a->p.band_dropout_frac = (float)c->band_dropout_frac;
+    for (int b = 0; b < TW_S1_BANDS; b++) a->db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
+    a->p_s1 = a->p;
+    a->p_s1.db_per_unit = a->db_per_unit;
+    a->scratch = malloc(tw_augment_scratch_floats(size) * sizeof(float));
+    if (!a->scratch) return tw_err_set(err, TW_E_NOMEM, "augmentation scratch for %dx%d views", size, size);
+    return TW_OK;
+}
+
 /* The loader options, the task and the step around it (optimizer, buckets, rollback). */
 static tw_status set_up(loop *L, tw_err *err) {
     const tw_loop_cfg *lc = L->lc;
@@ -138,6 +165,13 @@ static tw_status set_up(loop *L, tw_err *err) {
     if (st == TW_OK && (lc->data->size > meta.h || lc->data->size > meta.w))
         st = tw_err_set(err, TW_E_RANGE, "data.size=%d is larger than the %dx%d patches of %s", lc->data->size, meta.h,
                         meta.w, meta.path);
+    if (st == TW_OK) st = make_aug(&L->aug, lc->augment, &meta.norm, lc->data->size, err);
+    L->eval_batch = lc->eval_batch > 0 ? lc->eval_batch : lc->data->batch;
+    if (st == TW_OK && L->eval_batch % L->world)
+        st = tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", L->eval_batch, L->world);
+    if (st == TW_OK && L->eval_batch > lc->data->batch)
+        st = tw_err_set(err, TW_E_RANGE, "eval.batch=%d: at most data.batch=%d (the plans' batch)", L->eval_batch,
+                        lc->data->batch);
     if (st == TW_OK) st = tw_run_loader_opts(lo, L->comm, lc->data, split, err);
     lo->seed = (uint64_t)lc->run->seed;
     lo->prefetch = 1;
@@ -153,7 +187,7 @@ static tw_status set_up(loop *L, tw_err *err) {
                                     lc->data->shards, n_samples, lo->split, lc->data->batch);
     if (st == TW_OK) st = tw_step_init(&L->step, L->be, L->comm, err);
     if (st == TW_OK)
-        st = lc->make_task(&L->task, L->be, L->comm, tw_step_bad(L->step), &meta.norm, lc->user, err);
+        st = lc->make_task(&L->task, L->be, L->comm, tw_step_bad(L->step), &L->aug, lc->user, err);
     tw_loader_free(probe);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     lo->prefetch = prefetch;
@@ -308,6 +342,7 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     if (L.ld) tw_loader_free(L.ld);
     tw_step_free(L.step);
     if (L.task.free) L.task.free(&L.task);
+    free(L.aug.scratch);
     if (L.be) tw_backend_free(L.be);
     return st == TW_OK ? 0 : 1;
 }

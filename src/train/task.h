@@ -48,9 +48,10 @@ struct tw_task {
      * what backward tells, as soon as a range of P->grads is final, so its all-reduce starts
      * while backward goes on (core/grad_ready.h). */
     double (*step)(tw_task *t, const tw_grad_ready *ready);
-    /* Optional (NULL: none): scores the validation split; *score is higher-better (mAP), the
-     * same on every rank; summary is a short line for the log. */
-    tw_status (*validate)(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err);
+    /* Optional (NULL: none): scores the validation split in global batches of batch (the loop's
+     * eval batch, a multiple of the ranks and at most data.batch); *score is higher-better
+     * (mAP), the same on every rank; summary is a short line for the log. */
+    tw_status (*validate)(tw_task *t, int batch, double *score, char *summary, size_t n_summary, tw_err *err);
     void (*free)(tw_task *t);
     void *self;
 };

@@ -147,11 +147,10 @@ static void finetune_case(tw_backend *be, tw_comm *comm) {
     tw_err err = {0};
     tw_step *st = NULL;
     tw_task t = {0};
-    tw_shard_norm norm = {0};
     tw_step_opts so = step_opts();
     tw_status s = tw_cfg_load(tw_finetune_schema(), &cfg, NULL, 7, ov, &err);
     if (s == TW_OK) s = tw_step_init(&st, be, comm, &err);
-    if (s == TW_OK) s = tw_finetune_task_init(&t, be, comm, &cfg, 1, tw_step_bad(st), &norm, &err);
+    if (s == TW_OK) s = tw_finetune_task_init(&t, be, comm, &cfg, 1, tw_step_bad(st), NULL, &err);
     if (s == TW_OK) s = t.reset(&t, 3, &err);
     if (s == TW_OK) s = tw_step_bind(st, &t, &so, &err);
     CHECK(s == TW_OK, "%s: %s", name, err.msg);
