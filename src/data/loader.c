@@ -256,6 +256,12 @@ static tw_status open_shards(tw_loader *ld, tw_err *err) {
                             paths[i], paths[0]);
             goto done;
         }
+        const tw_shard_layout *lay = tw_shard_layout_of(sh);
+        if ((ld->o.use_s1 && !(lay->products & TW_PROD_S1)) || (ld->o.n_s2_bands && !(lay->products & TW_PROD_S2))) {
+            st = tw_err_set(err, TW_E_MISSING, "%s: the shard holds no %s (attribute 'products'), but the run reads it",
+                            paths[i], ld->o.use_s1 && !(lay->products & TW_PROD_S1) ? "s1" : "s2 (L2A)");
+            goto done;
+        }
         if (ld->o.n_classes == TW_N_CLASSES43 && !tw_shard_has_labels43(sh)) {
             st = tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
                             "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);

@@ -41,7 +41,9 @@ tw_status tw_shard_dir_finalize(const char *dir, const char *stats_split, tw_sha
         if (!strncmp(e->d_name, stats_split, ls) && e->d_name[ls] == '-') tw_shard_moments_merge(&split_m, tw_shard_moments_of(sh));
         tw_shard_close(sh);
     }
-    *used_all = split_m.count == 0;
+    double n_split = 0;
+    for (int b = 0; b < TW_N_STATS; b++) n_split += split_m.count[b];
+    *used_all = n_split == 0;
     if ((st = tw_shard_norm_from_moments(norm, *used_all ? &all_m : &split_m, err))) {
         tw_err_prefix(err, "%s: ", dir);
         goto done;

@@ -20,6 +20,9 @@ herr_t tw_h5_attr_i64(hid_t obj, const char *name, int64_t value);
 /* Attribute readers that check the type and the element count; messages name path and attr. */
 tw_status tw_h5_read_f64(hid_t obj, const char *name, double *values, int n, const char *path, tw_err *err);
 tw_status tw_h5_read_i64(hid_t obj, const char *name, int64_t *value, const char *path, tw_err *err);
+/* Reads a variable-length string-array attribute into *out (one allocation: the pointers, then
+ * the strings; free() it) and its length into *n. */
+tw_status tw_h5_read_strs(hid_t obj, const char *name, char ***out, int *n, const char *path, tw_err *err);
 /* Checks that a string-array attribute holds exactly `want`. */
 tw_status tw_h5_check_strs(hid_t obj, const char *name, const char *const *want, int n,
                            const char *path, tw_err *err);
