@@ -1,5 +1,5 @@
-/* `twinfuse convert`: BigEarthNet v1.0 / v2.0 (reBEN) archives, or a user's own subset, into
- * shards (docs/shards.md). Argument parsing and the summary; the work is src/data/convert*.c. */
+/* `twinfuse convert`: BigEarthNet v1.0 / v2.0 (reBEN) and SSL4EO-S12 archives, or a user's own
+ * subset, into shards (docs/shards.md). Argument parsing and the summary; the work is src/data/convert*.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,17 +12,37 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: twinfuse convert --layout v1 --s2 DIR --s1 DIR (--splits DIR | --split NAME) [options] --out DIR\n"
             "       twinfuse convert --layout v2 --root DIR --metadata FILE [--split NAME] [options] --out DIR\n"
+            "       twinfuse convert --layout ssl4eo --root DIR [--products s1,s2c,s2a] [--size N] [--split NAME]\n"
+            "                        [options] --out DIR\n"
             "  v1: --splits DIR holds train.csv, val.csv, test.csv; --clouds FILE and --snow FILE are the\n"
             "      official patches_with_cloud_and_shadow.csv and patches_with_seasonal_snow.csv\n"
             "  v2: FILE is written by: python tools/reben_metadata.py ROOT/metadata.parquet\n"
             "      ROOT/metadata_for_patches_with_snow_cloud_or_shadow.parquet > FILE\n"
-            "  --split NAME      every patch to split NAME (a subset without split lists)\n"
+            "  ssl4eo: DIR holds s1/, s2c/, s2a/ as published (<product>/<id>/<acquisition>/<band>.tif);\n"
+            "      --products: which of them (default all three); --size N: the centre N x N of the\n"
+            "      264 px grid (default 264); every location keeps its acquisitions (up to 4) and dates\n"
+            "  --split NAME      every patch to split NAME (a subset without split lists; ssl4eo: train)\n"
             "  --keep-snow       keep seasonal-snow patches (flagged) instead of leaving them out\n"
             "  --on-error skip|stop   skip and count bad patches (default) or stop at the first\n"
             "  --shard-size N    patches per shard (default 1000)\n"
             "  --threads N       reader threads (default 2)\n"
             "  --no-progress     no progress line\n"
             "Reruns keep complete shards: an interrupted conversion resumes with the same options.\n");
+}
+
+/* "s1,s2c,s2a" (any subset, any order) into TW_PROD_* bits; -1 on an unknown name. */
+static int parse_products(const char *v) {
+    int bits = 0;
+    char buf[64];
+    if (strlen(v) >= sizeof buf) return -1;
+    strcpy(buf, v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(t, "s1")) bits |= TW_PROD_S1;
+        else if (!strcmp(t, "s2a")) bits |= TW_PROD_S2;
+        else if (!strcmp(t, "s2c")) bits |= TW_PROD_S2C;
+        else return -1;
+    }
+    return bits ? bits : -1;
 }
 
 static int parse_pos(const char *s, int64_t *out) {
@@ -35,7 +55,8 @@ static int parse_pos(const char *s, int64_t *out) {
 }
 
 int tw_cmd_convert(int argc, char **argv) {
-    tw_convert_opts o = {.shard_size = 1000, .threads = 2, .progress = 1};
+    tw_convert_opts o = {.shard_size = 1000, .threads = 2, .progress = 1,
+                         .products = TW_PROD_S1 | TW_PROD_S2 | TW_PROD_S2C};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -52,9 +73,10 @@ int tw_cmd_convert(int argc, char **argv) {
         const char *v = argv[++i];
         int64_t x;
         if (!strcmp(a, "--layout")) {
-            if (!strcmp(v, "v1")) o.layout = 1;
-            else if (!strcmp(v, "v2")) o.layout = 2;
-            else { fprintf(stderr, "twinfuse convert: --layout '%s', want v1 or v2\n", v); return 2; }
+            if (!strcmp(v, "v1")) o.layout = TW_LAYOUT_V1;
+            else if (!strcmp(v, "v2")) o.layout = TW_LAYOUT_V2;
+            else if (!strcmp(v, "ssl4eo")) o.layout = TW_LAYOUT_SSL4EO;
+            else { fprintf(stderr, "twinfuse convert: --layout '%s', want v1, v2 or ssl4eo\n", v); return 2; }
         } else if (!strcmp(a, "--s2")) o.s2_root = v;
         else if (!strcmp(a, "--s1")) o.s1_root = v;
         else if (!strcmp(a, "--root")) o.root = v;
@@ -64,6 +86,18 @@ int tw_cmd_convert(int argc, char **argv) {
         else if (!strcmp(a, "--clouds")) o.cloud_list = v;
         else if (!strcmp(a, "--snow")) o.snow_list = v;
         else if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--products")) {
+            if ((o.products = parse_products(v)) < 0) {
+                fprintf(stderr, "twinfuse convert: --products '%s', want a comma list of s1, s2c, s2a\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--size")) {
+            if (parse_pos(v, &x) || x > TW_SSL4EO_SIZE) {
+                fprintf(stderr, "twinfuse convert: --size '%s', want 1..%d\n", v, TW_SSL4EO_SIZE);
+                return 2;
+            }
+            o.size = (int)x;
+        }
         else if (!strcmp(a, "--on-error")) {
             if (!strcmp(v, "skip")) o.stop_on_error = 0;
             else if (!strcmp(v, "stop")) o.stop_on_error = 1;
@@ -82,7 +116,7 @@ int tw_cmd_convert(int argc, char **argv) {
         }
     }
     if (!o.layout) {
-        fprintf(stderr, "twinfuse convert: --layout v1|v2 is required\n");
+        fprintf(stderr, "twinfuse convert: --layout v1|v2|ssl4eo is required\n");
         usage(stderr);
         return 2;
     }
@@ -93,9 +127,11 @@ int tw_cmd_convert(int argc, char **argv) {
         fprintf(stderr, "twinfuse convert: %s\n", err.msg);
         return st == TW_E_USAGE ? 2 : 1;
     }
-    printf("# convert: %s -> %s in %.1f s\n", o.layout == 1 ? "BigEarthNet v1.0" : "BigEarthNet v2.0", o.out, sum.seconds);
+    static const char *const names[] = {"", "BigEarthNet v1.0", "BigEarthNet v2.0", "SSL4EO-S12"};
+    printf("# convert: %s -> %s in %.1f s\n", names[o.layout], o.out, sum.seconds);
     for (int s = 0; s < sum.n_splits; s++)
-        printf("#   split %-8s %8lld patches in %lld shards\n", sum.split_names[s], (long long)sum.written[s],
+        printf("#   split %-8s %8lld %s in %lld shards\n", sum.split_names[s], (long long)sum.written[s],
+               o.layout == TW_LAYOUT_SSL4EO ? "locations" : "patches",
                (long long)sum.shards[s]);
     if (sum.resumed_shards)
         printf("#   kept %lld complete shards from an earlier run (%lld patches skipped then)\n", (long long)sum.resumed_shards,

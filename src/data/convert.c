@@ -51,7 +51,7 @@ typedef struct {
  * name less its last two "_" fields; S1 <root>/BigEarthNet-S1/<product>/<name>/ with product
  * the name less its last three (the reBEN layout, see the sample's README). */
 static void patch_dir(char *out, size_t n, const tw_convert_opts *o, const char *name, int s1) {
-    if (o->layout == 1) {
+    if (o->layout == TW_LAYOUT_V1) {
         snprintf(out, n, "%s/%s", s1 ? o->s1_root : o->s2_root, name);
         return;
     }
@@ -63,8 +63,11 @@ static void patch_dir(char *out, size_t n, const tw_convert_opts *o, const char 
 }
 
 /* Reads one patch; returns TW_SKIP_N when it is good, else the reason (message in err). */
-static tw_skip read_patch(uint16_t *s2, float *s1, uint8_t *l19, uint8_t *l43, const tw_convert_opts *o,
-                          const tw_patch *p, tw_err *err) {
+static tw_skip read_patch(tw_convert_buf *b, const tw_convert_opts *o, const tw_patch *p, tw_err *err) {
+    uint16_t *s2 = b->s2;
+    float *s1 = b->s1;
+    uint8_t *l19 = b->l19, *l43 = b->l43;
+    b->n_times = 1;
     char dir2[4096], dir1[4096], path[8192];
     const int S = TW_CONVERT_SIZE;
     size_t n_px = (size_t)S * S;
@@ -94,7 +97,19 @@ static tw_skip read_patch(uint16_t *s2, float *s1, uint8_t *l19, uint8_t *l43, c
     return TW_SKIP_N;
 }
 
-static tw_status run_job(pool *pl, const job *jb, uint16_t *s2, float *s1, tw_err *err) {
+/* The shard layout of a conversion: BigEarthNet S2 + S1 with labels, no time axis; SSL4EO-S12
+ * the products asked for on a time axis of 4, georeferenced, unlabelled. */
+static tw_shard_layout layout_of(const tw_convert_opts *o) {
+    if (o->layout == TW_LAYOUT_SSL4EO) {
+        int S = o->size ? o->size : TW_SSL4EO_SIZE;
+        return (tw_shard_layout){.h = S, .w = S, .n_times = TW_SHARD_MAX_TIMES, .products = o->products,
+                                 .has_labels = 0, .has_georef = 1};
+    }
+    return (tw_shard_layout){.h = TW_CONVERT_SIZE, .w = TW_CONVERT_SIZE, .products = TW_PROD_S2 | TW_PROD_S1,
+                             .has_labels = 1};
+}
+
+static tw_status run_job(pool *pl, const job *jb, tw_convert_buf *buf, tw_err *err) {
     const tw_convert_opts *o = pl->o;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s-%05d.h5", o->out, pl->sum->split_names[jb->split], jb->index);
@@ -110,28 +125,33 @@ static tw_status run_job(pool *pl, const job *jb, uint16_t *s2, float *s1, tw_er
         tw_progress_add(&pl->prog, jb->n);
         return TW_OK;
     }
+    static const char *const sources[] = {"", "ben-v1", "ben-v2", "ssl4eo-s12"};
+    tw_shard_layout lay = layout_of(o);
     tw_shard_writer *wr = NULL;
     int64_t n_skipped = 0;
-    tw_status st = tw_shard_writer_open(&wr, path, pl->sum->split_names[jb->split], o->layout == 1 ? "ben-v1" : "ben-v2",
-                                        TW_CONVERT_SIZE, TW_CONVERT_SIZE, err);
+    tw_status st = tw_shard_writer_create(&wr, path, pl->sum->split_names[jb->split], sources[o->layout], &lay, err);
     for (int64_t i = jb->first; i < jb->first + jb->n && !st; i++) {
         const tw_patch *p = &pl->list->p[i];
-        uint8_t l19[TW_N_CLASSES], l43[TW_N_CLASSES43];
         tw_err perr = {0};
-        tw_skip why = read_patch(s2, s1, l19, l43, o, p, &perr);
+        tw_skip why = o->layout == TW_LAYOUT_SSL4EO ? tw_ssl4eo_read(buf, o, p, &perr) : read_patch(buf, o, p, &perr);
         if (why != TW_SKIP_N) {
             if (o->stop_on_error) {
-                st = tw_err_set(err, perr.code, "patch %s: %s", p->s2, perr.msg);
+                st = tw_err_set(err, perr.code, "%s %s: %s", o->layout == TW_LAYOUT_SSL4EO ? "location" : "patch", p->s2,
+                                perr.msg);
                 break;
             }
-            tw_warn("twinfuse convert: skipped patch %s: %s\n", p->s2, perr.msg);
+            tw_warn("twinfuse convert: skipped %s %s: %s\n", o->layout == TW_LAYOUT_SSL4EO ? "location" : "patch", p->s2,
+                    perr.msg);
             n_skipped++;
             pthread_mutex_lock(&pl->mu);
             pl->sum->skipped[why]++;
             pthread_mutex_unlock(&pl->mu);
         } else {
-            tw_shard_sample smp = {.s2 = s2, .s1 = s1, .labels = l19, .labels43 = p->has_labels ? NULL : l43,
-                                   .name = p->s2, .s1_name = p->s1, .flags = p->flags};
+            tw_shard_sample smp = {.s2 = buf->s2, .s1 = buf->s1, .s2c = buf->s2c, .labels = buf->l19,
+                                   .labels43 = p->has_labels || o->layout == TW_LAYOUT_SSL4EO ? NULL : buf->l43,
+                                   .name = p->s2, .s1_name = p->s1, .flags = p->flags, .n_times = buf->n_times,
+                                   .s2_date = buf->dates[0], .s1_date = buf->dates[1], .s2c_date = buf->dates[2],
+                                   .crs_wkt = buf->grid.crs_wkt, .epsg = buf->grid.epsg, .transform = buf->grid.transform};
             st = tw_shard_writer_add(wr, &smp, err);
         }
         tw_progress_add(&pl->prog, 1);
@@ -153,18 +173,39 @@ static tw_status run_job(pool *pl, const job *jb, uint16_t *s2, float *s1, tw_er
     return TW_OK;
 }
 
+static void buf_free(tw_convert_buf *b) {
+    free(b->s2);
+    free(b->s2c);
+    free(b->s1);
+    free(b);
+}
+
+/* One patch's (location's) buffers for the conversion's layout. */
+static tw_convert_buf *buf_alloc(const tw_convert_opts *o) {
+    tw_shard_layout lay = layout_of(o);
+    size_t n = (size_t)lay.h * lay.w * (size_t)(lay.n_times ? lay.n_times : 1);
+    tw_convert_buf *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->s2 = malloc(TW_S2_BANDS * n * sizeof *b->s2);
+    b->s2c = malloc(TW_S2C_BANDS * n * sizeof *b->s2c);
+    b->s1 = malloc(TW_S1_BANDS * n * sizeof *b->s1);
+    if (!b->s2 || !b->s2c || !b->s1) {
+        buf_free(b);
+        return NULL;
+    }
+    return b;
+}
+
 static void *worker(void *arg) {
     pool *pl = arg;
-    size_t n_px = (size_t)TW_CONVERT_SIZE * TW_CONVERT_SIZE;
-    uint16_t *s2 = malloc(TW_S2_BANDS * n_px * sizeof *s2);
-    float *s1 = malloc(TW_S1_BANDS * n_px * sizeof *s1);
+    tw_convert_buf *buf = buf_alloc(pl->o);
     for (;;) {
         pthread_mutex_lock(&pl->mu);
         int64_t j = pl->st ? pl->n_jobs : pl->next_job++;
         pthread_mutex_unlock(&pl->mu);
         if (j >= pl->n_jobs) break;
         tw_err err = {0};
-        tw_status st = (!s2 || !s1) ? tw_err_set(&err, TW_E_NOMEM, "converter buffers") : run_job(pl, &pl->jobs[j], s2, s1, &err);
+        tw_status st = !buf ? tw_err_set(&err, TW_E_NOMEM, "converter buffers") : run_job(pl, &pl->jobs[j], buf, &err);
         if (st) {
             pthread_mutex_lock(&pl->mu);
             if (!pl->st) {
@@ -174,8 +215,7 @@ static void *worker(void *arg) {
             pthread_mutex_unlock(&pl->mu);
         }
     }
-    free(s2);
-    free(s1);
+    if (buf) buf_free(buf);
     return NULL;
 }
 
@@ -185,6 +225,8 @@ tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_e
     if (!o->out) return tw_err_set(err, TW_E_USAGE, "--out DIR is required");
     if (o->shard_size < 1) return tw_err_set(err, TW_E_RANGE, "shard size %lld", (long long)o->shard_size);
     if (o->threads < 1 || o->threads > 256) return tw_err_set(err, TW_E_RANGE, "%d threads, want 1..256", o->threads);
+    if (o->layout == TW_LAYOUT_SSL4EO && (o->size < 0 || o->size > TW_SSL4EO_SIZE))
+        return tw_err_set(err, TW_E_RANGE, "--size %d, want 1..%d", o->size, TW_SSL4EO_SIZE);
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return tw_err_set(err, TW_E_IO, "%s: %s", o->out, strerror(errno));
     tw_raster_init();
     tw_patch_list list;

@@ -8,8 +8,13 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "data/scene.h"
+#include "data/shard.h"
 
 #define TW_CONVERT_SIZE 120      /* BigEarthNet patches: 120 x 120 at 10 m */
+#define TW_SSL4EO_SIZE 264       /* SSL4EO-S12 patches: 264 x 264 at 10 m */
+
+enum { TW_LAYOUT_V1 = 1, TW_LAYOUT_V2 = 2, TW_LAYOUT_SSL4EO = 3 };
 #define TW_CONVERT_MAX_SPLITS 8
 
 /* Why a patch was left out. */
@@ -32,10 +37,13 @@ typedef enum {
 const char *tw_skip_str(tw_skip s);
 
 typedef struct tw_convert_opts {
-    int layout;                 /* 1: BigEarthNet v1.0, 2: v2.0 (reBEN) */
+    int layout;                 /* TW_LAYOUT_*: BigEarthNet v1.0, v2.0 (reBEN), SSL4EO-S12 */
     const char *s2_root;        /* v1: BigEarthNet-v1.0 (one folder per S2 patch) */
     const char *s1_root;        /* v1: BigEarthNet-S1-v1.0 */
-    const char *root;           /* v2: the folder with BigEarthNet-S2/ and BigEarthNet-S1/ */
+    const char *root;           /* v2: the folder with BigEarthNet-S2/ and BigEarthNet-S1/;
+                                 * ssl4eo: the folder with s1/, s2c/, s2a/ */
+    int products;               /* ssl4eo: TW_PROD_* to convert (S2 = s2a, S2C = s2c, S1 = s1) */
+    int size;                   /* ssl4eo: patch size, the centre of the 264 px grid (0: 264) */
     const char *metadata;       /* v2: JSON lines written by tools/reben_metadata.py */
     const char *splits_dir;     /* v1: train.csv, val.csv, test.csv (first column: S2 name) */
     const char *split;          /* every patch to this split (a user's own subset), or NULL */
@@ -77,9 +85,25 @@ typedef struct tw_patch_list {
     int64_t n, cap;
 } tw_patch_list;
 
+/* A patch (ssl4eo: a location) as read, before it is written. */
+typedef struct tw_convert_buf {
+    uint16_t *s2, *s2c;         /* [T, 12, S, S], [T, 13, S, S] */
+    float *s1;                  /* [T, 2, S, S] */
+    uint8_t l19[TW_N_CLASSES], l43[TW_N_CLASSES43];
+    int n_times;
+    int32_t dates[3][TW_SHARD_MAX_TIMES];   /* s2, s1, s2c: YYYYMMDD */
+    tw_grid grid;               /* the patch's georeference (ssl4eo) */
+} tw_convert_buf;
+
+/* SSL4EO-S12 (convert_ssl4eo.c): the locations present in every product asked for, sorted by
+ * id, all to one split; and one location's acquisitions read onto its 10 m grid. */
+tw_status tw_ssl4eo_list(tw_patch_list *list, tw_convert_summary *sum, const tw_convert_opts *o, tw_err *err);
+tw_skip tw_ssl4eo_read(tw_convert_buf *b, const tw_convert_opts *o, const tw_patch *p, tw_err *err);
+
 /* Lists the patches to convert, sorted by (split, S2 name); counts listing-time skips in sum. */
 tw_status tw_convert_list(tw_patch_list *list, tw_convert_summary *sum, const tw_convert_opts *o, tw_err *err);
 void tw_patch_list_free(tw_patch_list *list);
+tw_status tw_patch_list_add(tw_patch_list *list, const tw_patch *p, tw_err *err);   /* copies the names */
 /* The index of a split name in the summary, added if new; -1 when there are too many. */
 int tw_convert_split_id(tw_convert_summary *sum, const char *name);
 

@@ -189,8 +189,8 @@ int tw_scene_nodata(const tw_scene *sc, int band, double *value) {
     return has != 0;
 }
 
-tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
-                        int w, int h, tw_err *err) {
+tw_status tw_scene_read_scaled(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
+                               int w, int h, int out_w, int out_h, tw_resample resample, tw_err *err) {
     GDALDataType t = GDALGetDataTypeByName(type);
     if (t == GDT_Unknown) return tw_err_set(err, TW_E_USAGE, "%s: unknown pixel type %s", sc->path, type);
     if (n_bands < 1 || n_bands > sc->n_bands)
@@ -198,12 +198,22 @@ tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *ba
     for (int b = 0; bands && b < n_bands; b++)
         if (bands[b] < 1 || bands[b] > sc->n_bands)
             return tw_err_set(err, TW_E_RANGE, "%s: band %d of %d", sc->path, bands[b], sc->n_bands);
-    if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 + w > sc->grid.width || y0 + h > sc->grid.height)
+    if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 + w > sc->grid.width || y0 + h > sc->grid.height || out_w < 1 || out_h < 1)
         return tw_err_set(err, TW_E_RANGE, "%s: window %dx%d at (%d, %d) outside the %dx%d scene", sc->path, w, h, x0, y0,
                           sc->grid.width, sc->grid.height);
+    GDALRasterIOExtraArg extra;
+    INIT_RASTERIO_EXTRA_ARG(extra);
+    extra.eResampleAlg = resample == TW_RESAMPLE_BILINEAR && (w != out_w || h != out_h) ? GRIORA_Bilinear
+                                                                                     : GRIORA_NearestNeighbour;
     CPLErrorReset();
-    if (GDALDatasetRasterIO(sc->ds, GF_Read, x0, y0, w, h, out, w, h, t, n_bands, (int *)bands, 0, 0, 0) != CE_None)
+    if (GDALDatasetRasterIOEx(sc->ds, GF_Read, x0, y0, w, h, out, out_w, out_h, t, n_bands, (int *)bands, 0, 0, 0,
+                              &extra) != CE_None)
         return tw_err_set(err, TW_E_IO, "%s: read of window %dx%d at (%d, %d) failed: %s", sc->path, w, h, x0, y0,
                           gdal_why());
     return TW_OK;
+}
+
+tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
+                        int w, int h, tw_err *err) {
+    return tw_scene_read_scaled(sc, out, type, bands, n_bands, x0, y0, w, h, w, h, TW_RESAMPLE_NEAREST, err);
 }

@@ -47,6 +47,11 @@ int tw_scene_nodata(const tw_scene *sc, int band, double *value);
 tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
                         int w, int h, tw_err *err);
 
+/* The same window read resampled to out_w x out_h (GDAL's RasterIO with `resample`: the call
+ * rasterio's read(out_shape=..., resampling=...) makes), into out [n_bands, out_h, out_w]. */
+tw_status tw_scene_read_scaled(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
+                               int w, int h, int out_w, int out_h, tw_resample resample, tw_err *err);
+
 /* The grid of a window of `g`: same CRS, origin moved to (x0, y0), size w x h. */
 void tw_grid_window(tw_grid *out, const tw_grid *g, int x0, int y0, int w, int h);
 /* 1 when two grids have the same CRS (GDAL's comparison), transform (to 1e-6 of a pixel) and size. */
