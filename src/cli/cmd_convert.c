@@ -18,9 +18,17 @@ static void usage(FILE *f) {
             "      official patches_with_cloud_and_shadow.csv and patches_with_seasonal_snow.csv\n"
             "  v2: FILE is written by: python tools/reben_metadata.py ROOT/metadata.parquet\n"
             "      ROOT/metadata_for_patches_with_snow_cloud_or_shadow.parquet > FILE\n"
+            "       twinfuse convert --layout scenes --manifest FILE [--size N] [--stride N] [--max-nodata F]\n"
+            "                        [--max-cloud F] [--labels-raster FILE --label-classes FILE\n"
+            "                        [--label-min-fraction F]] [--split NAME] [options] --out DIR\n"
             "  ssl4eo: DIR holds s1/, s2c/, s2a/ as published (<product>/<id>/<acquisition>/<band>.tif);\n"
             "      --products: which of them (default all three); --size N: the centre N x N of the\n"
             "      264 px grid (default 264); every location keeps its acquisitions (up to 4) and dates\n"
+            "  scenes: FILE is CSV (header row) or JSON lines (.jsonl): name, split, s2 (12-band file or a\n"
+            "      path with {band}), B01..B12, s1 (2-band file or {band}), VV, VH, s1_scale (db|linear),\n"
+            "      date, mask (non-zero: cloud) or scl; patches of --size (default 120) every --stride\n"
+            "      (default --size) on the S2 10 m grid, S1 warped onto it; --max-nodata (default 0) and\n"
+            "      --max-cloud (default 0.1) drop patches; labels: raster values -> class names\n"
             "  --split NAME      every patch to split NAME (a subset without split lists; ssl4eo: train)\n"
             "  --keep-snow       keep seasonal-snow patches (flagged) instead of leaving them out\n"
             "  --on-error skip|stop   skip and count bad patches (default) or stop at the first\n"
@@ -45,6 +53,15 @@ static int parse_products(const char *v) {
     return bits ? bits : -1;
 }
 
+static int parse_frac(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0 && v <= 1)) return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_pos(const char *s, int64_t *out) {
     char *end;
     errno = 0;
@@ -56,7 +73,7 @@ static int parse_pos(const char *s, int64_t *out) {
 
 int tw_cmd_convert(int argc, char **argv) {
     tw_convert_opts o = {.shard_size = 1000, .threads = 2, .progress = 1,
-                         .products = TW_PROD_S1 | TW_PROD_S2 | TW_PROD_S2C};
+                         .products = TW_PROD_S1 | TW_PROD_S2 | TW_PROD_S2C, .max_cloud = 0.1};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -76,7 +93,8 @@ int tw_cmd_convert(int argc, char **argv) {
             if (!strcmp(v, "v1")) o.layout = TW_LAYOUT_V1;
             else if (!strcmp(v, "v2")) o.layout = TW_LAYOUT_V2;
             else if (!strcmp(v, "ssl4eo")) o.layout = TW_LAYOUT_SSL4EO;
-            else { fprintf(stderr, "twinfuse convert: --layout '%s', want v1, v2 or ssl4eo\n", v); return 2; }
+            else if (!strcmp(v, "scenes")) o.layout = TW_LAYOUT_SCENES;
+            else { fprintf(stderr, "twinfuse convert: --layout '%s', want v1, v2, ssl4eo or scenes\n", v); return 2; }
         } else if (!strcmp(a, "--s2")) o.s2_root = v;
         else if (!strcmp(a, "--s1")) o.s1_root = v;
         else if (!strcmp(a, "--root")) o.root = v;
@@ -91,12 +109,22 @@ int tw_cmd_convert(int argc, char **argv) {
                 fprintf(stderr, "twinfuse convert: --products '%s', want a comma list of s1, s2c, s2a\n", v);
                 return 2;
             }
-        } else if (!strcmp(a, "--size")) {
-            if (parse_pos(v, &x) || x > TW_SSL4EO_SIZE) {
-                fprintf(stderr, "twinfuse convert: --size '%s', want 1..%d\n", v, TW_SSL4EO_SIZE);
+        } else if (!strcmp(a, "--size") || !strcmp(a, "--stride")) {
+            if (parse_pos(v, &x) || x > 4096) {
+                fprintf(stderr, "twinfuse convert: %s '%s', want 1..4096\n", a, v);
                 return 2;
             }
-            o.size = (int)x;
+            *(!strcmp(a, "--size") ? &o.size : &o.stride) = (int)x;
+        } else if (!strcmp(a, "--manifest")) o.manifest = v;
+        else if (!strcmp(a, "--labels-raster")) o.labels_raster = v;
+        else if (!strcmp(a, "--label-classes")) o.label_classes = v;
+        else if (!strcmp(a, "--max-nodata") || !strcmp(a, "--max-cloud") || !strcmp(a, "--label-min-fraction")) {
+            double *dst = !strcmp(a, "--max-nodata") ? &o.max_nodata : !strcmp(a, "--max-cloud") ? &o.max_cloud
+                                                                                   : &o.label_min_fraction;
+            if (parse_frac(v, dst)) {
+                fprintf(stderr, "twinfuse convert: %s '%s', want a fraction in [0, 1]\n", a, v);
+                return 2;
+            }
         }
         else if (!strcmp(a, "--on-error")) {
             if (!strcmp(v, "skip")) o.stop_on_error = 0;
@@ -116,7 +144,7 @@ int tw_cmd_convert(int argc, char **argv) {
         }
     }
     if (!o.layout) {
-        fprintf(stderr, "twinfuse convert: --layout v1|v2|ssl4eo is required\n");
+        fprintf(stderr, "twinfuse convert: --layout v1|v2|ssl4eo|scenes is required\n");
         usage(stderr);
         return 2;
     }
@@ -127,7 +155,7 @@ int tw_cmd_convert(int argc, char **argv) {
         fprintf(stderr, "twinfuse convert: %s\n", err.msg);
         return st == TW_E_USAGE ? 2 : 1;
     }
-    static const char *const names[] = {"", "BigEarthNet v1.0", "BigEarthNet v2.0", "SSL4EO-S12"};
+    static const char *const names[] = {"", "BigEarthNet v1.0", "BigEarthNet v2.0", "SSL4EO-S12", "scenes"};
     printf("# convert: %s -> %s in %.1f s\n", names[o.layout], o.out, sum.seconds);
     for (int s = 0; s < sum.n_splits; s++)
         printf("#   split %-8s %8lld %s in %lld shards\n", sum.split_names[s], (long long)sum.written[s],

@@ -37,6 +37,7 @@ typedef struct { int64_t first, n; int split, index; } job;   /* a shard: patche
 
 typedef struct {
     const tw_convert_opts *o;
+    const tw_scenes *scenes;    /* the scenes layout's manifest and classes */
     const tw_patch_list *list;
     tw_convert_summary *sum;
     job *jobs;
@@ -98,8 +99,9 @@ static tw_skip read_patch(tw_convert_buf *b, const tw_convert_opts *o, const tw_
 }
 
 /* The shard layout of a conversion: BigEarthNet S2 + S1 with labels, no time axis; SSL4EO-S12
- * the products asked for on a time axis of 4, georeferenced, unlabelled. */
-static tw_shard_layout layout_of(const tw_convert_opts *o) {
+ * the products asked for on a time axis of 4, georeferenced, unlabelled; scenes: tw_scenes_layout. */
+static tw_shard_layout layout_of(const tw_convert_opts *o, const tw_scenes *scenes) {
+    if (o->layout == TW_LAYOUT_SCENES) return tw_scenes_layout(scenes, o);
     if (o->layout == TW_LAYOUT_SSL4EO) {
         int S = o->size ? o->size : TW_SSL4EO_SIZE;
         return (tw_shard_layout){.h = S, .w = S, .n_times = TW_SHARD_MAX_TIMES, .products = o->products,
@@ -125,15 +127,19 @@ static tw_status run_job(pool *pl, const job *jb, tw_convert_buf *buf, tw_err *e
         tw_progress_add(&pl->prog, jb->n);
         return TW_OK;
     }
-    static const char *const sources[] = {"", "ben-v1", "ben-v2", "ssl4eo-s12"};
-    tw_shard_layout lay = layout_of(o);
+    static const char *const sources[] = {"", "ben-v1", "ben-v2", "ssl4eo-s12", "scenes"};
+    tw_shard_layout lay = layout_of(o, pl->scenes);
     tw_shard_writer *wr = NULL;
     int64_t n_skipped = 0;
     tw_status st = tw_shard_writer_create(&wr, path, pl->sum->split_names[jb->split], sources[o->layout], &lay, err);
     for (int64_t i = jb->first; i < jb->first + jb->n && !st; i++) {
         const tw_patch *p = &pl->list->p[i];
         tw_err perr = {0};
-        tw_skip why = o->layout == TW_LAYOUT_SSL4EO ? tw_ssl4eo_read(buf, o, p, &perr) : read_patch(buf, o, p, &perr);
+        buf->flags = 0;
+        buf->has_labels43 = 0;
+        tw_skip why = o->layout == TW_LAYOUT_SSL4EO ? tw_ssl4eo_read(buf, o, p, &perr)
+                    : o->layout == TW_LAYOUT_SCENES ? tw_scenes_read(buf, o, pl->scenes, p, &perr)
+                                                    : read_patch(buf, o, p, &perr);
         if (why != TW_SKIP_N) {
             if (o->stop_on_error) {
                 st = tw_err_set(err, perr.code, "%s %s: %s", o->layout == TW_LAYOUT_SSL4EO ? "location" : "patch", p->s2,
@@ -148,8 +154,9 @@ static tw_status run_job(pool *pl, const job *jb, tw_convert_buf *buf, tw_err *e
             pthread_mutex_unlock(&pl->mu);
         } else {
             tw_shard_sample smp = {.s2 = buf->s2, .s1 = buf->s1, .s2c = buf->s2c, .labels = buf->l19,
-                                   .labels43 = p->has_labels || o->layout == TW_LAYOUT_SSL4EO ? NULL : buf->l43,
-                                   .name = p->s2, .s1_name = p->s1, .flags = p->flags, .n_times = buf->n_times,
+                                   .labels43 = (o->layout <= TW_LAYOUT_V2 && !p->has_labels) || buf->has_labels43 ? buf->l43
+                                                                                                             : NULL,
+                                   .name = p->s2, .s1_name = p->s1, .flags = p->flags | buf->flags, .n_times = buf->n_times,
                                    .s2_date = buf->dates[0], .s1_date = buf->dates[1], .s2c_date = buf->dates[2],
                                    .crs_wkt = buf->grid.crs_wkt, .epsg = buf->grid.epsg, .transform = buf->grid.transform};
             st = tw_shard_writer_add(wr, &smp, err);
@@ -174,6 +181,7 @@ static tw_status run_job(pool *pl, const job *jb, tw_convert_buf *buf, tw_err *e
 }
 
 static void buf_free(tw_convert_buf *b) {
+    tw_scenes_cache_free(b->cache);
     free(b->s2);
     free(b->s2c);
     free(b->s1);
@@ -181,8 +189,8 @@ static void buf_free(tw_convert_buf *b) {
 }
 
 /* One patch's (location's) buffers for the conversion's layout. */
-static tw_convert_buf *buf_alloc(const tw_convert_opts *o) {
-    tw_shard_layout lay = layout_of(o);
+static tw_convert_buf *buf_alloc(const tw_convert_opts *o, const tw_scenes *scenes) {
+    tw_shard_layout lay = layout_of(o, scenes);
     size_t n = (size_t)lay.h * lay.w * (size_t)(lay.n_times ? lay.n_times : 1);
     tw_convert_buf *b = calloc(1, sizeof *b);
     if (!b) return NULL;
@@ -198,7 +206,7 @@ static tw_convert_buf *buf_alloc(const tw_convert_opts *o) {
 
 static void *worker(void *arg) {
     pool *pl = arg;
-    tw_convert_buf *buf = buf_alloc(pl->o);
+    tw_convert_buf *buf = buf_alloc(pl->o, pl->scenes);
     for (;;) {
         pthread_mutex_lock(&pl->mu);
         int64_t j = pl->st ? pl->n_jobs : pl->next_job++;
@@ -226,13 +234,26 @@ tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_e
     if (o->shard_size < 1) return tw_err_set(err, TW_E_RANGE, "shard size %lld", (long long)o->shard_size);
     if (o->threads < 1 || o->threads > 256) return tw_err_set(err, TW_E_RANGE, "%d threads, want 1..256", o->threads);
     if (o->layout == TW_LAYOUT_SSL4EO && (o->size < 0 || o->size > TW_SSL4EO_SIZE))
-        return tw_err_set(err, TW_E_RANGE, "--size %d, want 1..%d", o->size, TW_SSL4EO_SIZE);
+        return tw_err_set(err, TW_E_USAGE, "--size %d, want 1..%d (the SSL4EO-S12 grid)", o->size, TW_SSL4EO_SIZE);
+    if (o->size < 0 || o->size > 4096 || o->stride < 0 || !(o->max_nodata >= 0 && o->max_nodata <= 1) ||
+        !(o->max_cloud >= 0 && o->max_cloud <= 1) || !(o->label_min_fraction >= 0 && o->label_min_fraction < 1))
+        return tw_err_set(err, TW_E_RANGE, "--size %d --stride %d --max-nodata %g --max-cloud %g --label-min-fraction %g: "
+                          "out of range", o->size, o->stride, o->max_nodata, o->max_cloud, o->label_min_fraction);
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return tw_err_set(err, TW_E_IO, "%s: %s", o->out, strerror(errno));
     tw_raster_init();
     tw_patch_list list;
-    tw_status st = tw_convert_list(&list, sum, o, err);
-    if (st) return st;
-    pool pl = {.o = o, .list = &list, .sum = sum};
+    tw_scenes *scenes = NULL;
+    tw_status st = TW_OK;
+    if (o->layout == TW_LAYOUT_SCENES) {
+        list = (tw_patch_list){0};
+        if ((st = tw_scenes_list(&scenes, &list, sum, o, err))) {
+            tw_patch_list_free(&list);
+            return st;
+        }
+    } else if ((st = tw_convert_list(&list, sum, o, err))) {
+        return st;
+    }
+    pool pl = {.o = o, .scenes = scenes, .list = &list, .sum = sum};
     pthread_mutex_init(&pl.mu, NULL);
     /* Shards: consecutive runs of shard_size patches of one split (the list is sorted by split). */
     pl.jobs = malloc(((size_t)list.n / (size_t)o->shard_size + (size_t)sum->n_splits + 1) * sizeof *pl.jobs);
@@ -273,5 +294,6 @@ done:
     free(pl.jobs);
     pthread_mutex_destroy(&pl.mu);
     tw_patch_list_free(&list);
+    tw_scenes_free(scenes);
     return st;
 }

@@ -85,7 +85,8 @@ def want_band(path, size, loc_grid=None, tmp=None):
     else:
         crs, (x0, y0) = loc_grid
         out = os.path.join(tmp, "warped.tif")
-        subprocess.run(["gdalwarp", "-q", "-overwrite", "-et", "0", "-r", "bilinear", "-t_srs", crs, "-te", str(x0),
+        subprocess.run(["gdalwarp", "-q", "-overwrite", "-et", "0", "-wo", "XSCALE=1", "-wo", "YSCALE=1", "-r", "bilinear",
+                        "-t_srs", crs, "-te", str(x0),
                         str(y0 - 10 * N10), str(x0 + 10 * N10), str(y0), "-ts", str(N10), str(N10), path, out], check=True)
         with rasterio.open(out) as f:
             full = f.read(1)
