@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/rng.h"
 #include "data/sampler.h"
 
 typedef struct slot {
@@ -115,6 +116,40 @@ static int64_t norm_plane(float *out, const uint16_t *u16, const float *f32, siz
     return -1;   /* the sum overflowed though every pixel is finite */
 }
 
+/* The counter word that keeps the seasonal draw's Philox stream apart from the augmentations'
+ * (which use view 0 and 1). */
+#define SEASON_STREAM 0x5EA5u
+
+void tw_loader_seasons(int t[2], int n_times, uint64_t seed, int64_t epoch, int64_t sample) {
+    t[0] = t[1] = 0;
+    if (n_times < 2) return;
+    tw_rng r;
+    tw_rng_init(&r, seed, (uint32_t)epoch, (uint32_t)sample, SEASON_STREAM);
+    t[0] = (int)tw_rng_below(&r, (uint32_t)n_times);
+    t[1] = (t[0] + 1 + (int)tw_rng_below(&r, (uint32_t)n_times - 1)) % n_times;   /* another one */
+}
+
+/* Normalises the raw planes of one acquisition into in; a non-finite S1 value is named. */
+static tw_status normalise(tw_loader *ld, const tw_view *in, tw_shard *sh, int64_t row, int t, tw_err *err) {
+    size_t n_px = (size_t)ld->h * ld->w;
+    for (int c = 0; c < in->c_s1; c++) {
+        int64_t bad = norm_plane(in->s1 + c * n_px, NULL, ld->raw_s1 + c * n_px, n_px, ld->scale[TW_S2_BANDS + c],
+                                 ld->shift[TW_S2_BANDS + c]);
+        if (bad >= 0) {
+            char name[TW_SHARD_NAME_BYTES] = "?";
+            tw_shard_read(sh, row, NULL, NULL, NULL, NULL, name, NULL, NULL, NULL);
+            return tw_err_set(err, TW_E_NONFINITE, "%s: sample %lld (%s)%s: non-finite s1 %s at pixel (%lld, %lld)",
+                              tw_shard_path(sh), (long long)row, name, t ? ", a later acquisition" : "",
+                              tw_shard_s1_bands[c], (long long)(bad / ld->w), (long long)(bad % ld->w));
+        }
+    }
+    for (int c = 0; c < in->c_s2; c++) {
+        int band = ld->o.s2_bands[c];
+        norm_plane(in->s2 + c * n_px, ld->raw_s2 + band * n_px, NULL, n_px, ld->scale[band], ld->shift[band]);
+    }
+    return TW_OK;
+}
+
 /* Reads, normalises and augments sample `item` into position i of slot s. */
 static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t epoch, tw_err *err) {
     tw_batch *b = &s->b;
@@ -135,23 +170,22 @@ static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t
     tw_view in = {.c_s1 = b->c_s1, .c_s2 = b->c_s2, .h = ld->h, .w = ld->w};
     in.s1 = !b->c_s1 ? NULL : direct ? b->s1[0] + (size_t)i * b->c_s1 * n_px : ld->in_s1;
     in.s2 = !b->c_s2 ? NULL : direct ? b->s2[0] + (size_t)i * b->c_s2 * n_px : ld->in_s2;
-    for (int c = 0; c < b->c_s1; c++) {
-        int64_t bad = norm_plane(in.s1 + c * n_px, NULL, ld->raw_s1 + c * n_px, n_px, ld->scale[TW_S2_BANDS + c],
-                                 ld->shift[TW_S2_BANDS + c]);
-        if (bad >= 0) {
-            char name[TW_SHARD_NAME_BYTES] = "?";
-            tw_shard_read(sh, row, NULL, NULL, NULL, NULL, name, NULL, NULL, NULL);
-            return tw_err_set(err, TW_E_NONFINITE, "%s: sample %lld (%s): non-finite s1 %s at pixel (%lld, %lld)",
-                              tw_shard_path(sh), (long long)row, name, tw_shard_s1_bands[c], (long long)(bad / ld->w),
-                              (long long)(bad % ld->w));
-        }
-    }
-    for (int c = 0; c < b->c_s2; c++) {
-        int band = ld->o.s2_bands[c];
-        norm_plane(in.s2 + c * n_px, ld->raw_s2 + band * n_px, NULL, n_px, ld->scale[band], ld->shift[band]);
+    if ((st = normalise(ld, &in, sh, row, 0, err))) return st;
+    int seasons[2] = {0, 0};
+    if (ld->o.views == TW_VIEWS_SEASONAL) {
+        tw_shard_geo g;
+        if ((st = tw_shard_read_geo(sh, row, &g, err))) return st;
+        tw_loader_seasons(seasons, g.n_times, ld->o.seed, epoch, idx);
     }
     if (!direct) {
         for (int v = 0; v < b->n_views; v++) {
+            int t = seasons[v < 2 ? v : 1], prev = v ? seasons[v - 1] : 0;
+            if (t != prev) {   /* this view's acquisition: read and normalise it in place of the last */
+                if ((st = tw_shard_read_time(sh, row, t, ld->c_s2 ? ld->raw_s2 : NULL, NULL,
+                                             ld->o.use_s1 ? ld->raw_s1 : NULL, err)) ||
+                    (st = normalise(ld, &in, sh, row, t, err)))
+                    return st;
+            }
             tw_view out = {.c_s1 = b->c_s1, .c_s2 = b->c_s2, .h = ld->out_h, .w = ld->out_w};
             out.s1 = b->c_s1 ? b->s1[v] + (size_t)i * b->c_s1 * n_out : NULL;
             out.s2 = b->c_s2 ? b->s2[v] + (size_t)i * b->c_s2 * n_out : NULL;
@@ -262,6 +296,11 @@ static tw_status open_shards(tw_loader *ld, tw_err *err) {
                             paths[i], ld->o.use_s1 && !(lay->products & TW_PROD_S1) ? "s1" : "s2 (L2A)");
             goto done;
         }
+        if (ld->o.views == TW_VIEWS_SEASONAL && lay->n_times == 0) {
+            st = tw_err_set(err, TW_E_FORMAT, "%s: seasonal views need shards with a time axis (a location's "
+                            "acquisitions: --layout ssl4eo), this one has none (attribute 'n_times' 0)", paths[i]);
+            goto done;
+        }
         if (ld->o.n_classes == TW_N_CLASSES43 && !tw_shard_has_labels43(sh)) {
             st = tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
                             "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);
@@ -294,6 +333,8 @@ static tw_status check_opts(const tw_loader_opts *o, tw_err *err) {
     if (!o->dir || !o->split) return tw_err_set(err, TW_E_USAGE, "loader: no shard directory or split");
     if (o->n_views < 1 || o->n_views > TW_LOADER_MAX_VIEWS)
         return tw_err_set(err, TW_E_RANGE, "loader: %d views, want 1 or 2", o->n_views);
+    if (o->views == TW_VIEWS_SEASONAL && o->n_views != 2)
+        return tw_err_set(err, TW_E_USAGE, "loader: seasonal views need 2 views, have %d", o->n_views);
     if (o->prefetch < 1) return tw_err_set(err, TW_E_RANGE, "loader: prefetch %d, want >= 1", o->prefetch);
     if (!o->use_s1 && o->n_s2_bands == 0) return tw_err_set(err, TW_E_USAGE, "loader: neither S1 nor S2 selected");
     if (o->n_s2_bands < 0 || o->n_s2_bands > TW_S2_BANDS) return tw_err_set(err, TW_E_RANGE, "loader: %d S2 bands", o->n_s2_bands);

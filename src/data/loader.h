@@ -35,6 +35,16 @@ typedef struct tw_view {
 typedef tw_status (*tw_loader_augment_fn)(void *user, tw_view *out, const tw_view *in, uint64_t seed,
                                           int64_t epoch, int64_t sample, int view, tw_err *err);
 
+/* Where a sample's views come from (data.views): its one acquisition each time (augment, and
+ * cross, where the hook pairs S1 with S2), or two acquisitions of its location (seasonal: shards
+ * with a time axis; views 0 and 1 from two different acquisitions drawn by Philox from (seed,
+ * epoch, sample) alone, each then given to the hook; a location with one acquisition gives it
+ * to both). */
+typedef enum { TW_VIEWS_AUGMENT, TW_VIEWS_SEASONAL, TW_VIEWS_CROSS } tw_loader_views;
+
+/* The acquisitions views 0 and 1 of a location with n_times of them come from (seasonal). */
+void tw_loader_seasons(int t[2], int n_times, uint64_t seed, int64_t epoch, int64_t sample);
+
 typedef struct tw_loader_opts {
     const char *dir;            /* shard directory */
     const char *split;          /* "train", "val", "test", "clouds", ... */
@@ -51,6 +61,7 @@ typedef struct tw_loader_opts {
     uint64_t subset_seed;       /* the subset's own seed, so it does not move with `seed` */
     int prefetch;               /* batches prepared ahead, >= 1 */
     int n_views;                /* 1 or 2 */
+    tw_loader_views views;      /* TW_VIEWS_SEASONAL: each view from its own acquisition */
     tw_loader_augment_fn augment;   /* NULL: each view is the normalised sample */
     void *augment_user;
     int out_h, out_w;           /* 0: the shard's size; smaller only with an augment hook */

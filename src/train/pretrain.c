@@ -66,7 +66,7 @@ static void aug_from_cfg(aug_hook *a, const tw_pretrain_cfg *cfg) {
     a->p.speckle_looks = cfg->augment.speckle_looks;
     a->p.band_dropout_frac = (float)cfg->augment.band_dropout_frac;
     a->sar = cfg->data.source == TW_SOURCE_S1;
-    a->cross = cfg->loss.pairing == TW_PAIRING_CROSS;
+    a->cross = cfg->loss.pairing == TW_PAIRING_CROSS || cfg->data.views == TW_CFG_VIEWS_CROSS;
     a->p.db_per_unit = a->sar ? a->db_per_unit : NULL;
     a->p_s1 = a->p;
     a->p_s1.db_per_unit = a->db_per_unit;
@@ -84,6 +84,7 @@ typedef struct bt_task {
 static void bt_loader_opts(tw_task *t, tw_loader_opts *lo) {
     bt_task *T = t->self;
     lo->n_views = T->hook.cross ? 1 : 2;
+    lo->views = T->cfg->data.views == TW_CFG_VIEWS_SEASONAL ? TW_VIEWS_SEASONAL : TW_VIEWS_AUGMENT;
     lo->augment = augment_hook;
     lo->augment_user = &T->hook;
     lo->out_h = lo->out_w = T->cfg->data.size;
