@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "data/convert.h"
+#include "dist/comm.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -35,7 +36,8 @@ static void usage(FILE *f) {
             "  --shard-size N    patches per shard (default 1000)\n"
             "  --threads N       reader threads (default 2)\n"
             "  --no-progress     no progress line\n"
-            "Reruns keep complete shards: an interrupted conversion resumes with the same options.\n");
+            "Reruns keep complete shards: an interrupted conversion resumes with the same options.\n"
+            "Under mpirun (or srun) the ranks split the shards; progress and the summary come from rank 0.\n");
 }
 
 /* "s1,s2c,s2a" (any subset, any order) into TW_PROD_* bits; -1 on an unknown name. */
@@ -148,13 +150,29 @@ int tw_cmd_convert(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    tw_convert_summary sum;
+    /* Under a launcher the ranks split the shards (tw_convert_opts.ranks); alone, one process. */
+    tw_comm *comm = NULL;
     tw_err err = {0};
-    tw_status st = tw_convert_run(&sum, &o, &err);
-    if (st != TW_OK) {
+    tw_comm_kind kind = tw_comm_kind_auto(0);
+    if (kind != TW_COMM_SINGLE && tw_comm_create(&comm, kind, NULL, NULL, &err) != TW_OK) {
         fprintf(stderr, "twinfuse convert: %s\n", err.msg);
+        return 1;
+    }
+    tw_reducer red;
+    if (comm) {
+        red = tw_comm_reducer(comm);
+        o.ranks = &red;
+        o.rank = tw_comm_rank(comm);
+    }
+    tw_convert_summary sum;
+    tw_status st = tw_convert_run(&sum, &o, &err);
+    tw_comm_free(comm);
+    if (st != TW_OK) {
+        if (o.rank == 0) fprintf(stderr, "twinfuse convert: %s\n", err.msg);
+        else if (st != TW_E_USAGE) fprintf(stderr, "twinfuse convert: [rank %d] %s\n", o.rank, err.msg);
         return st == TW_E_USAGE ? 2 : 1;
     }
+    if (o.rank != 0) return 0;
     static const char *const names[] = {"", "BigEarthNet v1.0", "BigEarthNet v2.0", "SSL4EO-S12", "scenes"};
     printf("# convert: %s -> %s in %.1f s\n", names[o.layout], o.out, sum.seconds);
     for (int s = 0; s < sum.n_splits; s++)

@@ -17,7 +17,6 @@
 #include "data/progress.h"
 #include "data/raster.h"
 #include "data/shard.h"
-#include "data/shard_dir.h"
 
 const char *tw_skip_str(tw_skip s) {
     switch (s) {
@@ -255,21 +254,39 @@ tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_e
     }
     pool pl = {.o = o, .scenes = scenes, .list = &list, .sum = sum};
     pthread_mutex_init(&pl.mu, NULL);
-    /* Shards: consecutive runs of shard_size patches of one split (the list is sorted by split). */
-    pl.jobs = malloc(((size_t)list.n / (size_t)o->shard_size + (size_t)sum->n_splits + 1) * sizeof *pl.jobs);
-    if (!pl.jobs) {
+    /* Shards: consecutive runs of shard_size patches of one split (the list is sorted by split);
+     * this rank converts those j with j % world == rank. */
+    int world = o->ranks ? o->ranks->n_ranks : 1;
+    size_t cap_jobs = (size_t)list.n / (size_t)o->shard_size + (size_t)sum->n_splits + 1;
+    job *all = malloc(cap_jobs * sizeof *all);
+    char **paths = calloc(cap_jobs, sizeof *paths);
+    uint8_t *is_stats = calloc(cap_jobs, 1), *mine = calloc(cap_jobs, 1);
+    pl.jobs = malloc(cap_jobs * sizeof *pl.jobs);
+    int64_t n_all = 0;
+    if (!all || !paths || !is_stats || !mine || !pl.jobs) {
         st = tw_err_set(err, TW_E_NOMEM, "jobs");
         goto done;
     }
+    int64_t my_patches = 0;
     for (int64_t i = 0; i < list.n;) {
         int64_t j = i;
         while (j < list.n && list.p[j].split == list.p[i].split && j - i < o->shard_size) j++;
-        int index = pl.n_jobs > 0 && pl.jobs[pl.n_jobs - 1].split == list.p[i].split ? pl.jobs[pl.n_jobs - 1].index + 1 : 0;
-        pl.jobs[pl.n_jobs++] = (job){.first = i, .n = j - i, .split = list.p[i].split, .index = index};
+        int index = n_all > 0 && all[n_all - 1].split == list.p[i].split ? all[n_all - 1].index + 1 : 0;
+        all[n_all] = (job){.first = i, .n = j - i, .split = list.p[i].split, .index = index};
+        if (n_all % world == o->rank) {
+            pl.jobs[pl.n_jobs++] = all[n_all];
+            mine[n_all] = 1;
+            my_patches += j - i;
+        }
+        n_all++;
         i = j;
     }
-    tw_progress_init(&pl.prog, "patches", list.n);
-    pl.prog.tty = pl.prog.tty && o->progress;
+    /* The listing's skips are every rank's alike: counted once, the run's summed over the ranks. */
+    int64_t listed_skips[TW_SKIP_N];
+    memcpy(listed_skips, sum->skipped, sizeof listed_skips);
+    memset(sum->skipped, 0, sizeof sum->skipped);
+    tw_progress_init(&pl.prog, world > 1 ? "patches (rank 0's share)" : "patches", my_patches);
+    pl.prog.tty = pl.prog.tty && o->progress && o->rank == 0;
     pthread_t th[256];
     int n_started = 0;
     for (int t = 0; t < o->threads; t++)
@@ -277,8 +294,31 @@ tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_e
     if (n_started == 0) worker(&pl);
     for (int t = 0; t < n_started; t++) pthread_join(th[t], NULL);
     tw_progress_end(&pl.prog);
+    /* One sum carries the run's counters and the number of ranks that failed. */
+    enum { N_CNT = 2 * TW_CONVERT_MAX_SPLITS + TW_SKIP_N + 3 };
+    double cnt[N_CNT] = {0};
+    for (int k = 0; k < TW_CONVERT_MAX_SPLITS; k++) {
+        cnt[k] = (double)sum->written[k];
+        cnt[TW_CONVERT_MAX_SPLITS + k] = (double)sum->shards[k];
+    }
+    for (int k = 0; k < TW_SKIP_N; k++) cnt[2 * TW_CONVERT_MAX_SPLITS + k] = (double)sum->skipped[k];
+    cnt[N_CNT - 3] = (double)sum->resumed_shards;
+    cnt[N_CNT - 2] = (double)sum->skipped_resumed;
+    cnt[N_CNT - 1] = pl.st != TW_OK;
+    if (o->ranks) tw_reducer_sum(o->ranks, cnt, N_CNT);
+    for (int k = 0; k < TW_CONVERT_MAX_SPLITS; k++) {
+        sum->written[k] = (int64_t)cnt[k];
+        sum->shards[k] = (int64_t)cnt[TW_CONVERT_MAX_SPLITS + k];
+    }
+    for (int k = 0; k < TW_SKIP_N; k++) sum->skipped[k] = (int64_t)cnt[2 * TW_CONVERT_MAX_SPLITS + k] + listed_skips[k];
+    sum->resumed_shards = (int64_t)cnt[N_CNT - 3];
+    sum->skipped_resumed = (int64_t)cnt[N_CNT - 2];
     if ((st = pl.st)) {
         if (err) *err = pl.err;
+        goto done;
+    }
+    if (cnt[N_CNT - 1] > 0) {
+        st = tw_err_set(err, TW_E_IO, "%.0f of %d ranks failed (their messages are above)", cnt[N_CNT - 1], world);
         goto done;
     }
     int64_t total = 0;
@@ -287,10 +327,29 @@ tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_e
         st = tw_err_set(err, TW_E_MISSING, "no patch was converted (see the skips above)");
         goto done;
     }
+    /* The normalisation: over the train split, or every split when there is none. */
+    int train = -1;
+    for (int s = 0; s < sum->n_splits; s++)
+        if (!strcmp(sum->split_names[s], "train") && sum->written[s] > 0) train = s;
+    sum->stats_from_all = train < 0;
+    for (int64_t j = 0; j < n_all; j++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s-%05d.h5", o->out, sum->split_names[all[j].split], all[j].index);
+        if (!(paths[j] = strdup(path))) {
+            st = tw_err_set(err, TW_E_NOMEM, "shard paths");
+            break;
+        }
+        is_stats[j] = train < 0 || all[j].split == train;
+    }
     tw_shard_norm norm;
-    st = tw_shard_dir_finalize(o->out, "train", &norm, &sum->stats_from_all, err);
+    if (!st) st = tw_convert_finish(o, paths, is_stats, mine, n_all, &norm, err);
 done:
     sum->seconds = tw_progress_now() - t0;
+    for (int64_t j = 0; paths && j < n_all; j++) free(paths[j]);
+    free(paths);
+    free(all);
+    free(is_stats);
+    free(mine);
     free(pl.jobs);
     pthread_mutex_destroy(&pl.mu);
     tw_patch_list_free(&list);

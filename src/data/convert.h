@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "core/reducer.h"
 #include "core/status.h"
 #include "data/scene.h"
 #include "data/shard.h"
@@ -66,6 +67,11 @@ typedef struct tw_convert_opts {
     int threads;
     int stop_on_error;          /* 1: the first bad patch stops the run; 0: skip and count */
     int progress;               /* progress line on a terminal */
+    /* Over MPI ranks (mpirun -np N twinfuse convert): rank r writes the shards j with
+     * j % N == r; the per-shard moments and the summary are summed through `ranks` (NULL: one
+     * process). Every rank lists the archive the same way, so all agree on the shards. */
+    int rank;
+    const tw_reducer *ranks;
 } tw_convert_opts;
 
 typedef struct tw_convert_summary {
@@ -80,6 +86,8 @@ typedef struct tw_convert_summary {
     double seconds;
 } tw_convert_summary;
 
+/* Converts; on every rank the summary is the whole job's. A rank that fails returns its message;
+ * the others return TW_E_IO naming the ranks that failed (no rank is left waiting). */
 tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_err *err);
 
 /* ---- internal to the converter (convert_list.c <-> convert.c) ---------------------------- */
@@ -125,6 +133,17 @@ tw_skip tw_scenes_read(tw_convert_buf *b, const tw_convert_opts *o, const tw_sce
 tw_shard_layout tw_scenes_layout(const tw_scenes *state, const tw_convert_opts *o);
 void tw_scenes_cache_free(void *cache);
 void tw_scenes_free(tw_scenes *state);
+
+/* A listing-time warning (a skipped patch, location or row): said once, by rank 0. */
+void tw_convert_warn(const tw_convert_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The end of a conversion (convert_finish.c). jobs: the shard paths of the whole conversion in
+ * order, is_stats[j] whether shard j counts for the normalisation (the train split, or every
+ * split when there is none), mine[j] whether this rank wrote it. Gathers every shard's moments
+ * (summed through o->ranks, zeros where a rank has none), merges them in shard order (the same on
+ * any rank count), and writes the normalisation into this rank's shards. */
+tw_status tw_convert_finish(const tw_convert_opts *o, char *const *paths, const uint8_t *is_stats, const uint8_t *mine,
+                            int64_t n_jobs, tw_shard_norm *norm, tw_err *err);
 
 /* Lists the patches to convert, sorted by (split, S2 name); counts listing-time skips in sum. */
 tw_status tw_convert_list(tw_patch_list *list, tw_convert_summary *sum, const tw_convert_opts *o, tw_err *err);

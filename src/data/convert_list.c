@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "data/labels.h"
 #include "data/shard.h"
 
@@ -127,7 +126,7 @@ static tw_status skip(tw_convert_summary *sum, const tw_convert_opts *o, tw_skip
     sum->skipped[why]++;
     if (why == TW_SKIP_SNOW || why == TW_SKIP_NOT_LISTED) return TW_OK;
     if (o->stop_on_error) return tw_err_set(err, TW_E_FORMAT, "%s", msg);
-    tw_warn("twinfuse convert: skipped: %s\n", msg);
+    tw_convert_warn(o, "twinfuse convert: skipped: %s\n", msg);
     return TW_OK;
 }
 

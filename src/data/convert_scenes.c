@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "data/labels.h"
 #include "data/manifest.h"
 
@@ -168,7 +167,7 @@ tw_status tw_scenes_list(tw_scenes **out, tw_patch_list *list, tw_convert_summar
     int S = o->size ? o->size : TW_CONVERT_SIZE, stride = o->stride ? o->stride : S;
     tw_scenes *s = calloc(1, sizeof *s);
     if (!s) return tw_err_set(err, TW_E_NOMEM, "scenes");
-    tw_status st = tw_manifest_read(&s->m, o->manifest, !o->stop_on_error, err);
+    tw_status st = tw_manifest_read(&s->m, o->manifest, !o->stop_on_error, o->rank != 0, err);
     if (st) {
         free(s);
         return st;
@@ -196,7 +195,7 @@ tw_status tw_scenes_list(tw_scenes **out, tw_patch_list *list, tw_convert_summar
                 if (err) *err = rerr;
                 break;
             }
-            tw_warn("twinfuse convert: skipped scene: %s\n", rerr.msg);
+            tw_convert_warn(o, "twinfuse convert: skipped scene: %s\n", rerr.msg);
             continue;
         }
         const char *split = r->split[0] ? r->split : o->split ? o->split : "train";

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "data/labels.h"
 
 /* The products in shard order of TW_PROD_* bits, their folders and band files. */
@@ -103,7 +102,7 @@ tw_status tw_ssl4eo_list(tw_patch_list *list, tw_convert_summary *sum, const tw_
         if (lacking) {
             sum->skipped[TW_SKIP_RASTER]++;
             if (o->stop_on_error) st = tw_err_set(err, TW_E_MISSING, "%s/%s/%s: missing (location %s)", o->root, lacking, id, id);
-            else tw_warn("twinfuse convert: skipped location %s: %s/%s/%s is missing\n", id, o->root, lacking, id);
+            else tw_convert_warn(o, "twinfuse convert: skipped location %s: %s/%s/%s is missing\n", id, o->root, lacking, id);
             continue;
         }
         tw_patch p = {.s2 = (char *)id, .s1 = (char *)id, .split = split_id};
@@ -119,7 +118,7 @@ tw_status tw_ssl4eo_list(tw_patch_list *list, tw_convert_summary *sum, const tw_
                                         ids[k][i], ids[k][i]);
                         break;
                     }
-                    tw_warn("twinfuse convert: skipped location %s: %s/%s/%s is missing\n", ids[k][i], o->root,
+                    tw_convert_warn(o, "twinfuse convert: skipped location %s: %s/%s/%s is missing\n", ids[k][i], o->root,
                             products[first].dir, ids[k][i]);
                 }
     for (int k = 0; k < 3; k++) names_free(ids[k], n_ids[k]);

@@ -185,7 +185,7 @@ static tw_status parse_row(tw_manifest_row *r, int json, char *line, char **head
     return st ? st : row_check(r, path, err);
 }
 
-tw_status tw_manifest_read(tw_manifest *m, const char *path, int skip_bad, tw_err *err) {
+tw_status tw_manifest_read(tw_manifest *m, const char *path, int skip_bad, int quiet, tw_err *err) {
     memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", path);
     FILE *f = fopen(path, "r");
@@ -224,7 +224,7 @@ tw_status tw_manifest_read(tw_manifest *m, const char *path, int skip_bad, tw_er
                 if (err) *err = rerr;
                 break;
             }
-            tw_warn("twinfuse convert: skipped manifest row: %s\n", rerr.msg);
+            if (!quiet) tw_warn("twinfuse convert: skipped manifest row: %s\n", rerr.msg);
             m->n_bad++;
             continue;
         }

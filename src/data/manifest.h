@@ -36,8 +36,9 @@ typedef struct tw_manifest {
  * name, split, s2 (a 12-band file, or a path with {band} for B01..B12), B01 ... B12 (one file
  * per band, instead of s2), s1 (a 2-band file, or a path with {band} for VV, VH), VV, VH,
  * s1_scale (db | linear), date, mask, scl. A malformed row is an error naming path:line; with
- * skip_bad it is reported (tw_warn), counted in n_bad and left out. */
-tw_status tw_manifest_read(tw_manifest *m, const char *path, int skip_bad, tw_err *err);
+ * skip_bad it is reported (tw_warn, unless quiet: the ranks other than 0), counted in n_bad and
+ * left out. */
+tw_status tw_manifest_read(tw_manifest *m, const char *path, int skip_bad, int quiet, tw_err *err);
 void tw_manifest_free(tw_manifest *m);
 
 #endif
