@@ -21,9 +21,14 @@ typedef struct slot {
 
 struct tw_loader {
     tw_loader_opts o;
-    tw_shard **shards;
+    char **paths;               /* [n_shards] one allocation (tw_shard_list) */
     int n_shards;
-    int64_t *shard_start;       /* [n_shards + 1] first split index of each shard */
+    int64_t *shard_start;       /* [n_shards + 1] first split index of each shard: the index, O(shards) */
+    /* The open shards: at most max_open, least recently used closed first; the producer's (and
+     * make_subset's, before it starts). */
+    struct open_shard { tw_shard *sh; int idx; uint64_t used; } *open;
+    int n_open, max_open, most_open;
+    uint64_t clock;
     int64_t *subset;            /* [n_items] split indices of the label-fraction subset, or NULL */
     int64_t n_items;
     tw_sampler sampler;
@@ -116,6 +121,35 @@ static int64_t norm_plane(float *out, const uint16_t *u16, const float *f32, siz
     return -1;   /* the sum overflowed though every pixel is finite */
 }
 
+/* Shard idx, opened (and validated) on first use; the least recently used one is closed when
+ * max_open are open. */
+static tw_status get_shard(tw_loader *ld, int idx, tw_shard **out, tw_err *err) {
+    int lru = 0;
+    for (int k = 0; k < ld->n_open; k++) {
+        if (ld->open[k].idx == idx) {
+            ld->open[k].used = ++ld->clock;
+            *out = ld->open[k].sh;
+            return TW_OK;
+        }
+        if (ld->open[k].used < ld->open[lru].used) lru = k;
+    }
+    tw_shard *sh;
+    tw_status st = tw_shard_open(&sh, ld->paths[idx], err);
+    if (st) return st;
+    int64_t want = ld->shard_start[idx + 1] - ld->shard_start[idx];
+    if (tw_shard_n(sh) != want) {
+        tw_shard_close(sh);
+        return tw_err_set(err, TW_E_FORMAT, "%s: %lld samples, but its attribute 'n_samples' said %lld when the loader "
+                          "started (rewritten since?)", ld->paths[idx], (long long)tw_shard_n(sh), (long long)want);
+    }
+    int k = ld->n_open < ld->max_open ? ld->n_open++ : lru;
+    if (k == lru && ld->open[k].sh) tw_shard_close(ld->open[k].sh);
+    ld->open[k] = (struct open_shard){sh, idx, ++ld->clock};
+    if (ld->n_open > ld->most_open) ld->most_open = ld->n_open;
+    *out = sh;
+    return TW_OK;
+}
+
 /* The counter word that keeps the seasonal draw's Philox stream apart from the augmentations'
  * (which use view 0 and 1). */
 #define SEASON_STREAM 0x5EA5u
@@ -158,12 +192,14 @@ static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t
         int mid = (lo + hi) / 2;
         if (ld->shard_start[mid] <= idx) lo = mid; else hi = mid;
     }
-    tw_shard *sh = ld->shards[lo];
+    tw_shard *sh;
+    tw_status st = get_shard(ld, lo, &sh, err);
+    if (st) return st;
     int64_t row = idx - ld->shard_start[lo];
     uint8_t labels[TW_N_CLASSES43];
     int k = ld->o.n_classes, l43 = k == TW_N_CLASSES43;
-    tw_status st = tw_shard_read(sh, row, ld->c_s2 ? ld->raw_s2 : NULL, ld->o.use_s1 ? ld->raw_s1 : NULL,
-                                 l43 ? NULL : labels, l43 ? labels : NULL, NULL, NULL, &b->flags[i], err);
+    st = tw_shard_read(sh, row, ld->c_s2 ? ld->raw_s2 : NULL, ld->o.use_s1 ? ld->raw_s1 : NULL,
+                       l43 ? NULL : labels, l43 ? labels : NULL, NULL, NULL, &b->flags[i], err);
     if (st) return st;
     size_t n_px = (size_t)ld->h * ld->w, n_out = (size_t)ld->out_h * ld->out_w;
     int direct = !ld->o.augment && ld->o.n_views == 1;   /* normalise straight into the batch */
@@ -256,61 +292,52 @@ static void *producer(void *arg) {
     return NULL;
 }
 
+/* Lists the split and peeks at every shard (tw_shard_peek: attributes and sizes, no handle kept):
+ * the index, the normalisation and the checks every shard must pass before any is read. */
 static tw_status open_shards(tw_loader *ld, tw_err *err) {
-    char **paths = NULL;
     int n = 0;
-    tw_status st = tw_shard_list(&paths, &n, ld->o.dir, ld->o.split, err);
+    tw_status st = tw_shard_list(&ld->paths, &n, ld->o.dir, ld->o.split, err);
     if (st) return st;
-    if (n == 0) {
-        free(paths);
+    char **paths = ld->paths;
+    if (n == 0)
         return tw_err_set(err, TW_E_MISSING, "%s: no shards of split '%s' (%s-NNNNN.h5)", ld->o.dir, ld->o.split, ld->o.split);
-    }
-    ld->shards = calloc((size_t)n, sizeof *ld->shards);
+    ld->max_open = ld->o.max_open > 0 ? ld->o.max_open : 64;
+    ld->open = calloc((size_t)ld->max_open, sizeof *ld->open);
     ld->shard_start = calloc((size_t)n + 1, sizeof *ld->shard_start);
-    if (!ld->shards || !ld->shard_start) {
-        st = tw_err_set(err, TW_E_NOMEM, "%s: %d shards", ld->o.dir, n);
-        goto done;
-    }
+    if (!ld->open || !ld->shard_start) return tw_err_set(err, TW_E_NOMEM, "%s: %d shards", ld->o.dir, n);
     for (int i = 0; i < n; i++) {
-        if ((st = tw_shard_open(&ld->shards[i], paths[i], err))) goto done;
+        tw_shard_info info;
+        if ((st = tw_shard_peek(&info, paths[i], err))) return st;
         ld->n_shards = i + 1;
-        tw_shard *sh = ld->shards[i];
-        tw_shard_norm norm;
-        if ((st = tw_shard_norm_get(sh, &norm, err))) goto done;
+        if (!info.has_norm)
+            return tw_err_set(err, TW_E_MISSING,
+                              "%s: no normalisation attributes (s2_mean, ...): the conversion did not finish", paths[i]);
         if (i == 0) {
-            ld->h = tw_shard_h(sh);
-            ld->w = tw_shard_w(sh);
-            ld->norm = norm;
-        } else if (tw_shard_h(sh) != ld->h || tw_shard_w(sh) != ld->w) {
-            st = tw_err_set(err, TW_E_SHAPE, "%s: patches are %dx%d, but %dx%d in %s", paths[i], tw_shard_h(sh),
-                            tw_shard_w(sh), ld->h, ld->w, paths[0]);
-            goto done;
-        } else if (memcmp(&norm, &ld->norm, sizeof norm)) {
-            st = tw_err_set(err, TW_E_FORMAT, "%s: normalisation attributes differ from those of %s (shards of two conversions?)",
-                            paths[i], paths[0]);
-            goto done;
+            ld->h = info.layout.h;
+            ld->w = info.layout.w;
+            ld->norm = info.norm;
+        } else if (info.layout.h != ld->h || info.layout.w != ld->w) {
+            return tw_err_set(err, TW_E_SHAPE, "%s: patches are %dx%d, but %dx%d in %s", paths[i], info.layout.h,
+                              info.layout.w, ld->h, ld->w, paths[0]);
+        } else if (memcmp(&info.norm, &ld->norm, sizeof info.norm)) {
+            return tw_err_set(err, TW_E_FORMAT,
+                              "%s: normalisation attributes differ from those of %s (shards of two conversions?)", paths[i],
+                              paths[0]);
         }
-        const tw_shard_layout *lay = tw_shard_layout_of(sh);
-        if ((ld->o.use_s1 && !(lay->products & TW_PROD_S1)) || (ld->o.n_s2_bands && !(lay->products & TW_PROD_S2))) {
-            st = tw_err_set(err, TW_E_MISSING, "%s: the shard holds no %s (attribute 'products'), but the run reads it",
-                            paths[i], ld->o.use_s1 && !(lay->products & TW_PROD_S1) ? "s1" : "s2 (L2A)");
-            goto done;
-        }
-        if (ld->o.views == TW_VIEWS_SEASONAL && lay->n_times == 0) {
-            st = tw_err_set(err, TW_E_FORMAT, "%s: seasonal views need shards with a time axis (a location's "
-                            "acquisitions: --layout ssl4eo), this one has none (attribute 'n_times' 0)", paths[i]);
-            goto done;
-        }
-        if (ld->o.n_classes == TW_N_CLASSES43 && !tw_shard_has_labels43(sh)) {
-            st = tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
-                            "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);
-            goto done;
-        }
-        ld->shard_start[i + 1] = ld->shard_start[i] + tw_shard_n(sh);
+        const tw_shard_layout *lay = &info.layout;
+        if ((ld->o.use_s1 && !(lay->products & TW_PROD_S1)) || (ld->o.n_s2_bands && !(lay->products & TW_PROD_S2)))
+            return tw_err_set(err, TW_E_MISSING, "%s: the shard holds no %s (attribute 'products'), but the run reads it",
+                              paths[i], ld->o.use_s1 && !(lay->products & TW_PROD_S1) ? "s1" : "s2 (L2A)");
+        if (ld->o.views == TW_VIEWS_SEASONAL && lay->n_times == 0)
+            return tw_err_set(err, TW_E_FORMAT, "%s: seasonal views need shards with a time axis (a location's "
+                              "acquisitions: --layout ssl4eo), this one has none (attribute 'n_times' 0)", paths[i]);
+        if (ld->o.n_classes == TW_N_CLASSES43 && !info.has_labels43)
+            return tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
+                              "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);
+        if (info.n < 1) return tw_err_set(err, TW_E_SHAPE, "%s: shard holds no samples (attribute 'n_samples')", paths[i]);
+        ld->shard_start[i + 1] = ld->shard_start[i] + info.n;
     }
-done:
-    free(paths);
-    return st;
+    return TW_OK;
 }
 
 /* The label-fraction subset: the labels of the whole split are read once (one read per shard)
@@ -320,8 +347,11 @@ static tw_status make_subset(tw_loader *ld, int64_t n_split, tw_err *err) {
     uint8_t *labels = malloc((size_t)n_split * (size_t)k);
     if (!labels) return tw_err_set(err, TW_E_NOMEM, "loader: labels of %lld samples", (long long)n_split);
     tw_status st = TW_OK;
-    for (int s = 0; s < ld->n_shards && !st; s++)
-        st = tw_shard_read_labels(ld->shards[s], labels + (size_t)ld->shard_start[s] * (size_t)k, k, err);
+    for (int s = 0; s < ld->n_shards && !st; s++) {
+        tw_shard *sh;
+        if (!(st = get_shard(ld, s, &sh, err)))
+            st = tw_shard_read_labels(sh, labels + (size_t)ld->shard_start[s] * (size_t)k, k, err);
+    }
     if (!st)
         st = tw_sampler_subset_labeled(&ld->subset, &ld->n_items, n_split, labels, k, ld->o.label_fraction,
                                        ld->o.subset_seed, err);
@@ -462,8 +492,9 @@ void tw_loader_free(tw_loader *ld) {
         free(b->index);
     }
     free(ld->slots);
-    for (int i = 0; i < ld->n_shards; i++) tw_shard_close(ld->shards[i]);
-    free(ld->shards);
+    for (int i = 0; i < ld->n_open; i++) tw_shard_close(ld->open[i].sh);
+    free(ld->open);
+    free(ld->paths);
     free(ld->shard_start);
     free(ld->subset);
     tw_sampler_free(&ld->sampler);
@@ -480,6 +511,7 @@ void tw_loader_free(tw_loader *ld) {
 int64_t tw_loader_steps_per_epoch(const tw_loader *ld) { return ld->sampler.steps_per_epoch; }
 int64_t tw_loader_n_samples(const tw_loader *ld) { return ld->n_items; }
 const tw_shard_norm *tw_loader_norm(const tw_loader *ld) { return &ld->norm; }
+int tw_loader_most_open(const tw_loader *ld) { return ld->most_open; }
 
 void tw_loader_state(const tw_loader *ld, int64_t *epoch, int64_t *step) {
     seq_position(ld, ld->next_seq, epoch, step);

@@ -68,6 +68,7 @@ typedef struct tw_loader_opts {
     int64_t start_epoch, start_step;  /* where to begin: a checkpoint's loader state */
     int n_classes;              /* 19 (the default: `labels`) or 43 (`labels43`; every shard must
                                  * have them, has_labels43 = 1) */
+    int max_open;               /* shards open at once (least recently used closed first); 0: 64 */
 } tw_loader_opts;
 
 /* Defaults: shuffle, drop-last, S1 and all 12 S2 bands, fraction 1, prefetch 2, one view,
@@ -92,7 +93,9 @@ typedef struct tw_batch {
 
 typedef struct tw_loader tw_loader;
 
-/* Opens and validates every shard of the split and starts the prefetch thread. */
+/* Lists the split, reads every shard's attributes (tw_shard_peek: the index, the normalisation,
+ * the patch size, the products) and starts the prefetch thread. Each shard is opened and
+ * validated in full when it is first read; at most max_open are open at once. */
 tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *err);
 /* The next batch; epochs follow one another without end. A bad shard, a failed hook, or a
  * TW_ASSERT or library failure on the loader's thread (TW_E_INTERNAL, with its file:line) ends
@@ -106,5 +109,7 @@ int64_t tw_loader_n_samples(const tw_loader *ld);    /* in the (subset of the) s
  * it back as start_epoch / start_step. */
 void tw_loader_state(const tw_loader *ld, int64_t *epoch, int64_t *step);
 const tw_shard_norm *tw_loader_norm(const tw_loader *ld);
+/* The most shards that were open at once so far (bounded by max_open). Call it between batches. */
+int tw_loader_most_open(const tw_loader *ld);
 
 #endif

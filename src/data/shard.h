@@ -110,6 +110,19 @@ typedef struct tw_shard tw_shard;
 tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err);
 void tw_shard_close(tw_shard *sh);
 
+/* What a loader needs of every shard before it reads any: the attributes and the patch size,
+ * without opening each dataset (tw_shard_open validates the rest when the shard is first read).
+ * Cheap enough to run over thousands of shards at start-up; keeps no handle open. */
+typedef struct tw_shard_info {
+    int version;
+    int64_t n;                 /* attribute n_samples */
+    tw_shard_layout layout;    /* with h, w from the first image dataset */
+    int has_labels43;
+    int has_norm;
+    tw_shard_norm norm;
+} tw_shard_info;
+tw_status tw_shard_peek(tw_shard_info *info, const char *path, tw_err *err);
+
 int64_t tw_shard_n(const tw_shard *sh);
 int tw_shard_h(const tw_shard *sh);
 int tw_shard_w(const tw_shard *sh);

@@ -350,6 +350,55 @@ tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err) {
     return TW_OK;
 }
 
+tw_status tw_shard_peek(tw_shard_info *info, const char *path, tw_err *err) {
+    memset(info, 0, sizeof *info);
+    tw_shard *sh = calloc(1, sizeof *sh);
+    if (!sh) return tw_err_set(err, TW_E_NOMEM, "%s: shard", path);
+    snprintf(sh->path, sizeof sh->path, "%s", path);
+    sh->file = sh->str_type = -1;
+    for (int i = 0; i < N_DSETS; i++) sh->dset[i] = sh->fspace[i] = sh->mspace[i] = -1;
+    tw_status st = TW_OK;
+    int64_t ver = 0, has43 = 0;
+    tw_h5_lock();
+    if (H5Fis_hdf5(path) <= 0 || (sh->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        st = tw_err_set(err, TW_E_FORMAT, "%s: not a readable HDF5 file (missing, truncated or corrupt)", path);
+    } else if (!(st = tw_h5_read_i64(sh->file, "format_version", &ver, path, err))) {
+        if (ver != 1 && ver != TW_SHARD_VERSION)
+            st = tw_err_set(err, TW_E_FORMAT, "%s: shard format version %lld, want 1 or %d", path, (long long)ver,
+                            TW_SHARD_VERSION);
+        sh->version = (int)ver;
+        sh->lay = (tw_shard_layout){.products = TW_PROD_S2 | TW_PROD_S1, .has_labels = 1};
+        if (!st && ver >= 2) st = read_layout(sh, err);
+        if (!st) st = tw_h5_read_i64(sh->file, "n_samples", &sh->n, path, err);
+        if (!st) st = tw_h5_read_i64(sh->file, "has_labels43", &has43, path, err);
+        if (!st) st = read_norm(sh, err);
+        /* The patch size: the first image dataset's last two dimensions. */
+        int first = sh->lay.products & TW_PROD_S2 ? D_S2 : sh->lay.products & TW_PROD_S1 ? D_S1 : D_S2C;
+        hsize_t dims[5];
+        hid_t d = st ? -1 : H5Dopen2(sh->file, specs[first].name, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+        int rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+        if (!st && (rank < 4 || rank > 5 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0))
+            st = tw_err_set(err, TW_E_FORMAT, "%s: dataset '%s' is missing or has the wrong rank", path, specs[first].name);
+        else if (!st) {
+            sh->lay.h = (int)dims[rank - 2];
+            sh->lay.w = (int)dims[rank - 1];
+        }
+        if (sp >= 0) H5Sclose(sp);
+        if (d >= 0) H5Dclose(d);
+    }
+    if (!st) {
+        info->version = sh->version;
+        info->n = sh->n;
+        info->layout = sh->lay;
+        info->has_labels43 = has43 != 0 && sh->lay.has_labels;
+        info->has_norm = sh->has_norm;
+        info->norm = sh->norm;
+    }
+    tw_h5_unlock();
+    tw_shard_close(sh);
+    return st;
+}
+
 int64_t tw_shard_n(const tw_shard *sh) { return sh->n; }
 int tw_shard_h(const tw_shard *sh) { return sh->lay.h; }
 int tw_shard_w(const tw_shard *sh) { return sh->lay.w; }

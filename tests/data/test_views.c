@@ -97,7 +97,8 @@ int main(void) {
         printf("FAIL loader: %s\n", err.msg);
         return 1;
     }
-    const tw_shard_norm *norm = tw_loader_norm(ld);
+    tw_shard_norm norm_copy = *tw_loader_norm(ld);   /* outlives this loader */
+    const tw_shard_norm *norm = &norm_copy;
     for (int64_t s = 0; s < n_epochs * spe; s++) {
         const tw_batch *b;
         if (tw_loader_next(ld, &b, &err)) { printf("FAIL next: %s\n", err.msg); return 1; }
