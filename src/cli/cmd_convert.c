@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "  --keep-snow       keep seasonal-snow patches (flagged) instead of leaving them out\n"
             "  --on-error skip|stop   skip and count bad patches (default) or stop at the first\n"
             "  --shard-size N    patches per shard (default 1000)\n"
+            "  --compress none|deflate|lz4|zstd   the images' HDF5 filter (default none: reads fastest;\n"
+            "                    lz4 and zstd need their HDF5 plugin; docs/shards.md has the read cost)\n"
             "  --threads N       reader threads (default 2)\n"
             "  --no-progress     no progress line\n"
             "Reruns keep complete shards: an interrupted conversion resumes with the same options.\n"
@@ -117,8 +119,18 @@ int tw_cmd_convert(int argc, char **argv) {
                 return 2;
             }
             *(!strcmp(a, "--size") ? &o.size : &o.stride) = (int)x;
-        } else if (!strcmp(a, "--manifest")) o.manifest = v;
-        else if (!strcmp(a, "--labels-raster")) o.labels_raster = v;
+        } else if (!strcmp(a, "--manifest")) {
+            o.manifest = v;
+        } else if (!strcmp(a, "--compress")) {
+            int c = -1;
+            for (int k = 0; tw_compress_names[k]; k++)
+                if (!strcmp(v, tw_compress_names[k])) c = k;
+            if (c < 0) {
+                fprintf(stderr, "twinfuse convert: --compress '%s', want none, deflate, lz4 or zstd\n", v);
+                return 2;
+            }
+            o.compress = (tw_compress)c;
+        } else if (!strcmp(a, "--labels-raster")) o.labels_raster = v;
         else if (!strcmp(a, "--label-classes")) o.label_classes = v;
         else if (!strcmp(a, "--max-nodata") || !strcmp(a, "--max-cloud") || !strcmp(a, "--label-min-fraction")) {
             double *dst = !strcmp(a, "--max-nodata") ? &o.max_nodata : !strcmp(a, "--max-cloud") ? &o.max_cloud

@@ -100,14 +100,15 @@ static tw_skip read_patch(tw_convert_buf *b, const tw_convert_opts *o, const tw_
 /* The shard layout of a conversion: BigEarthNet S2 + S1 with labels, no time axis; SSL4EO-S12
  * the products asked for on a time axis of 4, georeferenced, unlabelled; scenes: tw_scenes_layout. */
 static tw_shard_layout layout_of(const tw_convert_opts *o, const tw_scenes *scenes) {
-    if (o->layout == TW_LAYOUT_SCENES) return tw_scenes_layout(scenes, o);
-    if (o->layout == TW_LAYOUT_SSL4EO) {
+    tw_shard_layout l = {.h = TW_CONVERT_SIZE, .w = TW_CONVERT_SIZE, .products = TW_PROD_S2 | TW_PROD_S1, .has_labels = 1};
+    if (o->layout == TW_LAYOUT_SCENES) {
+        l = tw_scenes_layout(scenes, o);
+    } else if (o->layout == TW_LAYOUT_SSL4EO) {
         int S = o->size ? o->size : TW_SSL4EO_SIZE;
-        return (tw_shard_layout){.h = S, .w = S, .n_times = TW_SHARD_MAX_TIMES, .products = o->products,
-                                 .has_labels = 0, .has_georef = 1};
+        l = (tw_shard_layout){.h = S, .w = S, .n_times = TW_SHARD_MAX_TIMES, .products = o->products, .has_georef = 1};
     }
-    return (tw_shard_layout){.h = TW_CONVERT_SIZE, .w = TW_CONVERT_SIZE, .products = TW_PROD_S2 | TW_PROD_S1,
-                             .has_labels = 1};
+    l.compress = o->compress;
+    return l;
 }
 
 static tw_status run_job(pool *pl, const job *jb, tw_convert_buf *buf, tw_err *err) {
@@ -238,6 +239,8 @@ tw_status tw_convert_run(tw_convert_summary *sum, const tw_convert_opts *o, tw_e
         !(o->max_cloud >= 0 && o->max_cloud <= 1) || !(o->label_min_fraction >= 0 && o->label_min_fraction < 1))
         return tw_err_set(err, TW_E_RANGE, "--size %d --stride %d --max-nodata %g --max-cloud %g --label-min-fraction %g: "
                           "out of range", o->size, o->stride, o->max_nodata, o->max_cloud, o->label_min_fraction);
+    tw_status cst = tw_compress_check(o->compress, err);
+    if (cst) return cst;
     if (mkdir(o->out, 0777) != 0 && errno != EEXIST) return tw_err_set(err, TW_E_IO, "%s: %s", o->out, strerror(errno));
     tw_raster_init();
     tw_patch_list list;

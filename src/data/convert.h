@@ -67,6 +67,7 @@ typedef struct tw_convert_opts {
     int threads;
     int stop_on_error;          /* 1: the first bad patch stops the run; 0: skip and count */
     int progress;               /* progress line on a terminal */
+    tw_compress compress;       /* the image datasets' HDF5 filter (--compress) */
     /* Over MPI ranks (mpirun -np N twinfuse convert): rank r writes the shards j with
      * j % N == r; the per-shard moments and the summary are summed through `ranks` (NULL: one
      * process). Every rank lists the archive the same way, so all agree on the shards. */

@@ -21,6 +21,14 @@
 #define TW_N_BANDS (TW_S2_BANDS + TW_S1_BANDS)  /* s2 bands then s1 bands, in stats arrays */
 #define TW_N_STATS (TW_N_BANDS + TW_S2C_BANDS)  /* ... then the s2c bands (version 2) */
 
+/* How the image datasets are compressed, chunk by chunk (HDF5 filters): none, deflate (zlib,
+ * built into every HDF5), LZ4 (filter 32004) or Zstandard (32015), the last two when their
+ * plugin is installed (HDF5_PLUGIN_PATH); deflate, LZ4 and zstd after HDF5's byte shuffle. */
+typedef enum { TW_COMPRESS_NONE, TW_COMPRESS_DEFLATE, TW_COMPRESS_LZ4, TW_COMPRESS_ZSTD } tw_compress;
+extern const char *const tw_compress_names[];   /* "none", "deflate", "lz4", "zstd" */
+/* TW_OK when this process can write and read `c`; else a message naming the missing filter. */
+tw_status tw_compress_check(tw_compress c, tw_err *err);
+
 /* The image products a shard may hold (bits of tw_shard_layout.products). */
 enum { TW_PROD_S2 = 1, TW_PROD_S1 = 2, TW_PROD_S2C = 4 };
 
@@ -39,6 +47,7 @@ typedef struct tw_shard_layout {
     int products;              /* TW_PROD_* bits, at least one */
     int has_labels;
     int has_georef;
+    tw_compress compress;      /* the image datasets' filter (writing; not read back) */
 } tw_shard_layout;
 
 /* One sample as the writer takes it; the reader fills the same shapes. With a time axis, each

@@ -7,9 +7,13 @@
 #include <hdf5.h>
 
 #include "core/status.h"
+#include "data/shard.h"
 
 void tw_h5_lock(void);      /* also turns off HDF5's own error printing, once */
 void tw_h5_unlock(void);
+
+/* The HDF5 filter id of a compression (0: none). */
+int tw_compress_filter(tw_compress c);
 
 /* Attribute writers; return a negative value on failure like the HDF5 calls they wrap. */
 herr_t tw_h5_attr_str(hid_t obj, const char *name, const char *value);

@@ -119,7 +119,20 @@ static tw_status open_dset(tw_shard *sh, int i, hsize_t *dims, tw_err *err) {
     hid_t dcpl = H5Dget_create_plist(d);
     hsize_t chunk[5] = {0};
     int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, rank, chunk) == rank;
+    /* A compressed shard needs its filter here too (LZ4, zstd: a plugin): say which is missing. */
+    int n_filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    H5Z_filter_t missing = -1;
+    for (int k = 0; k < n_filters && missing < 0; k++) {
+        unsigned flags, cd[8];
+        size_t n_cd = 8;
+        char fname[64] = "";
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)k, &flags, &n_cd, cd, sizeof fname, fname, NULL);
+        if (id < 0 || H5Zfilter_avail(id) <= 0) missing = id < 0 ? 0 : id;
+    }
     if (dcpl >= 0) H5Pclose(dcpl);
+    if (missing >= 0)
+        return tw_err_set(err, TW_E_UNSUPPORTED, "%s: dataset '%s' is compressed with HDF5 filter %d, which this HDF5 "
+                          "cannot load (a plugin: HDF5_PLUGIN_PATH)", p, sp->name, (int)missing);
     if (chunked) {
         chunked = chunk[0] == 1 && (!timed || chunk[1] == 1);
         for (int k = 1 + timed; k < rank; k++) chunked = chunked && chunk[k] == dims[k];

@@ -16,6 +16,27 @@ const char *const tw_shard_s1_bands[TW_S1_BANDS] = {"VV", "VH"};
 const char *const tw_shard_s2c_bands[TW_S2C_BANDS] = {"B01", "B02", "B03", "B04", "B05", "B06", "B07",
                                                       "B08", "B8A", "B09", "B10", "B11", "B12"};
 
+const char *const tw_compress_names[] = {"none", "deflate", "lz4", "zstd", NULL};
+
+/* The registered HDF5 filter ids (support.hdfgroup.org's list) of the plugins. */
+enum { FILTER_LZ4 = 32004, FILTER_ZSTD = 32015 };
+
+int tw_compress_filter(tw_compress c) {
+    return c == TW_COMPRESS_DEFLATE ? H5Z_FILTER_DEFLATE : c == TW_COMPRESS_LZ4 ? FILTER_LZ4
+         : c == TW_COMPRESS_ZSTD    ? FILTER_ZSTD        : 0;
+}
+
+tw_status tw_compress_check(tw_compress c, tw_err *err) {
+    if (c == TW_COMPRESS_NONE) return TW_OK;
+    tw_h5_lock();
+    htri_t have = H5Zfilter_avail((H5Z_filter_t)tw_compress_filter(c));
+    tw_h5_unlock();
+    if (have > 0) return TW_OK;
+    return tw_err_set(err, TW_E_UNSUPPORTED, "--compress %s: the HDF5 filter %d is not installed (Debian ships LZ4 "
+                      "in hdf5-filter-plugin, no zstd; HDF5 looks for plugins in HDF5_PLUGIN_PATH)",
+                      tw_compress_names[c], tw_compress_filter(c));
+}
+
 static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
 
