@@ -8,7 +8,8 @@ alternating rounds, medians; peak resident memory of each process.
 
 usage: bench_index.py BENCH_INDEX [--samples N] [--shards S] [--rounds R] [--dir D]
 prints: bench loader_startup twinfuse=<s> pytorch=<s> ratio=<x/y> unit=s samples=N shards=S
-        rss_kib twinfuse=<kib> pytorch=<kib>
+        bench loader_random_access twinfuse=<samples/s> pytorch=<samples/s> ratio=<x/y> unit=samples/s/core
+        # rss_kib twinfuse=<kib> pytorch=<kib>
 The default (10,000 samples in 100 shards) runs in seconds; the figure of the issue is
 --samples 1000000 --shards 1000."""
 import argparse
@@ -39,9 +40,16 @@ class ShardDataset(Dataset):
         return torch.from_numpy(f["s2"][i].astype("float32")), torch.from_numpy(f["s1"][i])
 t1 = time.perf_counter()
 ds = ShardDataset(sys.argv[1])
-next(iter(DataLoader(ds, batch_size=64, shuffle=True, num_workers=0)))
+it = iter(DataLoader(ds, batch_size=64, shuffle=True, num_workers=0))
+next(it)
 t2 = time.perf_counter()
-print(f"seconds={t2 - t1:.4f} rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} samples={len(ds)}")
+n_batches = int(sys.argv[2])
+for _ in range(n_batches):
+    next(it)
+t3 = time.perf_counter()
+rate = n_batches * 64 / (t3 - t2) if n_batches else 0.0
+print(f"seconds={t2 - t1:.4f} samples_per_s={rate:.1f} rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} "
+      f"samples={len(ds)}")
 '''
 
 
@@ -55,6 +63,7 @@ def main():
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--shards", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batches", type=int, default=50, help="shuffled batches of 64 read after start-up")
     ap.add_argument("--dir")
     a = ap.parse_args()
     import test_shard_v2
@@ -67,12 +76,12 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS="1")
     tw, py = [], []
     for _ in range(a.rounds):
-        r = subprocess.run(["taskset", "-c", "0", a.bench_index, d], capture_output=True, text=True, env=env)
+        r = subprocess.run(["taskset", "-c", "0", a.bench_index, d, str(a.batches)], capture_output=True, text=True, env=env)
         if r.returncode:
             print(r.stderr)
             return 1
         tw.append(parse(r.stdout))
-        r = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", PEER, d], capture_output=True, text=True, env=env)
+        r = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", PEER, d, str(a.batches)], capture_output=True, text=True, env=env)
         if r.returncode:
             print(r.stderr)
             return 1
@@ -81,6 +90,10 @@ def main():
     p = statistics.median(x["seconds"] for x in py)
     print(f"bench loader_startup twinfuse={t:.4f} pytorch={p:.4f} ratio={t / p:.3f} unit=s samples={per * a.shards} "
           f"shards={a.shards} spread_twinfuse={min(x['seconds'] for x in tw):.4f}-{max(x['seconds'] for x in tw):.4f}")
+    t = statistics.median(x["samples_per_s"] for x in tw)
+    p = statistics.median(x["samples_per_s"] for x in py)
+    print(f"bench loader_random_access twinfuse={t:.0f} pytorch={p:.0f} ratio={t / p:.2f} unit=samples/s/core "
+          f"samples={per * a.shards} shards={a.shards} (1x1 px: the cost of finding and reading a sample)")
     print(f"# rss_kib twinfuse={int(statistics.median(x['rss_kib'] for x in tw))} "
           f"pytorch={int(statistics.median(x['rss_kib'] for x in py))} (peak resident, whole process)")
     if not a.dir:

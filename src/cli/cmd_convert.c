@@ -186,7 +186,7 @@ int tw_cmd_convert(int argc, char **argv) {
     }
     if (o.rank != 0) return 0;
     static const char *const names[] = {"", "BigEarthNet v1.0", "BigEarthNet v2.0", "SSL4EO-S12", "scenes"};
-    printf("# convert: %s -> %s in %.1f s\n", names[o.layout], o.out, sum.seconds);
+    printf("# convert: %s -> %s in %.3f s\n", names[o.layout], o.out, sum.seconds);
     for (int s = 0; s < sum.n_splits; s++)
         printf("#   split %-8s %8lld %s in %lld shards\n", sum.split_names[s], (long long)sum.written[s],
                o.layout == TW_LAYOUT_SSL4EO ? "locations" : "patches",

@@ -27,6 +27,7 @@ struct tw_loader {
     /* The open shards: at most max_open, least recently used closed first; the producer's (and
      * make_subset's, before it starts). */
     struct open_shard { tw_shard *sh; int idx; uint64_t used; } *open;
+    uint8_t *validated;         /* [n_shards] opened in full once: re-opened with tw_shard_reopen */
     int n_open, max_open, most_open;
     uint64_t clock;
     int64_t *subset;            /* [n_items] split indices of the label-fraction subset, or NULL */
@@ -134,8 +135,9 @@ static tw_status get_shard(tw_loader *ld, int idx, tw_shard **out, tw_err *err) 
         if (ld->open[k].used < ld->open[lru].used) lru = k;
     }
     tw_shard *sh;
-    tw_status st = tw_shard_open(&sh, ld->paths[idx], err);
+    tw_status st = ld->validated[idx] ? tw_shard_reopen(&sh, ld->paths[idx], err) : tw_shard_open(&sh, ld->paths[idx], err);
     if (st) return st;
+    ld->validated[idx] = 1;
     int64_t want = ld->shard_start[idx + 1] - ld->shard_start[idx];
     if (tw_shard_n(sh) != want) {
         tw_shard_close(sh);
@@ -301,10 +303,11 @@ static tw_status open_shards(tw_loader *ld, tw_err *err) {
     char **paths = ld->paths;
     if (n == 0)
         return tw_err_set(err, TW_E_MISSING, "%s: no shards of split '%s' (%s-NNNNN.h5)", ld->o.dir, ld->o.split, ld->o.split);
-    ld->max_open = ld->o.max_open > 0 ? ld->o.max_open : 64;
+    ld->max_open = ld->o.max_open > 0 ? ld->o.max_open : TW_LOADER_MAX_OPEN;
     ld->open = calloc((size_t)ld->max_open, sizeof *ld->open);
     ld->shard_start = calloc((size_t)n + 1, sizeof *ld->shard_start);
-    if (!ld->open || !ld->shard_start) return tw_err_set(err, TW_E_NOMEM, "%s: %d shards", ld->o.dir, n);
+    ld->validated = calloc((size_t)n, 1);
+    if (!ld->open || !ld->shard_start || !ld->validated) return tw_err_set(err, TW_E_NOMEM, "%s: %d shards", ld->o.dir, n);
     for (int i = 0; i < n; i++) {
         tw_shard_info info;
         if ((st = tw_shard_peek(&info, paths[i], err))) return st;
@@ -494,6 +497,7 @@ void tw_loader_free(tw_loader *ld) {
     free(ld->slots);
     for (int i = 0; i < ld->n_open; i++) tw_shard_close(ld->open[i].sh);
     free(ld->open);
+    free(ld->validated);
     free(ld->paths);
     free(ld->shard_start);
     free(ld->subset);

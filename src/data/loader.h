@@ -11,6 +11,9 @@
 #include "data/shard.h"
 
 #define TW_LOADER_MAX_VIEWS 2
+/* Shards a loader keeps open by default: each costs HDF5 about 0.7 MB, and re-opening one that was
+ * closed about 0.3 ms (docs/shards.md, "Index and open files at scale"). */
+#define TW_LOADER_MAX_OPEN 256
 
 /* One sample's (or one view's) planes, each plain CHW f32. */
 typedef struct tw_view {
@@ -68,7 +71,8 @@ typedef struct tw_loader_opts {
     int64_t start_epoch, start_step;  /* where to begin: a checkpoint's loader state */
     int n_classes;              /* 19 (the default: `labels`) or 43 (`labels43`; every shard must
                                  * have them, has_labels43 = 1) */
-    int max_open;               /* shards open at once (least recently used closed first); 0: 64 */
+    int max_open;               /* shards open at once (least recently used closed first);
+                                 * 0: TW_LOADER_MAX_OPEN */
 } tw_loader_opts;
 
 /* Defaults: shuffle, drop-last, S1 and all 12 S2 bands, fraction 1, prefetch 2, one view,

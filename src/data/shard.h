@@ -117,6 +117,9 @@ typedef struct tw_shard tw_shard;
  * per-sample chunking, the band and class names, the time axis (acquisition counts in range,
  * dates), the georeference (CRS table, indices). The message names the file and the dataset. */
 tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err);
+/* The same for a shard that passed tw_shard_open earlier in this process (a loader re-opening one
+ * it closed): types, shapes and chunking checked again, names and per-sample values not. */
+tw_status tw_shard_reopen(tw_shard **out, const char *path, tw_err *err);
 void tw_shard_close(tw_shard *sh);
 
 /* What a loader needs of every shard before it reads any: the attributes and the patch size,

@@ -267,7 +267,10 @@ static tw_status read_norm(tw_shard *sh, tw_err *err) {
     return TW_OK;
 }
 
-static tw_status validate(tw_shard *sh, tw_err *err) {
+/* trusted: the shard passed this validation earlier in the process (the loader re-opening it), so
+ * the string attributes and the per-sample values are not checked again; types, shapes and the
+ * chunking still are (they are what the reads rely on). */
+static tw_status validate(tw_shard *sh, int trusted, tw_err *err) {
     const char *p = sh->path;
     int64_t ver, has43;
     tw_status st;
@@ -279,9 +282,9 @@ static tw_status validate(tw_shard *sh, tw_err *err) {
     if (ver >= 2 && (st = read_layout(sh, err))) return st;
     /* Version 1 keeps one moment count for all 14 bands; version 2 one per band, 27 bands. */
     int n_mom = ver >= 2 ? TW_N_STATS : TW_N_BANDS;
-    if ((st = tw_h5_check_strs(sh->file, "s2_bands", tw_shard_s2_bands, TW_S2_BANDS, p, err)) ||
-        (st = tw_h5_check_strs(sh->file, "s1_bands", tw_shard_s1_bands, TW_S1_BANDS, p, err)) ||
-        (st = tw_h5_check_strs(sh->file, "classes", tw_labels_names19, TW_N_CLASSES, p, err)) ||
+    if ((!trusted && (st = tw_h5_check_strs(sh->file, "s2_bands", tw_shard_s2_bands, TW_S2_BANDS, p, err))) ||
+        (!trusted && (st = tw_h5_check_strs(sh->file, "s1_bands", tw_shard_s1_bands, TW_S1_BANDS, p, err))) ||
+        (!trusted && (st = tw_h5_check_strs(sh->file, "classes", tw_labels_names19, TW_N_CLASSES, p, err))) ||
         (st = tw_h5_read_i64(sh->file, "has_labels43", &has43, p, err)) ||
         (st = tw_h5_read_i64(sh->file, "n_skipped", &sh->n_skipped, p, err)) ||
         (st = tw_h5_read_f64(sh->file, "moment_count", sh->mom.count, ver >= 2 ? TW_N_STATS : 1, p, err)) ||
@@ -330,11 +333,11 @@ static tw_status validate(tw_shard *sh, tw_err *err) {
         }
     }
     if (sh->n == 0) return tw_err_set(err, TW_E_SHAPE, "%s: shard holds no samples", p);
-    if ((st = check_values(sh, err))) return st;
+    if (!trusted && (st = check_values(sh, err))) return st;
     return read_norm(sh, err);
 }
 
-tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err) {
+static tw_status shard_open(tw_shard **out, const char *path, int trusted, tw_err *err) {
     *out = NULL;
     tw_shard *sh = calloc(1, sizeof *sh);
     if (!sh) return tw_err_set(err, TW_E_NOMEM, "%s: shard", path);
@@ -351,7 +354,7 @@ tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err) {
                H5Tset_strpad(sh->str_type, H5T_STR_NULLPAD) < 0) {
         st = tw_err_set(err, TW_E_IO, "%s: string type", path);
     } else {
-        st = validate(sh, err);
+        st = validate(sh, trusted, err);
         sh->file_bytes = file_bytes_now(sh);
     }
     tw_h5_unlock();
@@ -411,6 +414,9 @@ tw_status tw_shard_peek(tw_shard_info *info, const char *path, tw_err *err) {
     tw_shard_close(sh);
     return st;
 }
+
+tw_status tw_shard_open(tw_shard **out, const char *path, tw_err *err) { return shard_open(out, path, 0, err); }
+tw_status tw_shard_reopen(tw_shard **out, const char *path, tw_err *err) { return shard_open(out, path, 1, err); }
 
 int64_t tw_shard_n(const tw_shard *sh) { return sh->n; }
 int tw_shard_h(const tw_shard *sh) { return sh->lay.h; }
