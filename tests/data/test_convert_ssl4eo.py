@@ -7,16 +7,18 @@ every pixel of every acquisition equals rasterio's read(out_shape=..., resamplin
 band cropped to the centre (the BigEarthNet path's resampling), the warped S1 equals
 `gdalwarp -et 0 -r bilinear` onto the S2 grid, dates, acquisition counts, georeference and the
 normalisation (numpy) read with h5py; a product subset at full size; a rerun keeps complete
-shards; bad input (missing band, band of another size or CRS, location missing a product, S1 not
+shards, and after a real SIGKILL mid-shard ends with the shards of an uninterrupted conversion; bad input (missing band, band of another size or CRS, location missing a product, S1 not
 covering the S2 grid) is skipped and named, or fatal with --on-error stop.
 
 usage: test_convert_ssl4eo.py TWINFUSE        Exit 0 pass, 1 fail."""
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
@@ -173,6 +175,35 @@ def main():
     check(r.returncode == 0 and "kept 1 complete shards" in r.stdout, f"rerun: {r.stdout} {r.stderr}")
     with h5py.File(os.path.join(out, "train-00001.h5"), "r") as f:
         check(np.array_equal(before, f["s2c"][:]), "rerun: the redone shard differs")
+
+    # ---- a real SIGKILL while a shard is being written, then the rerun ---------------------------
+    ref, killed_dir = os.path.join(tmp, "ref1"), os.path.join(tmp, "killed")
+    one = base[:-2] + ["--shard-size", "1", "--threads", "1", "--size", "40"]   # base less its --shard-size
+    check(run(one + ["--out", ref]).returncode == 0, "the uninterrupted shard-size 1 conversion")
+    proc = subprocess.Popen(one + ["--out", killed_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = False
+    while proc.poll() is None and not killed:
+        listing = os.listdir(killed_dir) if os.path.isdir(killed_dir) else []
+        if any(n.endswith(".h5.tmp") for n in listing) and any(n.endswith(".h5") for n in listing):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+        time.sleep(0.0005)
+    proc.wait()
+    if killed:   # the conversion is short: when it won the race, there is nothing to resume
+        for path in glob.glob(os.path.join(killed_dir, "*.h5")):
+            with h5py.File(path) as f:
+                check("s2_mean" not in f.attrs, f"{path}: a shard of a killed conversion reads as finished")
+        r = run(one + ["--out", killed_dir])
+        check(r.returncode == 0 and "kept" in r.stdout and not glob.glob(os.path.join(killed_dir, "*.tmp")),
+              f"rerun after the kill: {r.stdout} {r.stderr}")
+        for path in shards(ref):
+            with h5py.File(path) as f, h5py.File(os.path.join(killed_dir, os.path.basename(path))) as g:
+                check(all(np.array_equal(f[k][()], g[k][()]) for k in f.keys()) and
+                      all(np.array_equal(f.attrs[k], g.attrs[k]) for k in ("s2_mean", "s2_std", "s1_mean", "s1_std")),
+                      f"{path}: the killed and rerun conversion differs from an uninterrupted one")
+        print("ok   killed mid-shard and rerun: the same shards as an uninterrupted conversion")
+    else:
+        print("# the conversion finished before the SIGKILL could land mid-shard (data.convert covers it)")
 
     # ---- one product, the full grid -------------------------------------------------------------
     out2 = os.path.join(tmp, "s2c")
