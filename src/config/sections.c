@@ -64,6 +64,8 @@ const tw_cfg_key tw_cfg_data_keys[] = {
     KE(D, "data.views", views, views_names, "augment",
        "pre-training pairs: augment (two augmentations of one acquisition), seasonal (two acquisitions of one "
        "location, each augmented; shards with a time axis) or cross (S1 with S2, as loss.pairing cross)"),
+    KI(D, "data.max_open", max_open, "256", GE | LE, 1, 1 << 20,
+       "shards a rank keeps open at once (about 1 MB each; a re-open costs about 1 ms): at least the split's shards"),
 };
 const int tw_cfg_n_data_keys = COUNT(tw_cfg_data_keys);
 #undef D

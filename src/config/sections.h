@@ -47,6 +47,7 @@ typedef struct tw_data_cfg {
     int64_t subset_seed;               /* the subsets' own seed (they do not move with run.seed) */
     int classes;                       /* 19 (BigEarthNet-19) or 43 (the v1 nomenclature) */
     tw_cfg_views views;                /* pre-training's pairs */
+    int max_open;                      /* shards a rank keeps open at once (the loader's bound) */
 } tw_data_cfg;
 
 typedef struct tw_optim_cfg {
