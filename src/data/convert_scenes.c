@@ -183,10 +183,10 @@ tw_status tw_scenes_list(tw_scenes **out, tw_patch_list *list, tw_convert_summar
         tw_grid g;
         tw_status rs = TW_OK;
         if (!s->products) s->products = prods;
+        static const char *const kinds[4] = {"", "S2 only", "S1 only", "S2 and S1"};   /* by TW_PROD_S2 | S1 bits */
         if (prods != s->products)
             rs = tw_err_set(&rerr, TW_E_FORMAT, "%s:%d: %s, but the first row has %s (one conversion, one product set)",
-                            o->manifest, r->line, prods == TW_PROD_S2 ? "S2 only" : prods == TW_PROD_S1 ? "S1 only" : "S2 and S1",
-                            s->products == TW_PROD_S2 ? "S2 only" : s->products == TW_PROD_S1 ? "S1 only" : "S2 and S1");
+                            o->manifest, r->line, kinds[prods], kinds[s->products]);
         else rs = row_grid(&g, r, o, o->manifest, &rerr);
         if (rs) {
             sum->skipped[TW_SKIP_ROW]++;
@@ -201,7 +201,8 @@ tw_status tw_scenes_list(tw_scenes **out, tw_patch_list *list, tw_convert_summar
         const char *split = r->split[0] ? r->split : o->split ? o->split : "train";
         int split_id = tw_convert_split_id(sum, split);
         if (split_id < 0) {
-            st = tw_err_set(err, TW_E_RANGE, "%s:%d: split name '%s': too long or too many splits", o->manifest, r->line, split);
+            st = tw_err_set(err, TW_E_RANGE, "%s:%d: split name '%s': too long or too many splits", o->manifest, r->line,
+                            split);
             break;
         }
         for (int y = 0; y + S <= g.height && !st; y += stride)

@@ -101,8 +101,10 @@ tw_status tw_ssl4eo_list(tw_patch_list *list, tw_convert_summary *sum, const tw_
                 lacking = products[k].dir;
         if (lacking) {
             sum->skipped[TW_SKIP_RASTER]++;
-            if (o->stop_on_error) st = tw_err_set(err, TW_E_MISSING, "%s/%s/%s: missing (location %s)", o->root, lacking, id, id);
-            else tw_convert_warn(o, "twinfuse convert: skipped location %s: %s/%s/%s is missing\n", id, o->root, lacking, id);
+            if (o->stop_on_error)
+                st = tw_err_set(err, TW_E_MISSING, "%s/%s/%s: missing (location %s)", o->root, lacking, id, id);
+            else
+                tw_convert_warn(o, "twinfuse convert: skipped location %s: %s/%s/%s is missing\n", id, o->root, lacking, id);
             continue;
         }
         tw_patch p = {.s2 = (char *)id, .s1 = (char *)id, .split = split_id};
@@ -279,7 +281,8 @@ tw_skip tw_ssl4eo_read(tw_convert_buf *b, const tw_convert_opts *o, const tw_pat
                     loc = *tw_scene_grid(sc);
                     tw_scene_close(sc);
                     if (loc.width < S || loc.height < S) {
-                        tw_err_set(err, TW_E_SHAPE, "%s: %dx%d pixels, smaller than --size %d", path, loc.width, loc.height, S);
+                        tw_err_set(err, TW_E_SHAPE, "%s: %dx%d pixels, smaller than --size %d", path, loc.width,
+                                   loc.height, S);
                         why = TW_SKIP_RASTER;
                         break;
                     }

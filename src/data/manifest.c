@@ -120,9 +120,11 @@ static tw_status row_check(tw_manifest_row *r, const char *path, tw_err *err) {
         return tw_err_set(err, TW_E_FORMAT, "%s:%d: both a multi-band %s file and band columns", path, r->line,
                           r->s2_multi && n2 != 1 ? "s2" : "s1");
     for (int b = 0; r->has_s2 && !r->s2_multi && b < TW_S2_BANDS; b++)
-        if (!r->s2[b]) return tw_err_set(err, TW_E_MISSING, "%s:%d: no file for S2 band %s", path, r->line, tw_shard_s2_bands[b]);
+        if (!r->s2[b])
+            return tw_err_set(err, TW_E_MISSING, "%s:%d: no file for S2 band %s", path, r->line, tw_shard_s2_bands[b]);
     for (int b = 0; r->has_s1 && !r->s1_multi && b < TW_S1_BANDS; b++)
-        if (!r->s1[b]) return tw_err_set(err, TW_E_MISSING, "%s:%d: no file for S1 band %s", path, r->line, tw_shard_s1_bands[b]);
+        if (!r->s1[b])
+            return tw_err_set(err, TW_E_MISSING, "%s:%d: no file for S1 band %s", path, r->line, tw_shard_s1_bands[b]);
     if (r->scl && r->mask) return tw_err_set(err, TW_E_FORMAT, "%s:%d: both mask and scl; give one", path, r->line);
     if (!r->name[0]) snprintf(r->name, sizeof r->name, "row%d", r->line);
     return TW_OK;

@@ -154,11 +154,13 @@ static tw_status read_layout(tw_shard *sh, tw_err *err) {
     tw_shard_layout *l = &sh->lay;
     int64_t nt, hl, hg;
     tw_status st;
-    if ((st = tw_h5_read_i64(sh->file, "n_times", &nt, p, err)) || (st = tw_h5_read_i64(sh->file, "has_labels", &hl, p, err)) ||
+    if ((st = tw_h5_read_i64(sh->file, "n_times", &nt, p, err)) ||
+        (st = tw_h5_read_i64(sh->file, "has_labels", &hl, p, err)) ||
         (st = tw_h5_read_i64(sh->file, "has_georef", &hg, p, err)))
         return st;
     if (nt < 0 || nt > TW_SHARD_MAX_TIMES)
-        return tw_err_set(err, TW_E_RANGE, "%s: attribute 'n_times' is %lld, want 0..%d", p, (long long)nt, TW_SHARD_MAX_TIMES);
+        return tw_err_set(err, TW_E_RANGE, "%s: attribute 'n_times' is %lld, want 0..%d", p, (long long)nt,
+                          TW_SHARD_MAX_TIMES);
     l->n_times = (int)nt;
     l->has_labels = hl != 0;
     l->has_georef = hg != 0;

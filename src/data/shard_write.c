@@ -89,7 +89,8 @@ tw_status tw_shard_writer_create(tw_shard_writer **out, const char *path, const 
     if (lay->n_times < 0 || lay->n_times > TW_SHARD_MAX_TIMES)
         return tw_err_set(err, TW_E_RANGE, "%s: %d acquisitions per location, want 0..%d", path, lay->n_times,
                           TW_SHARD_MAX_TIMES);
-    if (!(lay->products & (TW_PROD_S2 | TW_PROD_S1 | TW_PROD_S2C)) || (lay->products & ~(TW_PROD_S2 | TW_PROD_S1 | TW_PROD_S2C)))
+    const int all_products = TW_PROD_S2 | TW_PROD_S1 | TW_PROD_S2C;
+    if (!(lay->products & all_products) || (lay->products & ~all_products))
         return tw_err_set(err, TW_E_RANGE, "%s: products 0x%x, want some of s2, s1, s2c", path, (unsigned)lay->products);
     tw_status cst = tw_compress_check(lay->compress, err);
     if (cst) return cst;
@@ -130,7 +131,9 @@ tw_status tw_shard_writer_create(tw_shard_writer **out, const char *path, const 
         case D_LABELS43: id = create_dset(wr->file, "labels43", H5T_STD_U8LE, 2, l43, 0, plain); break;
         case D_NAME: case D_S1NAME: id = create_dset(wr->file, dset_names[d], wr->str_type, 1, NULL, 0, plain); break;
         case D_FLAGS: case D_NTIMES: id = create_dset(wr->file, dset_names[d], H5T_STD_U8LE, 1, NULL, 0, plain); break;
-        case D_S2DATE: case D_S1DATE: case D_S2CDATE: id = create_dset(wr->file, dset_names[d], H5T_STD_I32LE, 2, t1, 0, plain); break;
+        case D_S2DATE: case D_S1DATE: case D_S2CDATE:
+            id = create_dset(wr->file, dset_names[d], H5T_STD_I32LE, 2, t1, 0, plain);
+            break;
         case D_TRANSFORM: id = create_dset(wr->file, "transform", H5T_IEEE_F64LE, 2, six, 0, plain); break;
         case D_CRS: id = create_dset(wr->file, "crs", H5T_STD_I16LE, 1, NULL, 0, plain); break;
         }
