@@ -7,6 +7,7 @@ and a missing file are named in the message.
 
 usage: test_scene.py SCENE_PROBE        Exit 0 pass, 1 fail."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def main():
         check(r.returncode == 1 and want in r.stderr, f"bad stack ({name}): rc {r.returncode} {r.stderr}")
     r = probe([out, "50", "0", "20", "4", multi])
     check(r.returncode == 1 and "outside" in r.stderr, f"window outside: {r.stderr}")
+    shutil.rmtree(tmp)
     print("PASS" if failures == 0 else f"{failures} failure(s)")
     return 1 if failures else 0
 
