@@ -22,6 +22,8 @@ tw_comm *tw_cli_comm(const char *command, const tw_backend_cfg *b);
 typedef int (*tw_cli_train_fn)(tw_comm *comm, const void *cfg, const char *yaml, const char *config_path);
 int tw_cli_train_command(const char *command, const char *usage, const tw_cfg_schema *s, size_t backend_offset,
                          tw_cli_train_fn run, int argc, char **argv);
+/* 1 when the first argument is -h or --help (the command prints its usage on stdout, exits 0). */
+int tw_cli_wants_help(int argc, char **argv);
 /* 1 on the process that prints (rank 0 of the launcher, or a lone process). */
 int tw_cli_is_rank0(void);
 

@@ -4,11 +4,15 @@
 #include <stdio.h>
 
 #include "backend/backend.h"
+#include "cli/cli_run.h"
 #include "cli/commands.h"
 #include "model/resnet18.h"
 
 int tw_cmd_info(int argc, char **argv) {
-    (void)argv;
+    if (tw_cli_wants_help(argc, argv)) {
+        printf("usage: twinfuse info\n");
+        return 0;
+    }
     if (argc != 0) {
         fprintf(stderr, "usage: twinfuse info\n");
         return 2;
