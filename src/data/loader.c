@@ -27,6 +27,16 @@ struct tw_loader {
     /* The open shards: at most max_open, least recently used closed first; the producer's (and
      * make_subset's, before it starts). */
     struct open_shard { tw_shard *sh; int idx; uint64_t used; } *open;
+    /* Files are opened and closed on the caller's thread only: the Debian HDF5 is the Open MPI
+     * build, and a file opened or closed on the loader's thread while the caller is inside an MPI
+     * collective (MPI runs FUNNELED) broke 2-rank training runs (pretrain.run). The loader's
+     * thread posts a request under mu; tw_loader_next (or init) serves it. */
+    int req_idx;                /* the shard to open, -1: none */
+    tw_shard *req_close;        /* the shard to close first (the least recently used), or NULL */
+    int req_done;
+    tw_shard *req_sh;
+    tw_status req_st;
+    tw_err req_err;
     uint8_t *validated;         /* [n_shards] opened in full once: re-opened with tw_shard_reopen */
     int n_open, max_open, most_open;
     uint64_t clock;
@@ -122,9 +132,43 @@ static int64_t norm_plane(float *out, const uint16_t *u16, const float *f32, siz
     return -1;   /* the sum overflowed though every pixel is finite */
 }
 
+/* Opens shard idx (closing `evict` first), on the caller's thread. */
+static tw_status open_now(tw_loader *ld, int idx, tw_shard *evict, tw_shard **out, tw_err *err) {
+    if (evict) tw_shard_close(evict);
+    tw_status st = ld->validated[idx] ? tw_shard_reopen(out, ld->paths[idx], err) : tw_shard_open(out, ld->paths[idx], err);
+    if (st) return st;
+    ld->validated[idx] = 1;
+    int64_t want = ld->shard_start[idx + 1] - ld->shard_start[idx];
+    if (tw_shard_n(*out) != want) {
+        st = tw_err_set(err, TW_E_FORMAT, "%s: %lld samples, but its attribute 'n_samples' said %lld when the loader "
+                        "started (rewritten since?)", ld->paths[idx], (long long)tw_shard_n(*out), (long long)want);
+        tw_shard_close(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* The caller's side of an open request (under mu): serve it with mu released. */
+static void serve_open(tw_loader *ld) {
+    int idx = ld->req_idx;
+    tw_shard *evict = ld->req_close;
+    pthread_mutex_unlock(&ld->mu);
+    tw_shard *sh = NULL;
+    tw_err e = {0};
+    tw_status st = open_now(ld, idx, evict, &sh, &e);
+    pthread_mutex_lock(&ld->mu);
+    ld->req_sh = sh;
+    ld->req_st = st;
+    ld->req_err = e;
+    ld->req_done = 1;
+    ld->req_idx = -1;
+    pthread_cond_broadcast(&ld->cv);
+}
+
 /* Shard idx, opened (and validated) on first use; the least recently used one is closed when
- * max_open are open. */
-static tw_status get_shard(tw_loader *ld, int idx, tw_shard **out, tw_err *err) {
+ * max_open are open. on_caller: called from the caller's thread (init); else from the loader's,
+ * which asks the caller's thread to do the opening and closing. */
+static tw_status get_shard(tw_loader *ld, int idx, tw_shard **out, int on_caller, tw_err *err) {
     int lru = 0;
     for (int k = 0; k < ld->n_open; k++) {
         if (ld->open[k].idx == idx) {
@@ -134,19 +178,37 @@ static tw_status get_shard(tw_loader *ld, int idx, tw_shard **out, tw_err *err) 
         }
         if (ld->open[k].used < ld->open[lru].used) lru = k;
     }
-    tw_shard *sh;
-    tw_status st = ld->validated[idx] ? tw_shard_reopen(&sh, ld->paths[idx], err) : tw_shard_open(&sh, ld->paths[idx], err);
-    if (st) return st;
-    ld->validated[idx] = 1;
-    int64_t want = ld->shard_start[idx + 1] - ld->shard_start[idx];
-    if (tw_shard_n(sh) != want) {
-        tw_shard_close(sh);
-        return tw_err_set(err, TW_E_FORMAT, "%s: %lld samples, but its attribute 'n_samples' said %lld when the loader "
-                          "started (rewritten since?)", ld->paths[idx], (long long)tw_shard_n(sh), (long long)want);
+    int k = ld->n_open < ld->max_open ? ld->n_open : lru;
+    tw_shard *evict = k < ld->n_open ? ld->open[k].sh : NULL, *sh = NULL;
+    tw_status st;
+    if (on_caller) {
+        st = open_now(ld, idx, evict, &sh, err);
+    } else {
+        pthread_mutex_lock(&ld->mu);
+        ld->req_idx = idx;
+        ld->req_close = evict;
+        ld->req_done = 0;
+        pthread_cond_broadcast(&ld->cv);
+        while (!ld->req_done && !ld->stop) pthread_cond_wait(&ld->cv, &ld->mu);
+        int done = ld->req_done;
+        st = done ? ld->req_st : tw_err_set(err, TW_E_INTERNAL, "loader: stopped while shard %s was being opened",
+                                            ld->paths[idx]);
+        if (done) {
+            sh = ld->req_sh;
+            if (st && err) *err = ld->req_err;
+        }
+        ld->req_idx = -1;
+        pthread_mutex_unlock(&ld->mu);
+        if (!done) return st;   /* the evicted shard stays in the cache: tw_loader_free closes it */
     }
-    int k = ld->n_open < ld->max_open ? ld->n_open++ : lru;
-    if (k == lru && ld->open[k].sh) tw_shard_close(ld->open[k].sh);
+    /* The evicted shard is closed (even when the open failed): its slot is free either way. */
+    if (evict) {
+        ld->open[k] = ld->open[--ld->n_open];
+        k = ld->n_open;
+    }
+    if (st) return st;
     ld->open[k] = (struct open_shard){sh, idx, ++ld->clock};
+    ld->n_open++;
     if (ld->n_open > ld->most_open) ld->most_open = ld->n_open;
     *out = sh;
     return TW_OK;
@@ -195,7 +257,7 @@ static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t
         if (ld->shard_start[mid] <= idx) lo = mid; else hi = mid;
     }
     tw_shard *sh;
-    tw_status st = get_shard(ld, lo, &sh, err);
+    tw_status st = get_shard(ld, lo, &sh, 0, err);
     if (st) return st;
     int64_t row = idx - ld->shard_start[lo];
     uint8_t labels[TW_N_CLASSES43];
@@ -340,6 +402,12 @@ static tw_status open_shards(tw_loader *ld, tw_err *err) {
         if (info.n < 1) return tw_err_set(err, TW_E_SHAPE, "%s: shard holds no samples (attribute 'n_samples')", paths[i]);
         ld->shard_start[i + 1] = ld->shard_start[i] + info.n;
     }
+    /* The first max_open shards opened here, on the caller's thread: the loader's thread then
+     * waits for the caller only when a rank touches more shards than that. */
+    for (int i = 0; i < n && i < ld->max_open; i++) {
+        tw_shard *sh;
+        if ((st = get_shard(ld, i, &sh, 1, err))) return st;
+    }
     return TW_OK;
 }
 
@@ -352,7 +420,7 @@ static tw_status make_subset(tw_loader *ld, int64_t n_split, tw_err *err) {
     tw_status st = TW_OK;
     for (int s = 0; s < ld->n_shards && !st; s++) {
         tw_shard *sh;
-        if (!(st = get_shard(ld, s, &sh, err)))
+        if (!(st = get_shard(ld, s, &sh, 1, err)))
             st = tw_shard_read_labels(sh, labels + (size_t)ld->shard_start[s] * (size_t)k, k, err);
     }
     if (!st)
@@ -391,6 +459,7 @@ tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *er
     if (!ld) return tw_err_set(err, TW_E_NOMEM, "loader");
     ld->o = *opts;
     pthread_mutex_init(&ld->mu, NULL);
+    ld->req_idx = -1;   /* no open request */
     pthread_cond_init(&ld->cv, NULL);
     if ((st = open_shards(ld, err))) goto done;
     ld->out_h = opts->out_h ? opts->out_h : ld->h;
@@ -463,7 +532,10 @@ tw_status tw_loader_next(tw_loader *ld, const tw_batch **out, tw_err *err) {
     pthread_mutex_lock(&ld->mu);
     ld->released = ld->next_seq;   /* the batch returned last time is done with */
     pthread_cond_broadcast(&ld->cv);
-    while (ld->produced <= ld->next_seq) pthread_cond_wait(&ld->cv, &ld->mu);
+    while (ld->produced <= ld->next_seq) {
+        if (ld->req_idx >= 0 && !ld->req_done) serve_open(ld);
+        else pthread_cond_wait(&ld->cv, &ld->mu);
+    }
     pthread_mutex_unlock(&ld->mu);
     slot *s = &ld->slots[ld->next_seq % ld->n_slots];
     if (s->st) {
