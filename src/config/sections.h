@@ -12,11 +12,15 @@
 typedef enum { TW_SPLIT_TRAIN, TW_SPLIT_VAL, TW_SPLIT_TEST, TW_SPLIT_CLOUDS } tw_cfg_split;
 typedef enum { TW_SOURCE_S1, TW_SOURCE_S2, TW_SOURCE_S1S2 } tw_cfg_source;
 typedef enum { TW_BANDS_RGB, TW_BANDS_ALL } tw_cfg_bands;
+/* Barlow Twins' two views (pre-training): augmentations of one acquisition, two acquisitions of
+ * one location (shards with a time axis), or S1 with S2 (the loader's tw_loader_views). */
+typedef enum { TW_CFG_VIEWS_AUGMENT, TW_CFG_VIEWS_SEASONAL, TW_CFG_VIEWS_CROSS } tw_cfg_views;
 typedef enum { TW_OPTIM_ADAM, TW_OPTIM_ADAMW, TW_OPTIM_LARS, TW_OPTIM_SGD } tw_cfg_optim;
 typedef enum { TW_SCHED_COSINE, TW_SCHED_CONSTANT } tw_cfg_sched;
 typedef enum { TW_CFG_DEV_CPU, TW_CFG_DEV_CUDA } tw_cfg_device;
 typedef enum { TW_CFG_PREC_AUTO, TW_CFG_PREC_FP32, TW_CFG_PREC_BF16 } tw_cfg_precision;
 typedef enum { TW_CFG_COMM_AUTO, TW_CFG_COMM_SINGLE, TW_CFG_COMM_MPI, TW_CFG_COMM_NCCL } tw_cfg_comm;
+typedef enum { TW_CFG_GRAPH_AUTO, TW_CFG_GRAPH_ON, TW_CFG_GRAPH_OFF } tw_cfg_graph;
 
 /* The split names in tw_cfg_split order, and the source names in tw_cfg_source order. */
 extern const char *const tw_cfg_split_names[];
@@ -43,6 +47,8 @@ typedef struct tw_data_cfg {
     double label_fraction;             /* (0, 1]: the nested labelled subset trained on */
     int64_t subset_seed;               /* the subsets' own seed (they do not move with run.seed) */
     int classes;                       /* 19 (BigEarthNet-19) or 43 (the v1 nomenclature) */
+    tw_cfg_views views;                /* pre-training's pairs */
+    int max_open;                      /* shards a rank keeps open at once (the loader's bound) */
 } tw_data_cfg;
 
 typedef struct tw_optim_cfg {
@@ -68,6 +74,7 @@ typedef struct tw_backend_cfg {
     int threads;                       /* 0: cores / local ranks */
     tw_cfg_comm comm;
     int bucket_kib;                    /* gradient all-reduce bucket; 0: one bucket */
+    tw_cfg_graph graph;                /* the training step recorded once and replayed */
 } tw_backend_cfg;
 
 /* Probability that each augmentation is applied to a view (augment.view1.*, augment.view2.*).

@@ -87,8 +87,8 @@ void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d,
     pj->n = n;
     pj->d_in = d_in;
     pj->d = d;
-    tw_syncbn_init(&pj->bn1, be, n, d, n_ranks, 1, 1e-5f, 0.1f, bad);
-    tw_syncbn_init(&pj->bn2, be, n, d, n_ranks, 1, 1e-5f, 0.1f, bad);
+    tw_syncbn_init(&pj->bn1, be, n, d, n_ranks, 1, TW_BN_EPS, TW_BN_MOMENTUM, bad);
+    tw_syncbn_init(&pj->bn2, be, n, d, n_ranks, 1, TW_BN_EPS, TW_BN_MOMENTUM, bad);
     size_t act = (size_t)n * d * sizeof(float);
     for (int v = 0; v < 2; v++) {
         tw_projector_view *w = &pj->view[v];
@@ -131,11 +131,6 @@ void tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *re
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r1, d, p->w2, d, 0.0f, w->h2, d);
     tw_syncbn_forward(&pj->bn2, be, red, w->r2, &w->c2, w->h2, p->g2, p->b2);
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r2, d, p->w3, d, 0.0f, z, d);
-}
-
-void tw_projector_commit(tw_projector *pj, tw_backend *be, int accepted) {
-    tw_syncbn_commit(&pj->bn1, be, accepted);
-    tw_syncbn_commit(&pj->bn2, be, accepted);
 }
 
 void tw_projector_backward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *dx,

@@ -31,24 +31,6 @@ tw_status tw_run_write_text(const char *path, const char *text, tw_err *err) {
     return tw_atomic_write_text(path, text, err);
 }
 
-tw_status tw_run_agree(tw_comm *comm, tw_status st, tw_err *err) {
-    int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
-    /* world - rank: the maximum over the failing ranks names the lowest of them. */
-    int64_t bad = st != TW_OK ? world - rank : 0;
-    tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
-    if (!bad) return TW_OK;
-    int root = world - (int)bad;
-    struct { int64_t code; char msg[sizeof err->msg]; } m;
-    memset(&m, 0, sizeof m);
-    if (rank == root) {
-        m.code = st;
-        snprintf(m.msg, sizeof m.msg, "%s", err ? err->msg : tw_status_str(st));
-    }
-    tw_comm_broadcast(comm, &m, sizeof m, root);
-    if (rank == root || (rank != 0 && st != TW_OK)) return st;   /* rank 0 prints the first failure */
-    return tw_err_set(err, (tw_status)m.code, "rank %d: %s", root, m.msg);
-}
-
 void tw_run_set_threads(tw_comm *comm, int threads) {
     int64_t local = tw_comm_local_rank(comm) + 1;
     tw_comm_allreduce(comm, &local, 1, TW_I64, TW_REDUCE_MAX);
@@ -71,7 +53,7 @@ tw_status tw_run_backend_create(tw_backend **be, tw_comm *comm, const tw_backend
     tw_status st = tw_backend_create(be, dev, prec, tw_comm_local_rank(comm), err);
     /* NCCL orders its collectives against the backend's stream by events (no device-wide sync). */
     if (st == TW_OK && dev == TW_DEVICE_CUDA) tw_comm_set_stream(comm, tw_backend_stream(*be));
-    return tw_run_agree(comm, st, err);
+    return tw_comm_agree(comm, st, err);
 }
 
 tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cfg *d, const char *split,
@@ -87,9 +69,30 @@ tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cf
     lo->subset_seed = (uint64_t)d->subset_seed;
     lo->n_classes = d->classes;   /* also what keeps the rare classes in a label-fraction subset */
     lo->prefetch = d->prefetch > 0 ? d->prefetch : 1;
+    lo->max_open = d->max_open;
     if (d->source == TW_SOURCE_S1) {
         lo->n_s2_bands = 0;
         return TW_OK;
     }
     return tw_loader_bands_parse(lo, d->s2_bands == TW_BANDS_RGB ? "rgb" : "all", err);
+}
+
+tw_status tw_run_shard_meta(tw_shard_meta *m, const char *dir, const char *split, tw_err *err) {
+    memset(m, 0, sizeof *m);
+    char **paths = NULL;
+    int n = 0;
+    tw_status st = tw_shard_list(&paths, &n, dir, split, err);
+    if (st != TW_OK) return st;
+    tw_shard *sh = NULL;
+    if (n == 0) st = tw_err_set(err, TW_E_MISSING, "%s: no shards of split '%s'", dir, split);
+    if (st == TW_OK) st = tw_shard_open(&sh, paths[0], err);
+    if (st == TW_OK) st = tw_shard_norm_get(sh, &m->norm, err);
+    if (st == TW_OK) {
+        m->h = tw_shard_h(sh);
+        m->w = tw_shard_w(sh);
+        snprintf(m->path, sizeof m->path, "%s", paths[0]);
+    }
+    if (sh) tw_shard_close(sh);
+    free(paths);
+    return st;
 }
