@@ -19,6 +19,7 @@ static const tw_command commands[] = {
     {"evaluate", tw_cmd_evaluate, "mAP, F1 and per-class AP of a fine-tuned checkpoint on splits"},
     {"sweep", tw_cmd_sweep, "the label-efficiency grid: finetune + evaluate per cell, results.csv, tables, plots"},
     {"embed", tw_cmd_embed, "a checkpoint's backbone features of every patch of a split, as HDF5"},
+    {"probe", tw_cmd_probe, "kNN and linear-probe mAP of a frozen backbone at label fractions (docs/monitor.md)"},
     {"export", tw_cmd_export, "a checkpoint's ResNet18 backbone as a torchvision state_dict (safetensors)"},
     {"import", tw_cmd_import, "a torchvision resnet18 state_dict (safetensors) as a twinfuse backbone"},
     {"report", tw_cmd_report, "tables and plots of a sweep, or a run's loss and lr curves (docs/report.md)"},

@@ -149,6 +149,13 @@ tw_status tw_cls_init_weights(tw_cls *c, uint64_t seed, tw_err *err) {
                    : init_backbone(&c->m.net[0], k2, v2, "s2", c->s2_names, err);
 }
 
+tw_status tw_cls_load_weights(tw_cls *c, const char *path, const char *task, const char *sources, tw_err *err) {
+    if (strcmp(task, "classification")) return tw_cls_init_weights(c, 0, err);
+    tw_ckpt_state cs;
+    tw_ckpt_content content = {&c->P, NULL, "classification", sources};
+    return tw_ckpt_load(path, &content, &cs, err);
+}
+
 void tw_cls_upload(tw_cls *c, const tw_batch *b) {
     TW_ASSERT(b->n <= c->n_local);
     size_t plane = (size_t)c->size * c->size * sizeof(float);

@@ -46,6 +46,11 @@ void tw_cls_free(tw_cls *c);
  * the key and the file. */
 tw_status tw_cls_init_weights(tw_cls *c, uint64_t seed, tw_err *err);
 
+/* The weights of a model to score: a classification checkpoint's whole model (task
+ * "classification": path, of those sources), or, for any other task, model.init* as
+ * tw_cls_init_weights reads them (seed 0). */
+tw_status tw_cls_load_weights(tw_cls *c, const char *path, const char *task, const char *sources, tw_err *err);
+
 /* Copies the batch's n <= n_local samples into the input buffers (and its labels into targets);
  * the rows after n are zeros (evaluation's last, short batch: eval mode keeps rows independent). */
 void tw_cls_upload(tw_cls *c, const tw_batch *b);
