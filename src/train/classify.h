@@ -65,6 +65,10 @@ typedef struct tw_cls_scores {
 } tw_cls_scores;
 tw_status tw_cls_score_split(tw_cls *c, tw_comm *comm, const char *split, int global_batch, int want_feats,
                              tw_cls_scores *out, tw_err *err);
+/* The same on the label-fraction subset of the split (data/loader.h: the nested subset that keeps
+ * every class, data.subset_seed's), rows in the subset's order. */
+tw_status tw_cls_score_subset(tw_cls *c, tw_comm *comm, const char *split, int global_batch, double fraction,
+                              int want_feats, tw_cls_scores *out, tw_err *err);
 void tw_cls_scores_free(tw_cls_scores *s);
 
 #endif

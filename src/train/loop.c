@@ -285,6 +285,19 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
         cs.step = step;
         tw_loader_state(ld, &cs.loader_epoch, &cs.loader_step);
         cs.loss = loss;
+        /* The task's monitors on the step just accepted (pretrain: train/monitor_run.h). */
+        if (L.task.after_step) {
+            char mon[2048] = "", line[512] = "";
+            tw_err em = {0};
+            tw_status sm = tw_run_agree(comm, L.task.after_step(&L.task, step, mon, sizeof mon, line, sizeof line, &em),
+                                        &em);
+            if (mon[0] && st_metrics == TW_OK) st_metrics = tw_report_monitor(&rep, step, mon, line, &err);
+            if (sm != TW_OK) {
+                if (saved_at != step && (st = save(&L, &cs, &err)) != TW_OK) goto done;
+                st = tw_err_set(&err, sm, "%s; checkpoint %s", em.msg, L.last_ckpt);
+                goto done;
+            }
+        }
         int at_end = step == total, epoch_end = step % spe == 0;
         int64_t epochs_done = step / spe;
         int every = lc->validate_every_epochs;

@@ -13,6 +13,7 @@
 #include "train/bt_cross.h"
 #include "train/bt_model.h"
 #include "train/loop.h"
+#include "train/monitor_run.h"
 
 typedef struct aug_hook {
     tw_aug_params p;          /* the view's source (S2, or S1 when sar) */
@@ -79,6 +80,7 @@ typedef struct bt_task {
     aug_hook hook;
     size_t view_bytes;        /* views: one view; cross: S1's */
     size_t s2_bytes;          /* cross: S2's */
+    tw_monitor_run *mon;      /* NULL: monitor.every_steps -1 */
 } bt_task;
 
 static void bt_loader_opts(tw_task *t, tw_loader_opts *lo) {
@@ -121,9 +123,37 @@ static void bt_end_step(tw_task *t, int accepted) {
     else tw_bt_model_end_step(&T->m, accepted);
 }
 
+/* The monitors (monitor_run.h) on this step's embeddings: the first view's (cross: S1's) projector
+ * output and pooled features, and the global cross-correlation, copied to the host. */
+static tw_status bt_after_step(tw_task *t, int64_t step, char *json, size_t n_json, char *line, size_t n_line,
+                               tw_err *err) {
+    bt_task *T = t->self;
+    if (!tw_monitor_run_due(T->mon, step)) return TW_OK;
+    int cross = T->hook.cross, dz = T->cfg->model.projector_dim;
+    tw_backend *be = cross ? T->mc.be : T->m.be;
+    int64_t n = cross ? T->mc.o.bt.n_local : T->m.o.n_local;
+    const float *z = cross ? T->mc.br[0].z : T->m.z[0], *f = cross ? T->mc.br[0].feats : T->m.feats[0];
+    const float *c = cross ? T->mc.loss.c : T->m.loss.c;
+    static const char *const single[2] = {"backbone.", NULL}, *const both[2] = {"s1.backbone.", "s2.backbone."};
+    float *zh = malloc((size_t)n * dz * sizeof *zh), *fh = malloc((size_t)n * TW_RESNET18_FEATS * sizeof *fh);
+    float *ch = malloc((size_t)dz * dz * sizeof *ch);
+    if (!zh || !fh || !ch) {
+        free(zh), free(fh), free(ch);
+        return tw_err_set(err, TW_E_NOMEM, "monitor: host copies of the step's embeddings");
+    }
+    tw_mem_to_host(be, zh, z, (size_t)n * dz * sizeof *zh);
+    tw_mem_to_host(be, fh, f, (size_t)n * TW_RESNET18_FEATS * sizeof *fh);
+    tw_mem_to_host(be, ch, c, (size_t)dz * dz * sizeof *ch);
+    tw_monitor_embeds e = {.n_local = n, .z = zh, .dz = dz, .f = fh, .df = TW_RESNET18_FEATS, .c = ch};
+    tw_status st = tw_monitor_run_check(T->mon, step, &e, t->P, cross ? both : single, json, n_json, line, n_line, err);
+    free(zh), free(fh), free(ch);
+    return st;
+}
+
 static void bt_free(tw_task *t) {
     bt_task *T = t->self;
     if (!T) return;
+    tw_monitor_run_free(T->mon);
     if (T->hook.cross)
         tw_bt_cross_free(&T->mc);
     else
@@ -153,7 +183,7 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
     T->s2_bytes = (size_t)o.n_local * c_s2 * o.h * o.w * sizeof(float);
     *t = (tw_task){.kind = "barlow-twins", .sources = tw_cfg_source_names[cfg->data.source], .unit = "pairs",
                    .reduce = TW_GRAD_SUM, .loader_opts = bt_loader_opts, .reset = bt_reset, .step = bt_step,
-                   .end_step = bt_end_step, .free = bt_free, .self = T};
+                   .end_step = bt_end_step, .after_step = bt_after_step, .free = bt_free, .self = T};
     tw_status st;
     if (T->hook.cross) {
         tw_bt_cross_opts oc = {.bt = o, .c_s2 = c_s2};
@@ -167,6 +197,7 @@ static tw_status bt_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loa
     }
     t->segs = t->P->segs;
     t->n_segs = t->P->n_segs;
+    if (st == TW_OK) st = tw_monitor_run_create(&T->mon, cfg, be, comm, tw_loader_steps_per_epoch(probe), err);
     return st;
 }
 

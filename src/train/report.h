@@ -33,6 +33,10 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
  * naming the file and the error. */
 tw_status tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
                          double step_s, double pairs_per_s, tw_err *err);
+/* After step `step`, a monitor check (train/monitor_run.h): its log line printed, and the line
+ * {"step": step, "monitor": object} in metrics.jsonl (object: a JSON object's text). A line that
+ * cannot be written is a status as tw_report_step's. */
+tw_status tw_report_monitor(tw_report *r, int64_t step, const char *object, const char *log_line, tw_err *err);
 /* Ends a progress bar's line (before any other output). */
 void tw_report_break(tw_report *r);
 void tw_report_close(tw_report *r);

@@ -53,6 +53,12 @@ struct tw_task {
     /* Optional (NULL: none): scores the validation split; *score is higher-better (mAP), the
      * same on every rank; summary is a short line for the log. */
     tw_status (*validate)(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err);
+    /* Optional (NULL: none): the task's monitors after an accepted step (pretrain:
+     * train/monitor_run.h), on every rank. *json: the "monitor" object for metrics.jsonl, left ""
+     * when nothing ran at this step; line: its log line. A status other than TW_OK stops the run
+     * after a checkpoint (a collapse with monitor.on_collapse stop). */
+    tw_status (*after_step)(tw_task *t, int64_t step, char *json, size_t n_json, char *line, size_t n_line,
+                            tw_err *err);
     void (*free)(tw_task *t);
     void *self;
 };
