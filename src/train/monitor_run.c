@@ -100,7 +100,16 @@ static tw_status knn_setup(tw_monitor_run *m, tw_err *err) {
     m->cls_ready = 1;
     int64_t n_train = 0, n_q = 0;
     if ((st = split_size(&n_train, &m->cls.lo, "train", err)) != TW_OK) return st;
-    if ((st = split_size(&n_q, &m->cls.lo, m->knn_split, err)) != TW_OK) return st;
+    /* Shards without the query split (an unlabelled archive, a test's train-only directory): the
+     * health checks go on without the kNN, said once. */
+    tw_err e = {0};
+    if (split_size(&n_q, &m->cls.lo, m->knn_split, &e) != TW_OK || n_q == 0) {
+        if (tw_comm_rank(m->comm) == 0)
+            tw_warn("twinfuse pretrain: warning: no online kNN (monitor.knn_split=%s): %s\n", m->knn_split,
+                    e.msg[0] ? e.msg : "the split is empty");
+        m->knn_split = NULL;
+        return TW_OK;
+    }
     m->frac_memory = n_train > pc->monitor.knn_memory ? (double)pc->monitor.knn_memory / n_train : 1.0;
     m->frac_queries = n_q > pc->monitor.knn_queries ? (double)pc->monitor.knn_queries / n_q : 1.0;
     return TW_OK;
@@ -132,6 +141,7 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
                            int64_t *n_mem, int64_t *n_q, tw_err *err) {
     tw_status st = TW_OK;
     if (!m->cls_ready && (st = tw_run_agree(m->comm, knn_setup(m, err), err)) != TW_OK) return st;
+    if (!m->knn_split) return TW_OK;
     copy_backbones(&m->cls, P, bt_prefix);
     /* With per-rank backbone BN every rank has its own running statistics: rank 0's (what its
      * checkpoint saves) embed every slice, so the figure does not depend on the rank count. */
@@ -171,6 +181,7 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
     int64_t n_mem = 0, n_q = 0;
     tw_status st = TW_OK;
     if (m->knn_split && (st = knn_check(m, P, bt_prefix, &km, &n_mem, &n_q, err)) != TW_OK) return st;
+    /* knn_check may have found no query split and turned the kNN off. */
     double dt = tw_report_now() - t0;
     char knn_json[160] = "", knn_line[96] = "";
     if (m->knn_split) {
