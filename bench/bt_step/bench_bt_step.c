@@ -1,6 +1,7 @@
-/* One Barlow Twins training step of twinfuse (src/train/bt_model.c: two views through ResNet18,
- * projector, loss, backward with the gradient buckets' all-reduce started as its stages finish,
- * Adam), timed on random views; bench/bt_step/run compares it with PyTorch's same step. One
+/* One Barlow Twins training step of twinfuse — the product's, tw_loop_step (src/train/step.c) on
+ * the Barlow Twins task: the views' upload, two views through ResNet18, projector, loss,
+ * backward with the gradient buckets' all-reduce started as its stages finish, Adam — timed on
+ * random views (no loader); bench/bt_step/run compares it with PyTorch's same step. One
  * process or every rank of mpirun (batch is global); on more than one rank it also prints the
  * '# comm' line of bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default
  * 4096, the config's default; SIM_BUSBW=<GB/s> [SIM_ALPHA_US=<us>, default 10]: every all-reduce
@@ -19,8 +20,8 @@
 #include "core/rng.h"
 #include "dist/buckets.h"
 #include "overlap.h"
-#include "train/bt_model.h"
-#include "train/update.h"
+#include "train/bt_task.h"
+#include "train/step.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -89,58 +90,58 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_bt_step: C_EXCHANGE='%s' is not allreduce or allgather\n", cx);
         return 2;
     }
-    tw_bt_opts o = {.c_in = c, .h = size, .w = size, .n_local = batch / world, .bn_groups = 1,
-                    .backbone_sync = bn && !strcmp(bn, "sync"), .proj_dim = dim, .lambda = 0.0051f,
-                    .c_gather = cx && !strcmp(cx, "allgather")};
-    o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-3, .lr_bias_scale = 1, .beta1 = 0.9,
-                                 .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
-    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1, .final_ratio = 1};
-    tw_bt_model m;
-    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+    tw_bt_opts o = {.model = {.c_in = {c, c}, .h = size, .w = size, .n_local = batch / world, .bn_groups = 1,
+                              .backbone_sync = bn && !strcmp(bn, "sync"), .proj_dim = dim},
+                    .lambda = 0.0051f, .c_gather = cx && !strcmp(cx, "allgather")};
+    int bucket_kib = (int)env_num("BUCKET_KIB", 4096);
+    if (bucket_kib < 0 || bucket_kib > 1048576) {
+        fprintf(stderr, "bench_bt_step: BUCKET_KIB=%d is not in [0, 1048576]\n", bucket_kib);
+        return 2;
+    }
+    tw_step_opts so = {.bucket_elems = (size_t)bucket_kib * 1024 / sizeof(float), .graph = TW_GRAPH_AUTO};
+    so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-3, .lr_bias_scale = 1, .beta1 = 0.9,
+                                  .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
+    so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1, .final_ratio = 1};
+    tw_step *step = NULL;
+    tw_task task = {0};
+    tw_status st = tw_step_init(&step, be, comm, &err);
+    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_flag(step), &err);
+    if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
+    if (st == TW_OK) st = task.reset(&task, 1, &err);
+    if (st != TW_OK) {
         fprintf(stderr, "bench_bt_step: %s\n", err.msg);
         return 1;
     }
-    tw_bt_model_reset(&m, 1);
-    size_t n_x = (size_t)o.n_local * c * size * size;
-    float *x = malloc(n_x * sizeof(float));
+    tw_bt_model *m = &tw_bt_task_of(&task)->m;
+    size_t n_x = (size_t)o.model.n_local * c * size * size;
+    float *x = malloc(2 * n_x * sizeof(float));
     TW_ASSERT(x);
     for (int v = 0; v < 2; v++) {
         tw_rng r;
         tw_rng_init(&r, 7, (uint32_t)rank, (uint32_t)v, 0);
-        for (size_t i = 0; i < n_x; i++) x[i] = tw_rng_normal(&r);
-        tw_mem_from_host(be, m.x[v], x, n_x * sizeof(float));
+        for (size_t i = 0; i < n_x; i++) x[v * n_x + i] = tw_rng_normal(&r);
     }
+    tw_batch b = {.n = o.model.n_local, .h = size, .w = size};
+    b.s2[0] = x;
+    b.s2[1] = x + n_x;
     /* FLOPs of one pair: per view, every convolution forward, backward-weights and (but the
      * stem) backward-data, and the projector's three GEMMs forward and two backward each. */
     double conv = 0, conv_nostem = 0;
     for (int u = 0; u < TW_RESNET18_UNITS; u++) {
-        const tw_resnet18_unit *q = &m.net.u[u];
-        tw_tensor y = m.plans->conv_y[u];
+        const tw_resnet18_unit *q = &m->br[0].net.u[u];
+        tw_tensor y = m->br[0].plans->conv_y[u];
         double f = 2.0 * q->c_out * q->c_in * q->kernel * q->kernel * y.h * y.w;
         conv += f;
         if (u) conv_nostem += f;
     }
     double proj = 2.0 * (512.0 * dim + 2.0 * dim * dim);
     double flops_pair = 2 * (2 * conv + conv_nostem + 3 * proj);
-    int bucket_kib = (int)env_num("BUCKET_KIB", 4096);
-    tw_buckets *bk = NULL;
-    if (bucket_kib < 0 || bucket_kib > 1048576 || tw_buckets_create(&bk, comm, m.P.grads, 0, m.P.n_params,
-                                            (size_t)bucket_kib * 1024 / sizeof(float), &err) != TW_OK) {
-        fprintf(stderr, "bench_bt_step: bad BUCKET_KIB or %s\n", err.msg);
-        return 2;
-    }
-    tw_grad_ready ready = tw_buckets_hook(bk);
-    tw_grad_span all = {0, m.P.n_params};
+    tw_buckets *bk = tw_step_buckets(step);
     double *t = malloc((size_t)steps * sizeof(double)), wait_s = 0, sum_s = 0;
     for (int s = 0; s < warmup + steps; s++) {
         tw_comm_barrier(comm);
         double t0 = now_s();
-        tw_buckets_begin(bk);
-        double loss = tw_bt_model_forward_backward(&m, &ready);
-        double w = tw_buckets_wait(bk);
-        int accepted = isfinite(loss) && isfinite(tw_train_apply(be, &m.P, m.optim, all, TW_GRAD_SUM, world, m.bad));
-        tw_bt_model_end_step(&m, accepted);
-        if (!accepted) {
+        if (!isfinite(tw_loop_step(step, &b, NULL))) {
             fprintf(stderr, "bench_bt_step: non-finite loss or gradients at step %d\n", s + 1);
             return 1;
         }
@@ -149,7 +150,7 @@ int main(int argc, char **argv) {
         if (s >= warmup) {
             t[s - warmup] = now_s() - t0;
             sum_s += t[s - warmup];
-            wait_s += w;
+            wait_s += tw_step_wait_s(step);
         }
     }
     if (world > 1)
@@ -164,8 +165,8 @@ int main(int argc, char **argv) {
                1e3 * med, world, desc);
     free(t);
     free(x);
-    tw_buckets_free(bk);
-    tw_bt_model_free(&m);
+    tw_step_free(step);
+    task.free(&task);
     tw_backend_free(be);
     tw_comm_free(comm);
     return 0;

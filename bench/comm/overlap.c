@@ -17,7 +17,7 @@ double tw_bench_comm_alone_s(tw_comm *c, tw_buckets *bk, int reps) {
     TW_ASSERT(t && reps > 0);
     for (int r = 0; r < reps; r++) {
         tw_comm_barrier(c);
-        tw_buckets_begin(bk);
+        tw_buckets_begin(bk, 0);
         float dt = (float)tw_buckets_wait(bk);
         tw_comm_allreduce(c, &dt, 1, TW_F32, TW_REDUCE_MAX);
         t[r] = dt;

@@ -1,5 +1,6 @@
-/* One fine-tuning step (upload-free: forward, tw_bce_logits, backward with the gradient buckets'
- * all-reduce started as its stages finish, tw_train_apply with Adam) or one evaluation forward of
+/* One fine-tuning step — the product's, tw_loop_step (src/train/step.c) on the finetune task: the
+ * batch's upload, forward, tw_bce_logits, backward with the gradient buckets' all-reduce started
+ * as its stages finish, the checked Adam update — or one evaluation forward of
  * the classifier a fine-tuning configuration builds (train/classify.h), timed on random inputs;
  * bench/finetune/run compares it with torch_finetune.py. One process or every rank of mpirun
  * (BATCH is global); on more than one rank a training case also prints the '# comm' line of
@@ -8,7 +9,7 @@
  *   s2: S2 12 bands, ResNet18 + linear head; fusion: S1 (2) + S2 (12) feature fusion, gated head.
  *   train: every layer learns; frozen: backbones frozen (TL), only the head; eval: forward only.
  * prints: images_per_s=<median over steps> flops_per_image=<FLOP> ms=<median> min_s= max_s=
- *         and with breakdown, '#' lines of per-phase and per-stage milliseconds (synchronised). */
+ *         and with breakdown, '#' lines of per-stage milliseconds (synchronised). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,8 @@
 #include "optim/optim.h"
 #include "overlap.h"
 #include "train/classify.h"
-#include "train/update.h"
+#include "train/finetune.h"
+#include "train/step.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -75,14 +77,14 @@ static double flops_per_image(const tw_cls *c, int mode) {
     return mode == 2 ? nets + head : mode == 1 ? nets + 3 * head : nets_step + 3 * head;
 }
 
-static void fill_random(tw_backend *be, float *dst, size_t n, uint32_t stream, int binary) {
-    float *h = malloc(n * sizeof(float));
+/* n random host floats (normal, or 0/1 labels), freed by the caller. */
+static float *random_host(size_t n, uint32_t stream, int binary) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
     TW_ASSERT(h);
     tw_rng r;
     tw_rng_init(&r, 7, stream, 0, 0);
     for (size_t i = 0; i < n; i++) h[i] = binary ? (float)(tw_rng_uniform(&r) < 0.2) : tw_rng_normal(&r);
-    tw_mem_from_host(be, dst, h, n * sizeof(float));
-    free(h);
+    return h;
 }
 
 int main(int argc, char **argv) {
@@ -125,81 +127,61 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_finetune: batch %d is not a multiple of %d ranks\n", batch, world);
         return 2;
     }
-    tw_cls c;
-    if (tw_cls_init(&c, be, comm, &cfg, n, 1, mode != 2, &err) != TW_OK ||
-        tw_cls_init_weights(&c, 1, &err) != TW_OK) {
+    const char *kib_env = getenv("BUCKET_KIB");
+    int bucket_kib = kib_env ? (int)arg_long(kib_env, "BUCKET_KIB", 0, 1048576) : cfg.backend.bucket_kib;
+    /* Training: the task and the product's step; evaluation: the classifier alone. */
+    tw_step *step = NULL;
+    tw_task task = {0};
+    tw_cls eval_c, *c = &eval_c;
+    tw_shard_norm norm = {0};   /* only the augmentation hook reads it; none here */
+    tw_status st = TW_OK;
+    if (mode != 2) {
+        tw_step_opts so = {.bucket_elems = (size_t)bucket_kib * 1024 / sizeof(float), .graph = TW_GRAPH_AUTO};
+        so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-4, .lr_bias_scale = 1, .beta1 = 0.9,
+                                      .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
+        so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .total_steps = 1, .final_ratio = 1};
+        st = tw_step_init(&step, be, comm, &err);
+        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_flag(step), &norm, &err);
+        if (st == TW_OK) st = task.reset(&task, 1, &err);
+        if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
+        if (st == TW_OK) c = tw_finetune_task_cls(&task);
+    } else {
+        st = tw_cls_init(c, be, comm, &cfg, n, 1, 0, &err);
+        if (st == TW_OK) st = tw_cls_init_weights(c, 1, &err);
+    }
+    if (st != TW_OK) {
         fprintf(stderr, "bench_finetune: %s\n", err.msg);
         return 1;
     }
     size_t plane = (size_t)n * size * size;
-    if (c.x_s1) fill_random(be, c.x_s1, plane * c.c_s1, 1, 0);
-    if (c.x_s2) fill_random(be, c.x_s2, plane * c.c_s2, 2, 0);
-    fill_random(be, c.targets, (size_t)n * c.k, 3, 1);
-
-    tw_param_seg *segs = malloc(sizeof *segs * (size_t)(c.P.n_segs + 1));
-    double *scale = malloc(sizeof *scale * (size_t)(c.P.n_segs + 1));
-    TW_ASSERT(segs && scale);
-    int n_segs = tw_cls_trainable(&c, cfg.model.backbone_lr_scale, segs, scale);
-    tw_optim_hparams h = {.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-4, .lr_bias_scale = 1, .beta1 = 0.9,
-                          .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
-    tw_schedule sched = {.kind = TW_SCHEDULE_CONSTANT, .total_steps = 1, .final_ratio = 1};
-    tw_optim *o = NULL;
-    if (mode != 2 && tw_optim_create_scaled(&o, be, segs, scale, n_segs, c.P.n_params, &h, &sched, &err) != TW_OK) {
-        fprintf(stderr, "bench_finetune: %s\n", err.msg);
-        return 1;
-    }
-    tw_grad_span span = tw_grad_span_of(segs, n_segs);
-    const char *kib_env = getenv("BUCKET_KIB");
-    int bucket_kib = kib_env ? (int)arg_long(kib_env, "BUCKET_KIB", 0, 1048576) : cfg.backend.bucket_kib;
-    tw_buckets *bk = NULL;
-    if (tw_buckets_create(&bk, comm, c.P.grads + span.offset, span.offset, span.n_elems,
-                          (size_t)bucket_kib * 1024 / sizeof(float), &err) != TW_OK) {
-        fprintf(stderr, "bench_finetune: %s\n", err.msg);
-        return 1;
-    }
-    tw_grad_ready ready = tw_buckets_hook(bk);
-    double wait_s = 0;
-
-    enum { PH_FWD, PH_LOSS, PH_BWD, PH_UPDATE, PHASES };
-    static const char *const phase_names[PHASES] = {"forward", "loss", "backward", "update"};
-    double phase_s[PHASES] = {0}, *t = malloc((size_t)steps * sizeof(double));
+    tw_batch b = {.n = n, .n_views = 1, .c_s1 = c->c_s1, .c_s2 = c->c_s2, .h = size, .w = size, .n_classes = c->k};
+    if (c->x_s1) b.s1[0] = random_host(plane * c->c_s1, 1, 0);
+    if (c->x_s2) b.s2[0] = random_host(plane * c->c_s2, 2, 0);
+    b.labels = random_host((size_t)n * c->k, 3, 1);
+    tw_cls_upload(c, &b);
+    double wait_s = 0, *t = malloc((size_t)steps * sizeof(double));
     TW_ASSERT(t);
     for (int s = 0; s < warmup + steps; s++) {
         if (breakdown && s == warmup)
-            for (int i = 0; i < c.m.n_nets; i++) {
-                c.plans->net[i]->timing = 1;
-                memset(c.plans->net[i]->time_s, 0, sizeof c.plans->net[i]->time_s);
+            for (int i = 0; i < c->m.n_nets; i++) {
+                c->plans->net[i]->timing = 1;
+                memset(c->plans->net[i]->time_s, 0, sizeof c->plans->net[i]->time_s);
             }
         /* Ranks start each step together, so that waiting for the buckets is communication, not
          * the skew a shared machine leaves between ranks from earlier steps. */
         if (world > 1) tw_comm_barrier(comm);
-        double t0 = now_s(), tp[PHASES + 1];
-        tp[0] = t0;
-        tw_mem_zero(be, c.bad, sizeof(int));
-        tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, mode != 2);
-        if (breakdown) tw_backend_sync(be);
-        tp[1] = now_s();
-        tp[2] = tp[3] = tp[4] = tp[1];
+        double t0 = now_s();
         if (mode != 2) {
-            double loss = tw_bce_logits(be, c.acts.dlogits, c.acts.logits, c.targets, n, c.k);
-            tp[2] = now_s();
-            tw_buckets_begin(bk);
-            tw_classifier_backward(&c.m, &c.acts, c.acts.dlogits, c.plans, &ready);
-            if (breakdown) tw_backend_sync(be);
-            tp[3] = now_s();
-            double w = tw_buckets_wait(bk);
-            if (s >= warmup) wait_s += w;
-            if (!isfinite(loss) || !isfinite(tw_train_apply(be, &c.P, o, span, TW_GRAD_MEAN, world, c.bad))) {
+            if (!isfinite(tw_loop_step(step, &b, NULL))) {
                 fprintf(stderr, "bench_finetune: non-finite loss or gradients at step %d\n", s + 1);
                 return 1;
             }
+            if (s >= warmup) wait_s += tw_step_wait_s(step);
+        } else {
+            tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 0);
         }
         tw_backend_sync(be);
-        tp[4] = now_s();
-        if (s >= warmup) {
-            t[s - warmup] = tp[4] - t0;
-            for (int p = 0; p < PHASES; p++) phase_s[p] += tp[p + 1] - tp[p];
-        }
+        if (s >= warmup) t[s - warmup] = now_s() - t0;
     }
     qsort(t, (size_t)steps, sizeof *t, cmp_d);
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
@@ -210,17 +192,15 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "finetune_%s_%s", argv[1], argv[2]);
         double mean = 0;
         for (int i = 0; i < steps; i++) mean += t[i] / steps;
+        tw_buckets *bk = tw_step_buckets(step);
         tw_bench_overlap_print(comm, name, bk, bucket_kib, mean, wait_s / steps, tw_bench_comm_alone_s(comm, bk, 5));
     }
     if (tw_comm_rank(comm) == 0) printf("# twinfuse %s\n", desc);
     if (tw_comm_rank(comm) == 0) printf("twinfuse model=%s mode=%s images_per_s=%.3f flops_per_image=%.6e ms=%.1f min_s=%.4f max_s=%.4f\n",
-           argv[1], argv[2], batch / med, flops_per_image(&c, mode), 1e3 * med, t[0], t[steps - 1]);
+           argv[1], argv[2], batch / med, flops_per_image(c, mode), 1e3 * med, t[0], t[steps - 1]);
     if (breakdown && tw_comm_rank(comm) == 0) {
-        printf("# per phase, ms per step (synchronised; %d steps):", steps);
-        for (int p = 0; p < PHASES; p++) printf(" %s %.1f", phase_names[p], 1e3 * phase_s[p] / steps);
-        printf("\n");
-        for (int i = 0; i < c.m.n_nets; i++) {
-            const tw_resnet18_plans *p = c.plans->net[i];
+        for (int i = 0; i < c->m.n_nets; i++) {
+            const tw_resnet18_plans *p = c->plans->net[i];
             printf("# per stage of backbone %d (C=%d), ms per step:\n", i, p->c);
             printf("#   %-8s %9s %9s\n", "stage", "forward", "backward");
             for (int st = 0; st < TW_RESNET18_STAGES; st++)
@@ -229,11 +209,15 @@ int main(int argc, char **argv) {
         }
     }
     free(t);
-    tw_buckets_free(bk);
-    free(segs);
-    free(scale);
-    tw_optim_free(o);
-    tw_cls_free(&c);
+    free(b.s1[0]);
+    free(b.s2[0]);
+    free(b.labels);
+    if (mode != 2) {
+        tw_step_free(step);
+        task.free(&task);
+    } else {
+        tw_cls_free(c);
+    }
     tw_backend_free(be);
     tw_comm_free(comm);
     return 0;

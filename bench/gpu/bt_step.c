@@ -1,8 +1,9 @@
-/* Times twinfuse's Barlow Twins training step (src/train/bt_model.c) on one GPU: the whole step
- * (two views forward, loss, backward, optimizer) on random views already in device memory, so it
- * measures the compute path alone, as the PyTorch peer (torch_bt_step.py) does. bench/gpu/run
- * alternates the two and prints the table. GRAPH=1 (the default) records the step as one CUDA
- * graph at its second call and replays it (tw_bt_opts.graph); GRAPH=0 runs every step eagerly.
+/* Times twinfuse's Barlow Twins training step on one GPU — the product's, the one `twinfuse
+ * pretrain` runs: tw_loop_step (src/train/step.c) on the Barlow Twins task — the views' upload
+ * from host memory, two views forward, loss, backward, the checked optimizer update, on random
+ * views (no loader). bench/gpu/run alternates it with the PyTorch peer (torch_bt_step.py) and
+ * prints the table. GRAPH=1 (the default, backend.graph: auto) records the step as one CUDA graph
+ * at its second call and replays it; GRAPH=0 (backend.graph: off) runs every step eagerly.
  * usage: bench_gpu_bt_step C H BATCH STEPS WARMUP fp32|bf16
  * prints: twinfuse c=C batch=B pairs_per_s=X ms_per_step=Y loss=L graph=recorded|eager */
 #include <math.h>
@@ -13,7 +14,8 @@
 
 #include "core/log.h"
 #include "core/rng.h"
-#include "train/bt_model.h"
+#include "train/bt_task.h"
+#include "train/step.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -55,40 +57,47 @@ int main(int argc, char **argv) {
     }
     /* The official Barlow Twins recipe's projector (8192) is for ImageNet; twinfuse's default
      * pre-training projector is 2048 (configs/pretrain_*.yaml), as the peer's. */
-    tw_bt_opts o = {.c_in = c, .h = h, .w = h, .n_local = batch, .bn_groups = 1, .proj_dim = 2048,
+    tw_bt_opts o = {.model = {.c_in = {c, c}, .h = h, .w = h, .n_local = batch, .bn_groups = 1, .proj_dim = 2048},
                     .lambda = 0.0051f};
-    o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-3, .lr_bias_scale = 1.0,
-                                 .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-4,
-                                 .momentum = 0.9, .eta = 0.001};
-    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0,
-                            .total_steps = steps + warmup, .final_ratio = 1.0};
-    o.graph = graph;
-    tw_bt_model m;
-    if (tw_bt_model_init(&m, be, comm, &o, &err) != TW_OK) {
+    tw_step_opts so = {.bucket_elems = 1 << 20, .graph = graph ? TW_GRAPH_AUTO : TW_GRAPH_OFF};
+    so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_ADAM, .lr = 1e-3, .lr_bias_scale = 1.0,
+                                  .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-4,
+                                  .momentum = 0.9, .eta = 0.001};
+    so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0,
+                             .total_steps = steps + warmup, .final_ratio = 1.0};
+    tw_step *step = NULL;
+    tw_task task = {0};
+    tw_status st = tw_step_init(&step, be, comm, &err);
+    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_flag(step), &err);
+    if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
+    if (st == TW_OK) st = task.reset(&task, 1, &err);
+    if (st != TW_OK) {
         fprintf(stderr, "bench_gpu_bt_step: model: %s\n", err.msg);
         return 1;
     }
-    tw_bt_model_reset(&m, 1);
     size_t per_view = (size_t)batch * c * h * h;
-    float *views = malloc(per_view * sizeof(float));
+    float *views = malloc(2 * per_view * sizeof(float));
     TW_ASSERT(views);
     for (int v = 0; v < 2; v++) {
         tw_rng r;
         tw_rng_init(&r, 11, (uint32_t)v, 0, 0);
-        for (size_t i = 0; i < per_view; i++) views[i] = tw_rng_normal(&r);
-        tw_mem_from_host(be, m.x[v], views, per_view * sizeof(float));
+        for (size_t i = 0; i < per_view; i++) views[v * per_view + i] = tw_rng_normal(&r);
     }
-    free(views);
+    tw_batch b = {.n = batch, .h = h, .w = h};
+    b.s2[0] = views;
+    b.s2[1] = views + per_view;
     double loss = 0;
-    for (int i = 0; i < warmup; i++) loss = tw_bt_model_step(&m, NULL);
+    for (int i = 0; i < warmup; i++) loss = tw_loop_step(step, &b, NULL);
     tw_backend_sync(be);
     double t0 = now_s();
-    for (int i = 0; i < steps; i++) loss = tw_bt_model_step(&m, NULL);
+    for (int i = 0; i < steps; i++) loss = tw_loop_step(step, &b, NULL);
     tw_backend_sync(be);
     double dt = now_s() - t0;
     printf("twinfuse c=%d batch=%d pairs_per_s=%.2f ms_per_step=%.3f loss=%.6g graph=%s\n", c, batch,
-           batch * steps / dt, 1e3 * dt / steps, loss, m.graph_state == 1 ? "recorded" : "eager");
-    tw_bt_model_free(&m);
+           batch * steps / dt, 1e3 * dt / steps, loss, tw_step_recorded(step) ? "recorded" : "eager");
+    tw_step_free(step);
+    task.free(&task);
+    free(views);
     tw_backend_free(be);
     tw_comm_free(comm);
     return isfinite(loss) ? 0 : 1;

@@ -29,8 +29,8 @@ static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ck
     if (batch % world) return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
     tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
     if (st != TW_OK) return st;
-    st = tw_run_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
-    if (st == TW_OK) st = tw_run_agree(comm, tw_cls_load_weights(&c, ckpt, info->task, info->sources, err), err);
+    st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    if (st == TW_OK) st = tw_comm_agree(comm, tw_cls_load_weights(&c, ckpt, info->task, info->sources, err), err);
     tw_cls_scores sc;
     memset(&sc, 0, sizeof sc);
     if (st == TW_OK) st = tw_cls_score_split(&c, comm, split, batch, 1, &sc, err);
@@ -49,7 +49,7 @@ static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ck
                    sc.d_feats, c.sources, c.m.n_nets > 1 ? "s" : "", ckpt);
         free(names);
     }
-    st = tw_run_agree(comm, st, err);
+    st = tw_comm_agree(comm, st, err);
     tw_cls_scores_free(&sc);
     tw_cls_free(&c);
     tw_backend_free(be);

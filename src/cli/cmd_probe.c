@@ -192,8 +192,8 @@ static tw_status run_probe(tw_comm *comm, const probe_args *a, const tw_finetune
     if (batch % world) return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
     tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
     if (st != TW_OK) return st;
-    st = tw_run_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
-    if (st == TW_OK) st = tw_run_agree(comm, tw_cls_load_weights(&c, a->ckpt, task, sources, err), err);
+    st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    if (st == TW_OK) st = tw_comm_agree(comm, tw_cls_load_weights(&c, a->ckpt, task, sources, err), err);
     tw_cls_scores train, evals[MAX_LIST];
     memset(&train, 0, sizeof train);
     memset(evals, 0, sizeof evals);
@@ -205,7 +205,7 @@ static tw_status run_probe(tw_comm *comm, const probe_args *a, const tw_finetune
                c.sources, cfg->model.init, train.d_feats, train.n);
         st = probe_all(a, cfg, &train, evals, err);
     }
-    st = tw_run_agree(comm, st, err);
+    st = tw_comm_agree(comm, st, err);
     tw_cls_scores_free(&train);
     for (int s = 0; s < a->n_splits; s++) tw_cls_scores_free(&evals[s]);
     tw_cls_free(&c);

@@ -28,6 +28,7 @@ static const char *const sched_names[] = {"cosine", "constant", NULL};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
 static const char *const precision_names[] = {"auto", "fp32", "bf16", NULL};
 static const char *const comm_names[] = {"auto", "single", "mpi", "nccl", NULL};
+static const char *const graph_names[] = {"auto", "on", "off", NULL};
 
 #define R tw_run_cfg
 const tw_cfg_key tw_cfg_run_keys[] = {
@@ -100,6 +101,9 @@ const tw_cfg_key tw_cfg_backend_keys[] = {
        "communicator: auto (mpi when launched by mpirun or srun, nccl on cuda), single, mpi, nccl"),
     KI(B, "backend.bucket_kib", bucket_kib, "4096", GE | LE, 0, 1048576,
        "gradient all-reduce bucket in KiB, started while backward runs (docs/scaling.md); 0: one bucket"),
+    KE(B, "backend.graph", graph, graph_names, "auto",
+       "the training step recorded once as a CUDA graph and replayed: auto (on with cuda), on, off; "
+       "the CPU runs it eagerly"),
 };
 const int tw_cfg_n_backend_keys = COUNT(tw_cfg_backend_keys);
 #undef B

@@ -17,6 +17,7 @@ typedef enum { TW_SCHED_COSINE, TW_SCHED_CONSTANT } tw_cfg_sched;
 typedef enum { TW_CFG_DEV_CPU, TW_CFG_DEV_CUDA } tw_cfg_device;
 typedef enum { TW_CFG_PREC_AUTO, TW_CFG_PREC_FP32, TW_CFG_PREC_BF16 } tw_cfg_precision;
 typedef enum { TW_CFG_COMM_AUTO, TW_CFG_COMM_SINGLE, TW_CFG_COMM_MPI, TW_CFG_COMM_NCCL } tw_cfg_comm;
+typedef enum { TW_CFG_GRAPH_AUTO, TW_CFG_GRAPH_ON, TW_CFG_GRAPH_OFF } tw_cfg_graph;
 
 /* The split names in tw_cfg_split order, and the source names in tw_cfg_source order. */
 extern const char *const tw_cfg_split_names[];
@@ -68,6 +69,7 @@ typedef struct tw_backend_cfg {
     int threads;                       /* 0: cores / local ranks */
     tw_cfg_comm comm;
     int bucket_kib;                    /* gradient all-reduce bucket; 0: one bucket */
+    tw_cfg_graph graph;                /* the training step recorded once and replayed */
 } tw_backend_cfg;
 
 /* Probability that each augmentation is applied to a view (augment.view1.*, augment.view2.*).

@@ -14,6 +14,7 @@ struct tw_buckets {
     size_t base, n_elems, bucket_elems;
     int n;                 /* buckets */
     int started, retired;  /* buckets [0, started) started; [0, retired) waited for */
+    int recording;         /* this step is recorded: no tests */
     tw_comm_req *req;      /* [n] */
 };
 
@@ -61,9 +62,10 @@ void tw_buckets_free(tw_buckets *b) {
 
 int tw_buckets_count(const tw_buckets *b) { return b->n; }
 
-void tw_buckets_begin(tw_buckets *b) {
+void tw_buckets_begin(tw_buckets *b, int recording) {
     TW_ASSERT(b->started == b->retired);
     b->started = b->retired = 0;
+    b->recording = recording;
 }
 
 static void start_next(tw_buckets *b) {
@@ -79,7 +81,7 @@ static void on_ready(void *ctx, size_t lo) {
     while (b->started < b->n && bucket_lo(b, b->started) >= rel) start_next(b);
     /* Progress: MPI moves pending reductions only inside MPI calls, so test them here, between
      * the layers of backward; the completed ones at the front are retired. */
-    while (b->retired < b->started && tw_comm_test(b->comm, b->req[b->retired]))
+    while (!b->recording && b->retired < b->started && tw_comm_test(b->comm, b->req[b->retired]))
         tw_comm_wait(b->comm, b->req[b->retired++]);
 }
 

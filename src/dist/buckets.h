@@ -22,8 +22,10 @@ tw_status tw_buckets_create(tw_buckets **out, tw_comm *c, float *buf, size_t bas
 void tw_buckets_free(tw_buckets *b);
 int tw_buckets_count(const tw_buckets *b);
 
-/* A new step: no bucket started. */
-void tw_buckets_begin(tw_buckets *b);
+/* A new step: no bucket started. recording = 1: the step is being recorded (a CUDA graph,
+ * backend.h): the hook only starts buckets and never tests them (a test asks the device whether
+ * a collective finished, which a recording cannot answer); the waits order the stream. */
+void tw_buckets_begin(tw_buckets *b, int recording);
 /* The hook to give backward: its ready(lo) starts every bucket inside [lo, end) not yet started,
  * in order, and tests the pending ones (MPI's progress). Valid while b lives. */
 tw_grad_ready tw_buckets_hook(tw_buckets *b);

@@ -2,7 +2,9 @@
  * abort hook: log.h's hook takes no context, so the live communicator is kept here (one per
  * process) for tw_fatal to end the whole job through it. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/log.h"
 #include "dist/comm_impl.h"
@@ -150,4 +152,23 @@ static void reducer_sum(void *ctx, double *buf, size_t n_elems) {
 
 tw_reducer tw_comm_reducer(tw_comm *c) {
     return (tw_reducer){reducer_sum, c, tw_comm_size(c)};
+}
+
+/* The lowest failing rank's message travels by a broadcast from it (comm.h). */
+tw_status tw_comm_agree(tw_comm *comm, tw_status st, tw_err *err) {
+    int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
+    /* world - rank: the maximum over the failing ranks names the lowest of them. */
+    int64_t bad = st != TW_OK ? world - rank : 0;
+    tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
+    if (!bad) return TW_OK;
+    int root = world - (int)bad;
+    struct { int64_t code; char msg[sizeof err->msg]; } m;
+    memset(&m, 0, sizeof m);
+    if (rank == root) {
+        m.code = st;
+        snprintf(m.msg, sizeof m.msg, "%s", err ? err->msg : tw_status_str(st));
+    }
+    tw_comm_broadcast(comm, &m, sizeof m, root);
+    if (rank == root || (rank != 0 && st != TW_OK)) return st;   /* rank 0 prints the first failure */
+    return tw_err_set(err, (tw_status)m.code, "rank %d: %s", root, m.msg);
 }

@@ -77,4 +77,9 @@ tw_status tw_comm_sim_wrap(tw_comm **c, double busbw_gbs, double alpha_us, tw_er
 /* Ends every rank of the job with code (MPI_Abort); tw_fatal reaches it through log.h. */
 _Noreturn void tw_comm_abort(tw_comm *c, int code);
 
+/* Every rank reaches the same verdict: a failure on any rank fails them all. The lowest failing
+ * rank's message reaches the others as "rank R: <its message>" (a failing rank other than 0 keeps
+ * its own), so rank 0, which prints, names the rank and what went wrong there. */
+tw_status tw_comm_agree(tw_comm *comm, tw_status st, tw_err *err);
+
 #endif

@@ -4,6 +4,7 @@
  * gradients over ranks gives the 1-rank gradient. */
 #include "loss/barlow.h"
 
+#include <stdlib.h>
 
 #include "core/log.h"
 
@@ -64,4 +65,26 @@ double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, f
     return loss;
 }
 
-void tw_barlow_commit(tw_barlow *L, tw_backend *be, int accepted) { tw_syncbn_commit(&L->bn, be, accepted); }
+void tw_barlow_register(tw_barlow *L, tw_params *P) {
+    int v1[1] = {L->d};
+    L->id_stats[0] = tw_params_add(P, "bn.running_mean", TW_PARAM_BUFFER, 1, v1);
+    L->id_stats[1] = tw_params_add(P, "bn.running_var", TW_PARAM_BUFFER, 1, v1);
+    L->id_stats[2] = tw_params_add(P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
+}
+
+void tw_barlow_bind(tw_barlow *L, const tw_params *P) {
+    L->bn.run_mean = tw_params_ptr(P, L->id_stats[0]);
+    L->bn.run_var = tw_params_ptr(P, L->id_stats[1]);
+    L->bn.n_batches = tw_params_counter(P, L->id_stats[2]);
+}
+
+void tw_barlow_reset(tw_barlow *L, tw_backend *be) {
+    int d = L->d;
+    float *ones = malloc((size_t)d * sizeof(float));
+    TW_ASSERT(ones);
+    for (int j = 0; j < d; j++) ones[j] = 1.0f;
+    tw_mem_zero(be, L->bn.run_mean, (size_t)d * sizeof(float));
+    tw_mem_from_host(be, L->bn.run_var, ones, (size_t)d * sizeof(float));
+    *L->bn.n_batches = 0;
+    free(ones);
+}

@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "dist/comm.h"
+#include "model/params.h"
 #include "model/syncbn.h"
 
 typedef struct tw_barlow {
@@ -22,6 +23,7 @@ typedef struct tw_barlow {
     float *a[2];          /* [n, d] normalised embeddings of view 0 and 1 (in a_all with gather) */
     float *da[2];         /* [n, d] their gradients */
     float *c, *dc;        /* [d, d] cross-correlation and ∂loss/∂C */
+    int id_stats[3];      /* arena entries: bn.running_mean, bn.running_var, bn.num_batches_tracked */
 } tw_barlow;
 
 /* bad: the owner's backend flag the BN raises on statistics that are not finite (syncbn.h).
@@ -32,13 +34,18 @@ typedef struct tw_barlow {
 void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int rank, int n_ranks, float lambda,
                     int gather, int *bad);
 void tw_barlow_free(tw_barlow *L, tw_backend *be);
+/* The BN's buffers under torch's names (bn.running_mean, bn.running_var, bn.num_batches_tracked:
+ * the BarlowTwins module's self.bn), before tw_params_alloc. */
+void tw_barlow_register(tw_barlow *L, tw_params *P);
+/* After tw_params_alloc: points the BN's running statistics into the arena. */
+void tw_barlow_bind(tw_barlow *L, const tw_params *P);
+/* Running mean 0, running var 1, no batches tracked (torch's initial BN state). */
+void tw_barlow_reset(tw_barlow *L, tw_backend *be);
 
 /* loss (returned, the same on every rank), dz0 and dz1 (=) [n, d] from z0, z1 [n, d]. A loss
  * that is not finite (as when the embeddings' statistics are not) is returned as it is, and
  * dz0, dz1 are not finite then either. */
 double tw_barlow_forward_backward(tw_barlow *L, tw_backend *be, tw_comm *comm, float *dz0,
                                   float *dz1, const float *z0, const float *z1);
-/* The end of a step for the loss's BN (tw_syncbn_commit). */
-void tw_barlow_commit(tw_barlow *L, tw_backend *be, int accepted);
 
 #endif

@@ -133,11 +133,6 @@ void tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *re
     tw_gemm(be, 0, 1, n, d, d, 1.0f, w->r2, d, p->w3, d, 0.0f, z, d);
 }
 
-void tw_projector_commit(tw_projector *pj, tw_backend *be, int accepted) {
-    tw_syncbn_commit(&pj->bn1, be, accepted);
-    tw_syncbn_commit(&pj->bn2, be, accepted);
-}
-
 void tw_projector_backward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *dx,
                            const float *dz, const float *x) {
     const tw_projector_params *p = &pj->p, *grad = &pj->g;

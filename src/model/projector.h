@@ -54,9 +54,6 @@ void tw_projector_reset(tw_projector *pj, tw_params *P, uint64_t seed);
  * the bad flag (the same on every rank). */
 void tw_projector_forward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *z,
                           const float *x);
-/* The end of a step for both BN layers (tw_syncbn_commit): accepted, their running statistics
- * take this step's forwards; rejected, nothing changes. */
-void tw_projector_commit(tw_projector *pj, tw_backend *be, int accepted);
 /* dx (=) [n, d_in] and the parameter gradients (+=, into pj->g) from dz for view v. */
 void tw_projector_backward(tw_projector *pj, tw_backend *be, const tw_reducer *red, int v, float *dx,
                            const float *dz, const float *x);

@@ -286,8 +286,3 @@ void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reduc
         bn->n_batches = tw_params_counter(m->P, x->n_tracked);
     }
 }
-
-void tw_resnet18_sync_commit(tw_resnet18_plans *p, int accepted) {
-    if (!p->sync) return;
-    for (int u = 0; u < TW_RESNET18_UNITS; u++) tw_syncbn_commit(&p->sync->bn[u], p->be, accepted);
-}

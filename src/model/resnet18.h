@@ -93,15 +93,11 @@ tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const 
                                  int n, int h, int w, tw_err *err);
 void tw_resnet18_plans_free(tw_resnet18_plans *p);
 /* From now on p's training forwards and their backwards take every BN's statistics over all of
- * red's ranks (each rank's batch of p->n images), as torch.nn.SyncBatchNorm. m's running
- * statistics and num_batches_tracked then move only in tw_resnet18_sync_commit, which the owner
- * calls at the end of every step. Every rank must run the same forwards and backwards in the
+ * red's ranks (each rank's batch of p->n images), as torch.nn.SyncBatchNorm (the running
+ * statistics and num_batches_tracked move in the forward, as a per-rank BN's). Every rank must run the same forwards and backwards in the
  * same order (each BN is a collective). bad: the owner's backend flag the BNs raise on
  * statistics that are not finite (syncbn.h). */
 void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red, int *bad);
-/* The end of a step for synchronised plans (a no-op otherwise): accepted, the step's batch
- * statistics go into the running statistics in order; rejected, they are dropped. */
-void tw_resnet18_sync_commit(tw_resnet18_plans *p, int accepted);
 
 typedef struct tw_resnet18_acts {
     void *arena;
@@ -134,7 +130,7 @@ void tw_resnet18_acts_free(tw_resnet18_acts *a, tw_backend *be);
 
 /* a->feats = resnet18(x). x: [n, c, h, w] plain NCHW f32 in backend memory (copied into a->x).
  * train: batch statistics, running statistics and num_batches_tracked updated (as torch's
- * train() mode; synchronised plans: at the commit); otherwise running statistics (eval():
+ * train() mode); otherwise running statistics (eval():
  * nothing in m changes, and no backward state is written but the activations themselves). */
 void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train);

@@ -1,7 +1,7 @@
 /* Synchronised batch norm (syncbn.h), 1-D (a plan of f32 rows made here) or 2-D (the backbone's
  * plan). Forward: the local f64 sums of x - K for a shift K every rank holds alike (the running
  * mean), one all-reduce of them, the global mean and variance on the backend, then the normalise
- * step. The running statistics wait for tw_syncbn_commit. The backward mirrors
+ * step and the running statistics' update. The backward mirrors
  * torch.nn.SyncBatchNorm's formulas (torch/nn/modules/_functions.py). */
 #include "model/syncbn.h"
 
@@ -18,10 +18,9 @@ static void init_common(tw_syncbn *bn, tw_backend *be, int n, int d, int n_ranks
     bn->run_mean = bn->run_var = NULL;
     bn->n_batches = NULL;
     bn->bad = bad;
-    bn->n_pending = 0;
     bn->n_reductions = 0;
     bn->sums = tw_mem_alloc(be, (size_t)2 * d * sizeof(double));
-    bn->pending = tw_mem_alloc(be, (size_t)TW_SYNCBN_MAX_PENDING * 2 * d * sizeof(double));
+    bn->stats = tw_mem_alloc(be, (size_t)2 * d * sizeof(double));
     bn->zero = tw_mem_alloc(be, (size_t)d * sizeof(float));
     tw_mem_zero(be, bn->zero, (size_t)d * sizeof(float));
 }
@@ -45,7 +44,7 @@ void tw_syncbn_init_2d(tw_syncbn *bn, tw_backend *be, tw_bn_plan *plan, const tw
 
 void tw_syncbn_free(tw_syncbn *bn, tw_backend *be) {
     tw_mem_free(be, bn->sums);
-    tw_mem_free(be, bn->pending);
+    tw_mem_free(be, bn->stats);
     tw_mem_free(be, bn->zero);
     if (bn->own_plan) tw_bn_plan_free(be, bn->plan);
 }
@@ -63,17 +62,21 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be) {
 static void forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, tw_tensor *y,
                     tw_syncbn_cache *c, const tw_tensor *x, const float *gamma, const float *beta) {
     size_t d = (size_t)bn->d;
-    TW_ASSERT(bn->n_pending < TW_SYNCBN_MAX_PENDING);
     /* The shift: the running mean (the same on every rank, and near the batch mean once training
      * has run a while), or 0 untracked. In f64 it only trims the sums' magnitude. */
     const float *shift = bn->run_mean ? bn->run_mean : bn->zero;
     tw_bn_sums(be, bn->plan, bn->sums, x, shift);
     tw_reducer_sum(red, bn->sums, 2 * d);
     bn->n_reductions++;
-    double *stats = bn->pending + (size_t)bn->n_pending++ * 2 * d;
-    tw_bn_stats_finish(be, c->mean, c->inv_std, stats, bn->bad, bn->sums, shift, bn->d, bn->n_global,
+    tw_bn_stats_finish(be, c->mean, c->inv_std, bn->stats, bn->bad, bn->sums, shift, bn->d, bn->n_global,
                        bn->eps);
     tw_bn_forward_stats(be, bn->plan, y, x, c->mean, c->inv_std, gamma, beta);
+    if (bn->run_mean) {
+        /* torch: running = (1 - m) running + m batch, with the unbiased variance. */
+        double N = bn->n_global, unbias = N > 1 ? N / (N - 1) : 1.0;
+        tw_bn_running_update(be, bn->run_mean, bn->run_var, bn->stats, bn->d, bn->momentum, unbias, bn->bad);
+    }
+    if (bn->n_batches) (*bn->n_batches)++;
 }
 
 /* The rows of a [n, d] f32 matrix as the 1-D plan's tensor. */
@@ -93,22 +96,6 @@ void tw_syncbn_forward_2d(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, 
                           const float *beta) {
     TW_ASSERT(!bn->own_plan);
     forward(bn, be, red, y, c, x, gamma, beta);
-}
-
-void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted) {
-    int k = bn->n_pending;
-    bn->n_pending = 0;
-    if (!accepted || !k) return;
-    if (bn->run_mean) {
-        /* torch: running = (1 - m) running + m batch, with the unbiased variance, once per
-         * forward in the order they ran; on the device, not when the owner's flag went up after
-         * all (a recorded step commits before its verdict is known). */
-        double N = bn->n_global, unbias = N > 1 ? N / (N - 1) : 1.0;
-        for (int i = 0; i < k; i++)
-            tw_bn_running_update(be, bn->run_mean, bn->run_var, bn->pending + (size_t)i * 2 * bn->d,
-                                 bn->d, bn->momentum, unbias, bn->bad);
-    }
-    if (bn->n_batches) *bn->n_batches += k;
 }
 
 /* Both backwards: this rank's sums (its shares of dgamma and dbeta, = or +=), one all-reduce of

@@ -12,9 +12,6 @@
 #include "backend/backend.h"
 #include "core/reducer.h"
 
-/* Forwards a step may make before its commit (Barlow Twins: two views through one layer). */
-#define TW_SYNCBN_MAX_PENDING 2
-
 /* One synchronised BN layer: its constants, where its running statistics live (torch's buffers,
  * kept for checkpoints; in training they only give the sums' shift) and the scratch it needs. */
 typedef struct tw_syncbn {
@@ -28,10 +25,8 @@ typedef struct tw_syncbn {
     int *bad;              /* backend int of the owner's: set to 1 when global statistics are not
                             * finite (the same on every rank); the owner clears and reads it */
     double *sums;          /* [2d] backend f64: the sums being all-reduced */
-    double *pending;       /* [MAX_PENDING][2d] backend f64: each forward's batch mean and biased
-                            * var since the last commit */
+    double *stats;         /* [2d] backend f64: the last forward's batch mean and biased var */
     float *zero;           /* [d] backend zeros: the shift when no running mean is tracked */
-    int n_pending;
     int64_t n_reductions;  /* all-reduces so far: one per forward and one per backward */
 } tw_syncbn;
 
@@ -54,22 +49,16 @@ void tw_syncbn_cache_free(tw_syncbn_cache *c, tw_backend *be);
  * y: [n, d] backend f32. gamma, beta: [d] or NULL (affine=False). One all-reduce of 2d f64: the
  * sums of x - K and (x - K)² about the running mean K (0 untracked), which every rank holds alike;
  * in f64 the variance S2/N - (S1/N)² keeps its precision wherever the mean is. Statistics that are
- * not finite set *bad (y is normalised with them all the same). The running statistics do not
- * move here: the batch's statistics wait for tw_syncbn_commit (at most TW_SYNCBN_MAX_PENDING
- * forwards). */
+ * not finite set *bad (y is normalised with them all the same). The running statistics take the
+ * batch's at once (torch's momentum rule, unbiased var; skipped on the device when *bad is
+ * raised) and num_batches_tracked counts one, as torch's train() forward: a rejected step is
+ * undone by the training step's rollback (train/step.h), as a per-rank BN's is. */
 void tw_syncbn_forward(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, float *y,
                        tw_syncbn_cache *c, const float *x, const float *gamma, const float *beta);
 /* The same for a 2-D layer: x, y the plan's tensors. */
 void tw_syncbn_forward_2d(tw_syncbn *bn, tw_backend *be, const tw_reducer *red, tw_tensor *y,
                           tw_syncbn_cache *c, const tw_tensor *x, const float *gamma,
                           const float *beta);
-/* The end of a step: accepted, the forwards since the last commit update the running statistics
- * in order (torch's momentum rule, unbiased var) and num_batches_tracked; rejected (a non-finite
- * loss, statistic or gradient), they are dropped and nothing changes. The updates are skipped
- * on the device too when *bad is raised, so a step recorded before its verdict (a CUDA graph)
- * commits with accepted = 1, and its owner moves the counters only for replays the flag accepts. */
-void tw_syncbn_commit(tw_syncbn *bn, tw_backend *be, int accepted);
-
 /* dx (=) from dy through the layer, with the global sums of dy and dy·x̂. dgamma, dbeta (+=) get
  * only this rank's share: the gradient all-reduce sums the shares. dgamma/dbeta NULL with
  * gamma NULL. */

@@ -53,7 +53,6 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     if (c->c_s1) c->x_s1 = tw_mem_alloc(be, plane * c->c_s1);
     if (c->c_s2) c->x_s2 = tw_mem_alloc(be, plane * c->c_s2);
     c->targets = tw_mem_alloc(be, (size_t)n_local * c->k * sizeof(float));
-    c->bad = tw_mem_alloc(be, sizeof(int));
     return TW_OK;
 }
 
@@ -81,14 +80,13 @@ void tw_cls_free(tw_cls *c) {
     tw_mem_free(c->be, c->x_s1);
     tw_mem_free(c->be, c->x_s2);
     tw_mem_free(c->be, c->targets);
-    tw_mem_free(c->be, c->bad);
     tw_params_free(&c->P);
     memset(c, 0, sizeof *c);
 }
 
 /* One backbone from its model.init* value. source: "s1", "s2" or "s1+s2" (early fusion). An ssl:
  * checkpoint of the same source holds the backbone under "backbone."; a cross-modal one ("s1+s2",
- * bt_cross.h) holds an S1 and an S2 backbone under "s1.backbone." and "s2.backbone.", which start
+ * model/bt_model.h, cross) holds an S1 and an S2 backbone under "s1.backbone." and "s2.backbone.", which start
  * the backbone of that source (feature fusion's two, or a single-source model's), not early
  * fusion's one backbone over both. */
 static tw_status init_backbone(tw_resnet18 *net, const char *key, const char *value, const char *source,
@@ -218,7 +216,7 @@ tw_status tw_cls_score_subset(tw_cls *c, tw_comm *comm, const char *split, int g
     lo.start_epoch = lo.start_step = 0;
     TW_ASSERT(global_batch / tw_comm_size(comm) <= c->n_local);
     tw_loader *ld = NULL;
-    tw_status st = tw_run_agree(comm, tw_loader_init(&ld, &lo, err), err);
+    tw_status st = tw_comm_agree(comm, tw_loader_init(&ld, &lo, err), err);
     if (st != TW_OK) return st;
     int64_t n = tw_loader_n_samples(ld), spe = tw_loader_steps_per_epoch(ld);
     int k = c->k, d = want_feats ? TW_RESNET18_FEATS * c->m.n_nets : 0;
@@ -259,7 +257,7 @@ tw_status tw_cls_score_subset(tw_cls *c, tw_comm *comm, const char *split, int g
     }
     tw_loader_free(ld);
     free(host);
-    if ((st = tw_run_agree(comm, st, err)) != TW_OK) {
+    if ((st = tw_comm_agree(comm, st, err)) != TW_OK) {
         free(rows);
         return st;
     }

@@ -22,7 +22,6 @@ typedef struct tw_cls {
     tw_classifier_acts acts;
     int n_local, size, c_s1, c_s2, k;      /* rows per rank, image side, channels, classes */
     float *x_s1, *x_s2, *targets;          /* backend: [n_local, c, size, size], [n_local, k] */
-    int *bad;                              /* backend int: a training step's verdict (update.h) */
     const char *sources;                   /* "s1", "s2", "s1+s2" */
     tw_loader_opts lo;                     /* the data section's loader options (bands, sources) */
     const char *s2_names[TW_S2_BANDS + TW_S1_BANDS];   /* the model's channel names, S2 then S1 */

@@ -39,13 +39,13 @@ tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_ev
         return st;
     }
     if ((st = tw_run_backend_create(&be, comm, &cfg->backend, err)) != TW_OK) return st;
-    st = tw_run_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
     if (st == TW_OK && strcmp(c.sources, a->sources))
         st = tw_err_set(err, TW_E_FORMAT, "%s: a checkpoint of %s, the configuration reads %s", a->ckpt, a->sources,
                         c.sources);
     tw_ckpt_state cs;
     tw_ckpt_content content = {&c.P, NULL, "classification", c.sources};
-    if (st == TW_OK) st = tw_run_agree(comm, tw_ckpt_load(a->ckpt, &content, &cs, err), err);
+    if (st == TW_OK) st = tw_comm_agree(comm, tw_ckpt_load(a->ckpt, &content, &cs, err), err);
     const char *const *class_names = cfg->data.classes == TW_N_CLASSES43 ? tw_labels_names43 : tw_labels_names19;
     for (int s = 0; s < a->n_splits && st == TW_OK; s++) {
         tw_cls_scores sc;
@@ -71,13 +71,13 @@ tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_ev
             free(names);
         }
         tw_cls_scores_free(&sc);
-        st = tw_run_agree(comm, st, err);
+        st = tw_comm_agree(comm, st, err);
     }
     if (st == TW_OK && rank == 0 && a->json) {
         st = tw_metrics_write_json(a->json, a->splits, m, a->n_splits, class_names, err);
         if (st == TW_OK) tw_log("# metrics: %s\n", a->json);
     }
-    st = tw_run_agree(comm, st, err);
+    st = tw_comm_agree(comm, st, err);
     for (int s = 0; s < TW_EVAL_MAX_SPLITS; s++) {
         if (out && s < a->n_splits && st == TW_OK) out[s] = m[s];
         else tw_metrics_free(&m[s]);

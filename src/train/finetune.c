@@ -22,6 +22,8 @@ typedef struct cls_task {
     float db_per_unit[TW_S1_BANDS];
     tw_param_seg *segs;
     double *lr_scale;
+    float *scratch;                 /* the hook's: only the loader's thread calls it */
+    int *bad;                       /* the step's verdict flag (train/step.h) */
 } cls_task;
 
 /* The loader's hook: view 0 of a sample; an S1+S2 pair gets one geometric transform (crop, flips,
@@ -32,11 +34,8 @@ static tw_status augment_sample(void *user, tw_view *out, const tw_view *in, uin
     if (out->h != out->w || out->h > in->h || out->w > in->w)
         return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample (data.size too large?)", out->h,
                           out->w, in->h, in->w);
-    float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
-    if (!scratch) return tw_err_set(err, TW_E_NOMEM, "augment: scratch for %dx%d", out->h, out->w);
-    tw_augment_pair(out->s1, out->s2, scratch, in->s1, in->c_s1, in->s2, in->c_s2, in->h, in->w, out->h, &T->aug_s1,
+    tw_augment_pair(out->s1, out->s2, T->scratch, in->s1, in->c_s1, in->s2, in->c_s2, in->h, in->w, out->h, &T->aug_s1,
                     &T->aug_s2, seed, (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
-    free(scratch);
     return TW_OK;
 }
 
@@ -68,14 +67,21 @@ static tw_status cls_reset(tw_task *t, uint64_t seed, tw_err *err) {
     return tw_cls_init_weights(&((cls_task *)t->self)->c, seed, err);
 }
 
-static double cls_step(tw_task *t, const tw_batch *b, const tw_grad_ready *ready) {
+static void cls_upload(tw_task *t, const tw_batch *b) {
     tw_cls *c = &((cls_task *)t->self)->c;
     TW_ASSERT(b->n == c->n_local);
     tw_cls_upload(c, b);
-    tw_mem_zero(c->be, c->bad, sizeof(int));
+}
+
+/* No host decision on the loss: logits that are not finite raise the step's flag on the device
+ * (BCE with logits is finite for finite logits, and its gradient, sigmoid - target, stays finite
+ * at an infinite logit, so the gradient check alone would miss them). */
+static double cls_step(tw_task *t, const tw_grad_ready *ready) {
+    cls_task *T = t->self;
+    tw_cls *c = &T->c;
     tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 1);
+    tw_scale_check(c->be, c->acts.logits, (size_t)c->n_local * c->k, 1.0f, T->bad);
     double loss = tw_bce_logits(c->be, c->acts.dlogits, c->acts.logits, c->targets, c->n_local, c->k);
-    if (!isfinite(loss)) return NAN;
     tw_classifier_backward(&c->m, &c->acts, c->acts.dlogits, c->plans, ready);
     return loss;
 }
@@ -103,19 +109,21 @@ static void cls_free(tw_task *t) {
     tw_cls_free(&T->c);
     free(T->segs);
     free(T->lr_scale);
+    free(T->scratch);
     free(T);
     t->self = NULL;
 }
 
-static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_loader *probe, void *user,
-                          tw_err *err) {
-    const tw_finetune_cfg *cfg = user;
+tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg,
+                                int bn_groups, int *bad, const tw_shard_norm *norm, tw_err *err) {
+
     cls_task *T = calloc(1, sizeof *T);
     if (!T) return tw_err_set(err, TW_E_NOMEM, "finetune: out of memory");
     T->cfg = cfg;
     T->comm = comm;
+    T->bad = bad;
     *t = (tw_task){.kind = "classification", .unit = "images", .reduce = TW_GRAD_MEAN,
-                   .loader_opts = cls_loader_opts, .reset = cls_reset, .step = cls_step,
+                   .loader_opts = cls_loader_opts, .reset = cls_reset, .upload = cls_upload, .step = cls_step,
                    .validate = cls_validate, .free = cls_free, .self = T};
     int eval_batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
     if (eval_batch % tw_comm_size(comm))
@@ -125,14 +133,15 @@ static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_lo
     if (n_eval > n_local)
         return tw_err_set(err, TW_E_RANGE, "eval.batch=%d: at most data.batch=%d (the plans' batch)", eval_batch,
                           cfg->data.batch);
-    tw_status st = tw_cls_init(&T->c, be, comm, cfg, n_local, 1, 1, err);
+    tw_status st = tw_cls_init(&T->c, be, comm, cfg, n_local, bn_groups, 1, err);
     if (st != TW_OK) return st;
     t->P = &T->c.P;
-    t->bad = T->c.bad;
     t->sources = T->c.sources;
     aug_from_cfg(&T->aug_s1, &cfg->augment);
     aug_from_cfg(&T->aug_s2, &cfg->augment);
-    const tw_shard_norm *norm = tw_loader_norm(probe);
+    T->scratch = malloc(tw_augment_scratch_floats(cfg->data.size) * sizeof(float));
+    if (!T->scratch) return tw_err_set(err, TW_E_NOMEM, "finetune: augmentation scratch for %dx%d",
+                                       cfg->data.size, cfg->data.size);
     for (int b = 0; b < TW_S1_BANDS; b++) T->db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
     T->aug_s1.db_per_unit = T->db_per_unit;
 
@@ -147,6 +156,13 @@ static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, const tw_lo
     t->lr_scale = T->lr_scale;
     t->n_segs = n;
     return TW_OK;
+}
+
+tw_cls *tw_finetune_task_cls(const tw_task *t) { return &((cls_task *)t->self)->c; }
+
+static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+                          void *user, tw_err *err) {
+    return tw_finetune_task_init(t, be, comm, user, 1, bad, norm, err);
 }
 
 int tw_finetune_run(tw_comm *comm, const tw_finetune_cfg *cfg, const char *yaml, const char *config_path) {

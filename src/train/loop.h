@@ -1,6 +1,7 @@
 /* The one training loop of every task (task.h): set-up, resume, then step after step until
- * run.max_steps or optim.epochs — loader -> task step -> gradient all-reduce -> optimizer ->
- * schedule -> progress and metrics.jsonl -> checkpoints -> validation and best.safetensors —
+ * run.max_steps or optim.epochs — loader -> the one step (train/step.h: task forward-backward,
+ * gradient all-reduce, checked update) -> progress and metrics.jsonl -> checkpoints ->
+ * validation and best.safetensors —
  * stopping on a non-finite loss or gradient with the last good checkpoint kept. Every rank runs
  * the same code; rank 0 prints, writes metrics and checkpoints. `twinfuse pretrain` and
  * `twinfuse finetune` are thin commands on it. */
@@ -22,9 +23,10 @@ typedef struct tw_loop_cfg {
     const char *yaml;                   /* the effective configuration: run dir and checkpoints */
     const char *config_path;            /* NULL: defaults */
     int validate_every_epochs;          /* 0: at the end only (tasks with a validate) */
-    /* Makes the task once the backend exists. probe: a loader over the training split (its
-     * normalisation and sample count); valid during the call only. */
-    tw_status (*make_task)(tw_task *t, tw_backend *be, tw_comm *comm, const struct tw_loader *probe,
+    /* Makes the task once the backend exists. bad: the step's verdict flag (train/step.h) for
+     * the task's layers to raise; norm: the training split's normalisation (valid during the
+     * call only). */
+    tw_status (*make_task)(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
                            void *user, tw_err *err);
     void *user;
 } tw_loop_cfg;

@@ -32,7 +32,7 @@ struct tw_monitor_run {
 };
 
 tw_status tw_monitor_run_create(tw_monitor_run **out, const tw_pretrain_cfg *cfg, tw_backend *be, tw_comm *comm,
-                                int64_t steps_per_epoch, tw_err *err) {
+                                tw_err *err) {
     *out = NULL;
     if (cfg->monitor.every_steps < 0) return TW_OK;
     tw_monitor_run *m = calloc(1, sizeof *m);
@@ -40,7 +40,7 @@ tw_status tw_monitor_run_create(tw_monitor_run **out, const tw_pretrain_cfg *cfg
     m->cfg = cfg;
     m->be = be;
     m->comm = comm;
-    m->every = cfg->monitor.every_steps ? cfg->monitor.every_steps : steps_per_epoch;
+    m->every = cfg->monitor.every_steps;   /* 0: once an epoch */
     m->alarm.patience = cfg->monitor.patience;
     m->knn_split = tw_cfg_knn_split_name(cfg->monitor.knn_split);
     *out = m;
@@ -54,7 +54,10 @@ void tw_monitor_run_free(tw_monitor_run *m) {
     free(m);
 }
 
-int tw_monitor_run_due(const tw_monitor_run *m, int64_t step) { return m && m->every > 0 && step % m->every == 0; }
+int tw_monitor_run_due(const tw_monitor_run *m, int64_t step, int64_t steps_per_epoch) {
+    int64_t every = m && m->every ? m->every : steps_per_epoch;
+    return m && every > 0 && step % every == 0;
+}
 
 /* The number of patches of a split (the loader's count; its shards are opened and checked). */
 static tw_status split_size(int64_t *n, const tw_loader_opts *base, const char *split, tw_err *err) {
@@ -140,7 +143,7 @@ static void copy_backbones(tw_cls *c, const tw_params *P, const char *const bt_p
 static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *const bt_prefix[2], tw_metrics *out,
                            int64_t *n_mem, int64_t *n_q, tw_err *err) {
     tw_status st = TW_OK;
-    if (!m->cls_ready && (st = tw_run_agree(m->comm, knn_setup(m, err), err)) != TW_OK) return st;
+    if (!m->cls_ready && (st = tw_comm_agree(m->comm, knn_setup(m, err), err)) != TW_OK) return st;
     if (!m->knn_split) return TW_OK;
     copy_backbones(&m->cls, P, bt_prefix);
     /* With per-rank backbone BN every rank has its own running statistics: rank 0's (what its

@@ -25,12 +25,13 @@ typedef struct tw_monitor_embeds {
     const float *c;      /* [dz, dz] the global cross-correlation of the step */
 } tw_monitor_embeds;
 
-/* NULL in *out when cfg->monitor.every_steps is -1. steps_per_epoch: the training loader's. */
+/* NULL in *out when cfg->monitor.every_steps is -1. */
 tw_status tw_monitor_run_create(tw_monitor_run **out, const tw_pretrain_cfg *cfg, tw_backend *be, tw_comm *comm,
-                                int64_t steps_per_epoch, tw_err *err);
+                                tw_err *err);
 void tw_monitor_run_free(tw_monitor_run *m);
-/* 1 when step (steps done) is a check. */
-int tw_monitor_run_due(const tw_monitor_run *m, int64_t step);
+/* 1 when step (steps done) is a check; steps_per_epoch: the training loader's (the default
+ * cadence). */
+int tw_monitor_run_due(const tw_monitor_run *m, int64_t step, int64_t steps_per_epoch);
 
 /* A check. e: the step's embeddings; P: the model's parameters, the backbones under bt_prefix[i]
  * ("backbone."; cross: "s1.backbone.", "s2.backbone.") copied by name into the monitor's own

@@ -1,6 +1,7 @@
 /* `twinfuse pretrain`: Barlow Twins pre-training of one modality from a configuration, on one
- * process or every rank of an MPI job: loader with the EO augmentations, the step of
- * bt_model.h, checkpoints and resume (checkpoint.h), progress and metrics (report.h). */
+ * process or every rank of an MPI job: loader with the EO augmentations, the Barlow Twins task
+ * (bt_task.h) through the loop's one step (loop.h, step.h), checkpoints and resume
+ * (checkpoint.h), progress and metrics (report.h). */
 #ifndef TW_PRETRAIN_H
 #define TW_PRETRAIN_H
 

@@ -31,24 +31,6 @@ tw_status tw_run_write_text(const char *path, const char *text, tw_err *err) {
     return tw_atomic_write_text(path, text, err);
 }
 
-tw_status tw_run_agree(tw_comm *comm, tw_status st, tw_err *err) {
-    int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
-    /* world - rank: the maximum over the failing ranks names the lowest of them. */
-    int64_t bad = st != TW_OK ? world - rank : 0;
-    tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
-    if (!bad) return TW_OK;
-    int root = world - (int)bad;
-    struct { int64_t code; char msg[sizeof err->msg]; } m;
-    memset(&m, 0, sizeof m);
-    if (rank == root) {
-        m.code = st;
-        snprintf(m.msg, sizeof m.msg, "%s", err ? err->msg : tw_status_str(st));
-    }
-    tw_comm_broadcast(comm, &m, sizeof m, root);
-    if (rank == root || (rank != 0 && st != TW_OK)) return st;   /* rank 0 prints the first failure */
-    return tw_err_set(err, (tw_status)m.code, "rank %d: %s", root, m.msg);
-}
-
 void tw_run_set_threads(tw_comm *comm, int threads) {
     int64_t local = tw_comm_local_rank(comm) + 1;
     tw_comm_allreduce(comm, &local, 1, TW_I64, TW_REDUCE_MAX);
@@ -71,7 +53,7 @@ tw_status tw_run_backend_create(tw_backend **be, tw_comm *comm, const tw_backend
     tw_status st = tw_backend_create(be, dev, prec, tw_comm_local_rank(comm), err);
     /* NCCL orders its collectives against the backend's stream by events (no device-wide sync). */
     if (st == TW_OK && dev == TW_DEVICE_CUDA) tw_comm_set_stream(comm, tw_backend_stream(*be));
-    return tw_run_agree(comm, st, err);
+    return tw_comm_agree(comm, st, err);
 }
 
 tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cfg *d, const char *split,

@@ -1,5 +1,5 @@
 /* What every command that runs a model on ranks needs before and around its work: the run
- * directory, one verdict agreed by every rank, the OpenMP thread count, the backend from the
+ * directory, the OpenMP thread count, the backend from the
  * shared backend section, and the shards' loader options from the shared data section. */
 #ifndef TW_RUNTIME_H
 #define TW_RUNTIME_H
@@ -13,10 +13,6 @@
 tw_status tw_run_make_dirs(const char *path, tw_err *err);
 /* Writes text to path atomically (a temporary file, fsync, rename). */
 tw_status tw_run_write_text(const char *path, const char *text, tw_err *err);
-/* Every rank reaches the same verdict: a failure on any rank fails them all. The lowest failing
- * rank's message reaches the others as "rank R: <its message>" (a failing rank other than 0 keeps
- * its own), so rank 0, which prints, names the rank and what went wrong there. */
-tw_status tw_run_agree(tw_comm *comm, tw_status st, tw_err *err);
 /* Sets OpenMP's thread count before the backend starts: threads, or the cores shared by the
  * ranks on this node (0). */
 void tw_run_set_threads(tw_comm *comm, int threads);

@@ -234,7 +234,7 @@ static tw_status fit_batch(tw_finetune_cfg *cfg, tw_comm *comm, tw_err *err) {
     lo.global_batch = tw_comm_size(comm);   /* only counting: any subset holds one such batch */
     lo.drop_last = 0;
     if (st == TW_OK) st = tw_loader_init(&ld, &lo, err);
-    if ((st = tw_run_agree(comm, st, err)) != TW_OK) return st;
+    if ((st = tw_comm_agree(comm, st, err)) != TW_OK) return st;
     int64_t n = tw_loader_n_samples(ld), world = tw_comm_size(comm);
     tw_loader_free(ld);
     int64_t fit = n - n % world;

@@ -31,34 +31,33 @@ struct tw_task {
     const tw_param_seg *segs;
     const double *lr_scale;
     int n_segs;
-    /* Backend int, the step's verdict (train/update.h): step clears it, the task's layers may
-     * raise it, the loop's update raises it for a gradient that is not finite. Owned by the task. */
-    int *bad;
-
     /* The training loader's views, augmentation hook and output size (lo has the data section's
-     * options already). */
+     * options already). NULL for a task run without the loop's loader (tests, benchmarks). */
     void (*loader_opts)(tw_task *t, tw_loader_opts *lo);
     /* The initial parameters and buffers, the same on every rank (from seed, or from the files
      * the task was configured with). A bad file is a status naming it. */
     tw_status (*reset)(tw_task *t, uint64_t seed, tw_err *err);
-    /* Forward, loss and backward on this rank's share of a global batch: every trained gradient
-     * (=) in P->grads. Returns the loss (SUM: the global loss, equal on every rank; MEAN: this
-     * rank's mean), NaN when it is not finite. ready: what backward tells, as soon as a range
-     * of P->grads is final, so its all-reduce starts while backward goes on (core/grad_ready.h). */
-    double (*step)(tw_task *t, const tw_batch *b, const tw_grad_ready *ready);
-    /* Optional (NULL: nothing to do): the end of a step, after the update's verdict. accepted = 0
-     * (a non-finite loss or gradient): whatever the step would change beyond the gradients
-     * (running statistics held back until now) must stay as it was. */
-    void (*end_step)(tw_task *t, int accepted);
+    /* The batch (this rank's share) from the host into the task's input buffers: the part of a
+     * step a recorded step (train/step.h) leaves out, so each replay reads the new batch. */
+    void (*upload)(tw_task *t, const tw_batch *b);
+    /* Forward, loss and backward on the uploaded batch: every trained gradient (=) in P->grads.
+     * Returns the loss (SUM: the global loss, equal on every rank; MEAN: this rank's mean) by
+     * exactly one value op (backend.h: NaN while a step is recorded), and decides nothing on
+     * the host: a loss or statistic that is not finite makes the gradients so, or raises the
+     * step's verdict flag the task was made with, and the loop's step rejects the step. ready:
+     * what backward tells, as soon as a range of P->grads is final, so its all-reduce starts
+     * while backward goes on (core/grad_ready.h). */
+    double (*step)(tw_task *t, const tw_grad_ready *ready);
     /* Optional (NULL: none): scores the validation split; *score is higher-better (mAP), the
      * same on every rank; summary is a short line for the log. */
     tw_status (*validate)(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err);
     /* Optional (NULL: none): the task's monitors after an accepted step (pretrain:
-     * train/monitor_run.h), on every rank. *json: the "monitor" object for metrics.jsonl, left ""
-     * when nothing ran at this step; line: its log line. A status other than TW_OK stops the run
-     * after a checkpoint (a collapse with monitor.on_collapse stop). */
-    tw_status (*after_step)(tw_task *t, int64_t step, char *json, size_t n_json, char *line, size_t n_line,
-                            tw_err *err);
+     * train/monitor_run.h), on every rank; step: steps done, steps_per_epoch: the loader's. *json:
+     * the "monitor" object for metrics.jsonl, left "" when nothing ran at this step; line: its log
+     * line. A status other than TW_OK stops the run after a checkpoint (a collapse with
+     * monitor.on_collapse stop). */
+    tw_status (*after_step)(tw_task *t, int64_t step, int64_t steps_per_epoch, char *json, size_t n_json, char *line,
+                            size_t n_line, tw_err *err);
     void (*free)(tw_task *t);
     void *self;
 };

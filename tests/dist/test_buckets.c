@@ -38,7 +38,7 @@ static double run(tw_comm *c, size_t bucket_elems, int k, int *n_buckets) {
     TW_ASSERT(tw_buckets_create(&b, c, buf, BASE, N, bucket_elems, &err) == TW_OK);
     *n_buckets = tw_buckets_count(b);
     tw_grad_ready ready = tw_buckets_hook(b);
-    tw_buckets_begin(b);
+    tw_buckets_begin(b, 0);
     tw_grad_ready_at(&ready, BASE + N + 5);   /* above the span: starts nothing */
     size_t hi = N, piece = 1;
     while (hi > 0) {

@@ -1,6 +1,7 @@
 /* Ranks against one rank for fine-tuning, run under mpirun -np 2: the same k classification steps
  * (S1+S2 feature fusion, gated head, every layer learning) on 2 ranks x B/2 and on one rank x B
- * give the same mean loss at every step and the same parameters on both ranks after k steps. The
+ * through the product's step (tw_loop_step on the finetune task: bucketed all-reduce, mean
+ * over the ranks, checked update) give the same mean loss at every step and the same parameters on both ranks after k steps. The
  * optimizer is SGD, whose update is proportional to the gradient, so an all-reduce that summed
  * where it should average (or the reverse) moves the parameters twice (half) as far and fails.
  * The backbones' BN is per rank, so the one-rank run computes it over 2 groups (bn_groups).
@@ -15,8 +16,8 @@
 #include "core/log.h"
 #include "data/loader.h"
 #include "optim/optim.h"
-#include "train/classify.h"
-#include "train/update.h"
+#include "train/finetune.h"
+#include "train/step.h"
 
 enum { B = 8, STEPS = 3 };
 
@@ -29,60 +30,53 @@ typedef struct result {
 } result;
 
 static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *cfg, int groups) {
-    int world = tw_comm_size(comm), n_local = B / world;
     tw_err err = {0};
-    tw_cls c;
     tw_loader *ld = NULL;
-    tw_optim *o = NULL;
-    if (tw_cls_init(&c, be, comm, cfg, n_local, groups, 1, &err) != TW_OK || tw_cls_init_weights(&c, 11, &err) != TW_OK) {
+    tw_step *step = NULL;
+    tw_task task = {0};
+    tw_shard_norm norm = {0};   /* only the augmentation hook reads it; none here */
+    tw_status st = tw_step_init(&step, be, comm, &err);
+    if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, cfg, groups, tw_step_flag(step), &norm, &err);
+    if (st == TW_OK) st = task.reset(&task, 11, &err);
+    tw_step_opts so = {.bucket_elems = 1 << 16, .graph = TW_GRAPH_AUTO};
+    so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_SGD, .lr = 0.05, .lr_bias_scale = 1, .momentum = 0.9,
+                                  .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .eta = 0.001};
+    so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .total_steps = STEPS, .final_ratio = 1};
+    if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
+    if (st != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 0;
     }
-    tw_param_seg *segs = malloc(sizeof *segs * (size_t)c.P.n_segs);
-    double *scale = malloc(sizeof *scale * (size_t)c.P.n_segs);
-    int n_segs = tw_cls_trainable(&c, 0.5, segs, scale);
-    tw_optim_hparams h = {.kind = TW_OPTIM_KIND_SGD, .lr = 0.05, .lr_bias_scale = 1, .momentum = 0.9,
-                          .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .eta = 0.001};
-    tw_schedule sched = {.kind = TW_SCHEDULE_CONSTANT, .total_steps = STEPS, .final_ratio = 1};
-    tw_loader_opts lo = c.lo;
+    tw_cls *c = tw_finetune_task_cls(&task);
+    tw_loader_opts lo = c->lo;
     lo.global_batch = B;
     lo.seed = 5;
-    if (tw_optim_create_scaled(&o, be, segs, scale, n_segs, c.P.n_params, &h, &sched, &err) != TW_OK ||
-        tw_loader_init(&ld, &lo, &err) != TW_OK) {
+    if (tw_loader_init(&ld, &lo, &err) != TW_OK) {
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 0;
     }
-    tw_grad_span span = tw_grad_span_of(segs, n_segs);
     for (int s = 0; s < STEPS; s++) {
         const tw_batch *b = NULL;
         if (tw_loader_next(ld, &b, &err) != TW_OK) {
             fprintf(stderr, "FAIL: loader: %s\n", err.msg);
             return 0;
         }
-        tw_cls_upload(&c, b);
-        tw_mem_zero(be, c.bad, sizeof(int));
-        tw_classifier_forward(&c.acts, c.x_s1, c.x_s2, &c.m, c.plans, 1);
-        float loss = (float)tw_bce_logits(be, c.acts.dlogits, c.acts.logits, c.targets, n_local, c.k);
-        tw_classifier_backward(&c.m, &c.acts, c.acts.dlogits, c.plans, NULL);
-        tw_comm_allreduce(comm, &loss, 1, TW_F32, TW_REDUCE_SUM);
-        r->loss[s] = loss / world;
-        if (!isfinite(tw_train_update(comm, be, &c.P, o, span, TW_GRAD_MEAN, c.bad))) {
+        r->loss[s] = tw_loop_step(step, b, NULL);
+        if (!isfinite(r->loss[s])) {
             fprintf(stderr, "FAIL: non-finite gradients at step %d\n", s + 1);
             return 0;
         }
     }
-    r->n_params = c.P.n_params;
+    r->n_params = c->P.n_params;
     r->params = malloc(r->n_params * sizeof(float));
-    tw_mem_to_host(be, r->params, c.P.params, r->n_params * sizeof(float));
-    r->n_entries = c.P.n_entries;
+    tw_mem_to_host(be, r->params, c->P.params, r->n_params * sizeof(float));
+    r->n_entries = c->P.n_entries;
     r->entries = malloc((size_t)r->n_entries * sizeof *r->entries);
     TW_ASSERT(r->params && r->entries);
-    memcpy(r->entries, c.P.entries, (size_t)r->n_entries * sizeof *r->entries);
+    memcpy(r->entries, c->P.entries, (size_t)r->n_entries * sizeof *r->entries);
     tw_loader_free(ld);
-    tw_optim_free(o);
-    free(segs);
-    free(scale);
-    tw_cls_free(&c);
+    tw_step_free(step);
+    task.free(&task);
     return 1;
 }
 
@@ -119,10 +113,10 @@ int main(int argc, char **argv) {
     char shards[600];
     snprintf(shards, sizeof shards, "data.shards=%s", argv[1]);
     char *ov[] = {shards, "data.source=s1+s2", "data.s2_bands=rgb", "model.fusion=feature", "model.head=gated",
-                  "data.size=64", "data.batch=8"};
+                  "data.size=64", "data.batch=8", "model.backbone_lr_scale=0.5"};
     tw_finetune_cfg cfg;
     tw_backend *be = NULL;
-    if (tw_cfg_load(tw_finetune_schema(), &cfg, NULL, 7, ov, &err) != TW_OK ||
+    if (tw_cfg_load(tw_finetune_schema(), &cfg, NULL, 8, ov, &err) != TW_OK ||
         tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 1;

@@ -3,7 +3,7 @@
  * channel count given; then the accumulate flag with a second activation set (the two Barlow
  * Twins views). With "+sync" the plans' BN is the synchronised one (model.backbone_bn: sync,
  * tw_resnet18_plans_sync) over a one-rank reducer: the same checks, its running statistics
- * committed after the step. usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]; exit 0
+ * updated by the forward. usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]; exit 0
  * pass, 1 fail, 77 skip. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,7 +229,6 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
     ok &= check_feats(be, a.feats, ref, "feats_eval", tol->eval, tol, label);
     tw_resnet18_forward(&a, x, &m, p, 1);
     ok &= check_feats(be, a.feats, ref, "feats_train", tol->train, tol, label);
-    tw_resnet18_sync_commit(p, 1);
     ok &= check_stats(&P, ref, tol->stats, label);
 
     /* View b runs forward after a; backward of a (=) then b (+=) must give twice the gradient, and

@@ -2,9 +2,9 @@
  * calls: the statistics against a double-precision reference for a feature whose mean is 1000
  * times its spread, with the shift (the running mean) at 0 and at the batch's: one all-reduce per
  * forward and one per backward either way (the f64 sums keep the variance); statistics that are
- * not finite raise the owner's flag, finite ones leave it clear; and the commit: a rejected step
- * (commit 0) leaves the running statistics and num_batches_tracked bit for bit as they were, an
- * accepted one applies torch's momentum rule once per forward, in order.
+ * not finite raise the owner's flag, finite ones leave it clear; the running statistics take
+ * torch's momentum rule at each forward, in order, and stay bit for bit as they were when the
+ * flag is already raised (a rejected step: its rollback, train/step.h, restores the counter).
  * usage: test_syncbn */
 #include <math.h>
 #include <stdio.h>
@@ -102,19 +102,7 @@ int main(void) {
         CHECK(calls == 1, "view %d: running mean far from the batch's: %d all-reduce (want 1)", v, calls);
         CHECK(e < 2e-4, "view %d: normalised output against double statistics, max error %.2e", v, e);
     }
-    /* Rejected: nothing moves. */
-    tw_syncbn_commit(&bn, be, 0);
-    tw_mem_to_host(be, rm, bn.run_mean, sizeof rm);
-    tw_mem_to_host(be, rv, bn.run_var, sizeof rv);
-    CHECK(!memcmp(rm, rm0, sizeof rm) && !memcmp(rv, rv0, sizeof rv) && n_batches == 5,
-          "rejected step: running statistics and num_batches_tracked unchanged");
-
-    /* Accepted: torch's rule once per forward, in order. */
-    for (int v = 0; v < 2; v++) {
-        tw_mem_from_host(be, bx, x[v], sizeof y);
-        tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
-    }
-    tw_syncbn_commit(&bn, be, 1);
+    /* Each forward applied torch's rule at once, in order. */
     tw_mem_to_host(be, rm, bn.run_mean, sizeof rm);
     tw_mem_to_host(be, rv, bn.run_var, sizeof rv);
     double worst = 0;
@@ -127,8 +115,23 @@ int main(void) {
         worst = fmax(worst, fmax(fabs(rm[j] - em) / fabs(em), fabs(rv[j] - ev) / fabs(ev)));
     }
     CHECK(worst < 1e-5 && n_batches == 7,
-          "accepted step: running statistics as torch's momentum rule (max rel. error %.2e), num_batches_tracked 7",
+          "two forwards: running statistics as torch's momentum rule (max rel. error %.2e), num_batches_tracked 7",
           worst);
+
+    /* The flag already raised (a step that will be rejected): the device skips the running
+     * update; the step's rollback (train/step.h) restores num_batches_tracked. */
+    float rm1[D], rv1[D];
+    memcpy(rm1, rm, sizeof rm);
+    memcpy(rv1, rv, sizeof rv);
+    int raised = 1;
+    tw_mem_from_host(be, bad, &raised, sizeof raised);
+    tw_mem_from_host(be, bx, x[0], sizeof y);
+    tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
+    tw_mem_to_host(be, rm, bn.run_mean, sizeof rm);
+    tw_mem_to_host(be, rv, bn.run_var, sizeof rv);
+    CHECK(!memcmp(rm, rm1, sizeof rm) && !memcmp(rv, rv1, sizeof rv),
+          "raised flag: running statistics unchanged, bit for bit");
+    tw_mem_zero(be, bad, sizeof(int));
 
     /* Running mean at the batch's: one all-reduce per forward; one per backward. */
     float near[D];
@@ -146,7 +149,6 @@ int main(void) {
     tw_syncbn_backward(&bn, be, &red, bdx, NULL, NULL, bdy, by, bx, &c, NULL);
     tw_mem_to_host(be, dx, bdx, sizeof dx);
     CHECK(calls == 1 && isfinite(dx[0]), "backward: %d all-reduce (want 1)", calls);
-    tw_syncbn_commit(&bn, be, 0);
 
     /* A non-finite value: the statistics are not finite, the flag goes up; the step is dropped. */
     x[0][3 * D + 2] = NAN;
@@ -154,7 +156,6 @@ int main(void) {
     tw_syncbn_forward(&bn, be, &red, by, &c, bx, NULL, NULL);
     tw_mem_to_host(be, &flag, bad, sizeof flag);
     CHECK(flag == 1, "a NaN in the batch raises the flag");
-    tw_syncbn_commit(&bn, be, 0);
     tw_mem_free(be, bad);
 
     tw_mem_free(be, bx);

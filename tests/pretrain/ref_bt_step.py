@@ -3,7 +3,7 @@ implementation does it (facebookresearch/barlowtwins main.py: torchvision ResNet
 the bias-free projector with BN+ReLU, the affine-free BN, the loss; LARS class copied from it),
 in float32 on the CPU. Writes the initial state, the two views, the loss, the gradients and the
 state after the update.
-With "cross C_S2": the cross-modal model (src/train/bt_cross.h), two BarlowTwins-like branches s1
+With "cross C_S2": the cross-modal model (src/model/bt_model.h, cross), two BarlowTwins-like branches s1
 (C channels) and s2 (C_S2 channels), each with its own backbone and projector, and the loss's BN;
 y1 is the S1 view and y2 the S2 view of the same places.
 usage: ref_bt_step.py OUT.safetensors N C H D adam|lars SEED [cross C_S2]"""

@@ -1,11 +1,12 @@
-/* One whole Barlow Twins training step (backbone + projector + loss + backward + optimizer,
- * src/train/bt_model.c) against PyTorch's (ref_bt_step.py) from the same initial state and the
+/* One whole Barlow Twins training step — the product's, tw_loop_step (src/train/step.c) on the
+ * Barlow Twins task (src/train/bt_task.c): backbone + projector + loss + backward + bucketed
+ * all-reduce + optimizer — against PyTorch's (ref_bt_step.py) from the same initial state and the
  * same two views: the loss, every parameter's gradient, every parameter and BN buffer after the
  * step and its update (after - before), the BN counters and the optimizer's step count, for Adam
  * and for LARS, fp32. One process only: with two ranks the backbone's BN
  * statistics are per rank, which torch's one-process step does not have (test_dist_equiv.c covers
  * ranks). The communicator argument is there to make that choice explicit.
- * With "cross C_S2", the cross-modal model's step (src/train/bt_cross.c): C is the S1 view's
+ * With "cross C_S2", the cross-modal model's step (model/bt_model.h, cross): C is the S1 view's
  * channels, C_S2 the S2 view's, and every s1.*, s2.* and bn.* tensor is compared the same way.
  * usage: test_bt_step REF.safetensors N C H D adam|lars single|mpi [cross C_S2] */
 #include <stdio.h>
@@ -14,8 +15,8 @@
 
 #include "check.h"
 #include "core/log.h"
-#include "train/bt_cross.h"
-#include "train/bt_model.h"
+#include "train/bt_task.h"
+#include "train/step.h"
 
 /* The updates are differences of float32 parameters, so they carry the parameters' rounding:
  * 1e-3 of the update's norm, where a missing or doubled update is off by 1. */
@@ -46,47 +47,56 @@ int main(int argc, char **argv) {
         return 1;
     }
     /* The hyper-parameters of ref_bt_step.py. */
-    tw_bt_opts o = {.c_in = c, .h = h, .w = h, .n_local = n / size, .bn_groups = 1, .proj_dim = d,
+    tw_bt_opts o = {.model = {.cross = cross, .c_in = {c, cross ? c_s2 : c}, .h = h, .w = h, .n_local = n / size,
+                              .bn_groups = 1, .proj_dim = d},
                     .lambda = 0.0051f};
-    o.optim = (tw_optim_hparams){.momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999, .eps = 1.0,
-                                 .eta = 0.001};
-    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1,
-                            .final_ratio = 1.0};
+    tw_step_opts so = {.graph = TW_GRAPH_AUTO};
+    so.optim = (tw_optim_hparams){.momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999, .eps = 1.0, .eta = 0.001};
+    so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1,
+                             .final_ratio = 1.0};
     if (lars) {
-        o.optim.kind = TW_OPTIM_KIND_LARS;
-        o.optim.weight_decay = 1.5e-6;
-        o.optim.lr = 0.2;
-        o.optim.lr_bias_scale = 0.0048 / 0.2;
+        so.optim.kind = TW_OPTIM_KIND_LARS;
+        so.optim.weight_decay = 1.5e-6;
+        so.optim.lr = 0.2;
+        so.optim.lr_bias_scale = 0.0048 / 0.2;
     } else {
-        o.optim.kind = TW_OPTIM_KIND_ADAM;
-        o.optim.weight_decay = 1e-4;
-        o.optim.lr = 1e-3;
-        o.optim.lr_bias_scale = 1.0;
+        so.optim.kind = TW_OPTIM_KIND_ADAM;
+        so.optim.weight_decay = 1e-4;
+        so.optim.lr = 1e-3;
+        so.optim.lr_bias_scale = 1.0;
     }
-    tw_bt_model m;
-    tw_bt_cross mc;
-    tw_bt_cross_opts oc = {.bt = o, .c_s2 = c_s2};
-    tw_status st = cross ? tw_bt_cross_init(&mc, be, comm, &oc, &err) : tw_bt_model_init(&m, be, comm, &o, &err);
+    tw_step *step = NULL;
+    tw_task task = {0};
+    tw_status st = tw_step_init(&step, be, comm, &err);
+    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_flag(step), &err);
+    if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
     if (st != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 1;
     }
-    tw_params *P = cross ? &mc.P : &m.P;
+    tw_params *P = task.P;
     tw_params_load_opts lo = {.file_prefix = "init.", .entry_prefix = "", .ignore_prefix = NULL,
                               .allow_extra = 1};
     if (tw_params_load(P, f, &lo, &err) != TW_OK) {
         fprintf(stderr, "FAIL: loading the initial state: %s\n", err.msg);
         return 1;
     }
+    /* This rank's share of the two views, as the loader's batch: cross, S1 view 0 and S2 view 0;
+     * otherwise S2 views 0 and 1. */
     int c_view[2] = {c, cross ? c_s2 : c};
-    float *x[2] = {cross ? mc.br[0].x : m.x[0], cross ? mc.br[1].x : m.x[1]};
     float *y[2] = {check_read(f, "y1", NULL), check_read(f, "y2", NULL)};
-    for (int v = 0; v < 2; v++) {
-        size_t per_rank = (size_t)(n / size) * c_view[v] * h * h;
-        tw_mem_from_host(be, x[v], y[v] + rank * per_rank, per_rank * sizeof(float));
+    float *mine[2];
+    for (int v = 0; v < 2; v++) mine[v] = y[v] + rank * (size_t)(n / size) * c_view[v] * h * h;
+    tw_batch b = {.n = n / size, .h = h, .w = h};
+    if (cross) {
+        b.s1[0] = mine[0];
+        b.s2[0] = mine[1];
+    } else {
+        b.s2[0] = mine[0];
+        b.s2[1] = mine[1];
     }
 
-    double loss = cross ? tw_bt_cross_step(&mc, NULL) : tw_bt_model_step(&m, NULL);
+    double loss = tw_loop_step(step, &b, NULL);
 
     int ok = 1;
     float lossf = (float)loss, *loss_ref = check_read(f, "loss", NULL);
@@ -140,7 +150,7 @@ int main(int argc, char **argv) {
         free(init);
     }
     /* The optimizer counted one step. */
-    tw_optim *opt = cross ? mc.optim : m.optim;
+    tw_optim *opt = tw_step_optim(step);
     int64_t steps = tw_optim_step_count(opt);
     printf("%s optimizer step count %lld (want 1)\n", steps == 1 ? "ok  " : "FAIL", (long long)steps);
     ok &= steps == 1;
@@ -151,10 +161,8 @@ int main(int argc, char **argv) {
     free(loss_ref);
     free(y[0]);
     free(y[1]);
-    if (cross)
-        tw_bt_cross_free(&mc);
-    else
-        tw_bt_model_free(&m);
+    tw_step_free(step);
+    task.free(&task);
     tw_st_close(f);
     tw_backend_free(be);
     tw_comm_free(comm);

@@ -1,9 +1,10 @@
 /* Ranks against one rank, run under mpirun -np 2: the same k Barlow Twins steps (S1, the EO
- * augmentations, LARS) on 2 ranks x B/2 and on one rank x B must give the same loss at every step
+ * augmentations, LARS) on 2 ranks x B/2 and on one rank x B, each through the product's step
+ * (tw_loop_step, src/train/step.c: bucketed all-reduce, checked update), must give the same loss at every step
  * and the same parameters after the first step (1e-5), and the two ranks must read disjoint
  * samples whose union, in order, is the one rank's batch. The backbone's BN is per rank, so the
  * one-rank run splits its batch into 2 BN groups (tw_bt_opts.bn_groups), which is what 2 ranks
- * compute. With "cross", the same for the cross-modal model (bt_cross.c): one loader view of S1
+ * compute. With "cross", the same for the cross-modal model (model/bt_model.h): one loader view of S1
  * and three S2 bands per place, each augmented on its own streams, S1 branch against S2 branch.
  * With "sync" (model.backbone_bn: sync) the backbone's BN takes its statistics over both ranks,
  * so the one-rank run is one synchronised BN batch of B, as torch.nn.SyncBatchNorm on 2 ranks
@@ -31,8 +32,8 @@
 #include "core/log.h"
 #include "data/augment.h"
 #include "data/loader.h"
-#include "train/bt_cross.h"
-#include "train/bt_model.h"
+#include "train/bt_task.h"
+#include "train/step.h"
 
 enum { B = 8, STEPS = 3, SIZE = 64, DIM = 64, C_S2 = 3 };
 
@@ -118,39 +119,40 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
         fprintf(stderr, "FAIL: loader: %s\n", err.msg);
         return 0;
     }
-    tw_bt_opts o = {.c_in = 2, .h = SIZE, .w = SIZE, .n_local = n_local, .bn_groups = groups,
-                    .backbone_sync = g_sync, .proj_dim = DIM, .lambda = 0.0051f, .c_gather = g_gather};
-    o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_LARS, .lr = 0.05, .lr_bias_scale = 0.001,
-                                 .weight_decay = 1.5e-6, .momentum = 0.9, .eta = 0.001,
-                                 .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
-    o.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = STEPS,
-                            .final_ratio = 1.0};
+    tw_bt_opts o = {.model = {.cross = g_cross, .c_in = {2, g_cross ? C_S2 : 2}, .h = SIZE, .w = SIZE,
+                              .n_local = n_local, .bn_groups = groups, .backbone_sync = g_sync, .proj_dim = DIM},
+                    .sar = 1, .lambda = 0.0051f, .c_gather = g_gather};
+    /* A small bucket, so that the step's overlapped all-reduce runs in several pieces. */
+    tw_step_opts so = {.bucket_elems = 1 << 16, .graph = TW_GRAPH_AUTO};
+    so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_LARS, .lr = 0.05, .lr_bias_scale = 0.001,
+                                  .weight_decay = 1.5e-6, .momentum = 0.9, .eta = 0.001,
+                                  .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = STEPS,
+                             .final_ratio = 1.0};
     /* LARS at a quarter of the official weight rate and a BN/bias rate of 2.5e-5 (5e-6 for the
      * cross-modal model, whose loss and gradients are several times larger): small steps keep
      * the three steps' losses comparable (see the note above on what they cannot make exact). */
-    o.optim.lr_bias_scale = g_cross ? 1e-4 : 5e-4;   /* rates: lr 0.05 times these */
+    so.optim.lr_bias_scale = g_cross ? 1e-4 : 5e-4;   /* rates: lr 0.05 times these */
     /* LARS (and Adam) scale each update by the gradient's own norm, so a gradient off by the rank
      * count (a mean of the ranks' gradients where the loss is global and they must be summed, or
      * the reverse) hardly moves the parameters. SGD's update is proportional to the gradient:
      * there a factor of 2 is a parameter change far beyond 1e-5. One step: the BT loss's large
      * gradients make SGD's later steps amplify the two summation orders' rounding past 1e-5. */
     if (g_sgd)
-        o.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_SGD, .lr = 0.005, .lr_bias_scale = 0.01,
-                                     .weight_decay = 1.5e-6, .momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999,
-                                     .eps = 1e-8, .eta = 0.001};
-    tw_bt_model m;
-    tw_bt_cross mc;
-    tw_bt_cross_opts oc = {.bt = o, .c_s2 = C_S2};
-    tw_status st = g_cross ? tw_bt_cross_init(&mc, be, comm, &oc, &err) : tw_bt_model_init(&m, be, comm, &o, &err);
+        so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_SGD, .lr = 0.005, .lr_bias_scale = 0.01,
+                                      .weight_decay = 1.5e-6, .momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999,
+                                      .eps = 1e-8, .eta = 0.001};
+    tw_step *step = NULL;
+    tw_task task = {0};
+    tw_status st = tw_step_init(&step, be, comm, &err);
+    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_flag(step), &err);
+    if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
+    if (st == TW_OK) st = task.reset(&task, 11, &err);
     if (st != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 0;
     }
-    tw_params *P = g_cross ? &mc.P : &m.P;
-    if (g_cross)
-        tw_bt_cross_reset(&mc, 11);
-    else
-        tw_bt_model_reset(&m, 11);
+    tw_params *P = task.P;
     for (int s = 0; s < g_steps; s++) {
         const tw_batch *b = NULL;
         if (tw_loader_next(ld, &b, &err) != TW_OK) {
@@ -158,15 +160,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
             return 0;
         }
         TW_ASSERT(b->n == n_local);
-        size_t plane = (size_t)n_local * SIZE * SIZE * sizeof(float);
-        if (g_cross) {
-            tw_mem_from_host(be, mc.br[0].x, b->s1[0], 2 * plane);
-            tw_mem_from_host(be, mc.br[1].x, b->s2[0], C_S2 * plane);
-            r->loss[s] = tw_bt_cross_step(&mc, NULL);
-        } else {
-            for (int v = 0; v < 2; v++) tw_mem_from_host(be, m.x[v], b->s1[v], 2 * plane);
-            r->loss[s] = tw_bt_model_step(&m, NULL);
-        }
+        r->loss[s] = tw_loop_step(step, b, NULL);
         if (s == 0) snapshot(r, P);
         /* Each rank fills its slice (index + 1, so that 0 means "nobody") and the sum joins them. */
         int64_t slot[B] = {0};
@@ -183,10 +177,8 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
     r->entries = malloc((size_t)r->n_entries * sizeof *r->entries);
     TW_ASSERT(r->entries);
     memcpy(r->entries, P->entries, (size_t)r->n_entries * sizeof *r->entries);
-    if (g_cross)
-        tw_bt_cross_free(&mc);
-    else
-        tw_bt_model_free(&m);
+    tw_step_free(step);
+    task.free(&task);
     tw_loader_free(ld);
     return 1;
 }

@@ -1,8 +1,9 @@
 /* train.loop_reject: a step the loop rejects leaves the model as it was. A stand-in task on the
  * real loop moves its BN-like buffer and counter in every forward, as ResNet18's batch norm moves
- * its running statistics, then at step REJECT returns NaN (mode "loss") or a finite loss with a
- * NaN gradient (mode "grad": the update's check raises the task's flag on the device and the
- * update is skipped there): after the run its parameter, buffer and counter must be those of
+ * its running statistics, then at step REJECT returns NaN with the step's flag raised, as a task
+ * whose loss is not finite must (mode "loss", train/task.h), or a finite loss with a NaN gradient
+ * (mode "grad": the update's check raises the step's flag on the device and the update is
+ * skipped there); the step (train/step.c) rolls the buffer and counter back: after the run its parameter, buffer and counter must be those of
  * step REJECT - 1, and the run must have ended with exit code 1 and no checkpoint past the last
  * good step.
  * usage: test_loop_reject SHARD_DIR WORK_DIR loss|grad */
@@ -48,18 +49,19 @@ static tw_status fake_reset(tw_task *t, uint64_t seed, tw_err *err) {
     return TW_OK;
 }
 
+static void fake_upload(tw_task *t, const tw_batch *b) { (void)t, (void)b; }
+
 /* Forward: the buffer gains 1 everywhere and the counter 1 (running statistics); gradient 1. */
-static double fake_step(tw_task *t, const tw_batch *b, const tw_grad_ready *ready) {
-    (void)b;
+static double fake_step(tw_task *t, const tw_grad_ready *ready) {
     fake *f = t->self;
     float buf[N_BUFFER], grad[N_PARAM] = {1, 1, 1, 1};
     tw_mem_to_host(f->P.be, buf, tw_params_ptr(&f->P, f->i_buffer), sizeof buf);
     for (int i = 0; i < N_BUFFER; i++) buf[i] += 1.0f;
     tw_mem_from_host(f->P.be, tw_params_ptr(&f->P, f->i_buffer), buf, sizeof buf);
     (*tw_params_counter(&f->P, f->i_counter))++;
-    tw_mem_zero(f->P.be, f->bad, sizeof(int));
-    int reject = ++f->steps == REJECT;
+    int reject = ++f->steps == REJECT, raised = 1;
     if (reject && g_nan_grad) grad[2] = NAN;
+    if (reject && !g_nan_grad) tw_mem_from_host(f->P.be, f->bad, &raised, sizeof raised);
     tw_mem_from_host(f->P.be, tw_params_grad(&f->P, f->i_param), grad, sizeof grad);
     tw_grad_ready_at(ready, 0);
     return reject && !g_nan_grad ? NAN : 1.0;
@@ -71,14 +73,13 @@ static void fake_free(tw_task *t) {
     tw_mem_to_host(f->P.be, g_buffer, tw_params_ptr(&f->P, f->i_buffer), sizeof g_buffer);
     g_counter = *tw_params_counter(&f->P, f->i_counter);
     g_steps = f->steps;
-    tw_mem_free(f->P.be, f->bad);
     tw_params_free(&f->P);
     free(f);
 }
 
-static tw_status fake_make(tw_task *t, tw_backend *be, tw_comm *comm, const struct tw_loader *probe, void *user,
-                           tw_err *err) {
-    (void)comm, (void)probe, (void)user, (void)err;
+static tw_status fake_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+                           void *user, tw_err *err) {
+    (void)comm, (void)norm, (void)user, (void)err;
     fake *f = calloc(1, sizeof *f);
     TW_ASSERT(f);
     tw_params_init(&f->P, be);
@@ -87,10 +88,10 @@ static tw_status fake_make(tw_task *t, tw_backend *be, tw_comm *comm, const stru
     f->i_buffer = tw_params_add(&f->P, "bn.running_mean", TW_PARAM_BUFFER, 1, shape_b);
     f->i_counter = tw_params_add(&f->P, "bn.num_batches_tracked", TW_PARAM_COUNTER, 0, NULL);
     tw_params_alloc(&f->P, 1);
-    f->bad = tw_mem_alloc(be, sizeof(int));
+    f->bad = bad;
     *t = (tw_task){.kind = "barlow-twins", .sources = "s1", .unit = "pairs", .P = &f->P, .reduce = TW_GRAD_SUM,
                    .segs = f->P.segs, .n_segs = f->P.n_segs, .loader_opts = fake_loader_opts,
-                   .reset = fake_reset, .step = fake_step, .free = fake_free, .bad = f->bad, .self = f};
+                   .reset = fake_reset, .upload = fake_upload, .step = fake_step, .free = fake_free, .self = f};
     return TW_OK;
 }
 

@@ -14,8 +14,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "dist/buckets.h"
-#include "train/bt_cross.h"
-#include "train/bt_model.h"
+#include "train/bt_task.h"
 #include "train/classify.h"
 
 enum { SIZE = 32, N_LOCAL = 4, DIM = 32, BUCKET = 20000 };
@@ -34,16 +33,15 @@ static void fill(tw_backend *be, float *dst, size_t n, uint32_t stream, int rank
 typedef struct subject {
     const char *name;
     double (*fb)(void *m, const tw_grad_ready *ready);
-    void (*end_step)(void *m);   /* drops the BN statistics held for the commit (NULL: none) */
     void *m;
     tw_params *P;
     size_t offset, n_elems;   /* the trained gradients' span */
 } subject;
 
-static double bt_fb(void *m, const tw_grad_ready *r) { return tw_bt_model_forward_backward(m, r); }
-static double cross_fb(void *m, const tw_grad_ready *r) { return tw_bt_cross_forward_backward(m, r); }
-static void bt_drop(void *m) { tw_bt_model_end_step(m, 0); }
-static void cross_drop(void *m) { tw_bt_cross_end_step(m, 0); }
+static double task_fb(void *m, const tw_grad_ready *r) {
+    tw_task *t = m;
+    return t->step(t, r);
+}
 static double cls_fb(void *m, const tw_grad_ready *r) {
     tw_cls *c = m;
     tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 1);
@@ -53,24 +51,29 @@ static double cls_fb(void *m, const tw_grad_ready *r) {
 }
 
 /* Flat, then bucketed; returns 1 when the reduced gradients agree. The forward runs twice on the
- * same inputs and parameters (the running statistics move, which backward does not read). */
+ * same inputs, parameters and BN buffers (put back in between: a synchronised BN's sums are taken
+ * about the running mean). */
 static int check(tw_comm *comm, const subject *s) {
     int world = tw_comm_size(comm);
     size_t n = s->n_elems;
     float *flat = malloc(n * sizeof(float)), *g = s->P->grads + s->offset;
     TW_ASSERT(flat);
+    size_t nb = s->P->n_buffers;
+    float *kept = malloc((nb + 1) * sizeof(float));
+    TW_ASSERT(kept);
+    tw_mem_to_host(s->P->be, kept, s->P->buffers, nb * sizeof(float));
     double l1 = s->fb(s->m, NULL);
-    if (s->end_step) s->end_step(s->m);
+    tw_mem_from_host(s->P->be, s->P->buffers, kept, nb * sizeof(float));
+    free(kept);
     tw_comm_allreduce(comm, g, n, TW_F32, TW_REDUCE_SUM);
     tw_mem_to_host(s->P->be, flat, g, n * sizeof(float));
     tw_buckets *b = NULL;
     tw_err err = {0};
     TW_ASSERT(tw_buckets_create(&b, comm, g, s->offset, n, BUCKET, &err) == TW_OK);
     tw_grad_ready ready = tw_buckets_hook(b);
-    tw_buckets_begin(b);
+    tw_buckets_begin(b, 0);
     double l2 = s->fb(s->m, &ready);
     tw_buckets_wait(b);
-    if (s->end_step) s->end_step(s->m);
     float *host = malloc(n * sizeof(float));
     TW_ASSERT(host);
     tw_mem_to_host(s->P->be, host, g, n * sizeof(float));
@@ -91,9 +94,10 @@ static int check(tw_comm *comm, const subject *s) {
     return ok;
 }
 
-static tw_bt_opts bt_opts(void) {
-    tw_bt_opts o = {.c_in = 2, .h = SIZE, .w = SIZE, .n_local = N_LOCAL, .bn_groups = 2, .proj_dim = DIM,
-                    .lambda = 0.0051f, .external_optim = 1};
+static tw_bt_opts bt_opts(int cross) {
+    tw_bt_opts o = {.model = {.cross = cross, .c_in = {2, cross ? 3 : 2}, .h = SIZE, .w = SIZE, .n_local = N_LOCAL,
+                              .bn_groups = 2, .proj_dim = DIM},
+                    .lambda = 0.0051f};
     return o;
 }
 
@@ -109,22 +113,20 @@ int main(void) {
     int rank = tw_comm_rank(comm), ok = 1;
     size_t view = (size_t)N_LOCAL * SIZE * SIZE;
 
-    tw_bt_model bt;
-    tw_bt_opts o = bt_opts();
-    TW_ASSERT(tw_bt_model_init(&bt, be, comm, &o, &err) == TW_OK);
-    tw_bt_model_reset(&bt, 1);
-    for (int v = 0; v < 2; v++) fill(be, bt.x[v], view * 2, (uint32_t)v, rank);
-    ok &= check(comm, &(subject){"barlow twins (2 BN groups)", bt_fb, bt_drop, &bt, &bt.P, 0, bt.P.n_params});
-    tw_bt_model_free(&bt);
-
-    tw_bt_cross cr;
-    tw_bt_cross_opts co = {.bt = bt_opts(), .c_s2 = 3};
-    TW_ASSERT(tw_bt_cross_init(&cr, be, comm, &co, &err) == TW_OK);
-    tw_bt_cross_reset(&cr, 2);
-    fill(be, cr.br[0].x, view * 2, 10, rank);
-    fill(be, cr.br[1].x, view * 3, 11, rank);
-    ok &= check(comm, &(subject){"cross-modal barlow twins", cross_fb, cross_drop, &cr, &cr.P, 0, cr.P.n_params});
-    tw_bt_cross_free(&cr);
+    int *flag = tw_mem_alloc(be, sizeof(int));   /* the step's verdict flag, as train/step.c's */
+    tw_mem_zero(be, flag, sizeof(int));
+    const char *names[2] = {"barlow twins (2 BN groups)", "cross-modal barlow twins (2 BN groups)"};
+    for (int cross = 0; cross < 2; cross++) {
+        tw_task t;
+        tw_bt_opts o = bt_opts(cross);
+        TW_ASSERT(tw_bt_task_init(&t, be, comm, &o, flag, &err) == TW_OK);
+        TW_ASSERT(t.reset(&t, (uint64_t)(1 + cross), &err) == TW_OK);
+        tw_bt_model *m = &tw_bt_task_of(&t)->m;
+        for (int v = 0; v < 2; v++) fill(be, m->x[v], view * o.model.c_in[v], (uint32_t)(10 * cross + v), rank);
+        ok &= check(comm, &(subject){names[cross], task_fb, &t, t.P, 0, t.P->n_params});
+        t.free(&t);
+    }
+    tw_mem_free(be, flag);
 
     char *ov[] = {"data.shards=unused", "data.source=s1+s2", "data.s2_bands=rgb", "model.fusion=feature",
                   "model.head=gated", "data.size=32"};
@@ -136,7 +138,7 @@ int main(void) {
     fill(be, c.x_s1, view * c.c_s1, 20, rank);
     fill(be, c.x_s2, view * c.c_s2, 21, rank);
     fill(be, c.targets, (size_t)N_LOCAL * c.k, 22, rank);
-    ok &= check(comm, &(subject){"feature-fusion classifier", cls_fb, NULL, &c, &c.P, 0, c.P.n_params});
+    ok &= check(comm, &(subject){"feature-fusion classifier", cls_fb, &c, &c.P, 0, c.P.n_params});
     tw_cls_free(&c);
 
     int64_t bad = !ok;
