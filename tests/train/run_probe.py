@@ -3,7 +3,8 @@
    KNeighborsClassifier (cosine, weights exp(-dist / T)) and its linear-probe mAP is within 0.005
    of LogisticRegression (C = 1 / (l2 n), standardised features) on the features `twinfuse embed`
    writes of the same checkpoint;
-2. model.init=scratch probes a random backbone (another result, "init": "scratch");
+2. model.init=scratch probes a random backbone (another result, "init": "scratch"); the
+   checkpoint's backbone exported (torchvision names) and probed as weights:FILE scores the same;
 3. with MPIRUN given, 2 ranks give the same kNN and linear mAP as 1;
 4. bad input: a missing checkpoint and a bad --fractions exit non-zero with a message.
 usage: run_probe.py TWINFUSE CONFIG WORK_DIR [MPIRUN]"""
@@ -113,6 +114,17 @@ doc0, res0 = results(out0)
 check(doc0["init"] == "scratch" and list(res0) == [("knn", 1.0, "val")], f"scratch, kNN only: {doc0['init']}, {list(res0)}")
 check(res0[("knn", 1.0, "val")]["map_macro"] != res[("knn", 1.0, "val")]["map_macro"],
       "the random backbone gives another kNN mAP than the pre-trained one")
+
+# 2b. Imported weights: the checkpoint's backbone exported with torchvision's names, probed as
+# weights:FILE with the data keys given, scores as the checkpoint.
+tv = os.path.join(WORK, "tv.safetensors")
+run("export", ckpt, tv)
+outw = os.path.join(WORK, "probe_w.json")
+run("probe", f"weights:{tv}", "--knn", "--fractions", "1", "--splits", "val", "--out", outw, "eval.batch=8",
+    f"data.shards={shards}", "data.source=s2", "data.s2_bands=rgb", "data.size=32")
+_, resw = results(outw)
+check(resw[("knn", 1.0, "val")]["map_macro"] == res[("knn", 1.0, "val")]["map_macro"],
+      f"weights:FILE (the exported backbone) gives the checkpoint's kNN mAP: {resw[('knn', 1.0, 'val')]['map_macro']}")
 
 # 3. Two ranks embed disjoint slices; the gathered features give the same mAP.
 if MPIRUN:
