@@ -400,7 +400,7 @@ def plot_panels(path, title, panels):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), dpi=100, squeeze=False, sharex=True)
     for ax, p in zip(axes[0], panels):
         for s in p["series"]:
             ax.plot(s["x"], s["y"], label=s["label"], **s.get("style", {"marker": "o", "markersize": 3}))
