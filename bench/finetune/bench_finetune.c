@@ -5,11 +5,11 @@
  * bench/finetune/run compares it with torch_finetune.py. One process or every rank of mpirun
  * (BATCH is global); on more than one rank a training case also prints the '# comm' line of
  * bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default the config's).
- * usage: bench_finetune s2|fusion train|frozen|eval SIZE BATCH STEPS WARMUP fp32|bf16 [breakdown]
+ * usage: bench_finetune s2|fusion train|frozen|eval SIZE BATCH STEPS WARMUP fp32|bf16
  *   s2: S2 12 bands, ResNet18 + linear head; fusion: S1 (2) + S2 (12) feature fusion, gated head.
  *   train: every layer learns; frozen: backbones frozen (TL), only the head; eval: forward only.
  * prints: images_per_s=<median over steps> flops_per_image=<FLOP> ms=<median> min_s= max_s=
- *         and with breakdown, '#' lines of per-stage milliseconds (synchronised). */
+ * (the step is timed whole, from outside: the model code keeps no timers). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,8 +88,8 @@ static float *random_host(size_t n, uint32_t stream, int binary) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8 && argc != 9) {
-        fprintf(stderr, "usage: %s s2|fusion train|frozen|eval SIZE BATCH STEPS WARMUP fp32|bf16 [breakdown]\n",
+    if (argc != 8) {
+        fprintf(stderr, "usage: %s s2|fusion train|frozen|eval SIZE BATCH STEPS WARMUP fp32|bf16\n",
                 argv[0]);
         return 2;
     }
@@ -97,7 +97,7 @@ int main(int argc, char **argv) {
     int mode = !strcmp(argv[2], "train") ? 0 : !strcmp(argv[2], "frozen") ? 1 : !strcmp(argv[2], "eval") ? 2 : -1;
     int size = (int)arg_long(argv[3], "SIZE", 32, 1024), batch = (int)arg_long(argv[4], "BATCH", 2, 4096);
     int steps = (int)arg_long(argv[5], "STEPS", 1, 100000), warmup = (int)arg_long(argv[6], "WARMUP", 0, 1000);
-    int bf16 = !strcmp(argv[7], "bf16"), breakdown = argc == 9 && !strcmp(argv[8], "breakdown");
+    int bf16 = !strcmp(argv[7], "bf16");
     if ((!fusion && strcmp(argv[1], "s2")) || mode < 0 || (!bf16 && strcmp(argv[7], "fp32"))) {
         fprintf(stderr, "bench_finetune: bad model '%s', mode '%s' or precision '%s'\n", argv[1], argv[2], argv[7]);
         return 2;
@@ -133,7 +133,6 @@ int main(int argc, char **argv) {
     tw_step *step = NULL;
     tw_task task = {0};
     tw_cls eval_c, *c = &eval_c;
-    tw_shard_norm norm = {0};   /* only the augmentation hook reads it; none here */
     tw_status st = TW_OK;
     if (mode != 2) {
         tw_step_opts so = {.bucket_elems = (size_t)bucket_kib * 1024 / sizeof(float), .graph = TW_GRAPH_AUTO};
@@ -141,7 +140,7 @@ int main(int argc, char **argv) {
                                       .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9, .eta = 0.001};
         so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .total_steps = 1, .final_ratio = 1};
         st = tw_step_init(&step, be, comm, &err);
-        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_flag(step), &norm, &err);
+        if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_bad(step), NULL, &err);
         if (st == TW_OK) st = task.reset(&task, 1, &err);
         if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
         if (st == TW_OK) c = tw_finetune_task_cls(&task);
@@ -162,11 +161,6 @@ int main(int argc, char **argv) {
     double wait_s = 0, *t = malloc((size_t)steps * sizeof(double));
     TW_ASSERT(t);
     for (int s = 0; s < warmup + steps; s++) {
-        if (breakdown && s == warmup)
-            for (int i = 0; i < c->m.n_nets; i++) {
-                c->plans->net[i]->timing = 1;
-                memset(c->plans->net[i]->time_s, 0, sizeof c->plans->net[i]->time_s);
-            }
         /* Ranks start each step together, so that waiting for the buckets is communication, not
          * the skew a shared machine leaves between ranks from earlier steps. */
         if (world > 1) tw_comm_barrier(comm);
@@ -198,16 +192,6 @@ int main(int argc, char **argv) {
     if (tw_comm_rank(comm) == 0) printf("# twinfuse %s\n", desc);
     if (tw_comm_rank(comm) == 0) printf("twinfuse model=%s mode=%s images_per_s=%.3f flops_per_image=%.6e ms=%.1f min_s=%.4f max_s=%.4f\n",
            argv[1], argv[2], batch / med, flops_per_image(c, mode), 1e3 * med, t[0], t[steps - 1]);
-    if (breakdown && tw_comm_rank(comm) == 0) {
-        for (int i = 0; i < c->m.n_nets; i++) {
-            const tw_resnet18_plans *p = c->plans->net[i];
-            printf("# per stage of backbone %d (C=%d), ms per step:\n", i, p->c);
-            printf("#   %-8s %9s %9s\n", "stage", "forward", "backward");
-            for (int st = 0; st < TW_RESNET18_STAGES; st++)
-                printf("#   %-8s %9.2f %9.2f\n", tw_resnet18_stage_names[st], 1e3 * p->time_s[st][0] / steps,
-                       1e3 * p->time_s[st][1] / steps);
-        }
-    }
     free(t);
     free(b.s1[0]);
     free(b.s2[0]);

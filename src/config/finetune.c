@@ -7,22 +7,22 @@
 
 #include "config/finetune.h"
 
-static const char *const fusion_names[] = {"none", "early", "feature", NULL};
-static const char *const head_names[] = {"concat-linear", "concat-mlp", "gated", NULL};
-static const char *const mode_names[] = {"finetune", "frozen", NULL};
+const char *const tw_cfg_fusion_names[] = {"none", "early", "feature", NULL};
+const char *const tw_cfg_head_names[] = {"concat-linear", "concat-mlp", "gated", NULL};
+const char *const tw_cfg_mode_names[] = {"finetune", "frozen", NULL};
 static const char *const bn_names[] = {"train", "frozen", NULL};
 
 #define M tw_finetune_model_cfg
 #define E tw_finetune_eval_cfg
 static const tw_cfg_key model_keys[] = {
-    {"model.fusion", TW_CFG_ENUM, offsetof(M, fusion), 1, fusion_names, "none", 0, 0, 0,
+    {"model.fusion", TW_CFG_ENUM, offsetof(M, fusion), 1, tw_cfg_fusion_names, "none", 0, 0, 0,
      "S1+S2 fusion: none (one source), early (stacked channels, one ResNet18), feature (a ResNet18 "
      "per source, pooled features joined by model.head)"},
-    {"model.head", TW_CFG_ENUM, offsetof(M, head), 1, head_names, "concat-linear", 0, 0, 0,
+    {"model.head", TW_CFG_ENUM, offsetof(M, head), 1, tw_cfg_head_names, "concat-linear", 0, 0, 0,
      "feature fusion's head: concat-linear, concat-mlp or gated (a sigmoid gate weighing the two features)"},
     {"model.mlp_hidden", TW_CFG_INT, offsetof(M, mlp_hidden), 1, NULL, "512", TW_CFG_LO | TW_CFG_HI, 1, 65536,
      "hidden width of the concat-mlp head"},
-    {"model.mode", TW_CFG_ENUM, offsetof(M, mode), 1, mode_names, "finetune", 0, 0, 0,
+    {"model.mode", TW_CFG_ENUM, offsetof(M, mode), 1, tw_cfg_mode_names, "finetune", 0, 0, 0,
      "finetune (every layer learns, FT) or frozen (backbones and their BN fixed, only the head learns, TL)"},
     {"model.bn", TW_CFG_ENUM, offsetof(M, bn), 1, bn_names, "train", 0, 0, 0,
      "finetune mode: backbone BN with batch statistics (train) or its running statistics fixed (frozen)"},
@@ -94,7 +94,7 @@ static const char *check(const void *cfg_, char *why, size_t n_why) {
     }
     if (c->model.fusion != TW_CFG_FUSION_FEATURE && c->model.head != TW_CFG_HEAD_CONCAT_LINEAR) {
         snprintf(why, n_why, "%s is a feature-fusion head; one backbone has a linear head",
-                 head_names[c->model.head]);
+                 tw_cfg_head_names[c->model.head]);
         return "model.head";
     }
     const struct { const char *key, *value; } inits[] = {

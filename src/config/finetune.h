@@ -7,6 +7,11 @@
 #include "config/config.h"
 #include "config/sections.h"
 
+/* The enum keys' names in their enum's order (NULL-terminated), for whoever spells a cell. */
+extern const char *const tw_cfg_fusion_names[];
+extern const char *const tw_cfg_head_names[];
+extern const char *const tw_cfg_mode_names[];
+
 typedef enum { TW_CFG_FUSION_NONE, TW_CFG_FUSION_EARLY, TW_CFG_FUSION_FEATURE } tw_cfg_fusion;
 typedef enum { TW_CFG_HEAD_CONCAT_LINEAR, TW_CFG_HEAD_CONCAT_MLP, TW_CFG_HEAD_GATED } tw_cfg_head;
 typedef enum { TW_CFG_MODE_FINETUNE, TW_CFG_MODE_FROZEN } tw_cfg_mode;

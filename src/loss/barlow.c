@@ -16,7 +16,7 @@ void tw_barlow_init(tw_barlow *L, tw_backend *be, int n, int d, int rank, int n_
     L->gather = gather;
     L->rank = rank;
     L->n_ranks = n_ranks;
-    tw_syncbn_init(&L->bn, be, n, d, n_ranks, 0, 1e-5f, 0.1f, bad);
+    tw_syncbn_init(&L->bn, be, n, d, n_ranks, 0, TW_BN_EPS, TW_BN_MOMENTUM, bad);
     size_t act = (size_t)n * d * sizeof(float), mat = (size_t)d * d * sizeof(float);
     for (int v = 0; v < 2; v++) {
         tw_syncbn_cache_init(&L->cache[v], be, d);

@@ -87,8 +87,8 @@ void tw_projector_init(tw_projector *pj, tw_backend *be, int n, int d_in, int d,
     pj->n = n;
     pj->d_in = d_in;
     pj->d = d;
-    tw_syncbn_init(&pj->bn1, be, n, d, n_ranks, 1, 1e-5f, 0.1f, bad);
-    tw_syncbn_init(&pj->bn2, be, n, d, n_ranks, 1, 1e-5f, 0.1f, bad);
+    tw_syncbn_init(&pj->bn1, be, n, d, n_ranks, 1, TW_BN_EPS, TW_BN_MOMENTUM, bad);
+    tw_syncbn_init(&pj->bn2, be, n, d, n_ranks, 1, TW_BN_EPS, TW_BN_MOMENTUM, bad);
     size_t act = (size_t)n * d * sizeof(float);
     for (int v = 0; v < 2; v++) {
         tw_projector_view *w = &pj->view[v];

@@ -1,6 +1,6 @@
 /* ResNet18's structure: parameter registration with torchvision's names, torchvision's
  * initialisation, the plans for one input shape and the activation sets. The step itself
- * (forward, backward, timing) is in resnet18_step.c. */
+ * (forward, backward) is in resnet18_step.c. */
 #include "model/resnet18.h"
 
 #include <math.h>
@@ -10,10 +10,6 @@
 
 #include "core/log.h"
 #include "core/rng.h"
-
-
-const char *const tw_resnet18_stage_names[TW_RESNET18_STAGES] = {
-    "stem", "layer1", "layer2", "layer3", "layer4", "avgpool"};
 
 static void add_unit(tw_resnet18 *m, int u, const char *conv_name, const char *bn_name, int c_in,
                      int c_out, int kernel, int stride, int relu) {
@@ -140,8 +136,8 @@ static tw_status unit_plan(tw_resnet18_plans *p, const tw_resnet18_unit *x, int 
     if (st != TW_OK) return st;
     p->conv_y[u] = tw_conv_plan_y(p->conv[u]);
     const tw_tensor *y = &p->conv_y[u];
-    tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_RESNET18_BN_EPS,
-                      TW_RESNET18_BN_MOMENTUM, 0};
+    tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_BN_EPS,
+                      TW_BN_MOMENTUM, 0};
     return tw_bn_plan_make(p->be, &p->bn[u], &bd, err);
 }
 
@@ -277,8 +273,8 @@ void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reduc
     for (int u = 0; u < TW_RESNET18_UNITS; u++) {
         const tw_resnet18_unit *x = &m->u[u];
         const tw_tensor *y = &p->conv_y[u];
-        tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_RESNET18_BN_EPS,
-                         TW_RESNET18_BN_MOMENTUM, 0};
+        tw_bn_desc bd = {y->n, y->c, y->h, y->w, y->layout, x->relu, TW_BN_EPS,
+                         TW_BN_MOMENTUM, 0};
         tw_syncbn *bn = &p->sync->bn[u];
         tw_syncbn_init_2d(bn, p->be, p->bn[u], &bd, red->n_ranks, bad);
         bn->run_mean = tw_params_ptr(m->P, x->run_mean);

@@ -24,9 +24,6 @@
 #define TW_RESNET18_UNITS 20    /* conv+BN pairs: stem, 8 blocks x 2, 3 downsamples */
 #define TW_RESNET18_BLOCKS 8
 #define TW_RESNET18_MAX_PREFIX 64
-/* torch.nn.BatchNorm2d's defaults. */
-#define TW_RESNET18_BN_EPS 1e-5f
-#define TW_RESNET18_BN_MOMENTUM 0.1f
 
 /* One convolution and the batch norm after it, with their entries in the arena. */
 typedef struct tw_resnet18_unit {
@@ -59,9 +56,8 @@ tw_status tw_resnet18_init(tw_resnet18 *m, tw_params *P, const char *prefix, int
  * running var 1, num_batches_tracked 0. */
 void tw_resnet18_init_weights(tw_resnet18 *m, uint64_t seed);
 
-/* Per-stage timing for benchmarks: stem, layer1..4, avgpool, forward and backward. */
+/* The stages backward reports final in turn: stem, layer1..4, avgpool. */
 enum { TW_RESNET18_STAGES = 6 };
-extern const char *const tw_resnet18_stage_names[TW_RESNET18_STAGES];
 
 /* Synchronised BN for every unit (model.backbone_bn: sync, as the official Barlow Twins code
  * converts the backbone's BN too): the training forward's statistics over the batch of every
@@ -82,10 +78,6 @@ typedef struct tw_resnet18_plans {
     tw_resnet18_block b[TW_RESNET18_BLOCKS];   /* the model's block structure */
     float *grad_scratch;              /* backbone-sized, for backward with accumulate */
     tw_resnet18_sync *sync;           /* NULL: per-rank BN statistics (tw_resnet18_plans_sync) */
-    /* With timing on, each stage syncs the backend before and after and adds its seconds here. */
-    int timing;
-    double time_s[TW_RESNET18_STAGES][2];   /* [stage][0 forward, 1 backward] */
-    int64_t time_calls[2];
 } tw_resnet18_plans;
 
 /* Makes every plan for a batch of n images of m->c_in x h x w (h, w >= 32). */
@@ -94,8 +86,8 @@ tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const 
 void tw_resnet18_plans_free(tw_resnet18_plans *p);
 /* From now on p's training forwards and their backwards take every BN's statistics over all of
  * red's ranks (each rank's batch of p->n images), as torch.nn.SyncBatchNorm (the running
- * statistics and num_batches_tracked move in the forward, as a per-rank BN's). Every rank must run the same forwards and backwards in the
- * same order (each BN is a collective). bad: the owner's backend flag the BNs raise on
+ * statistics and num_batches_tracked move in the forward, as a per-rank BN's). Every rank must
+ * run the same forwards and backwards in the same order (each BN is a collective). bad: the owner's backend flag the BNs raise on
  * statistics that are not finite (syncbn.h). */
 void tw_resnet18_plans_sync(tw_resnet18_plans *p, tw_resnet18 *m, const tw_reducer *red, int *bad);
 

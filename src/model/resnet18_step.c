@@ -1,30 +1,9 @@
-/* ResNet18's forward and backward over one activation set, with the optional per-stage timer and
- * the backward's stage-by-stage "gradients final" calls (core/grad_ready.h). Plans, parameters
+/* ResNet18's forward and backward over one activation set, with the backward's stage-by-stage
+ * "gradients final" calls (core/grad_ready.h). Plans, parameters
  * and activation sets are made in resnet18.c. BN is fused with the ReLU after it, and each
  * block's residual add with its ReLU. */
-#include <time.h>
-
 #include "core/log.h"
 #include "model/resnet18.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The timer waits for the backend before and after a stage, so a stage's time is its own. */
-static double stage_begin(tw_resnet18_plans *p) {
-    if (!p->timing) return 0.0;
-    tw_backend_sync(p->be);
-    return now_s();
-}
-
-static void stage_end(tw_resnet18_plans *p, int stage, int backward, double t0) {
-    if (!p->timing) return;
-    tw_backend_sync(p->be);
-    p->time_s[stage][backward] += now_s() - t0;
-}
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
@@ -70,24 +49,14 @@ static void block_forward(tw_resnet18_acts *a, const tw_tensor *x, tw_resnet18 *
 void tw_resnet18_forward(tw_resnet18_acts *a, const float *x, tw_resnet18 *m,
                          tw_resnet18_plans *p, int train) {
     TW_ASSERT(p->c == m->c_in && a->x.n == p->n && a->x.h == p->h && a->x.w == p->w);
-    double t0 = stage_begin(p);
     TW_ASSERT(!(train && a->eval_only));
     a->bn_train = train;
     tw_tensor image = {(void *)x, p->n, p->c, p->h, p->w, TW_F32, TW_LAYOUT_NCHW};
     tw_reorder(p->be, &a->x, &image);
     unit_forward(a, &a->x, m, p, 0, train);
     tw_maxpool_forward(p->be, p->pool, &a->pool_y, a->pool_ws, &a->bn_y[0]);
-    stage_end(p, 0, 0, t0);
-    for (int s = 0; s < 4; s++) {
-        t0 = stage_begin(p);
-        for (int i = 2 * s; i < 2 * s + 2; i++)
-            block_forward(a, i ? &a->block_y[i - 1] : &a->pool_y, m, p, i, train);
-        stage_end(p, 1 + s, 0, t0);
-    }
-    t0 = stage_begin(p);
+    for (int i = 0; i < TW_RESNET18_BLOCKS; i++) block_forward(a, i ? &a->block_y[i - 1] : &a->pool_y, m, p, i, train);
     tw_avgpool_forward(p->be, a->feats, &a->block_y[TW_RESNET18_BLOCKS - 1]);
-    stage_end(p, 5, 0, t0);
-    p->time_calls[0]++;
 }
 
 /* ---- backward ------------------------------------------------------------------------------- */
@@ -115,7 +84,7 @@ static void unit_backward(tw_resnet18 *m, tw_resnet18_acts *a, tw_tensor *dx, co
         tw_bn_backward_eval(p->be, &a->d_conv_y[u], dgamma, dbeta, dy, &a->conv_y[u],
                             x_u->relu ? &a->bn_y[u] : NULL, tw_params_ptr(m->P, x_u->gamma),
                             tw_params_ptr(m->P, x_u->run_mean), tw_params_ptr(m->P, x_u->run_var),
-                            TW_RESNET18_BN_EPS, x_u->relu);
+                            TW_BN_EPS, x_u->relu);
     tw_conv_backward_weights(p->be, p->conv[u], grad_of(m, p, x_u->w, accumulate), &a->d_conv_y[u], x);
     if (dx) tw_conv_backward_data(p->be, p->conv[u], dx, &a->d_conv_y[u], tw_params_ptr(m->P, x_u->w));
 }
@@ -157,24 +126,19 @@ static void stage_done(tw_resnet18 *m, tw_resnet18_plans *p, int s, int accumula
 void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfeats,
                           tw_resnet18_plans *p, int accumulate, const tw_grad_ready *ready, int last) {
     TW_ASSERT(!a->eval_only);
-    double t0 = stage_begin(p);
     tw_avgpool_backward(p->be, &a->d_block_y[TW_RESNET18_BLOCKS - 1], dfeats);
-    stage_end(p, 5, 1, t0);
     size_t final_lo = m->grad_end;   /* what `ready` has heard is final */
     for (int s = 3; s >= 0; s--) {
-        t0 = stage_begin(p);
         for (int i = 2 * s + 1; i >= 2 * s; i--) {
             block_backward(m, a, i ? &a->d_block_y[i - 1] : &a->d_pool_y,
                            i ? &a->block_y[i - 1] : &a->pool_y, p, i, accumulate);
             tw_grad_ready_at(ready, final_lo);   /* progress between blocks */
         }
-        stage_end(p, 1 + s, 1, t0);
         if (ready && last) {
             stage_done(m, p, 1 + s, accumulate, ready);
             final_lo = stage_lo(m, 1 + s);
         }
     }
-    t0 = stage_begin(p);
     tw_maxpool_backward(p->be, p->pool, &a->d_bn_y[0], &a->d_pool_y, a->pool_ws);
     unit_backward(m, a, NULL, &a->d_bn_y[0], &a->x, p, 0, accumulate);
     if (ready && last) {
@@ -186,6 +150,4 @@ void tw_resnet18_backward(tw_resnet18 *m, tw_resnet18_acts *a, const float *dfea
         tw_tensor s = {p->grad_scratch, 1, (int)n, 1, 1, TW_F32, TW_LAYOUT_NCHW};
         tw_add(p->be, &g, &g, &s);
     }
-    stage_end(p, 0, 1, t0);
-    p->time_calls[1]++;
 }

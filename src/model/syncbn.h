@@ -12,6 +12,10 @@
 #include "backend/backend.h"
 #include "core/reducer.h"
 
+/* torch.nn.BatchNorm's defaults, those of every BN in the models (backbone, projector, loss). */
+#define TW_BN_EPS 1e-5f
+#define TW_BN_MOMENTUM 0.1f
+
 /* One synchronised BN layer: its constants, where its running statistics live (torch's buffers,
  * kept for checkpoints; in training they only give the sums' shift) and the scratch it needs. */
 typedef struct tw_syncbn {

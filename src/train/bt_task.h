@@ -29,7 +29,7 @@ typedef struct tw_bt_task {
 /* Makes the task: its arena (the optimizer keeps its own state), model and loss; reset (or a
  * checkpoint) gives the weights. The views' upload: with o->model.cross view 0 is the batch's S1
  * view 0 and view 1 its S2 view 0 (one loader view holds the place's two sources); otherwise
- * views 0 and 1 of the S1 (sar) or S2 planes. bad: the step's verdict flag (train/step.h). */
+ * views 0 and 1 of the S1 (sar) or S2 planes. bad: the step's verdict int (train/step.h). */
 tw_status tw_bt_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_bt_opts *o, int *bad,
                           tw_err *err);
 /* The task's own state (t->self). */

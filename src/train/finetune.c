@@ -18,41 +18,22 @@ typedef struct cls_task {
     const tw_finetune_cfg *cfg;
     tw_comm *comm;
     tw_cls c;
-    tw_aug_params aug_s1, aug_s2;   /* the same probabilities; S1's speckle knows its dB scale */
-    float db_per_unit[TW_S1_BANDS];
+    const tw_loop_aug *aug;         /* the loop's parameters (view 0: augment.view1) and scratch */
     tw_param_seg *segs;
     double *lr_scale;
-    float *scratch;                 /* the hook's: only the loader's thread calls it */
-    int *bad;                       /* the step's verdict flag (train/step.h) */
+    int *bad;                       /* the step's verdict int (train/step.h) */
 } cls_task;
 
 /* The loader's hook: view 0 of a sample; an S1+S2 pair gets one geometric transform (crop, flips,
  * turns: data/augment.h tw_augment_pair), photometric ones per source. */
 static tw_status augment_sample(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
                                 int64_t sample, int view, tw_err *err) {
-    const cls_task *T = user;
+    const tw_loop_aug *a = ((const cls_task *)user)->aug;
     if (out->h != out->w || out->h > in->h || out->w > in->w)
-        return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample (data.size too large?)", out->h,
-                          out->w, in->h, in->w);
-    tw_augment_pair(out->s1, out->s2, T->scratch, in->s1, in->c_s1, in->s2, in->c_s2, in->h, in->w, out->h, &T->aug_s1,
-                    &T->aug_s2, seed, (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
+        return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample", out->h, out->w, in->h, in->w);
+    tw_augment_pair(out->s1, out->s2, a->scratch, in->s1, in->c_s1, in->s2, in->c_s2, in->h, in->w, out->h, &a->p_s1,
+                    &a->p, seed, (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
     return TW_OK;
-}
-
-static void aug_from_cfg(tw_aug_params *p, const tw_augment_cfg *a) {
-    const tw_aug_probs *v = &a->view1;
-    tw_aug_view_probs q = {(float)v->crop, (float)v->flip, (float)v->rot90, (float)v->jitter, (float)v->blur,
-                           (float)v->noise, (float)v->speckle, (float)v->band_dropout};
-    memset(p, 0, sizeof *p);
-    p->view[0] = p->view[1] = q;
-    p->crop_min_scale = (float)a->crop_min_scale;
-    p->jitter_brightness = (float)a->jitter_brightness;
-    p->jitter_contrast = (float)a->jitter_contrast;
-    p->blur_sigma_min = (float)a->blur_sigma_min;
-    p->blur_sigma_max = (float)a->blur_sigma_max;
-    p->noise_std = (float)a->noise_std;
-    p->speckle_looks = a->speckle_looks;
-    p->band_dropout_frac = (float)a->band_dropout_frac;
 }
 
 static void cls_loader_opts(tw_task *t, tw_loader_opts *lo) {
@@ -73,7 +54,7 @@ static void cls_upload(tw_task *t, const tw_batch *b) {
     tw_cls_upload(c, b);
 }
 
-/* No host decision on the loss: logits that are not finite raise the step's flag on the device
+/* No host decision on the loss: logits that are not finite raise the step's verdict int on the device
  * (BCE with logits is finite for finite logits, and its gradient, sigmoid - target, stays finite
  * at an infinite logit, so the gradient check alone would miss them). */
 static double cls_step(tw_task *t, const tw_grad_ready *ready) {
@@ -86,10 +67,10 @@ static double cls_step(tw_task *t, const tw_grad_ready *ready) {
     return loss;
 }
 
-static tw_status cls_validate(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err) {
+static tw_status cls_validate(tw_task *t, int batch, double *score, char *summary, size_t n_summary,
+                              tw_err *err) {
     cls_task *T = t->self;
     const tw_finetune_cfg *cfg = T->cfg;
-    int batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
     tw_cls_scores s;
     tw_status st = tw_cls_score_split(&T->c, T->comm, tw_cfg_split_names[cfg->eval.split], batch, 0, &s, err);
     if (st != TW_OK) return st;
@@ -109,41 +90,26 @@ static void cls_free(tw_task *t) {
     tw_cls_free(&T->c);
     free(T->segs);
     free(T->lr_scale);
-    free(T->scratch);
     free(T);
     t->self = NULL;
 }
 
 tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg,
-                                int bn_groups, int *bad, const tw_shard_norm *norm, tw_err *err) {
-
+                                int bn_groups, int *bad, const tw_loop_aug *aug, tw_err *err) {
     cls_task *T = calloc(1, sizeof *T);
     if (!T) return tw_err_set(err, TW_E_NOMEM, "finetune: out of memory");
     T->cfg = cfg;
     T->comm = comm;
     T->bad = bad;
+    T->aug = aug;
     *t = (tw_task){.kind = "classification", .unit = "images", .reduce = TW_GRAD_MEAN,
                    .loader_opts = cls_loader_opts, .reset = cls_reset, .upload = cls_upload, .step = cls_step,
                    .validate = cls_validate, .free = cls_free, .self = T};
-    int eval_batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
-    if (eval_batch % tw_comm_size(comm))
-        return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", eval_batch,
-                          tw_comm_size(comm));
-    int n_local = cfg->data.batch / tw_comm_size(comm), n_eval = eval_batch / tw_comm_size(comm);
-    if (n_eval > n_local)
-        return tw_err_set(err, TW_E_RANGE, "eval.batch=%d: at most data.batch=%d (the plans' batch)", eval_batch,
-                          cfg->data.batch);
+    int n_local = cfg->data.batch / tw_comm_size(comm);
     tw_status st = tw_cls_init(&T->c, be, comm, cfg, n_local, bn_groups, 1, err);
     if (st != TW_OK) return st;
     t->P = &T->c.P;
     t->sources = T->c.sources;
-    aug_from_cfg(&T->aug_s1, &cfg->augment);
-    aug_from_cfg(&T->aug_s2, &cfg->augment);
-    T->scratch = malloc(tw_augment_scratch_floats(cfg->data.size) * sizeof(float));
-    if (!T->scratch) return tw_err_set(err, TW_E_NOMEM, "finetune: augmentation scratch for %dx%d",
-                                       cfg->data.size, cfg->data.size);
-    for (int b = 0; b < TW_S1_BANDS; b++) T->db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
-    T->aug_s1.db_per_unit = T->db_per_unit;
 
     /* The optimizer's segments: the trainable entries, the backbones' at the backbone factor. */
     tw_params *P = &T->c.P;
@@ -160,15 +126,16 @@ tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const
 
 tw_cls *tw_finetune_task_cls(const tw_task *t) { return &((cls_task *)t->self)->c; }
 
-static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_loop_aug *aug,
                           void *user, tw_err *err) {
-    return tw_finetune_task_init(t, be, comm, user, 1, bad, norm, err);
+    return tw_finetune_task_init(t, be, comm, user, 1, bad, aug, err);
 }
 
 int tw_finetune_run(tw_comm *comm, const tw_finetune_cfg *cfg, const char *yaml, const char *config_path) {
     tw_loop_cfg lc = {.command = "finetune", .run = &cfg->run, .data = &cfg->data, .optim = &cfg->optim,
-                      .backend = &cfg->backend, .schema = tw_finetune_schema(), .cfg = cfg, .yaml = yaml,
-                      .config_path = config_path, .validate_every_epochs = cfg->eval.every_epochs,
+                      .backend = &cfg->backend, .augment = &cfg->augment, .schema = tw_finetune_schema(),
+                      .cfg = cfg, .yaml = yaml, .config_path = config_path,
+                      .validate_every_epochs = cfg->eval.every_epochs, .eval_batch = cfg->eval.batch,
                       .make_task = cls_make, .user = (void *)cfg};
     return tw_loop_run(comm, &lc);
 }

@@ -9,6 +9,7 @@
 #include "config/finetune.h"
 #include "dist/comm.h"
 #include "train/classify.h"
+#include "train/loop.h"
 #include "train/task.h"
 
 /* Runs the whole job; returns the process exit code (0 done, 1 failure; the message has been
@@ -18,9 +19,10 @@ int tw_finetune_run(tw_comm *comm, const tw_finetune_cfg *cfg, const char *yaml,
 /* The classification task alone (tests and benchmarks feed it batches through tw_loop_step):
  * cfg's model for data.batch / ranks samples per rank, its backbones' BN over bn_groups slices of
  * them (1; g reproduces g ranks on one), the optimizer's segments at model.backbone_lr_scale.
- * bad: the step's flag (train/step.h); norm: the shards' normalisation (S1 speckle's dB scale). */
+ * bad: the step's verdict int (train/step.h); aug: the loop's, for the loader hook (NULL: the
+ * task is fed batches of its own, loader_opts unused). */
 tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg,
-                                int bn_groups, int *bad, const tw_shard_norm *norm, tw_err *err);
+                                int bn_groups, int *bad, const tw_loop_aug *aug, tw_err *err);
 tw_cls *tw_finetune_task_cls(const tw_task *t);
 
 #endif

@@ -12,7 +12,7 @@
 #include "data/loader.h"
 #include "optim/optim_config.h"
 #include "train/checkpoint.h"
-#include "train/report.h"
+#include "train/trainlog.h"
 #include "train/runtime.h"
 #include "train/step.h"
 
@@ -32,12 +32,14 @@ typedef struct loop {
     tw_ckpt_content content;
     tw_loader_opts lo;
     tw_loader *ld;
-    tw_report rep;
+    tw_trainlog log;
     tw_ckpt_state cs;          /* the last accepted step's: step, loader position, loss, best */
     int resumed;
     int64_t spe, total;        /* steps per epoch, steps in all */
     int64_t saved_at, validated_at;
     tw_status st_metrics;      /* rank 0's last metrics line, agreed with the next batch */
+    tw_loop_aug aug;
+    int eval_batch;
     int stopped;               /* a rejected step ended the run (said already) */
 } loop;
 
@@ -93,7 +95,8 @@ static tw_status save(loop *L, const tw_ckpt_state *cs, tw_err *err) {
 static tw_status validate(loop *L, tw_ckpt_state *cs, int64_t epoch, tw_err *err) {
     double score = 0;
     char summary[256] = "";
-    tw_status st = tw_comm_agree(L->comm, L->task.validate(&L->task, &score, summary, sizeof summary, err), err);
+    tw_status st = tw_comm_agree(L->comm, L->task.validate(&L->task, L->eval_batch, &score, summary, sizeof summary, err),
+                                 err);
     if (st != TW_OK) return st;
     int better = cs->best_score < 0 || score > cs->best_score;
     tw_log("# validation after epoch %" PRId64 " (step %" PRId64 "): %s%s\n", epoch, cs->step, summary,
@@ -125,17 +128,57 @@ static tw_status prepare_run_dir(loop *L, tw_err *err) {
     return tw_comm_agree(L->comm, st, err);
 }
 
+/* The augment section as the augmentations' parameters, and their scratch (loop.h). */
+static tw_status make_aug(tw_loop_aug *a, const tw_augment_cfg *c, const tw_shard_norm *norm, int size, tw_err *err) {
+    const tw_aug_probs *v[2] = {&c->view1, &c->view2};
+    memset(&a->p, 0, sizeof a->p);
+    for (int i = 0; i < 2; i++)
+        a->p.view[i] = (tw_aug_view_probs){(float)v[i]->crop, (float)v[i]->flip, (float)v[i]->rot90,
+                                           (float)v[i]->jitter, (float)v[i]->blur, (float)v[i]->noise,
+                                           (float)v[i]->speckle, (float)v[i]->band_dropout};
+    a->p.crop_min_scale = (float)c->crop_min_scale;
+    a->p.jitter_brightness = (float)c->jitter_brightness;
+    a->p.jitter_contrast = (float)c->jitter_contrast;
+    a->p.blur_sigma_min = (float)c->blur_sigma_min;
+    a->p.blur_sigma_max = (float)c->blur_sigma_max;
+    a->p.noise_std = (float)c->noise_std;
+    a->p.speckle_looks = c->speckle_looks;
+    a->p.band_dropout_frac = (float)c->band_dropout_frac;
+    for (int b = 0; b < TW_S1_BANDS; b++) a->db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
+    a->p_s1 = a->p;
+    a->p_s1.db_per_unit = a->db_per_unit;
+    a->scratch = malloc(tw_augment_scratch_floats(size) * sizeof(float));
+    if (!a->scratch) return tw_err_set(err, TW_E_NOMEM, "augmentation scratch for %dx%d views", size, size);
+    return TW_OK;
+}
+
 /* The loader options, the task and the step around it (optimizer, buckets, rollback). */
 static tw_status set_up(loop *L, tw_err *err) {
     const tw_loop_cfg *lc = L->lc;
     tw_loader_opts *lo = &L->lo;
     tw_loader *probe = NULL;
-    tw_status st = tw_run_loader_opts(lo, L->comm, lc->data, tw_cfg_split_names[lc->data->split], err);
+    const char *split = tw_cfg_split_names[lc->data->split];
+    /* The shards' metadata: the normalisation the augmentations need before any view is made
+     * (the loader's thread starts at once), and the patch size data.size must fit in. */
+    tw_shard_meta meta;
+    tw_status st = tw_run_shard_meta(&meta, lc->data->shards, split, err);
+    if (st == TW_OK && (lc->data->size > meta.h || lc->data->size > meta.w))
+        st = tw_err_set(err, TW_E_RANGE, "data.size=%d is larger than the %dx%d patches of %s", lc->data->size, meta.h,
+                        meta.w, meta.path);
+    if (st == TW_OK) st = make_aug(&L->aug, lc->augment, &meta.norm, lc->data->size, err);
+    L->eval_batch = lc->eval_batch > 0 ? lc->eval_batch : lc->data->batch;
+    if (st == TW_OK && L->eval_batch % L->world)
+        st = tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", L->eval_batch, L->world);
+    if (st == TW_OK && L->eval_batch > lc->data->batch)
+        st = tw_err_set(err, TW_E_RANGE, "eval.batch=%d: at most data.batch=%d (the plans' batch)", L->eval_batch,
+                        lc->data->batch);
+    if (st == TW_OK) st = tw_run_loader_opts(lo, L->comm, lc->data, split, err);
     lo->seed = (uint64_t)lc->run->seed;
     lo->prefetch = 1;
     int prefetch = lc->data->prefetch > 0 ? lc->data->prefetch : 1;
-    /* A first loader without the hook reads the shards' normalisation (augmentations may need
-     * it before any view is made: the loader's thread starts at once) and the epoch's length. */
+    /* A loader without the hook counts the epoch's steps (the label-fraction subset is the
+     * loader's), which the optimizer's schedule needs before a checkpoint can say where the data
+     * resumes; the training loader is made after that. */
     if (st == TW_OK) st = tw_loader_init(&probe, lo, err);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     L->spe = tw_loader_steps_per_epoch(probe);
@@ -144,7 +187,7 @@ static tw_status set_up(loop *L, tw_err *err) {
                                     lc->data->shards, n_samples, lo->split, lc->data->batch);
     if (st == TW_OK) st = tw_step_init(&L->step, L->be, L->comm, err);
     if (st == TW_OK)
-        st = lc->make_task(&L->task, L->be, L->comm, tw_step_flag(L->step), tw_loader_norm(probe), lc->user, err);
+        st = lc->make_task(&L->task, L->be, L->comm, tw_step_bad(L->step), &L->aug, lc->user, err);
     tw_loader_free(probe);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
     lo->prefetch = prefetch;
@@ -206,10 +249,10 @@ static tw_status header(loop *L, tw_err *err) {
 
     tw_status st = TW_OK;
     snprintf(path, sizeof path, "%s/metrics.jsonl", L->run_dir);
-    if (strcmp(lc->run->resume, "never") && L->rank == 0) st = tw_report_metrics_trim(path, L->cs.step, err);
+    if (strcmp(lc->run->resume, "never") && L->rank == 0) st = tw_trainlog_metrics_trim(path, L->cs.step, err);
     if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
-    st = tw_report_open(&L->rep, L->rank == 0, path, lc->run->log_every, L->cs.step, L->total, L->spe, err);
-    L->rep.unit = L->task.unit;
+    st = tw_trainlog_open(&L->log, L->rank == 0, path, lc->run->log_every, L->cs.step, L->total, L->spe, err);
+    L->log.unit = L->task.unit;
     return tw_comm_agree(L->comm, st, err);
 }
 
@@ -220,7 +263,7 @@ static tw_status monitors(loop *L, int64_t step, tw_err *err) {
     tw_err em = {0};
     tw_status sm = L->task.after_step(&L->task, step, L->spe, mon, sizeof mon, line, sizeof line, &em);
     sm = tw_comm_agree(L->comm, sm, &em);
-    if (mon[0] && L->st_metrics == TW_OK) L->st_metrics = tw_report_monitor(&L->rep, step, mon, line, err);
+    if (mon[0] && L->st_metrics == TW_OK) L->st_metrics = tw_trainlog_monitor(&L->log, step, mon, line, err);
     if (sm == TW_OK) return TW_OK;
     tw_status st;
     if (L->saved_at != step) {
@@ -236,7 +279,7 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
     const tw_loop_cfg *lc = L->lc;
     tw_ckpt_state *cs = &L->cs;
     int64_t step = cs->step + 1;
-    L->st_metrics = tw_report_step(&L->rep, step, b->epoch, loss, lr, dt, lc->data->batch / dt, err);
+    L->st_metrics = tw_trainlog_step(&L->log, step, b->epoch, loss, lr, dt, lc->data->batch / dt, err);
     cs->step = step;
     tw_loader_state(L->ld, &cs->loader_epoch, &cs->loader_step);
     cs->loss = loss;
@@ -246,7 +289,7 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
     int64_t epochs_done = step / L->spe;
     int every = lc->validate_every_epochs;
     if (L->task.validate && (at_end || (every > 0 && epoch_end && epochs_done % every == 0))) {
-        tw_report_break(&L->rep);
+        tw_trainlog_break(&L->log);
         if ((st = validate(L, cs, epochs_done, err)) != TW_OK) return st;
         L->validated_at = step;
     }
@@ -263,13 +306,13 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
 static tw_status train(loop *L, tw_err *err) {
     tw_status st;
     while (L->cs.step < L->total) {
-        double t0 = tw_report_now(), lr = NAN;
+        double t0 = tw_trainlog_now(), lr = NAN;
         const tw_batch *b = NULL;
         if ((st = L->st_metrics) == TW_OK) st = tw_loader_next(L->ld, &b, err);
         if ((st = tw_comm_agree(L->comm, st, err)) != TW_OK) return st;
         double loss = tw_loop_step(L->step, b, &lr);
         if (!isfinite(loss)) {
-            tw_report_break(&L->rep);
+            tw_trainlog_break(&L->log);
             tw_log("# stopped at step %" PRId64 ": non-finite loss or gradients; the parameters stay those of "
                    "step %" PRId64 ", the last good checkpoint is %s\n", L->cs.step + 1, L->cs.step,
                    L->last_ckpt[0] ? L->last_ckpt : "(none)");
@@ -277,7 +320,7 @@ static tw_status train(loop *L, tw_err *err) {
             return TW_E_RANGE;
         }
         tw_backend_sync(L->be);
-        if ((st = after_step(L, b, loss, lr, tw_report_now() - t0, err)) != TW_OK) return st;
+        if ((st = after_step(L, b, loss, lr, tw_trainlog_now() - t0, err)) != TW_OK) return st;
     }
     return tw_comm_agree(L->comm, L->st_metrics, err);
 }
@@ -302,20 +345,21 @@ int tw_loop_run(tw_comm *comm, const tw_loop_cfg *lc) {
     if (st == TW_OK) st = header(&L, &err);
     if (st == TW_OK) st = train(&L, &err);
     if (st == TW_OK) {
-        tw_report_break(&L.rep);
+        tw_trainlog_break(&L.log);
         tw_log("# done: %" PRId64 " steps, loss %.4e, 0 non-finite losses, checkpoint %s %s\n", L.cs.step, L.cs.loss,
                L.last_ckpt[0] ? L.last_ckpt : "(none)", L.saved_at == L.cs.step ? "OK" : "(from before)");
         if (L.task.validate && L.cs.best_score >= 0)
             tw_log("# best validation score %.6f at step %" PRId64 ": %s/best.safetensors\n", L.cs.best_score,
                    L.cs.best_step, L.run_dir);
     } else if (L.rank == 0 && !L.stopped) {
-        tw_report_break(&L.rep);
+        tw_trainlog_break(&L.log);
         fprintf(stderr, "twinfuse %s: %s\n", lc->command, err.msg);
     }
-    tw_report_close(&L.rep);
+    tw_trainlog_close(&L.log);
     if (L.ld) tw_loader_free(L.ld);
     tw_step_free(L.step);
     if (L.task.free) L.task.free(&L.task);
+    free(L.aug.scratch);
     if (L.be) tw_backend_free(L.be);
     return st == TW_OK ? 0 : 1;
 }

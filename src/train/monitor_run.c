@@ -14,7 +14,7 @@
 #include "train/classify.h"
 #include "train/knn.h"
 #include "train/monitor.h"
-#include "train/report.h"
+#include "train/trainlog.h"
 #include "train/runtime.h"
 
 struct tw_monitor_run {
@@ -170,7 +170,7 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
 tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor_embeds *e, const tw_params *P,
                                const char *const bt_prefix[2], char *json, size_t n_json, char *line, size_t n_line,
                                tw_err *err) {
-    double t0 = tw_report_now();
+    double t0 = tw_trainlog_now();
     tw_health h;
     tw_monitor_std_compute(&h.z, e->z, e->n_local, e->dz, m->comm);
     tw_monitor_std_compute(&h.f, e->f, e->n_local, e->df, m->comm);
@@ -178,14 +178,14 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
     int rows = m->cfg->monitor.erank_rows;
     h.erank_z = tw_monitor_erank_sample(e->z, e->n_local, e->dz, rows, m->comm);
     h.erank_f = tw_monitor_erank_sample(e->f, e->n_local, e->df, rows, m->comm);
-    double t_health = tw_report_now() - t0;
+    double t_health = tw_trainlog_now() - t0;
     tw_metrics km;
     memset(&km, 0, sizeof km);
     int64_t n_mem = 0, n_q = 0;
     tw_status st = TW_OK;
     if (m->knn_split && (st = knn_check(m, P, bt_prefix, &km, &n_mem, &n_q, err)) != TW_OK) return st;
     /* knn_check may have found no query split and turned the kNN off. */
-    double dt = tw_report_now() - t0;
+    double dt = tw_trainlog_now() - t0;
     char knn_json[160] = "", knn_line[96] = "";
     if (m->knn_split) {
         snprintf(knn_json, sizeof knn_json, ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64

@@ -16,13 +16,9 @@
 #include "train/monitor_run.h"
 
 typedef struct aug_hook {
-    tw_aug_params p;          /* the view's source (S2, or S1 when sar) */
-    int sar;                  /* S1: the view comes from the s1 planes */
+    const tw_loop_aug *aug;   /* the loop's parameters and scratch */
+    int sar;                  /* one source, S1: the views come from the s1 planes */
     int cross;                /* one loader view holds both sources, augmented independently */
-    tw_aug_params p_s1;       /* cross: S1's (p with the dB scale) */
-    float db_per_unit[TW_S1_BANDS];
-    float *scratch;           /* tw_augment_scratch_floats(data.size): only the loader's thread
-                               * calls the hook (data/loader.h), so one is enough */
 } aug_hook;
 
 /* The loader's hook (data/loader.h): one view of one sample, a pure function of its arguments.
@@ -33,44 +29,22 @@ typedef struct aug_hook {
 static tw_status augment_hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
                               int64_t sample, int view, tw_err *err) {
     const aug_hook *a = user;
+    const tw_loop_aug *g = a->aug;
     if (out->h != out->w || out->h > in->h || out->w > in->w)
-        return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample (data.size too large?)",
-                          out->h, out->w, in->h, in->w);
-    float *scratch = a->scratch;
+        return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample", out->h, out->w, in->h, in->w);
     if (a->cross) {
-        tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &a->p_s1, seed,
+        tw_augment_view(out->s1, g->scratch, in->s1, in->c_s1, in->h, in->w, out->h, &g->p_s1, seed,
                         (uint32_t)epoch, (uint32_t)sample, 0);
-        tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &a->p, seed,
+        tw_augment_view(out->s2, g->scratch, in->s2, in->c_s2, in->h, in->w, out->h, &g->p, seed,
                         (uint32_t)epoch, (uint32_t)sample, 1);
     } else {
         float *dst = a->sar ? out->s1 : out->s2;
         const float *src = a->sar ? in->s1 : in->s2;
         int c = a->sar ? in->c_s1 : in->c_s2;
-        tw_augment_view(dst, scratch, src, c, in->h, in->w, out->h, &a->p, seed, (uint32_t)epoch,
-                        (uint32_t)sample, (uint32_t)view);
+        tw_augment_view(dst, g->scratch, src, c, in->h, in->w, out->h, a->sar ? &g->p_s1 : &g->p, seed,
+                        (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
     }
     return TW_OK;
-}
-
-static void aug_from_cfg(aug_hook *a, const tw_pretrain_cfg *cfg) {
-    const tw_aug_probs *v[2] = {&cfg->augment.view1, &cfg->augment.view2};
-    for (int i = 0; i < 2; i++)
-        a->p.view[i] = (tw_aug_view_probs){(float)v[i]->crop, (float)v[i]->flip, (float)v[i]->rot90,
-                                           (float)v[i]->jitter, (float)v[i]->blur, (float)v[i]->noise,
-                                           (float)v[i]->speckle, (float)v[i]->band_dropout};
-    a->p.crop_min_scale = (float)cfg->augment.crop_min_scale;
-    a->p.jitter_brightness = (float)cfg->augment.jitter_brightness;
-    a->p.jitter_contrast = (float)cfg->augment.jitter_contrast;
-    a->p.blur_sigma_min = (float)cfg->augment.blur_sigma_min;
-    a->p.blur_sigma_max = (float)cfg->augment.blur_sigma_max;
-    a->p.noise_std = (float)cfg->augment.noise_std;
-    a->p.speckle_looks = cfg->augment.speckle_looks;
-    a->p.band_dropout_frac = (float)cfg->augment.band_dropout_frac;
-    a->sar = cfg->data.source == TW_SOURCE_S1;
-    a->cross = cfg->loss.pairing == TW_PAIRING_CROSS;
-    a->p.db_per_unit = a->sar ? a->db_per_unit : NULL;
-    a->p_s1 = a->p;
-    a->p_s1.db_per_unit = a->db_per_unit;
 }
 
 typedef struct pretrain_task {
@@ -133,14 +107,13 @@ static void pt_free(tw_task *t) {
     if (!T) return;
     tw_monitor_run_free(T->mon);
     if (T->bt.free) T->bt.free(&T->bt);
-    free(T->hook.scratch);
     free(T);
     t->self = NULL;
 }
 
-/* What both constructors share: the configuration's model and loss options, the hook's
- * parameters and scratch, the Barlow Twins task, and this task around it. */
-static tw_status make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+/* What both constructors share: the configuration's model and loss options, the hook, the
+ * Barlow Twins task, and this task around it. */
+static tw_status make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_loop_aug *aug,
                       const tw_pretrain_cfg *cfg, const tw_bt_model_opts *mo, tw_err *err) {
     pretrain_task *T = calloc(1, sizeof *T);
     if (!T) return tw_err_set(err, TW_E_NOMEM, "pretrain: out of memory");
@@ -148,11 +121,7 @@ static tw_status make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const
                    .reduce = TW_GRAD_SUM, .loader_opts = loader_opts, .reset = pt_reset, .upload = pt_upload,
                    .step = pt_step, .after_step = pt_after_step, .free = pt_free, .self = T};
     T->cfg = cfg;
-    aug_from_cfg(&T->hook, cfg);
-    for (int b = 0; b < TW_S1_BANDS; b++) T->hook.db_per_unit[b] = (float)norm->std[TW_S2_BANDS + b];
-    T->hook.scratch = malloc(tw_augment_scratch_floats(cfg->data.size) * sizeof(float));
-    if (!T->hook.scratch) return tw_err_set(err, TW_E_NOMEM, "pretrain: augmentation scratch for %dx%d",
-                                            cfg->data.size, cfg->data.size);
+    T->hook = (aug_hook){.aug = aug, .sar = cfg->data.source == TW_SOURCE_S1, .cross = mo->cross};
     tw_bt_opts o = {.model = *mo, .sar = T->hook.sar, .lambda = (float)cfg->loss.lambda,
                     .c_gather = cfg->loss.c_exchange == TW_C_ALLGATHER};
     tw_status st = tw_bt_task_init(&T->bt, be, comm, &o, bad, err);
@@ -173,28 +142,28 @@ static tw_bt_model_opts model_opts(const tw_pretrain_cfg *cfg, tw_comm *comm) {
 static int s2_channels(const tw_pretrain_cfg *cfg) { return cfg->data.s2_bands == TW_BANDS_RGB ? 3 : TW_S2_BANDS; }
 
 /* Two augmented views of one source through one backbone. */
-static tw_status make_views(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+static tw_status make_views(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_loop_aug *aug,
                             void *user, tw_err *err) {
     const tw_pretrain_cfg *cfg = user;
     tw_bt_model_opts mo = model_opts(cfg, comm);
     mo.c_in[0] = mo.c_in[1] = cfg->data.source == TW_SOURCE_S1 ? TW_S1_BANDS : s2_channels(cfg);
-    return make(t, be, comm, bad, norm, cfg, &mo, err);
+    return make(t, be, comm, bad, aug, cfg, &mo, err);
 }
 
 /* The S1 and the S2 patch of one place, through an S1 and an S2 branch. */
-static tw_status make_cross(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+static tw_status make_cross(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_loop_aug *aug,
                             void *user, tw_err *err) {
     const tw_pretrain_cfg *cfg = user;
     tw_bt_model_opts mo = model_opts(cfg, comm);
     mo.cross = 1;
     mo.c_in[0] = TW_S1_BANDS;
     mo.c_in[1] = s2_channels(cfg);
-    return make(t, be, comm, bad, norm, cfg, &mo, err);
+    return make(t, be, comm, bad, aug, cfg, &mo, err);
 }
 
 int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml, const char *config_path) {
     tw_loop_cfg lc = {.command = "pretrain", .run = &cfg->run, .data = &cfg->data, .optim = &cfg->optim,
-                      .backend = &cfg->backend, .schema = tw_pretrain_schema(), .cfg = cfg, .yaml = yaml,
+                      .backend = &cfg->backend, .augment = &cfg->augment, .schema = tw_pretrain_schema(), .cfg = cfg, .yaml = yaml,
                       .config_path = config_path,
                       .make_task = cfg->loss.pairing == TW_PAIRING_CROSS ? make_cross : make_views,
                       .user = (void *)cfg};

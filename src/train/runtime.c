@@ -75,3 +75,23 @@ tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cf
     }
     return tw_loader_bands_parse(lo, d->s2_bands == TW_BANDS_RGB ? "rgb" : "all", err);
 }
+
+tw_status tw_run_shard_meta(tw_shard_meta *m, const char *dir, const char *split, tw_err *err) {
+    memset(m, 0, sizeof *m);
+    char **paths = NULL;
+    int n = 0;
+    tw_status st = tw_shard_list(&paths, &n, dir, split, err);
+    if (st != TW_OK) return st;
+    tw_shard *sh = NULL;
+    if (n == 0) st = tw_err_set(err, TW_E_MISSING, "%s: no shards of split '%s'", dir, split);
+    if (st == TW_OK) st = tw_shard_open(&sh, paths[0], err);
+    if (st == TW_OK) st = tw_shard_norm_get(sh, &m->norm, err);
+    if (st == TW_OK) {
+        m->h = tw_shard_h(sh);
+        m->w = tw_shard_w(sh);
+        snprintf(m->path, sizeof m->path, "%s", paths[0]);
+    }
+    if (sh) tw_shard_close(sh);
+    free(paths);
+    return st;
+}

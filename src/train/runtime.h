@@ -18,6 +18,15 @@ tw_status tw_run_write_text(const char *path, const char *text, tw_err *err);
 void tw_run_set_threads(tw_comm *comm, int threads);
 /* The backend section's device and precision, on this rank's local device; agreed by all ranks. */
 tw_status tw_run_backend_create(tw_backend **be, tw_comm *comm, const tw_backend_cfg *c, tw_err *err);
+/* What the first shard of a split says about all of them (the loader checks that they agree):
+ * the normalisation and the patches' size. A split without shards is a status naming the
+ * directory and the split. */
+typedef struct tw_shard_meta {
+    tw_shard_norm norm;
+    int h, w;              /* patch pixels */
+    char path[4096];       /* the shard read */
+} tw_shard_meta;
+tw_status tw_run_shard_meta(tw_shard_meta *m, const char *dir, const char *split, tw_err *err);
 /* The data section as loader options for split (one view, no hook, the section's batch, subset
  * and bands, the label nomenclature; shuffle and drop_last as for training). */
 tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cfg *d, const char *split,

@@ -14,13 +14,13 @@ struct tw_step {
     tw_backend *be;
     tw_comm *comm;
     int world;
-    int *flag;                 /* backend int: the step's verdict, raised = rejected */
+    int *bad;                  /* backend int, the step's verdict: raised = rejected */
     tw_task *task;
     tw_optim *optim;
     tw_grad_span span;
     tw_buckets *bk;
     tw_grad_ready ready;
-    /* The rollback: what a step changes beyond the gradients and what the flag keeps the update
+    /* The rollback: what a step changes beyond the gradients and what bad keeps the update
      * from touching (parameters, optimizer state): the BN running statistics (a per-rank BN
      * moves them in its forward, a synchronised one too) and the host counters. */
     float *buffers_kept;       /* backend, [P->n_buffers]; NULL when there are none */
@@ -50,12 +50,12 @@ tw_status tw_step_init(tw_step **out, tw_backend *be, tw_comm *comm, tw_err *err
     s->be = be;
     s->comm = comm;
     s->world = tw_comm_size(comm);
-    s->flag = tw_mem_alloc(be, sizeof(int));
-    tw_mem_zero(be, s->flag, sizeof(int));
+    s->bad = tw_mem_alloc(be, sizeof(int));
+    tw_mem_zero(be, s->bad, sizeof(int));
     return TW_OK;
 }
 
-int *tw_step_flag(const tw_step *s) { return s->flag; }
+int *tw_step_bad(const tw_step *s) { return s->bad; }
 tw_optim *tw_step_optim(const tw_step *s) { return s->optim; }
 int tw_step_recorded(const tw_step *s) { return s->graph_state == 1; }
 tw_buckets *tw_step_buckets(const tw_step *s) { return s->bk; }
@@ -91,26 +91,26 @@ void tw_step_free(tw_step *s) {
     tw_buckets_free(s->bk);
     if (s->optim) tw_optim_free(s->optim);
     if (s->buffers_kept) tw_mem_free(s->be, s->buffers_kept);
-    tw_mem_free(s->be, s->flag);
+    tw_mem_free(s->be, s->bad);
     free(s->counters_kept);
     free(s->counter_delta);
     free(s);
 }
 
-/* The step's device work, with no host decision inside: clear the flag, the task's
+/* The step's device work, with no host decision inside: clear bad, the task's
  * forward-backward with the buckets started as backward goes, the wait for them, the checked
- * update. Value ops in order: the task's loss, the flag. */
+ * update. Value ops in order: the task's loss, bad. */
 static void queue(tw_step *s, double v[2], int recording) {
     tw_task *t = s->task;
     tw_params *P = t->P;
-    tw_mem_zero(s->be, s->flag, sizeof(int));
+    tw_mem_zero(s->be, s->bad, sizeof(int));
     tw_buckets_begin(s->bk, recording);
     v[0] = t->step(t, &s->ready);
     s->wait_s = tw_buckets_wait(s->bk);
     float scale = t->reduce == TW_GRAD_MEAN ? 1.0f / (float)s->world : 1.0f;
-    tw_scale_check(s->be, P->grads + s->span.offset, s->span.n_elems, scale, s->flag);
-    tw_optim_queue(s->optim, P->params, P->grads, s->flag);
-    v[1] = tw_read_flag(s->be, s->flag);
+    tw_scale_check(s->be, P->grads + s->span.offset, s->span.n_elems, scale, s->bad);
+    tw_optim_queue(s->optim, P->params, P->grads, s->bad);
+    v[1] = tw_read_flag(s->be, s->bad);
 }
 
 /* Records queue(). The host counters it moves while recording (num_batches_tracked) are put back

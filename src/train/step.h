@@ -32,12 +32,12 @@ tw_grad_span tw_grad_span_of(const tw_param_seg *segs, int n_segs);
 
 typedef struct tw_step tw_step;
 
-/* The step's state, in two halves around the task's making: init allocates the verdict flag
- * (tw_step_flag: a backend int the task's layers may raise, cleared at each step's start) that
+/* The step's state, in two halves around the task's making: init allocates the verdict int `bad`
+ * (tw_step_bad: a backend int the task's layers may raise, cleared at each step's start) that
  * the task is made with; bind takes the task (which stays the caller's) and makes the optimizer
  * over its segments, the gradient buckets and the rollback's copies. */
 tw_status tw_step_init(tw_step **out, tw_backend *be, tw_comm *comm, tw_err *err);
-int *tw_step_flag(const tw_step *s);
+int *tw_step_bad(const tw_step *s);
 tw_status tw_step_bind(tw_step *s, tw_task *t, const tw_step_opts *o, tw_err *err);
 void tw_step_free(tw_step *s);
 tw_optim *tw_step_optim(const tw_step *s);
@@ -53,15 +53,15 @@ double tw_step_wait_s(const tw_step *s);
  *   keep     BN buffers and counters, for the rollback
  *   advance  the optimizer's per-step values (host, into its upload table)
  *   -- recorded from the second step on a backend that records, replayed after --
- *   clear    the verdict flag
+ *   clear    bad, the verdict
  *   task     forward, loss, backward; each gradient bucket's all-reduce starts as backward
  *            finishes its range
  *   wait     every bucket: the gradients hold the ranks' sum
- *   update   scale (MEAN: 1/ranks), check (a non-finite gradient raises the flag), the
- *            optimizer's update, skipped on the device when the flag is raised
- *   verdict  the flag's value: with the loss, the step's one host read
+ *   update   scale (MEAN: 1/ranks), check (a non-finite gradient raises bad), the
+ *            optimizer's update, skipped on the device when bad is raised
+ *   verdict  bad's value: with the loss, the step's one host read
  *   --
- *   rollback a rejected step (flag raised, or the loss not finite): BN buffers and counters put
+ *   rollback a rejected step (bad raised, or the loss not finite): BN buffers and counters put
  *            back, the optimizer's step given back (its parameters and state never moved)
  * A MEAN task's loss is averaged over the ranks after the read. Returns the loss (the same on
  * every rank), NaN for a rejected step; *lr (may be NULL) gets the weights' rate. Every rank

@@ -20,9 +20,6 @@
 
 #define MAX_ITEMS 32
 
-static const char *const fusion_names[] = {"none", "early", "feature"};
-static const char *const head_names[] = {"concat-linear", "concat-mlp", "gated"};
-static const char *const mode_names[] = {"finetune", "frozen"};
 
 /* Splits a comma-separated list (in buf, a copy) into trimmed items; returns how many, -1 when
  * there are more than max or an item is empty. */
@@ -116,8 +113,8 @@ tw_status tw_sweep_init(tw_sweep *s, const tw_sweep_cfg *cfg, tw_err *err) {
                 snprintf(f, sizeof f, "%s", L->fusions[b]);
                 char *colon = strchr(f, ':');
                 if (colon) *colon = 0;
-                fusion = index_of(f, fusion_names, 3);
-                head = colon ? index_of(colon + 1, head_names, 3) : TW_CFG_HEAD_CONCAT_LINEAR;
+                fusion = index_of(f, tw_cfg_fusion_names, 3);
+                head = colon ? index_of(colon + 1, tw_cfg_head_names, 3) : TW_CFG_HEAD_CONCAT_LINEAR;
                 if (fusion <= TW_CFG_FUSION_NONE || head < 0 || (fusion == TW_CFG_FUSION_EARLY && colon)) {
                     st = bad(err, "sweep.fusions", L->fusions[b], "want early or feature:<concat-linear|concat-mlp|gated>");
                     break;
@@ -129,7 +126,7 @@ tw_status tw_sweep_init(tw_sweep *s, const tw_sweep_cfg *cfg, tw_err *err) {
                 char *colon = strchr(x, ':');
                 if (colon) *colon = 0;
                 static const char *const inits[] = {"scratch", "weights", "ssl", "ssl-cross"};
-                int mode = colon ? index_of(colon + 1, mode_names, 2) : -1, init = index_of(x, inits, 4);
+                int mode = colon ? index_of(colon + 1, tw_cfg_mode_names, 2) : -1, init = index_of(x, inits, 4);
                 if (!colon || init < 0 || mode < 0) {
                     st = bad(err, "sweep.experiments", L->exps[e],
                              "want <scratch|weights|ssl|ssl-cross>:<frozen|finetune>");
@@ -160,9 +157,9 @@ tw_status tw_sweep_init(tw_sweep *s, const tw_sweep_cfg *cfg, tw_err *err) {
                                              .mode = mode, .fraction = frac, .seed = seed};
                         char fus[48] = "";
                         if (fusion == TW_CFG_FUSION_EARLY) snprintf(fus, sizeof fus, "-early");
-                        if (fusion == TW_CFG_FUSION_FEATURE) snprintf(fus, sizeof fus, "-feature-%s", head_names[head]);
+                        if (fusion == TW_CFG_FUSION_FEATURE) snprintf(fus, sizeof fus, "-feature-%s", tw_cfg_head_names[head]);
                         snprintf(c->name, sizeof c->name, "%s%s-%s-%s-f%g-s%lld", tw_cfg_source_names[src], fus, x,
-                                 mode_names[mode], frac, seed);
+                                 tw_cfg_mode_names[mode], frac, seed);
                     }
                 }
             }
@@ -197,9 +194,9 @@ static tw_status cell_config(tw_finetune_cfg *out, const tw_sweep *s, const tw_s
     TW_ASSERT(b);
     int n = 0;
     snprintf(b[n++], W, "data.source=%s", tw_cfg_source_names[c->source]);
-    snprintf(b[n++], W, "model.fusion=%s", fusion_names[c->fusion]);
-    snprintf(b[n++], W, "model.head=%s", head_names[c->head]);
-    snprintf(b[n++], W, "model.mode=%s", mode_names[c->mode]);
+    snprintf(b[n++], W, "model.fusion=%s", tw_cfg_fusion_names[c->fusion]);
+    snprintf(b[n++], W, "model.head=%s", tw_cfg_head_names[c->head]);
+    snprintf(b[n++], W, "model.mode=%s", tw_cfg_mode_names[c->mode]);
     snprintf(b[n++], W, "data.label_fraction=%.17g", c->fraction);
     snprintf(b[n++], W, "run.seed=%" PRId64, c->seed);
     snprintf(b[n++], W, "run.name=\"%s\"", c->name);
@@ -317,8 +314,8 @@ static tw_status cell_rows(char **buf, size_t *len, const tw_sweep *s, int i, tw
     json_array_foreach(splits, k, sp) {
         char row[1024];
         int n = snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%s,%.6f,%" PRId64 ",%s,%" PRId64 ",%.6f,%.6f,%.6f,%.6f,%" PRId64 "\n",
-                         c->name, tw_cfg_source_names[c->source], fusion_names[c->fusion], head_names[c->head], c->init,
-                         mode_names[c->mode], c->fraction, c->seed, json_string_value(json_object_get(sp, "split")),
+                         c->name, tw_cfg_source_names[c->source], tw_cfg_fusion_names[c->fusion], tw_cfg_head_names[c->head], c->init,
+                         tw_cfg_mode_names[c->mode], c->fraction, c->seed, json_string_value(json_object_get(sp, "split")),
                          (int64_t)json_integer_value(json_object_get(sp, "n_samples")),
                          json_real_value(json_object_get(sp, "map_macro")), json_real_value(json_object_get(sp, "map_micro")),
                          json_real_value(json_object_get(sp, "f1_macro")), json_real_value(json_object_get(sp, "f1_micro")),

@@ -44,13 +44,14 @@ struct tw_task {
      * Returns the loss (SUM: the global loss, equal on every rank; MEAN: this rank's mean) by
      * exactly one value op (backend.h: NaN while a step is recorded), and decides nothing on
      * the host: a loss or statistic that is not finite makes the gradients so, or raises the
-     * step's verdict flag the task was made with, and the loop's step rejects the step. ready:
+     * step's verdict int (bad) the task was made with, and the loop's step rejects the step. ready:
      * what backward tells, as soon as a range of P->grads is final, so its all-reduce starts
      * while backward goes on (core/grad_ready.h). */
     double (*step)(tw_task *t, const tw_grad_ready *ready);
-    /* Optional (NULL: none): scores the validation split; *score is higher-better (mAP), the
-     * same on every rank; summary is a short line for the log. */
-    tw_status (*validate)(tw_task *t, double *score, char *summary, size_t n_summary, tw_err *err);
+    /* Optional (NULL: none): scores the validation split in global batches of batch (the loop's
+     * eval batch, a multiple of the ranks and at most data.batch); *score is higher-better
+     * (mAP), the same on every rank; summary is a short line for the log. */
+    tw_status (*validate)(tw_task *t, int batch, double *score, char *summary, size_t n_summary, tw_err *err);
     /* Optional (NULL: none): the task's monitors after an accepted step (pretrain:
      * train/monitor_run.h), on every rank; step: steps done, steps_per_epoch: the loader's. *json:
      * the "monitor" object for metrics.jsonl, left "" when nothing ran at this step; line: its log

@@ -59,7 +59,7 @@ static tw_status runner_make(runner *r, tw_backend *be, tw_comm *comm, const tw_
     memset(r, 0, sizeof *r);
     r->be = be;
     tw_status st = tw_step_init(&r->step, be, comm, err);
-    if (st == TW_OK) st = tw_bt_task_init(&r->task, be, comm, o, tw_step_flag(r->step), err);
+    if (st == TW_OK) st = tw_bt_task_init(&r->task, be, comm, o, tw_step_bad(r->step), err);
     if (st == TW_OK) st = tw_step_bind(r->step, &r->task, so, err);
     if (st == TW_OK) st = r->task.reset(&r->task, 1234, err);
     r->P = r->task.P;

@@ -34,9 +34,8 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *
     tw_loader *ld = NULL;
     tw_step *step = NULL;
     tw_task task = {0};
-    tw_shard_norm norm = {0};   /* only the augmentation hook reads it; none here */
     tw_status st = tw_step_init(&step, be, comm, &err);
-    if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, cfg, groups, tw_step_flag(step), &norm, &err);
+    if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, cfg, groups, tw_step_bad(step), NULL, &err);
     if (st == TW_OK) st = task.reset(&task, 11, &err);
     tw_step_opts so = {.bucket_elems = 1 << 16, .graph = TW_GRAPH_AUTO};
     so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_SGD, .lr = 0.05, .lr_bias_scale = 1, .momentum = 0.9,

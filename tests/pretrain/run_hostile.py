@@ -5,7 +5,8 @@ checkpoint file that is not whole, no temporary file).
 - config.yaml cannot be written (a directory stands in its place);
 - metrics.jsonl is on a full disk (a symlink to /dev/full: every write fails with ENOSPC);
 - the disk fills while a checkpoint is written (RLIMIT_FSIZE below a checkpoint's size, SIGXFSZ
-  ignored: the write fails with EFBIG part-way through, as on a full disk).
+  ignored: the write fails with EFBIG part-way through, as on a full disk);
+- data.size larger than the shards' patches: refused at set-up, naming both, before any step.
 usage: run_hostile.py TWINFUSE CONFIG SHARD_DIR WORK_DIR"""
 import os
 import resource
@@ -57,12 +58,18 @@ def checkpoint_full():
     return ([f"run.out_dir={WORK}/runs", "run.name=ckpt"], small_files,
             [os.path.join(run_dir, "ckpt-00000002.safetensors"), "File too large"], run_dir)
 
+def size_too_large():
+    run_dir = os.path.join(WORK, "runs", "size")
+    return ([f"run.out_dir={WORK}/runs", "run.name=size", "data.size=1024"], None,
+            ["data.size=1024", "larger than the", "patches of", SHARDS], run_dir)
+
 
 CASES = [
     ("output directory under a regular file", out_under_file),
     ("config.yaml cannot be written", config_blocked),
     ("metrics.jsonl on a full disk", metrics_full),
     ("disk full while writing a checkpoint", checkpoint_full),
+    ("data.size larger than the shards' patches", size_too_large),
 ]
 
 shutil.rmtree(WORK, ignore_errors=True)

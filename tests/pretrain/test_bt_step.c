@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     tw_step *step = NULL;
     tw_task task = {0};
     tw_status st = tw_step_init(&step, be, comm, &err);
-    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_flag(step), &err);
+    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_bad(step), &err);
     if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
     if (st != TW_OK) {
         fprintf(stderr, "FAIL: model: %s\n", err.msg);

@@ -145,7 +145,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
     tw_step *step = NULL;
     tw_task task = {0};
     tw_status st = tw_step_init(&step, be, comm, &err);
-    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_flag(step), &err);
+    if (st == TW_OK) st = tw_bt_task_init(&task, be, comm, &o, tw_step_bad(step), &err);
     if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
     if (st == TW_OK) st = task.reset(&task, 11, &err);
     if (st != TW_OK) {

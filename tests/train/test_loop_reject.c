@@ -77,9 +77,9 @@ static void fake_free(tw_task *t) {
     free(f);
 }
 
-static tw_status fake_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_shard_norm *norm,
+static tw_status fake_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_loop_aug *aug,
                            void *user, tw_err *err) {
-    (void)comm, (void)norm, (void)user, (void)err;
+    (void)comm, (void)aug, (void)user, (void)err;
     fake *f = calloc(1, sizeof *f);
     TW_ASSERT(f);
     tw_params_init(&f->P, be);
@@ -121,7 +121,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     tw_loop_cfg lc = {.command = "pretrain", .run = &cfg.run, .data = &cfg.data, .optim = &cfg.optim,
-                      .backend = &cfg.backend, .schema = tw_pretrain_schema(), .cfg = &cfg, .yaml = yaml,
+                      .backend = &cfg.backend, .augment = &cfg.augment, .schema = tw_pretrain_schema(), .cfg = &cfg,
+                      .yaml = yaml,
                       .make_task = fake_make};
     int code = tw_loop_run(comm, &lc);
     tw_comm_free(comm);

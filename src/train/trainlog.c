@@ -1,5 +1,6 @@
-/* Progress lines and metrics (report.h). */
-#include "train/report.h"
+/* The training log (trainlog.h): progress lines and metrics.jsonl. Not `twinfuse report`, which
+ * draws a finished run's figures (cli/cmd_report.c). */
+#include "train/trainlog.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,13 +12,13 @@
 #include "core/atomic_file.h"
 #include "core/log.h"
 
-double tw_report_now(void) {
+double tw_trainlog_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log_every,
+tw_status tw_trainlog_open(tw_trainlog *r, int on, const char *metrics_path, int log_every,
                          int64_t first_step, int64_t total_steps, int64_t steps_per_epoch, tw_err *err) {
     memset(r, 0, sizeof *r);
     r->on = on;
@@ -26,7 +27,7 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
     r->first_step = first_step;
     r->total_steps = total_steps;
     r->steps_per_epoch = steps_per_epoch;
-    r->t_first = tw_report_now();
+    r->t_first = tw_trainlog_now();
     r->unit = "pairs";
     if (on && metrics_path) {
         snprintf(r->metrics_path, sizeof r->metrics_path, "%s", metrics_path);
@@ -37,7 +38,7 @@ tw_status tw_report_open(tw_report *r, int on, const char *metrics_path, int log
     return TW_OK;
 }
 
-tw_status tw_report_metrics_trim(const char *metrics_path, int64_t last_step, tw_err *err) {
+tw_status tw_trainlog_metrics_trim(const char *metrics_path, int64_t last_step, tw_err *err) {
     FILE *f = fopen(metrics_path, "rb");
     if (!f) return errno == ENOENT ? TW_OK : tw_err_set(err, TW_E_IO, "%s: %s", metrics_path, strerror(errno));
     char *text = NULL;
@@ -79,9 +80,9 @@ static void format_eta(char *buf, size_t n, double s) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
-tw_status tw_report_monitor(tw_report *r, int64_t step, const char *object, const char *log_line, tw_err *err) {
+tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line, tw_err *err) {
     if (!r->on) return TW_OK;
-    tw_report_break(r);
+    tw_trainlog_break(r);
     printf("%s\n", log_line);
     fflush(stdout);
     if (!r->metrics) return TW_OK;
@@ -92,10 +93,10 @@ tw_status tw_report_monitor(tw_report *r, int64_t step, const char *object, cons
     return TW_OK;
 }
 
-tw_status tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss, double lr,
+tw_status tw_trainlog_step(tw_trainlog *r, int64_t step, int64_t epoch, double loss, double lr,
                          double step_s, double pairs_per_s, tw_err *err) {
     if (!r->on) return TW_OK;
-    double now = tw_report_now();
+    double now = tw_trainlog_now();
     int64_t done = step - r->first_step;
     double eta = done > 0 ? (now - r->t_first) / done * (double)(r->total_steps - step) : 0;
     char eta_s[32];
@@ -131,14 +132,14 @@ tw_status tw_report_step(tw_report *r, int64_t step, int64_t epoch, double loss,
     return TW_OK;
 }
 
-void tw_report_break(tw_report *r) {
+void tw_trainlog_break(tw_trainlog *r) {
     if (r->on && r->tty && r->last_draw > 0) {
         printf("\n");
         r->last_draw = 0;
     }
 }
 
-void tw_report_close(tw_report *r) {
+void tw_trainlog_close(tw_trainlog *r) {
     if (r->metrics) fclose(r->metrics);
     r->metrics = NULL;
 }
