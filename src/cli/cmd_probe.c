@@ -139,8 +139,8 @@ static tw_status probe_all(const probe_args *a, const tw_finetune_cfg *cfg, cons
     for (int f = 0; f < a->n_fractions && st == TW_OK; f++) {
         int64_t *idx = NULL, n_sub = 0;
         /* The subset the sweep's cells of this fraction train on (the same seed and rule). */
-        st = tw_sampler_subset_labeled(&idx, &n_sub, train->n, lab8, k, a->fractions[f], (uint64_t)cfg->data.subset_seed,
-                                       err);
+        st = tw_sampler_subset_labeled(&idx, &n_sub, train->n, lab8, k, a->fractions[f],
+                                       (uint64_t)cfg->data.subset_seed, err);
         if (st != TW_OK) break;
         float *xs = take_rows(train->feats, idx, n_sub, d), *ys = take_rows(train->labels, idx, n_sub, k);
         for (int s = 0; a->knn && s < a->n_splits; s++) {
@@ -189,7 +189,8 @@ static tw_status run_probe(tw_comm *comm, const probe_args *a, const tw_finetune
     memset(&c, 0, sizeof c);
     int world = tw_comm_size(comm);
     int batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
-    if (batch % world) return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
+    if (batch % world)
+        return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
     tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
     if (st != TW_OK) return st;
     st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);

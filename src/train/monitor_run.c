@@ -188,8 +188,9 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
     double dt = tw_trainlog_now() - t0;
     char knn_json[160] = "", knn_line[96] = "";
     if (m->knn_split) {
-        snprintf(knn_json, sizeof knn_json, ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64
-                 ", \"knn_queries\": %" PRId64, km.map_macro, km.map_micro, n_mem, n_q);
+        snprintf(knn_json, sizeof knn_json,
+                 ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64 ", \"knn_queries\": %" PRId64,
+                 km.map_macro, km.map_micro, n_mem, n_q);
         snprintf(knn_line, sizeof knn_line, "kNN mAP %.4f (micro %.4f, %s) | ", km.map_macro, km.map_micro,
                  m->knn_split);
     }
@@ -203,7 +204,8 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
              h.z.mean, h.z.min, h.z.frac_low, h.f.mean, h.f.min, h.f.frac_low, h.c_diag, h.c_off, h.erank_z, h.erank_f,
              knn_json, m->alarm.n_bad, t_health, dt);
     snprintf(line, n_line,
-             "# monitor step %" PRId64 ": %sstd z %.3f f %.3f | erank z %.1f f %.1f | C diag %.3f |off| %.4f | %.2f s%s",
+             "# monitor step %" PRId64 ": %sstd z %.3f f %.3f | erank z %.1f f %.1f | C diag %.3f |off| %.4f | "
+             "%.2f s%s",
              step, knn_line, h.z.mean, h.f.mean, h.erank_z, h.erank_f, h.c_diag, h.c_off, dt,
              m->alarm.n_bad ? " | past the collapse thresholds" : "");
     if (!m->alarm.n_bad) m->warned = 0;

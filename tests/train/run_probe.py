@@ -111,7 +111,8 @@ check(got["unconverged"] == 0, f"the linear probe converged ({got['iterations']}
 out0 = os.path.join(WORK, "probe0.json")
 run("probe", ckpt, "--knn", "--fractions", "1", "--splits", "val", "--out", out0, "eval.batch=8", "model.init=scratch")
 doc0, res0 = results(out0)
-check(doc0["init"] == "scratch" and list(res0) == [("knn", 1.0, "val")], f"scratch, kNN only: {doc0['init']}, {list(res0)}")
+check(doc0["init"] == "scratch" and list(res0) == [("knn", 1.0, "val")],
+      f"scratch, kNN only: {doc0['init']}, {list(res0)}")
 check(res0[("knn", 1.0, "val")]["map_macro"] != res[("knn", 1.0, "val")]["map_macro"],
       "the random backbone gives another kNN mAP than the pre-trained one")
 

@@ -64,8 +64,10 @@ static int alarm_cases(void) {
         for (int check = 1; check <= 5 && !fired_at; check++)
             if (tw_collapse_alarm_update(&a, &h, why, sizeof why)) fired_at = check;
         int ok = c == 0 ? fired_at == 3 : fired_at == 0;
-        printf("%s alarm %-9s std %.4f erank %.3f: %s%s\n", ok ? "ok  " : "FAIL", c ? "healthy" : "collapsed",
-               h.z.mean, h.erank_z, fired_at ? "fired at check " : "never fired", fired_at ? (char[2]){(char)('0' + fired_at), 0} : "");
+        printf("%s alarm %-9s std %.4f erank %.3f: ", ok ? "ok  " : "FAIL", c ? "healthy" : "collapsed", h.z.mean,
+               h.erank_z);
+        if (fired_at) printf("fired at check %d\n", fired_at);
+        else printf("never fired\n");
         if (fired_at) printf("       why: %s\n", why);
         fails += !ok;
     }
