@@ -4,6 +4,9 @@
   report.py sweep DIR   DIR/results.csv -> DIR/results.md and DIR/map_*.png (+ .json sidecars)
   report.py run DIR     DIR/metrics.jsonl -> DIR/loss.png, DIR/lr.png, and with the monitors'
                         lines DIR/monitor.png (+ .json sidecars)
+  report.py map FILE    a `twinfuse predict` map (its --top-label file or its probabilities) ->
+                        FILE.png: the S2 scene's RGB beside the most probable class per pixel
+                        (+ .json sidecar: the classes drawn, their colours and pixel counts)
 
 Every PNG has a sidecar PNG + ".json": {"title", "xlabel", "ylabel", "xscale", "series":
 [{"label", "x", "y"}]} listing exactly the lines drawn. Every file is written to a temporary
@@ -465,19 +468,115 @@ def report_run(d):
         report_monitor(d, name, steps, sm, w, monitors)
 
 
+# ---------------------------------------------------------------- map: a predicted scene
+
+TAB20 = [(31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44), (152, 223, 138),
+         (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213), (140, 86, 75), (196, 156, 148),
+         (227, 119, 194), (247, 182, 210), (127, 127, 127), (199, 199, 199), (188, 189, 34), (219, 219, 141),
+         (23, 190, 207), (158, 218, 229)]  # predict's colour table (src/predict/predict.c)
+
+
+def read_rgb(path, shape):
+    """The scene's B04, B03, B02 (found by band description, else bands 4, 3, 2 of 12) at shape,
+    stretched between the 2nd and 98th percentiles; None when it cannot be read."""
+    import numpy as np
+    import rasterio
+    if not path or "," in path or not os.path.exists(path):
+        return None
+    with rasterio.open(path) as d:
+        names = list(d.descriptions)
+        idx = [names.index(b) + 1 if b in names else n for b, n in (("B04", 4), ("B03", 3), ("B02", 2))]
+        if max(idx) > d.count:
+            return None
+        rgb = d.read(idx, out_shape=(3,) + shape).astype("float64")
+    valid = rgb.sum(axis=0) > 0
+    if not valid.any():
+        return None
+    lo, hi = np.percentile(rgb[:, valid], 2), np.percentile(rgb[:, valid], 98)
+    return np.clip((rgb - lo) / max(hi - lo, 1e-9), 0, 1).transpose(1, 2, 0)
+
+
+def report_map(path):
+    import io
+    import numpy as np
+    try:
+        import rasterio
+    except ImportError:
+        fail("rasterio is not installed for %s (launch/requirements.txt); it reads the map" % sys.executable)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    with rasterio.open(path) as d:
+        tags = d.tags()
+        scale = max(1, int(math.ceil(max(d.width, d.height) / 1000)))  # at most 1000 pixels a side
+        shape = (max(1, d.height // scale), max(1, d.width // scale))
+        classes = tags.get("TWINFUSE_CLASSES", "").split(";") if tags.get("TWINFUSE_CLASSES") else list(d.descriptions)
+        if d.count == 1 and d.dtypes[0] == "uint8":
+            label = d.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+            nodata = label == 255
+            cmap = d.colormap(1) if d.colorinterp[0].name == "palette" else {}
+        else:
+            prob = d.read(out_shape=(d.count,) + shape, resampling=rasterio.enums.Resampling.nearest)
+            nodata = np.isnan(prob).all(axis=0)
+            label = np.where(nodata, 0, np.nanargmax(np.where(np.isnan(prob), -1, prob), axis=0)).astype(np.uint8)
+            cmap = {}
+    k = len(classes)
+    if not classes or any(c is None for c in classes):
+        raise InputError("%s: no class names (TWINFUSE_CLASSES or band descriptions); not a twinfuse predict map" % path)
+    colours = [tuple(cmap[i][:3]) if i in cmap else TAB20[i % 20] for i in range(k)]
+    rgb = read_rgb(tags.get("TWINFUSE_S2"), shape)
+    img = np.zeros(shape + (4,))
+    for i in range(k):
+        img[label == i] = [c / 255 for c in colours[i]] + [1]
+    img[nodata] = (0, 0, 0, 0)
+    present = [(i, int(((label == i) & ~nodata).sum())) for i in range(k)]
+    present = [(i, n) for i, n in present if n > 0]
+    panels = 2 if rgb is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 3.5, 5.5), dpi=100, squeeze=False)
+    if rgb is not None:
+        axes[0][0].imshow(rgb)
+        axes[0][0].set_title("scene (B04, B03, B02)")
+    ax = axes[0][panels - 1]
+    ax.imshow(img, cmap=ListedColormap([(0, 0, 0, 0)]), interpolation="nearest")
+    ax.set_title("most probable class")
+    for a in axes[0]:
+        a.set_xticks([])
+        a.set_yticks([])
+    total = max(1, sum(n for _, n in present))
+    import textwrap
+    ax.legend(handles=[Patch(color=[c / 255 for c in colours[i]],
+                             label=textwrap.fill("%s (%.0f%%)" % (classes[i], 100 * n / total), 42))
+                       for i, n in present], fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(os.path.basename(path))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    out = os.path.splitext(path)[0] + ".png"
+    write_atomic(out, buf.getvalue())
+    side = {"title": os.path.basename(path), "scene": tags.get("TWINFUSE_S2"), "scale": scale,
+            "nodata_pixels": int(nodata.sum()),
+            "classes": [{"index": i, "name": classes[i], "rgb": list(colours[i]), "pixels": n} for i, n in present]}
+    write_atomic(out + ".json", json.dumps(side, indent=1, ensure_ascii=False) + "\n")
+
+
 def main(argv):
-    if len(argv) != 3 or argv[1] not in ("sweep", "run"):
-        print("usage: report.py sweep|run DIR", file=sys.stderr)
+    if len(argv) != 3 or argv[1] not in ("sweep", "run", "map"):
+        print("usage: report.py sweep|run DIR | report.py map FILE.tif", file=sys.stderr)
         return 2
     d = argv[2]
-    if not os.path.isdir(d):
+    if argv[1] == "map" and not os.path.isfile(d):
+        fail("%s: no such file" % d)
+    if argv[1] != "map" and not os.path.isdir(d):
         fail("%s: not a directory" % d)
     import importlib.util
     if importlib.util.find_spec("matplotlib") is None:  # checked first, without the cost of importing it
         fail("matplotlib is not installed for %s (pip install matplotlib==3.11.2, as in "
              "launch/requirements.txt; or set TW_PYTHON to a Python that has it)" % sys.executable)
     try:
-        (report_sweep if argv[1] == "sweep" else report_run)(d)
+        {"sweep": report_sweep, "run": report_run, "map": report_map}[argv[1]](d)
     except InputError as e:
         fail(str(e))
     except OSError as e:

@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const layer *L = &layers[li];
         tw_layout xl = li == 0 ? TW_LAYOUT_NCHW : chained;
-        tw_conv_desc d = {batch, L->c_in, L->hw, L->hw, L->c_out, L->k, L->s, L->p, li != 0, xl, li == 0};
+        tw_conv_desc d = {batch, L->c_in, L->hw, L->hw, L->c_out, L->k, L->s, L->p, li != 0, xl, li == 0, NULL};
         tw_conv_plan *p = NULL;
         if (tw_conv_plan_make(be, &p, &d, &err) != TW_OK) {
             fprintf(stderr, "%s: %s\n", L->name, err.msg);

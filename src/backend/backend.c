@@ -70,6 +70,7 @@ size_t tw_bn_plan_ws_bytes(const tw_bn_plan *p) { return ((const tw_plan_head *)
 tw_tensor tw_maxpool_plan_y(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->y; }
 size_t tw_maxpool_plan_ws_bytes(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->ws_bytes; }
 const char *tw_conv_plan_impl(const tw_conv_plan *p) { return ((const tw_plan_head *)p)->impl; }
+const char *tw_conv_plan_choice(const tw_conv_plan *p) { return ((const tw_plan_head *)p)->choice; }
 const char *tw_bn_plan_impl(const tw_bn_plan *p) { return ((const tw_plan_head *)p)->impl; }
 const char *tw_maxpool_plan_impl(const tw_pool_plan *p) { return ((const tw_plan_head *)p)->impl; }
 

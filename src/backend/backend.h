@@ -85,6 +85,7 @@ void tw_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);
 
 /* ---- convolution (no bias: ResNet's convolutions are followed by BN) ------------------------ */
 
+struct tw_net_shape;
 typedef struct tw_conv_desc {
     int n, c_in, h_in, w_in;
     int c_out, kernel, stride, pad;
@@ -92,7 +93,21 @@ typedef struct tw_conv_desc {
     tw_layout x_layout;   /* the layout the input arrives in */
     int x_layout_free;    /* 1: the backend may pick another input layout, the one its fastest
                              kernels take (the stem: reorder the image into tw_conv_plan_x) */
+    const struct tw_net_shape *net;   /* with x_layout_free: the layers after the stem, whose
+                                         layout the stem's output decides; the backend times
+                                         them in each candidate layout (NULL: the stem alone) */
 } tw_conv_desc;
+
+/* A network after its stem, for choosing its activation layout by timing: every distinct
+ * convolution shape (layouts ignored) and how many layers have it, each followed by a BN with
+ * ReLU, and the max pool on the stem's output. */
+#define TW_NET_MAX_SHAPES 16
+typedef struct tw_net_shape {
+    int pool;             /* 1: a 3x3/2 max pool (pad 1) on the stem's output, as tw_maxpool's */
+    int n_convs;
+    tw_conv_desc conv[TW_NET_MAX_SHAPES];
+    int count[TW_NET_MAX_SHAPES];
+} tw_net_shape;
 typedef struct tw_conv_plan tw_conv_plan;
 
 tw_status tw_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d, tw_err *err);
@@ -106,6 +121,10 @@ tw_tensor tw_conv_plan_x(const tw_conv_plan *p);
  * TW_PLAN_IMPL_BYTES - 1 characters. (Likewise tw_bn_plan_impl, tw_maxpool_plan_impl.) */
 #define TW_PLAN_IMPL_BYTES 192
 const char *tw_conv_plan_impl(const tw_conv_plan *p);
+/* A stem's layout decision (x_layout_free): each candidate with its timing or why it was
+ * rejected, and whether it came from the on-disk cache; "" for other plans. */
+#define TW_PLAN_CHOICE_BYTES 512
+const char *tw_conv_plan_choice(const tw_conv_plan *p);
 
 /* y = conv(x, w).  x: [n, c_in, h, w] in d->x_layout; w: [c_out, c_in, k, k] f32 (torch order). */
 void tw_conv_forward(tw_backend *be, tw_conv_plan *p, tw_tensor *y, const tw_tensor *x,

@@ -76,6 +76,7 @@ typedef struct tw_plan_head {
     tw_tensor y;          /* output shape, dtype and layout (data NULL) */
     size_t ws_bytes;      /* caller-owned per-call state (see tw_bn_plan_ws_bytes) */
     char impl[TW_PLAN_IMPL_BYTES];   /* the kernels chosen, per pass ("" when not reported) */
+    char choice[TW_PLAN_CHOICE_BYTES];   /* a stem's layout decision (tw_conv_plan_choice) */
 } tw_plan_head;
 
 /* Every backend's struct starts with this header; the rest is its own. */

@@ -37,14 +37,18 @@ tw_comm *tw_cli_comm(const char *command, const tw_backend_cfg *b) {
     return comm;
 }
 
+int tw_cli_wants_help(int argc, char **argv) {
+    return argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help"));
+}
+
 int tw_cli_train_command(const char *command, const char *usage, const tw_cfg_schema *s, size_t backend_offset,
                          tw_cli_train_fn run, int argc, char **argv) {
-    if (argc >= 1 && (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help"))) {
+    if (tw_cli_wants_help(argc, argv)) {
         fputs(usage, stdout);
         tw_cfg_help(stdout, s);
         return 0;
     }
-    if (argc < 1 || strchr(argv[0], '=')) {
+    if (argc < 1 || strchr(argv[0], '=') || argv[0][0] == '-') {
         fputs(usage, stderr);
         return 2;
     }

@@ -29,6 +29,8 @@ int tw_cli_train_command(const char *command, const char *usage, const tw_cfg_sc
  * pre-training), then the overrides. Prints the error as tw_cli_load_config; returns 0 or 1. */
 int tw_cli_config_from_pretrain(const char *command, tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov,
                                 char **ov);
+/* 1 when the first argument is -h or --help (the command prints its usage on stdout, exits 0). */
+int tw_cli_wants_help(int argc, char **argv);
 /* 1 on the process that prints (rank 0 of the launcher, or a lone process). */
 int tw_cli_is_rank0(void);
 

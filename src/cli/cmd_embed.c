@@ -1,7 +1,8 @@
 /* `twinfuse embed CHECKPOINT --split S --out FILE.h5 [key=value ...]`: the pooled 512-d features
  * of every patch of a split (1024 for feature fusion: S1's then S2's) with their names and labels,
  * from a fine-tuned checkpoint or from a Barlow Twins pre-training checkpoint's backbone. Every
- * rank scores a disjoint slice; rank 0 writes the file (data/features_h5.h). */
+ * rank scores a disjoint slice; rank 0 writes the file (data/features_h5.h). With --s2/--s1 the
+ * same features of each window of a scene, as a georeferenced raster (predict/predict.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,17 @@
 #include "core/log.h"
 #include "data/features_h5.h"
 #include "data/split_names.h"
+#include "predict/predict.h"
 #include "train/checkpoint.h"
 #include "train/classify.h"
 #include "train/runtime.h"
 
-static const char usage[] = "usage: twinfuse embed CHECKPOINT --split train|val|test|clouds --out FILE.h5 "
-                            "[key=value ...]\n";
+static const char usage[] =
+    "usage: twinfuse embed CHECKPOINT --split train|val|test|clouds --out FILE.h5 [key=value ...]\n"
+    "       twinfuse embed CHECKPOINT --s2 SCENE [--s1 SCENE] [--grid RASTER] [--s1-linear] [--stride N]\n"
+    "                      [--batch N] --out FEATURES.tif [key=value ...]\n"
+    "  the scene form: one pixel per window (stride default: a window), one float band per feature, NaN\n"
+    "  where a window holds nodata; scene options as in `twinfuse predict --help`\n";
 
 static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ckpt, const tw_ckpt_info *info,
                        const char *split, const char *out, tw_err *err) {
@@ -56,19 +62,50 @@ static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ck
     return st;
 }
 
+/* A positive integer option; 0 when bad. */
+static int positive(const char *s) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *end || end == s || v < 1 || v > 1 << 20 ? 0 : (int)v;
+}
+
+/* The scene form: the backbone's features of every window of a scene. */
+static tw_status embed_scene(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ckpt, const tw_ckpt_info *info,
+                             const tw_predict_scene_opts *o, int batch, tw_err *err) {
+    tw_predictor p;
+    tw_status st = tw_predictor_init(&p, comm, cfg, ckpt, !strcmp(info->task, "classification"), batch, err);
+    if (st == TW_OK) st = tw_predict_scene(&p, comm, o, err);
+    tw_predictor_free(&p);
+    return st;
+}
+
 int tw_cmd_embed(int argc, char **argv) {
+    if (tw_cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return 0;
+    }
     const char *split = NULL, *out = NULL;
+    tw_predict_scene_opts so = {.features = 1, .ckpt = argc > 0 ? argv[0] : NULL};
+    int batch = 0;
     char **ov = calloc((size_t)argc + 1, sizeof *ov);
     int n_ov = 0, bad = !ov || argc < 1 || argv[0][0] == '-';
     for (int i = 1; !bad && i < argc; i++) {
-        if (!strcmp(argv[i], "--split") && i + 1 < argc) split = argv[++i];
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        int has = i + 1 < argc;
+        if (!strcmp(argv[i], "--split") && has) split = argv[++i];
+        else if (!strcmp(argv[i], "--out") && has) out = argv[++i];
+        else if (!strcmp(argv[i], "--s2") && has) so.s2 = argv[++i];
+        else if (!strcmp(argv[i], "--s1") && has) so.s1 = argv[++i];
+        else if (!strcmp(argv[i], "--grid") && has) so.grid = argv[++i];
+        else if (!strcmp(argv[i], "--stride") && has) bad = !(so.stride = positive(argv[++i]));
+        else if (!strcmp(argv[i], "--batch") && has) bad = !(batch = positive(argv[++i]));
+        else if (!strcmp(argv[i], "--s1-linear")) so.s1_linear = 1;
         else if (strchr(argv[i], '=') && argv[i][0] != '-') ov[n_ov++] = argv[i];
         else bad = 1;
     }
-    int known = 0;
+    int scene = so.s2 || so.s1, known = 0;
     for (int j = 0; split && tw_cfg_split_names[j]; j++) known |= !strcmp(split, tw_cfg_split_names[j]);
-    if (bad || !known || !out) {
+    so.out = out;
+    if (bad || (scene ? split != NULL : !known) || !out) {
         fputs(usage, stderr);
         free(ov);
         return 2;
@@ -85,7 +122,8 @@ int tw_cmd_embed(int argc, char **argv) {
                    ? tw_cli_load_config("embed", tw_finetune_schema(), cfg, argv[0], info.config, n_ov, ov)
                    : tw_cli_config_from_pretrain("embed", cfg, argv[0], info.config, n_ov, ov)) {
     } else if ((comm = tw_cli_comm("embed", &cfg->backend))) {
-        tw_status st = embed(comm, cfg, argv[0], &info, split, out, &err);
+        tw_status st = scene ? embed_scene(comm, cfg, argv[0], &info, &so, batch, &err)
+                             : embed(comm, cfg, argv[0], &info, split, out, &err);
         if (st != TW_OK && tw_comm_rank(comm) == 0) fprintf(stderr, "twinfuse embed: %s\n", err.msg);
         code = st != TW_OK;
         tw_comm_free(comm);

@@ -59,6 +59,10 @@ static int parse(eval_args *a, int argc, char **argv) {
 }
 
 int tw_cmd_evaluate(int argc, char **argv) {
+    if (tw_cli_wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return 0;
+    }
     eval_args a;
     if (parse(&a, argc, argv)) {
         fputs(usage, stderr);

@@ -4,10 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_run.h"
 #include "cli/commands.h"
 #include "model/resnet18_io.h"
 
 int tw_cmd_export(int argc, char **argv) {
+    if (tw_cli_wants_help(argc, argv)) {
+        printf("usage: twinfuse export CHECKPOINT OUT.safetensors [prefix=backbone.]\n");
+        return 0;
+    }
     const char *prefix = "backbone.";
     if (argc == 3 && !strncmp(argv[2], "prefix=", 7)) prefix = argv[2] + 7;
     if (argc < 2 || argc > 3 || (argc == 3 && strncmp(argv[2], "prefix=", 7))) {

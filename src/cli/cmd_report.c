@@ -7,9 +7,11 @@
 #include "cli/report_exec.h"
 
 static const char usage[] =
-    "usage: twinfuse report DIR\n"
+    "usage: twinfuse report DIR | MAP.tif\n"
     "  DIR/results.csv (a sweep) -> DIR/results.md and DIR/map_*.png\n"
     "  DIR/metrics.jsonl (a run) -> DIR/loss.png and DIR/lr.png\n"
+    "  MAP.tif (twinfuse predict's --top-label map, or its probabilities) -> MAP.png: the scene's\n"
+    "      RGB beside the most probable class of each pixel, with a legend\n"
     "  every PNG with a .json sidecar of its series (docs/report.md)\n"
     "environment: TW_PYTHON (the interpreter, with matplotlib), TW_REPORT_SCRIPT (report.py)\n";
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/commands.h"
 #include "data/synth.h"
@@ -13,7 +14,10 @@ static void usage(FILE *f) {
             "usage: twinfuse synth --out DIR [--seed N] [--size S] [--train N] [--val N] [--test N]\n"
             "                      [--clouds N] [--shard-size N] [--threads N]\n"
             "  defaults: --seed 0 --size 120 --train 1000 --val 200 --test 200 --clouds 100\n"
-            "            --shard-size 256 --threads 1\n");
+            "            --shard-size 256 --threads 1\n"
+            "       twinfuse synth --out DIR --scene SIZE [--seed N]\n"
+            "  a SIZE x SIZE georeferenced scene instead: DIR/scene-s2.tif (12 bands) and DIR/scene-s1.tif\n"
+            "  (VV, VH dB), 10 m in UTM 33N, for `twinfuse predict` (docs/predict.md)\n");
 }
 
 /* Parses a whole non-negative integer; 0 on success. */
@@ -27,6 +31,7 @@ static int parse_i64(const char *s, int64_t *out) {
 }
 
 int tw_cmd_synth(int argc, char **argv) {
+    int64_t scene = 0;
     tw_synth_opts o = {.seed = 0, .h = 120, .w = 120, .n = {1000, 200, 200, 100}, .shard_size = 256, .threads = 1, .progress = 1};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -57,6 +62,7 @@ int tw_cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--clouds")) o.n[TW_SYNTH_CLOUDS] = x;
         else if (!strcmp(a, "--shard-size")) o.shard_size = x;
         else if (!strcmp(a, "--threads")) o.threads = (int)(x > 256 ? 0 : x);
+        else if (!strcmp(a, "--scene")) scene = x;
         else {
             fprintf(stderr, "twinfuse synth: unknown option '%s'\n", a);
             usage(stderr);
@@ -69,6 +75,22 @@ int tw_cmd_synth(int argc, char **argv) {
         return 2;
     }
     tw_err err = {0};
+    if (scene) {
+        char s2[4200], s1[4200];
+        snprintf(s2, sizeof s2, "%s/scene-s2.tif", o.dir);
+        snprintf(s1, sizeof s1, "%s/scene-s1.tif", o.dir);
+        if (mkdir(o.dir, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "twinfuse synth: %s: cannot create: %s\n", o.dir, strerror(errno));
+            return 1;
+        }
+        if (tw_synth_scene_write(s2, s1, (int)(scene > 200000 ? 0 : scene), o.seed, &err) != TW_OK) {
+            fprintf(stderr, "twinfuse synth: %s\n", err.msg);
+            return 1;
+        }
+        printf("# synth: scene %lldx%lld seed=%llu: %s %s\n", (long long)scene, (long long)scene,
+               (unsigned long long)o.seed, s2, s1);
+        return 0;
+    }
     if (tw_synth_write(&o, &err) != TW_OK) {
         fprintf(stderr, "twinfuse synth: %s\n", err.msg);
         return 1;

@@ -18,6 +18,7 @@ static const tw_command commands[] = {
     {"finetune", tw_cmd_finetune, "multi-label classification, one source or S1+S2 fusion (docs/finetune.md)"},
     {"evaluate", tw_cmd_evaluate, "mAP, F1 and per-class AP of a fine-tuned checkpoint on splits"},
     {"sweep", tw_cmd_sweep, "the label-efficiency grid: finetune + evaluate per cell, results.csv, tables, plots"},
+    {"predict", tw_cmd_predict, "a fine-tuned classifier over whole scenes: georeferenced probability maps"},
     {"embed", tw_cmd_embed, "a checkpoint's backbone features of every patch of a split, as HDF5"},
     {"probe", tw_cmd_probe, "kNN and linear-probe mAP of a frozen backbone at label fractions (docs/monitor.md)"},
     {"export", tw_cmd_export, "a checkpoint's ResNet18 backbone as a torchvision state_dict (safetensors)"},

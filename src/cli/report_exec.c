@@ -90,8 +90,14 @@ static int script_run(const char *python, const char *script, const char *kind, 
 
 int tw_cli_report_run(const char *kind, const char *dir) {
     struct stat sb;
+    size_t n = strlen(dir);
+    int tif = n > 4 && (!strcmp(dir + n - 4, ".tif") || !strcmp(dir + n - 5, ".tiff"));
+    if (tif && stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {   /* a predicted map: its picture */
+        char script[PATH_MAX];
+        return script_find(script) ? 1 : script_run(python_find(), script, "map", dir);
+    }
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, "twinfuse report: %s: not a directory\n", dir);
+        fprintf(stderr, "twinfuse report: %s: not a directory (nor a map.tif from twinfuse predict)\n", dir);
         return 1;
     }
     if (!kind) kind = tw_cli_report_kind(dir);

@@ -24,8 +24,29 @@ static tw_status write_all(int fd, const void *data, size_t n, const char *path,
     return TW_OK;
 }
 
+/* A device or FIFO: written where it is, since there is nothing to rename over. */
+static tw_status write_in_place(const char *path, const void *const *data, const size_t *n_bytes, int n,
+                                tw_err *err) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return tw_err_set(err, TW_E_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+    tw_status st = TW_OK;
+    for (int i = 0; i < n && st == TW_OK; i++) st = write_all(fd, data[i], n_bytes[i], path, err);
+    if (close(fd) != 0 && st == TW_OK) st = tw_err_set(err, TW_E_IO, "%s: close: %s", path, strerror(errno));
+    return st;
+}
+
+tw_status tw_atomic_target_check(const char *path, tw_err *err) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || S_ISREG(sb.st_mode)) return TW_OK;
+    return tw_err_set(err, TW_E_IO, "%s: exists and is not a regular file (%s); this output is written to a "
+                      "temporary file and renamed into place", path, S_ISDIR(sb.st_mode) ? "a directory" : "a device or FIFO");
+}
+
 tw_status tw_atomic_write(const char *path, const void *const *data, const size_t *n_bytes, int n,
                           tw_err *err) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+        return write_in_place(path, data, n_bytes, n, err);
     tw_status st = TW_OK;
     size_t n_path = strlen(path);
     char *tmp = malloc(n_path + 16), *dir_copy = NULL;

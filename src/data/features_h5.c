@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "data/labels.h"
 #include "data/shard.h"
 #include "data/shard_h5.h"
@@ -46,6 +47,8 @@ tw_status tw_features_h5_open(tw_features_h5 **out, const char *path, int64_t n,
     if (n < 1 || d < 1 || k < 1)
         return tw_err_set(err, TW_E_RANGE, "%s: features file of %lld rows, %d features, %d classes", path,
                           (long long)n, d, k);
+    tw_status st = tw_atomic_target_check(path, err);
+    if (st != TW_OK) return st;
     tw_features_h5 *f = calloc(1, sizeof *f);
     if (!f) return tw_err_set(err, TW_E_NOMEM, "%s: features writer", path);
     if (snprintf(f->path, sizeof f->path, "%s", path) >= (int)sizeof f->path) {
@@ -57,7 +60,6 @@ tw_status tw_features_h5_open(tw_features_h5 **out, const char *path, int64_t n,
     f->d = d;
     f->k = k;
     for (int i = 0; i < N_DSETS; i++) f->dset[i] = -1;
-    tw_status st = TW_OK;
     tw_h5_lock();
     f->file = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     f->str_type = H5Tcopy(H5T_C_S1);

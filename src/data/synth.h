@@ -36,4 +36,9 @@ typedef struct tw_synth_opts {
  * every shard. Existing complete shards are kept (a resumed run). */
 tw_status tw_synth_write(const tw_synth_opts *o, tw_err *err);
 
+/* A size x size scene at 10 m in UTM 33N (synth_scene.c): S2 (12 uint16 bands named as the
+ * shards' bands, nodata 0) and S1 (VV, VH in dB) GeoTIFFs, each 256-pixel tile one sample of
+ * (seed, train, tile index) without clouds. */
+tw_status tw_synth_scene_write(const char *s2_path, const char *s1_path, int size, uint64_t seed, tw_err *err);
+
 #endif

@@ -125,13 +125,49 @@ void tw_resnet18_plans_free(tw_resnet18_plans *p) {
     free(p);
 }
 
-/* Plans one conv + BN taking x; fills p->conv_y[u]. */
+static int conv_out(int size, const tw_resnet18_unit *x) {
+    return (size + 2 * x->pad - x->kernel) / x->stride + 1;
+}
+
+static void net_add(tw_net_shape *net, const tw_resnet18_unit *x, int n, int h, int w) {
+    tw_conv_desc d = {n, x->c_in, h, w, x->c_out, x->kernel, x->stride, x->pad, 1, TW_LAYOUT_NCHW,
+                      0, NULL};
+    for (int i = 0; i < net->n_convs; i++) {
+        const tw_conv_desc *e = &net->conv[i];
+        if (e->c_in == d.c_in && e->h_in == h && e->w_in == w && e->c_out == d.c_out &&
+            e->kernel == d.kernel && e->stride == d.stride && e->pad == d.pad) {
+            net->count[i]++;
+            return;
+        }
+    }
+    TW_ASSERT(net->n_convs < TW_NET_MAX_SHAPES);
+    net->count[net->n_convs] = 1;
+    net->conv[net->n_convs++] = d;
+}
+
+void tw_resnet18_net_shape(const tw_resnet18 *m, int n, int h, int w, tw_net_shape *net) {
+    memset(net, 0, sizeof *net);
+    net->pool = 1;
+    h = (conv_out(h, &m->u[0]) - 1) / 2 + 1;   /* the stem, then the 3x3/2 pool */
+    w = (conv_out(w, &m->u[0]) - 1) / 2 + 1;
+    for (int i = 0; i < TW_RESNET18_BLOCKS; i++) {
+        const tw_resnet18_block *b = &m->b[i];
+        const tw_resnet18_unit *c1 = &m->u[b->conv1];
+        net_add(net, c1, n, h, w);
+        if (b->down >= 0) net_add(net, &m->u[b->down], n, h, w);
+        h = conv_out(h, c1);
+        w = conv_out(w, c1);
+        net_add(net, &m->u[b->conv2], n, h, w);
+    }
+}
+
+/* Plans one conv + BN taking x; fills p->conv_y[u]. net: the stem's, NULL for the others. */
 static tw_status unit_plan(tw_resnet18_plans *p, const tw_resnet18_unit *x, int u, const tw_tensor *in,
-                           int need_dx, tw_err *err) {
-    /* The stem (no dx) lets the backend choose the image's layout: which layout has fast
-     * kernels for a 2-, 3- or 12-channel 7x7 convolution depends on the library and the ISA. */
+                           int need_dx, const tw_net_shape *net, tw_err *err) {
+    /* The stem (no dx) lets the backend choose the image's layout, and with it the network's: which
+     * layout has fast kernels for every layer at this size depends on the library and the ISA. */
     tw_conv_desc cd = {in->n, in->c, in->h, in->w, x->c_out, x->kernel, x->stride, x->pad,
-                       need_dx, in->layout, !need_dx};
+                       need_dx, in->layout, !need_dx, net};
     tw_status st = tw_conv_plan_make(p->be, &p->conv[u], &cd, err);
     if (st != TW_OK) return st;
     p->conv_y[u] = tw_conv_plan_y(p->conv[u]);
@@ -157,7 +193,9 @@ tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const 
     p->w = w;
     memcpy(p->b, m->b, sizeof p->b);
     tw_tensor image = {NULL, n, m->c_in, h, w, tw_backend_act_dtype(be), TW_LAYOUT_NCHW};
-    if ((st = unit_plan(p, &m->u[0], 0, &image, 0, err)) != TW_OK) goto done;
+    tw_net_shape net;
+    tw_resnet18_net_shape(m, n, h, w, &net);
+    if ((st = unit_plan(p, &m->u[0], 0, &image, 0, &net, err)) != TW_OK) goto done;
     p->x_stem = tw_conv_plan_x(p->conv[0]);
     const tw_tensor *s = &p->conv_y[0];
     if ((st = tw_maxpool_plan_make(be, &p->pool, s->n, s->c, s->h, s->w, s->layout, err)) != TW_OK)
@@ -165,10 +203,10 @@ tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const 
     tw_tensor cur = tw_maxpool_plan_y(p->pool);
     for (int i = 0; i < TW_RESNET18_BLOCKS; i++) {
         const tw_resnet18_block *b = &m->b[i];
-        if ((st = unit_plan(p, &m->u[b->conv1], b->conv1, &cur, 1, err)) != TW_OK ||
-            (st = unit_plan(p, &m->u[b->conv2], b->conv2, &p->conv_y[b->conv1], 1, err)) != TW_OK)
+        if ((st = unit_plan(p, &m->u[b->conv1], b->conv1, &cur, 1, NULL, err)) != TW_OK ||
+            (st = unit_plan(p, &m->u[b->conv2], b->conv2, &p->conv_y[b->conv1], 1, NULL, err)) != TW_OK)
             goto done;
-        if (b->down >= 0 && (st = unit_plan(p, &m->u[b->down], b->down, &cur, 1, err)) != TW_OK)
+        if (b->down >= 0 && (st = unit_plan(p, &m->u[b->down], b->down, &cur, 1, NULL, err)) != TW_OK)
             goto done;
         /* The add takes both branches in one layout; the backends pick one layout per shape, so a
          * mismatch is a backend that this model does not support rather than bad input. */

@@ -81,6 +81,9 @@ typedef struct tw_resnet18_plans {
 } tw_resnet18_plans;
 
 /* Makes every plan for a batch of n images of m->c_in x h x w (h, w >= 32). */
+/* Every layer after the stem at input [n, c_in, h, w]: what the backend times to choose the
+ * network's activation layout (tw_conv_desc.net on the stem's plan). */
+void tw_resnet18_net_shape(const tw_resnet18 *m, int n, int h, int w, tw_net_shape *net);
 tw_status tw_resnet18_plans_make(tw_resnet18_plans **out, tw_backend *be, const tw_resnet18 *m,
                                  int n, int h, int w, tw_err *err);
 void tw_resnet18_plans_free(tw_resnet18_plans *p);

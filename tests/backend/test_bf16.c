@@ -53,7 +53,7 @@ static tw_layout conv_run(tw_backend *be, const tw_conv_desc *d0, tw_layout xl, 
 /* bf16 input in layout xl16 (what the previous bf16 layer produced); *y16 = its output layout. */
 static int test_conv(tw_backend *b32, tw_backend *b16, tw_rng *rng, int ci, int co, int hw, int k,
                      int s, tw_layout xl16, tw_layout *y16) {
-    tw_conv_desc d = {4, ci, hw, hw, co, k, s, k / 2, 1, TW_LAYOUT_NCHW, 0};
+    tw_conv_desc d = {4, ci, hw, hw, co, k, s, k / 2, 1, TW_LAYOUT_NCHW, 0, NULL};
     int ho = (hw + 2 * (k / 2) - k) / s + 1;
     size_t nx = (size_t)d.n * ci * hw * hw, ny = (size_t)d.n * co * ho * ho, nw = (size_t)co * ci * k * k;
     float *x = tb_alloc_rand(rng, nx, 1.0f), *w = tb_alloc_rand(rng, nw, 0.1f), *dy = tb_alloc_rand(rng, ny, 1.0f);

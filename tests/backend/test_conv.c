@@ -71,7 +71,7 @@ static double loss(fd_ctx *c) {
 }
 
 static int run_case(tw_backend *be, tw_rng *rng, const conv_case *cc, tw_layout xl, int need_dx) {
-    tw_conv_desc d = {2, cc->c_in, cc->hw, cc->hw + 1, cc->c_out, cc->k, cc->s, cc->p, need_dx, xl, 0};
+    tw_conv_desc d = {2, cc->c_in, cc->hw, cc->hw + 1, cc->c_out, cc->k, cc->s, cc->p, need_dx, xl, 0, NULL};
     tw_conv_plan *plan = NULL;
     tw_err err = {0};
     char name[160];
@@ -171,7 +171,7 @@ int main(void) {
     /* One plan, two weight sets (layers of equal shape sharing a plan): backward-data of the
      * first after the forward of the second must use the first's weights. */
     {
-        tw_conv_desc d = {2, 16, 6, 6, 16, 3, 1, 1, 1, TW_LAYOUT_NCHW, 0};
+        tw_conv_desc d = {2, 16, 6, 6, 16, 3, 1, 1, 1, TW_LAYOUT_NCHW, 0, NULL};
         tw_conv_plan *p = NULL;
         tw_err e = {0};
         if (tw_conv_plan_make(be, &p, &d, &e) != TW_OK) {
@@ -203,7 +203,7 @@ int main(void) {
     }
 
     /* Bad shapes are errors, not crashes. */
-    tw_conv_desc bad = {2, 3, 2, 2, 8, 7, 2, 0, 1, TW_LAYOUT_NCHW, 0};
+    tw_conv_desc bad = {2, 3, 2, 2, 8, 7, 2, 0, 1, TW_LAYOUT_NCHW, 0, NULL};
     tw_conv_plan *p = NULL;
     tw_err err = {0};
     if (tw_conv_plan_make(be, &p, &bad, &err) != TW_E_SHAPE) {

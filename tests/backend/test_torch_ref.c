@@ -20,7 +20,7 @@ static const float *get(tb_ref *r, const char *prefix, const char *key, size_t n
 
 static int conv_case(tw_backend *be, tb_ref *r, const char *name, int n, int ci, int hw, int co,
                      int k, int s, int p, tw_layout xl) {
-    tw_conv_desc d = {n, ci, hw, hw, co, k, s, p, 1, xl, 0};
+    tw_conv_desc d = {n, ci, hw, hw, co, k, s, p, 1, xl, 0, NULL};
     tw_conv_plan *plan = NULL;
     tw_err err = {0};
     if (tw_conv_plan_make(be, &plan, &d, &err) != TW_OK) {

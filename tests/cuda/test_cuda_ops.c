@@ -162,7 +162,7 @@ static void check_conv(ctx *t, int n, int ci, int h, int w, int co, int k, int s
     /* A second layer of the same shape shares the plan: its forward runs between this layer's
      * forward and backward, as in a network, and must not leak into this layer's backward. */
     float *w_other = rnd(t, (size_t)co * ci * k * k, 0.3f);
-    tw_conv_desc dc = {n, ci, h, w, co, k, s, pad, need_dx, TW_LAYOUT_NCHW, 0};
+    tw_conv_desc dc = {n, ci, h, w, co, k, s, pad, need_dx, TW_LAYOUT_NCHW, 0, NULL};
     tw_conv_desc dg = dc;
     dg.x_layout = gpu_x_layout;
     tw_conv_plan *pc = NULL, *pg = NULL;

@@ -3,8 +3,17 @@
  * channel count given; then the accumulate flag with a second activation set (the two Barlow
  * Twins views). With "+sync" the plans' BN is the synchronised one (model.backbone_bn: sync,
  * tw_resnet18_plans_sync) over a one-rank reducer: the same checks, its running statistics
- * updated by the forward. usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]; exit 0
- * pass, 1 fail, 77 skip. */
+ * updated by the forward.
+ * fp32 gradients are not compared here with the float64 truth of the original network: a ReLU or
+ * max-pool input within float32 rounding of its tie (measured: 1e-5 of the tensor's rms in
+ * layer4, where float32 implementations differ by up to 2e-5) flips one mask element, and one
+ * flipped element moves whole gradient tensors by ~1 % (1 / sqrt of the active elements); at
+ * batch 4 and 120x120 no draw of the inputs is free of such near-ties. So the test writes its
+ * gradients with the decisions its forward took (every ReLU's mask, the stem's output for the
+ * max pool's choice) to OUT_DIR, and check_masked.py holds them to 1e-3 against the float64
+ * network run with those decisions, after checking that every decision differing from float64's
+ * own lies within float32 rounding of its tie (a real mask bug decides far from it).
+ * usage: test_resnet18 REF_DIR OUT_DIR fp32|bf16[+sync] C [C ...]; exit 0 pass, 1 fail, 77 skip. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +43,90 @@ static const tolerances TOL_BF16 = {5e-2, 5e-2, 2e-2, 1.0, 1};
 
 #define BATCH 4
 #define SIZE 120
+
+/* The twinfuse side of check_masked.py: the gradients of the last backward and the decisions of
+ * the forward of a, in NCHW f32 (decisions as 0/1): mask.<bn> for each BN fused with a ReLU (its
+ * torchvision name, "bn1", "layer1.0.bn1"), mask.<block> for each block's add + ReLU, and
+ * stem_out, the max pool's input. */
+/* The writer keeps the pointer until it saves: the caller frees the returned buffer after. */
+static float *dump_nchw(tw_st_writer *w, tw_backend *be, const char *name, const tw_tensor *t,
+                        int as_mask) {
+    size_t n = (size_t)t->n * t->c * t->h * t->w;
+    tw_tensor plain = {tw_mem_alloc(be, n * sizeof(float)), t->n, t->c, t->h, t->w, TW_F32,
+                       TW_LAYOUT_NCHW};
+    tw_reorder(be, &plain, t);
+    float *h = malloc(n * sizeof(float));
+    tw_mem_to_host(be, h, plain.data, n * sizeof(float));
+    tw_mem_free(be, plain.data);
+    if (as_mask)
+        for (size_t i = 0; i < n; i++) h[i] = h[i] > 0.0f ? 1.0f : 0.0f;
+    int64_t shape[4] = {t->n, t->c, t->h, t->w};
+    tw_st_writer_add(w, name, TW_F32, 4, shape, h);
+    return h;
+}
+
+static int dump_decisions(const char *path, tw_backend *be, tw_resnet18 *m, tw_resnet18_acts *a,
+                          tw_params *P) {
+    tw_st_writer *w = tw_st_writer_init();
+    char name[TW_PARAM_NAME_MAX + 16];
+    float *bufs[TW_RESNET18_UNITS + TW_RESNET18_BLOCKS + 1];
+    int n_bufs = 0;
+    float *grads = malloc(P->n_params * sizeof(float));
+    tw_mem_to_host(be, grads, P->grads, P->n_params * sizeof(float));
+    for (int i = 0; i < P->n_entries; i++) {
+        const tw_param_entry *e = &P->entries[i];
+        if (e->kind != TW_PARAM_TRAIN) continue;
+        snprintf(name, sizeof name, "grad.%s", e->name);
+        int64_t shape[1] = {(int64_t)e->n_elems};
+        tw_st_writer_add(w, name, TW_F32, 1, shape, grads + e->offset);
+    }
+    for (int u = 0; u < TW_RESNET18_UNITS; u++) {
+        if (!m->u[u].relu) continue;
+        snprintf(name, sizeof name, "mask.%s", P->entries[m->u[u].gamma].name);
+        *strrchr(name, '.') = '\0';   /* "<bn>.weight" -> "<bn>" */
+        bufs[n_bufs++] = dump_nchw(w, be, name, &a->bn_y[u], 1);
+    }
+    for (int i = 0; i < TW_RESNET18_BLOCKS; i++) {
+        snprintf(name, sizeof name, "mask.%s", P->entries[m->u[m->b[i].conv1].w].name);
+        *strrchr(name, '.') = '\0';   /* "layer1.0.conv1.weight" -> "layer1.0.conv1" */
+        *strrchr(name, '.') = '\0';   /* -> "layer1.0" */
+        bufs[n_bufs++] = dump_nchw(w, be, name, &a->block_y[i], 1);
+    }
+    bufs[n_bufs++] = dump_nchw(w, be, "stem_out", &a->bn_y[0], 0);
+    tw_err err = {0};
+    tw_status st = tw_st_writer_save(w, path, &err);
+    if (st != TW_OK) printf("  FAIL %s\n", err.msg);
+    tw_st_writer_free(w);
+    for (int i = 0; i < n_bufs; i++) free(bufs[i]);
+    free(grads);
+    return st == TW_OK;
+}
+
+/* max |got - want| / max |want| <= tol, element by element, for twinfuse's own earlier result. */
+static int check_self(const char *what, tw_params *P, const float *want, float scale) {
+    float *got = malloc(P->n_params * sizeof(float));
+    tw_mem_to_host(P->be, got, P->grads, P->n_params * sizeof(float));
+    double e = 0, r = 0;
+    for (size_t i = 0; i < P->n_params; i++) {
+        double d = fabs((double)got[i] - (double)scale * want[i]);
+        if (d > e) e = d;
+        if (fabs((double)scale * want[i]) > r) r = fabs((double)scale * want[i]);
+    }
+    free(got);
+    int ok = e <= 1e-6 * r;
+    printf("%s %s: max error %.3e of the largest gradient\n", ok ? "  ok  " : "  FAIL", what,
+           r > 0 ? e / r : e);
+    return ok;
+}
+
+/* The first plan impl naming a reference kernel, or NULL. */
+static const char *plans_ref_impl(const tw_resnet18_plans *p) {
+    for (int u = 0; u < TW_RESNET18_UNITS; u++) {
+        if (strstr(tw_conv_plan_impl(p->conv[u]), "=ref")) return tw_conv_plan_impl(p->conv[u]);
+        if (strstr(tw_bn_plan_impl(p->bn[u]), "=ref")) return tw_bn_plan_impl(p->bn[u]);
+    }
+    return strstr(tw_maxpool_plan_impl(p->pool), "=ref") ? tw_maxpool_plan_impl(p->pool) : NULL;
+}
 
 static double norm_rel(const float *got, const float *want, size_t n) {
     double e = 0, r = 0;
@@ -176,7 +269,7 @@ static void one_rank_sum(void *ctx, double *buf, size_t n_elems) {
     (void)n_elems;
 }
 
-static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *tol, const char *prec,
+static int run_one(tw_backend *be, const char *dir, const char *out_dir, int c_in, const tolerances *tol, const char *prec,
                    int sync) {
     int ok = 1;
     tw_err err = {0};
@@ -212,9 +305,34 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
     tw_resnet18_plans *p = NULL;
     int *bad = NULL;   /* the synchronised BNs' flag */
     if (tw_resnet18_plans_make(&p, be, &m, BATCH, SIZE, SIZE, &err) != TW_OK) {
-        printf("FAIL: %s\n", err.msg);
-        exit(1);
+        /* A forced layout this CPU cannot keep through the network is never chosen here. */
+        printf("%s: %s\n", getenv("TW_CPU_LAYOUT") ? "SKIP" : "FAIL", err.msg);
+        if (!getenv("TW_CPU_LAYOUT")) exit(1);
+        tw_mem_free(be, x);
+        tw_mem_free(be, r);
+        free(hx);
+        free(hr);
+        tw_st_close(ref);
+        tw_params_free(&P);
+        return -1;
     }
+    /* A forced layout (TW_CPU_LAYOUT) that runs a reference kernel somewhere is one the chooser
+     * never picks on this CPU: nothing to check for it here. */
+    const char *ref_impl = getenv("TW_CPU_LAYOUT") ? plans_ref_impl(p) : NULL;
+    if (ref_impl) {
+        printf("SKIP %s: layout %s runs a reference kernel on this CPU (%s): never chosen here\n",
+               label, getenv("TW_CPU_LAYOUT"), ref_impl);
+        tw_resnet18_plans_free(p);
+        tw_mem_free(be, x);
+        tw_mem_free(be, r);
+        free(hx);
+        free(hr);
+        tw_st_close(ref);
+        tw_params_free(&P);
+        return -1;
+    }
+    printf("# %s: stem %s -> %s, %s\n", label, tw_layout_name(tw_conv_plan_x(p->conv[0]).layout),
+           tw_layout_name(tw_conv_plan_y(p->conv[0]).layout), tw_conv_plan_choice(p->conv[0]));
     if (sync) {
         tw_reducer one = {one_rank_sum, NULL, 1};
         bad = tw_mem_alloc(be, sizeof(int));
@@ -235,14 +353,24 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
      * a later backward without accumulate must overwrite again. */
     tw_resnet18_forward(&b, x, &m, p, 1);
     tw_resnet18_backward(&m, &a, r, p, 0, NULL, 0);
-    int g1 = check_grads(&P, ref, 1.0f, tol, label);
-    printf("%s %s: gradients of every parameter (%s)\n", g1 ? "  ok  " : "  FAIL", label, "=");
+    /* fp32: against the float64 network with these decisions (check_masked.py); bf16: against
+     * the truth, within torch's own bf16 error. The later checks hold to this first result. */
+    int g1;
+    if (tol->torch_relative) {
+        g1 = check_grads(&P, ref, 1.0f, tol, label);
+    } else {
+        snprintf(path, sizeof path, "%s/got_c%d%s.safetensors", out_dir, c_in, sync ? "_sync" : "");
+        g1 = dump_decisions(path, be, &m, &a, &P);
+    }
+    printf("%s %s: gradients of every parameter (%s)%s\n", g1 ? "  ok  " : "  FAIL", label, "=",
+           tol->torch_relative ? "" : ", written for check_masked.py");
+    float *first = malloc(P.n_params * sizeof(float));
+    tw_mem_to_host(be, first, P.grads, P.n_params * sizeof(float));
     /* The accumulating call that makes the gradients final tells a listener stage by stage. */
     ready_log log = {0};
     tw_grad_ready rd = {log_ready, &log};
     tw_resnet18_backward(&m, &b, r, p, 1, &rd, 1);
-    int g2 = check_grads(&P, ref, 2.0f, tol, label);
-    printf("%s %s: two views accumulated (+=) give twice the gradient\n", g2 ? "  ok  " : "  FAIL", label);
+    int g2 = check_self("two views accumulated (+=) give twice the gradient", &P, first, 2.0f);
     int g4 = log.n_new == 5 && log.monotone && log.last == m.grad_begin && log.n > log.n_new;
     printf("%s %s: gradients announced final stage by stage, layer4 first, down to the stem "
            "(%d ranges, %d calls)\n", g4 ? "  ok  " : "  FAIL", label, log.n_new, log.n);
@@ -250,8 +378,8 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
     ready_log poll = {0};
     tw_grad_ready rp = {log_ready, &poll};
     tw_resnet18_backward(&m, &a, r, p, 0, &rp, 0);
-    int g3 = check_grads(&P, ref, 1.0f, tol, label);
-    printf("%s %s: backward without accumulate overwrites\n", g3 ? "  ok  " : "  FAIL", label);
+    int g3 = check_self("backward without accumulate overwrites", &P, first, 1.0f);
+    free(first);
     g4 &= poll.n > 0 && poll.n_new == 0 && poll.last == m.grad_end;
     printf("%s %s: a backward that is not the last only polls (%d calls, all at the backbone's end)\n",
            poll.n > 0 && poll.n_new == 0 && poll.last == m.grad_end ? "  ok  " : "  FAIL", label, poll.n);
@@ -277,11 +405,11 @@ static int run_one(tw_backend *be, const char *dir, int c_in, const tolerances *
 }
 
 int main(int argc, char **argv) {
-    const char *mode = argc > 2 ? argv[2] : "";
+    const char *mode = argc > 3 ? argv[3] : "";
     int sync = strstr(mode, "+sync") != NULL;
-    if (argc < 4 || (strcmp(mode, "fp32") && strcmp(mode, "bf16") && strcmp(mode, "fp32+sync") &&
+    if (argc < 5 || (strcmp(mode, "fp32") && strcmp(mode, "bf16") && strcmp(mode, "fp32+sync") &&
                      strcmp(mode, "bf16+sync"))) {
-        fprintf(stderr, "usage: test_resnet18 REF_DIR fp32|bf16[+sync] C [C ...]\n");
+        fprintf(stderr, "usage: test_resnet18 REF_DIR OUT_DIR fp32|bf16[+sync] C [C ...]\n");
         return 1;
     }
     int bf16 = !strncmp(mode, "bf16", 4);
@@ -299,17 +427,24 @@ int main(int argc, char **argv) {
     char desc[256];
     tw_backend_describe(be, desc, sizeof desc);
     printf("# backend: %s\n", desc);
-    int ok = 1;
-    for (int i = 3; i < argc; i++) {
+    int ok = 1, n_run = 0;
+    for (int i = 4; i < argc; i++) {
         char *end;
         long c = strtol(argv[i], &end, 10);
         if (*end || c < 1 || c > 64) {
             fprintf(stderr, "test_resnet18: bad channel count '%s'\n", argv[i]);
             return 1;
         }
-        ok &= run_one(be, argv[1], (int)c, bf16 ? &TOL_BF16 : &TOL_FP32, bf16 ? "bf16" : "fp32", sync);
+        int r = run_one(be, argv[1], argv[2], (int)c, bf16 ? &TOL_BF16 : &TOL_FP32,
+                        bf16 ? "bf16" : "fp32", sync);
+        if (r >= 0) n_run++;
+        ok &= r != 0;
     }
     tw_backend_free(be);
+    if (ok && n_run == 0) {
+        printf("SKIP: every channel count skipped\n");
+        return 77;
+    }
     printf("%s\n", ok ? "PASS" : "FAIL");
     return ok ? 0 : 1;
 }

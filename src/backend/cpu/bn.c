@@ -101,10 +101,13 @@ tw_status tw_cpu_bn_plan_make(tw_backend *base, tw_bn_plan **out, const tw_bn_de
     /* A reference implementation here means a layout this CPU has no kernel for (nChw16c on
      * AVX2 is ~200x slower, see notes/machine-facts.md): say so instead of crawling silently. */
     const char *impl = tw_cpu_pd_impl(ft_pd);
-    if (impl[0] == 'r' && impl[1] == 'e' && impl[2] == 'f')
-        tw_warn("twinfuse: batch norm on %s [%d, %d, %d, %d] runs oneDNN's reference code (%s) "
-                "on this CPU; use the layout the convolution picked\n",
-                tw_layout_name(d->layout), d->n, d->c, d->h, d->w, impl);
+    if (!be->quiet && strncmp(impl, "ref", 3) == 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "twinfuse: batch norm on %s [%d, %d, %d, %d] runs oneDNN's "
+                 "reference code (%s) on this CPU (slow)\n", tw_layout_name(d->layout), d->n,
+                 d->c, d->h, d->w, impl);
+        tw_cpu_warn_once(msg);
+    }
 
     snprintf(p->head.impl, sizeof p->head.impl, "fwd=%s bwd=%s", impl, tw_cpu_pd_impl(b_pd));
     tw_cpu_prim_init(be, &p->fwd_train, ft_pd);

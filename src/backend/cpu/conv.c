@@ -18,8 +18,6 @@ struct tw_conv_plan {
     tw_cpu_prim wfwd_to_bwd;          /* forward weights -> backward-data weights (if they differ) */
     tw_cpu_prim dw_to_user;           /* backward-weights layout -> OIHW f32 (if they differ) */
     int have_bwd_data, bwd_w_same, dw_same;
-    int slow;                         /* some pass runs a reference or GEMM-based kernel */
-    int rank;                         /* Σ tw_cpu_impl_rank over the passes */
     void *w_fwd, *w_bwd, *dw_buf;     /* plan-owned weight buffers in oneDNN's layouts */
     const float *w_in_fwd;            /* the user weights w_fwd holds (from the last forward) */
     dnnl_memory_t m_x, m_y, m_w_user, m_w_fwd, m_w_bwd, m_dw, m_dw_user, m_dx, m_dy;
@@ -56,16 +54,9 @@ static void run_reorder(tw_cpu_backend *be, tw_cpu_prim *p, dnnl_memory_t from, 
     tw_cpu_prim_exec(be, p, 2, args);
 }
 
-/* oneDNN's reference kernels, and its im2col + GEMM fallbacks, run at a fraction of the direct
- * JIT kernels' speed (the GEMM path: ~3x slower for a 12-channel stem on AVX2). */
-static int is_slow(const_dnnl_primitive_desc_t pd) {
-    const char *impl = tw_cpu_pd_impl(pd);
-    return strncmp(impl, "ref", 3) == 0 || strstr(impl, "gemm") != NULL;
-}
-
 /* y_force: -1, or the output layout to take whatever kernel it gets (TW_CPU_LAYOUT). */
-static tw_status plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
-                                 int y_force, tw_err *err) {
+tw_status tw_cpu_conv_plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
+                                      int y_force, tw_err *err) {
     tw_cpu_backend *be = tw_cpu_be(base);
     *out = NULL;
     if (d->n < 1 || d->c_in < 1 || d->h_in < 1 || d->w_in < 1 || d->c_out < 1 || d->kernel < 1 ||
@@ -171,11 +162,21 @@ static tw_status plan_make_fixed(tw_backend *base, tw_conv_plan **out, const tw_
 
     p->head.x = (tw_tensor){NULL, d->n, d->c_in, d->h_in, d->w_in, act, d->x_layout};
     p->head.y = (tw_tensor){NULL, d->n, d->c_out, h_out, w_out, act, y_layout};
-    p->slow = is_slow(fwd_pd) || (bd_pd && is_slow(bd_pd)) || is_slow(bw_pd);
-    p->rank = tw_cpu_impl_rank(tw_cpu_pd_impl(fwd_pd)) + tw_cpu_impl_rank(tw_cpu_pd_impl(bw_pd)) +
-              (bd_pd ? tw_cpu_impl_rank(tw_cpu_pd_impl(bd_pd)) : 0);
     snprintf(p->head.impl, sizeof p->head.impl, "fwd=%s%s%s bwd_w=%s", tw_cpu_pd_impl(fwd_pd),
              bd_pd ? " bwd_d=" : "", bd_pd ? tw_cpu_pd_impl(bd_pd) : "", tw_cpu_pd_impl(bw_pd));
+    if (!be->quiet) {
+        const_dnnl_primitive_desc_t passes[3] = {fwd_pd, bd_pd, bw_pd};
+        static const char *names[3] = {"forward", "backward-data", "backward-weights"};
+        for (int i = 0; i < 3; i++) {
+            if (!passes[i] || strncmp(tw_cpu_pd_impl(passes[i]), "ref", 3) != 0) continue;
+            char msg[320];
+            snprintf(msg, sizeof msg, "twinfuse: conv %dx%d/%d, %d->%d channels at %dx%d (batch %d, "
+                     "%s): oneDNN has only its reference kernel (%s) for the %s pass on this CPU "
+                     "(slow)\n", d->kernel, d->kernel, d->stride, d->c_in, d->c_out, d->h_in,
+                     d->w_in, d->n, tw_layout_name(d->x_layout), tw_cpu_pd_impl(passes[i]), names[i]);
+            tw_cpu_warn_once(msg);
+        }
+    }
     p->head.ws_bytes = 0;
     tw_cpu_prim_init(be, &p->fwd, fwd_pd);
     p->m_x = tw_cpu_mem_make(be, x_md);
@@ -229,67 +230,121 @@ done:
     return st;
 }
 
-/* With x_layout_free, the stem decides the layout of the whole network: its output layout is
- * every later layer's. Each candidate input layout is planned and scored by the kernels oneDNN
- * has for the stem and for a representative layer in the output layout (layout.c); the order
- * below breaks ties. On AVX-512 fp32, NCHW (first-layer kernels, no channel padding), then NHWC
- * (a 12-channel ResNet18 step at 120x120, batch 64, oneDNN 3.2: 59 img/s against 48 for
- * nChw16c); on AVX2, nChw8c before NHWC (47 against 43 img/s). With AMX, bf16 convolutions run
- * the AMX kernels only on NHWC, and the ranks pick it. TW_CPU_LAYOUT forces the stem's output
- * layout (the network's), whatever its kernels. */
+const tw_conv_desc *tw_cpu_conv_plan_desc(const tw_conv_plan *p) { return &p->d; }
+
+/* The candidates for a free stem: its input layout, and the output layout it is asked for (-1:
+ * the input's, or oneDNN's pick for plain NCHW). The image stays NCHW or is reordered once. */
+typedef struct stem_cand {
+    tw_layout x;
+    int y_force;
+} stem_cand;
+
+static void report_add(char *report, size_t n_bytes, const tw_cpu_layout_cand *c, int chosen) {
+    size_t len = strlen(report);
+    if (len + 1 >= n_bytes) return;
+    if (!c->ok)
+        snprintf(report + len, n_bytes - len, "%s%s->%s: no plan", len ? "; " : "",
+                 tw_layout_name(c->x), tw_layout_name(c->y));
+    else if (c->has_ref)
+        snprintf(report + len, n_bytes - len, "%s%s->%s: reference kernel in %s%s", len ? "; " : "",
+                 tw_layout_name(c->x), tw_layout_name(c->y), c->ref_what, chosen ? " (chosen)" : "");
+    else
+        snprintf(report + len, n_bytes - len, "%s%s->%s %.2f ms%s", len ? "; " : "",
+                 tw_layout_name(c->x), tw_layout_name(c->y), c->ms, chosen ? " (chosen)" : "");
+}
+
+/* With x_layout_free the stem decides the layout of the whole network: its output layout is every
+ * later layer's. Each candidate is planned for the stem and for d->net's layers in that layout,
+ * rejected where a pass has only oneDNN's reference kernel, and timed (layout.c); the fastest is
+ * kept, and remembered on disk (layout_cache.c). TW_CPU_LAYOUT forces the network's layout: then
+ * only the stem's input layout is timed. */
 tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_conv_desc *d,
                                 tw_err *err) {
     tw_cpu_backend *be = tw_cpu_be(base);
     *out = NULL;
-    static const tw_layout order_avx512[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, TW_LAYOUT_NCHW16C,
-                                             TW_LAYOUT_NCHW8C};
-    static const tw_layout order_avx2[] = {TW_LAYOUT_NCHW, TW_LAYOUT_NCHW8C, TW_LAYOUT_NHWC,
-                                           TW_LAYOUT_NCHW16C};
-    enum { N_CANDS = sizeof order_avx2 / sizeof order_avx2[0] };
-    const tw_layout *order = be->isa >= dnnl_cpu_isa_avx512_core ? order_avx512 : order_avx2;
+    if (!d->x_layout_free) return tw_cpu_conv_plan_make_fixed(base, out, d, -1, err);
     tw_layout forced;
     int force = tw_cpu_layout_forced(&forced);
     if (force < 0)
         return tw_err_set(err, TW_E_RANGE, "TW_CPU_LAYOUT=%s: want nchw, nhwc, nChw8c or nChw16c",
                           getenv("TW_CPU_LAYOUT"));
-    tw_conv_plan *cand[N_CANDS] = {NULL};
-    tw_cpu_layout_cand score[N_CANDS] = {{0}};
-    int best = -1;
-    for (int i = 0; d->x_layout_free && i < N_CANDS; i++) {
-        tw_conv_desc c = *d;
-        c.x_layout = order[i];
-        c.x_layout_free = 0;
-        if (plan_make_fixed(base, &cand[i], &c, force ? (int)forced : -1, NULL) != TW_OK) continue;
-        const tw_tensor *y = &cand[i]->head.y;
-        score[i] = (tw_cpu_layout_cand){1, cand[i]->slow, cand[i]->rank,
-                                        tw_cpu_layout_net_rank(be, y->n, y->c, (y->h - 1) / 2 + 1,
-                                                               (y->w - 1) / 2 + 1, y->layout)};
-    }
-    best = tw_cpu_layout_choose(score, N_CANDS);
-    if (getenv("TW_VERBOSE") && d->x_layout_free) {
-        for (int i = 0; i < N_CANDS; i++)
-            if (score[i].ok)
-                tw_warn("twinfuse: stem %d->%d %dx%d, %s input -> %s: net_rank=%d stem_rank=%d "
-                        "slow=%d%s %s\n", d->c_in, d->c_out, d->h_in, d->w_in,
-                        tw_layout_name(order[i]), tw_layout_name(cand[i]->head.y.layout),
-                        score[i].net_rank, score[i].stem_rank, score[i].slow,
-                        i == best ? " (chosen)" : "", cand[i]->head.impl);
-    }
+    tw_conv_desc fixed = *d;
+    fixed.x_layout_free = 0;
+    fixed.net = NULL;
+    char key[1024], report[TW_PLAN_CHOICE_BYTES] = "";
+    const tw_net_shape *net = force ? NULL : d->net;
+    tw_cpu_layout_key(be, d, net, key, sizeof key);
+    if (force) snprintf(key + strlen(key), sizeof key - strlen(key), ";forced=%s", tw_layout_name(forced));
+
+    tw_layout cx, cy;
     tw_conv_plan *p = NULL;
+    if (tw_cpu_layout_cache_get(key, &cx, &cy, report, sizeof report)) {
+        fixed.x_layout = cx;
+        if (tw_cpu_conv_plan_make_fixed(base, &p, &fixed, (int)cy, NULL) == TW_OK &&
+            p->head.y.layout == cy) {
+            snprintf(p->head.choice, sizeof p->head.choice, "%s [cached]", report);
+            if (getenv("TW_VERBOSE"))
+                tw_warn("twinfuse: stem %d->%d %dx%d: layout from the cache: %s\n", d->c_in,
+                        d->c_out, d->h_in, d->w_in, p->head.choice);
+            *out = p;
+            return TW_OK;
+        }
+        tw_cpu_conv_plan_free(base, p);
+        p = NULL;
+        report[0] = '\0';
+    }
+
+    static const stem_cand all[] = {{TW_LAYOUT_NCHW, -1}, {TW_LAYOUT_NCHW, TW_LAYOUT_NHWC},
+                                    {TW_LAYOUT_NHWC, -1}, {TW_LAYOUT_NCHW8C, -1},
+                                    {TW_LAYOUT_NCHW16C, -1}};
+    enum { N_CANDS = sizeof all / sizeof all[0] };
+    tw_conv_plan *plan[N_CANDS] = {NULL};
+    tw_cpu_layout_cand cand[N_CANDS];
+    memset(cand, 0, sizeof cand);
+    be->quiet = 1;
     for (int i = 0; i < N_CANDS; i++) {
-        if (i == best) p = cand[i];
-        else tw_cpu_conv_plan_free(base, cand[i]);
+        stem_cand sc = all[i];
+        if (force) {
+            if (sc.x != TW_LAYOUT_NCHW && sc.x != forced) continue;
+            if (sc.x == TW_LAYOUT_NCHW && sc.y_force >= 0) continue;
+            sc.y_force = (int)forced;
+        }
+        fixed.x_layout = sc.x;
+        cand[i].x = sc.x;
+        cand[i].y = sc.y_force >= 0 ? (tw_layout)sc.y_force : sc.x;
+        if (tw_cpu_conv_plan_make_fixed(base, &plan[i], &fixed, sc.y_force, NULL) != TW_OK) continue;
+        /* Two requests may end in the same pair of layouts: time it once. */
+        int dup = 0;
+        for (int j = 0; j < i && !dup; j++)
+            dup = plan[j] && plan[j]->head.x.layout == plan[i]->head.x.layout &&
+                  plan[j]->head.y.layout == plan[i]->head.y.layout;
+        if (dup) {
+            tw_cpu_conv_plan_free(base, plan[i]);
+            plan[i] = NULL;
+            continue;
+        }
+        tw_cpu_layout_time(be, plan[i], net, &cand[i]);
     }
-    if (!p) {
-        tw_conv_desc c = *d;
-        c.x_layout_free = 0;
-        tw_status st = plan_make_fixed(base, &p, &c, -1, err);
-        if (st != TW_OK) return st;
+    be->quiet = 0;
+    int best = tw_cpu_layout_choose(cand, N_CANDS);
+    for (int i = 0; i < N_CANDS; i++) {
+        if (plan[i]) report_add(report, sizeof report, &cand[i], i == best);
+        if (i == best) p = plan[i];
+        else tw_cpu_conv_plan_free(base, plan[i]);
     }
-    if (p->slow)
-        tw_warn("twinfuse: conv %dx%d/%d, %d->%d channels at %dx%d, %s input: oneDNN has only its "
-                "reference or GEMM-based kernel for a pass on this CPU (slow)\n", d->kernel, d->kernel, d->stride,
-                d->c_in, d->c_out, d->h_in, d->w_in, tw_layout_name(p->head.x.layout));
+    if (!p) return tw_cpu_conv_plan_make_fixed(base, out, &fixed, -1, err);
+    snprintf(p->head.choice, sizeof p->head.choice, "%s", report);
+    tw_cpu_layout_cache_put(key, p->head.x.layout, p->head.y.layout, report);
+    if (getenv("TW_VERBOSE"))
+        tw_warn("twinfuse: stem %d->%d %dx%d batch %d: layouts timed over the network: %s\n",
+                d->c_in, d->c_out, d->h_in, d->w_in, d->n, report);
+    if (cand[best].has_ref) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "twinfuse: every activation layout runs oneDNN's reference "
+                 "kernel somewhere in this network on this CPU (first: %s, in %s); training will be "
+                 "slow\n", cand[best].ref_what, tw_layout_name(p->head.y.layout));
+        tw_cpu_warn_once(msg);
+    }
     *out = p;
     return TW_OK;
 }

@@ -30,14 +30,14 @@ typedef struct tw_cpu_reorder_entry {
 } tw_cpu_reorder_entry;
 
 #define TW_CPU_REORDER_CACHE 32
-#define TW_CPU_NET_RANK_CACHE 16
-
-/* One candidate activation layout for the network, as the stem's plan sees it (layout.c). */
+/* One candidate activation layout for the network (layout.c): the stem's input layout and the
+ * network's (the stem's output), timed over the whole network. */
 typedef struct tw_cpu_layout_cand {
-    int ok;                           /* the stem's plan could be made with this input layout */
-    int slow;                         /* a stem pass runs a reference or GEMM-based kernel */
-    int stem_rank;                    /* Σ tw_cpu_impl_rank of the stem's passes */
-    int net_rank;                     /* tw_cpu_layout_net_rank in the stem's output layout */
+    int ok;                           /* every plan of the network could be made */
+    int has_ref;                      /* some pass runs oneDNN's reference kernel (not timed) */
+    double ms;                        /* one training pass over the network, timed */
+    tw_layout x, y;                   /* the stem's input layout, the network's */
+    char ref_what[96];                /* the first layer with a reference kernel */
 } tw_cpu_layout_cand;
 
 typedef struct tw_cpu_backend {
@@ -53,8 +53,7 @@ typedef struct tw_cpu_backend {
     size_t scratch_bytes;
     tw_cpu_reorder_entry reorders[TW_CPU_REORDER_CACHE];
     int n_reorders, next_evict;
-    struct { tw_tensor key; int rank; } net_ranks[TW_CPU_NET_RANK_CACHE];   /* layout.c */
-    int n_net_ranks;
+    int quiet;                        /* 1 while candidate plans are made: no warnings */
 } tw_cpu_backend;
 
 static inline tw_cpu_backend *tw_cpu_be(tw_backend *be) { return (tw_cpu_backend *)be; }
@@ -97,18 +96,31 @@ void tw_cpu_mem_copy(tw_backend *be, void *dst, const void *src, size_t n_bytes)
 void tw_cpu_reorder(tw_backend *be, tw_tensor *dst, const tw_tensor *src);
 void tw_cpu_reorder_cache_free(tw_cpu_backend *be);
 
-/* layout.c. A speed rank from an implementation name: 0 reference, 1 GEMM-based, 2 and up by
- * ISA (6: AMX). */
+/* layout.c. A speed rank from an implementation name, for logs: 0 reference, 1 GEMM-based, 2
+ * and up by ISA (6: AMX). */
 int tw_cpu_impl_rank(const char *impl);
-/* The index of the best candidate (-1 when none is ok): highest net_rank, then not slow, then
- * highest stem_rank; ties keep the earlier one. Pure: the selection test feeds it fakes. */
+/* 1 when a plan's "pass=name ..." string names a reference kernel. */
+int tw_cpu_impl_has_ref(const char *impls);
+/* The index of the candidate to take (-1 when none is ok): without a reference kernel if any is,
+ * then the fastest; ties keep the earlier one. Pure: the selection test feeds it fakes. */
 int tw_cpu_layout_choose(const tw_cpu_layout_cand *c, int n_cands);
-/* Σ ranks of a 3x3 c->c conv (3 passes), BN+ReLU (2) and max pool (2) on [n, c, h, w] in layout
- * l and the backend's activation dtype; 0 when one has only reference code. Cached per shape. */
-int tw_cpu_layout_net_rank(tw_cpu_backend *be, int n, int c, int h, int w, tw_layout l);
-/* TW_CPU_LAYOUT=nchw|nhwc|nChw8c|nChw16c forces the network's layout (the stem's output), for
- * tests and measurements:
- * 1 and *out set, 0 when unset, -1 when it names no layout. */
+/* Fills c for the stem plan's layouts: ok, has_ref (and what), and the time of one training pass
+ * of the stem and of net's layers in the stem's output layout (at a batch of at most 16). */
+void tw_cpu_layout_time(tw_cpu_backend *be, tw_conv_plan *stem, const tw_net_shape *net,
+                        tw_cpu_layout_cand *c);
+/* tw_warn once per process and message, on rank 0. */
+void tw_cpu_warn_once(const char *msg);
+/* layout_cache.c: decisions on disk, one line per key, under $TW_CACHE_DIR, else
+ * $XDG_CACHE_HOME/twinfuse, else ~/.cache/twinfuse. The key names the CPU model, oneDNN's ISA and
+ * version, the dtype, the thread count and every shape. */
+void tw_cpu_layout_key(tw_cpu_backend *be, const tw_conv_desc *stem, const tw_net_shape *net,
+                       char *key, size_t n_bytes);
+/* 1 and *x, *y, the stored report when key is in the cache; 0 when absent (a corrupt file is
+ * ignored with one warning). */
+int tw_cpu_layout_cache_get(const char *key, tw_layout *x, tw_layout *y, char *report,
+                            size_t n_report);
+/* Adds or replaces key's line, atomically (temporary file + rename); failures only warn. */
+void tw_cpu_layout_cache_put(const char *key, tw_layout x, tw_layout y, const char *report);
 int tw_cpu_layout_forced(tw_layout *out);
 
 /* Every tw_layout is [n][cb][h w][blk] with channel cb blk + k: NCHW has blk 1, NHWC one block
@@ -132,6 +144,10 @@ static inline tw_cpu_geom tw_cpu_geom_of(const tw_tensor *t) {
 }
 
 /* conv.c */
+/* conv.c's plan for a fixed input layout; y_force >= 0 forces the output layout. */
+tw_status tw_cpu_conv_plan_make_fixed(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d,
+                                      int y_force, tw_err *err);
+const tw_conv_desc *tw_cpu_conv_plan_desc(const tw_conv_plan *p);
 tw_status tw_cpu_conv_plan_make(tw_backend *be, tw_conv_plan **out, const tw_conv_desc *d,
                                 tw_err *err);
 void tw_cpu_conv_plan_free(tw_backend *be, tw_conv_plan *p);
