@@ -1,7 +1,7 @@
 /* One fine-tuning step — the product's, tw_loop_step (src/train/step.c) on the finetune task: the
  * batch's upload, forward, tw_bce_logits, backward with the gradient buckets' all-reduce started
  * as its stages finish, the checked Adam update — or one evaluation forward of
- * the classifier a fine-tuning configuration builds (train/classify.h), timed on random inputs;
+ * the classifier a fine-tuning configuration builds (train/classifier_run.h), timed on random inputs;
  * bench/finetune/run compares it with torch_finetune.py. One process or every rank of mpirun
  * (BATCH is global); on more than one rank a training case also prints the '# comm' line of
  * bench/comm/overlap.h (BUCKET_KIB in the environment: the bucket size, default the config's).
@@ -22,7 +22,7 @@
 #include "dist/buckets.h"
 #include "optim/optim.h"
 #include "overlap.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/finetune.h"
 #include "train/step.h"
 
@@ -62,7 +62,7 @@ static double conv_flops(const tw_resnet18 *m, const tw_resnet18_plans *p, doubl
 
 /* FLOPs per image of the timed work: eval = forward; frozen = backbone forwards + head forward and
  * backward (weights and input); train = 3 x forward less the stems' backward-data. */
-static double flops_per_image(const tw_cls *c, int mode) {
+static double flops_per_image(const tw_classifier_run *c, int mode) {
     double nets = 0, nets_step = 0, head = 0;
     for (int i = 0; i < c->m.n_nets; i++) {
         double stem = 0, f = conv_flops(&c->m.net[i], c->plans->net[i], &stem);
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
     /* Training: the task and the product's step; evaluation: the classifier alone. */
     tw_step *step = NULL;
     tw_task task = {0};
-    tw_cls eval_c, *c = &eval_c;
+    tw_classifier_run eval_c, *c = &eval_c;
     tw_status st = TW_OK;
     if (mode != 2) {
         tw_step_opts so = {.bucket_elems = (size_t)bucket_kib * 1024 / sizeof(float), .graph = TW_GRAPH_AUTO};
@@ -143,10 +143,10 @@ int main(int argc, char **argv) {
         if (st == TW_OK) st = tw_finetune_task_init(&task, be, comm, &cfg, 1, tw_step_bad(step), NULL, &err);
         if (st == TW_OK) st = task.reset(&task, 1, &err);
         if (st == TW_OK) st = tw_step_bind(step, &task, &so, &err);
-        if (st == TW_OK) c = tw_finetune_task_cls(&task);
+        if (st == TW_OK) c = tw_finetune_task_classifier(&task);
     } else {
-        st = tw_cls_init(c, be, comm, &cfg, n, 1, 0, &err);
-        if (st == TW_OK) st = tw_cls_init_weights(c, 1, &err);
+        st = tw_classifier_run_init(c, be, comm, &cfg, n, 1, 0, &err);
+        if (st == TW_OK) st = tw_classifier_run_init_weights(c, 1, &err);
     }
     if (st != TW_OK) {
         fprintf(stderr, "bench_finetune: %s\n", err.msg);
@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
     if (c->x_s1) b.s1[0] = random_host(plane * c->c_s1, 1, 0);
     if (c->x_s2) b.s2[0] = random_host(plane * c->c_s2, 2, 0);
     b.labels = random_host((size_t)n * c->k, 3, 1);
-    tw_cls_upload(c, &b);
+    tw_classifier_run_upload(c, &b);
     double wait_s = 0, *t = malloc((size_t)steps * sizeof(double));
     TW_ASSERT(t);
     for (int s = 0; s < warmup + steps; s++) {
@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
         tw_step_free(step);
         task.free(&task);
     } else {
-        tw_cls_free(c);
+        tw_classifier_run_free(c);
     }
     tw_backend_free(be);
     tw_comm_free(comm);

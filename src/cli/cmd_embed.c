@@ -15,7 +15,7 @@
 #include "data/split_names.h"
 #include "predict/predict.h"
 #include "train/checkpoint.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/runtime.h"
 
 static const char usage[] =
@@ -28,18 +28,19 @@ static const char usage[] =
 static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ckpt, const tw_ckpt_info *info,
                        const char *split, const char *out, tw_err *err) {
     tw_backend *be = NULL;
-    tw_cls c;
+    tw_classifier_run c;
     memset(&c, 0, sizeof c);
     int world = tw_comm_size(comm);
     int batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
     if (batch % world) return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
     tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
     if (st != TW_OK) return st;
-    st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
-    if (st == TW_OK) st = tw_comm_agree(comm, tw_cls_load_weights(&c, ckpt, info->task, info->sources, err), err);
-    tw_cls_scores sc;
+    st = tw_comm_agree(comm, tw_classifier_run_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    if (st == TW_OK)
+        st = tw_comm_agree(comm, tw_classifier_run_load_weights(&c, ckpt, info->task, info->sources, err), err);
+    tw_classifier_scores sc;
     memset(&sc, 0, sizeof sc);
-    if (st == TW_OK) st = tw_cls_score_split(&c, comm, split, batch, 1, &sc, err);
+    if (st == TW_OK) st = tw_classifier_run_score_split(&c, comm, split, batch, 1, &sc, err);
     if (st == TW_OK && tw_comm_rank(comm) == 0) {
         char *names = NULL;
         int64_t n_names = 0;
@@ -56,8 +57,8 @@ static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ck
         free(names);
     }
     st = tw_comm_agree(comm, st, err);
-    tw_cls_scores_free(&sc);
-    tw_cls_free(&c);
+    tw_classifier_scores_free(&sc);
+    tw_classifier_run_free(&c);
     tw_backend_free(be);
     return st;
 }

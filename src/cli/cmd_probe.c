@@ -16,7 +16,7 @@
 #include "core/log.h"
 #include "data/sampler.h"
 #include "train/checkpoint.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/knn.h"
 #include "train/probe.h"
 #include "train/runtime.h"
@@ -118,8 +118,8 @@ static void result(text *t, int *first, const char *method, double frac, int64_t
 }
 
 /* Rank 0's part: subsets, kNN and linear probes, the table and the JSON. */
-static tw_status probe_all(const probe_args *a, const tw_finetune_cfg *cfg, const tw_cls_scores *train,
-                           const tw_cls_scores *evals, tw_err *err) {
+static tw_status probe_all(const probe_args *a, const tw_finetune_cfg *cfg, const tw_classifier_scores *train,
+                           const tw_classifier_scores *evals, tw_err *err) {
     int d = train->d_feats, k = train->k;
     text t = {0};
     put(&t, "{\"format\": \"twinfuse-probe/1\", \"checkpoint\": ");
@@ -185,7 +185,7 @@ static tw_status probe_all(const probe_args *a, const tw_finetune_cfg *cfg, cons
 static tw_status run_probe(tw_comm *comm, const probe_args *a, const tw_finetune_cfg *cfg, const char *task,
                            const char *sources, tw_err *err) {
     tw_backend *be = NULL;
-    tw_cls c;
+    tw_classifier_run c;
     memset(&c, 0, sizeof c);
     int world = tw_comm_size(comm);
     int batch = cfg->eval.batch > 0 ? cfg->eval.batch : cfg->data.batch;
@@ -193,23 +193,23 @@ static tw_status run_probe(tw_comm *comm, const probe_args *a, const tw_finetune
         return tw_err_set(err, TW_E_RANGE, "eval.batch=%d is not a multiple of the %d ranks", batch, world);
     tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
     if (st != TW_OK) return st;
-    st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
-    if (st == TW_OK) st = tw_comm_agree(comm, tw_cls_load_weights(&c, a->ckpt, task, sources, err), err);
-    tw_cls_scores train, evals[MAX_LIST];
+    st = tw_comm_agree(comm, tw_classifier_run_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    if (st == TW_OK) st = tw_comm_agree(comm, tw_classifier_run_load_weights(&c, a->ckpt, task, sources, err), err);
+    tw_classifier_scores train, evals[MAX_LIST];
     memset(&train, 0, sizeof train);
     memset(evals, 0, sizeof evals);
-    if (st == TW_OK) st = tw_cls_score_split(&c, comm, "train", batch, 1, &train, err);
+    if (st == TW_OK) st = tw_classifier_run_score_split(&c, comm, "train", batch, 1, &train, err);
     for (int s = 0; s < a->n_splits && st == TW_OK; s++)
-        st = tw_cls_score_split(&c, comm, a->splits[s], batch, 1, &evals[s], err);
+        st = tw_classifier_run_score_split(&c, comm, a->splits[s], batch, 1, &evals[s], err);
     if (st == TW_OK && tw_comm_rank(comm) == 0) {
         tw_log("# twinfuse probe %s (%s, model.init=%s): %d features, %" PRId64 " training patches\n", a->ckpt,
                c.sources, cfg->model.init, train.d_feats, train.n);
         st = probe_all(a, cfg, &train, evals, err);
     }
     st = tw_comm_agree(comm, st, err);
-    tw_cls_scores_free(&train);
-    for (int s = 0; s < a->n_splits; s++) tw_cls_scores_free(&evals[s]);
-    tw_cls_free(&c);
+    tw_classifier_scores_free(&train);
+    for (int s = 0; s < a->n_splits; s++) tw_classifier_scores_free(&evals[s]);
+    tw_classifier_run_free(&c);
     tw_backend_free(be);
     return st;
 }

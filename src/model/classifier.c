@@ -1,6 +1,6 @@
 /* The classifier's structure (classifier.h): option checks, registration of the backbones and the
  * head under torch's names, torch's default initialisation, which entries train, the plans and
- * the activation sets. The step (forward, backward) is in classifier_step.c. */
+ * the activation sets. The step (forward, backward) is in classifier_pass.c. */
 #include "model/classifier.h"
 
 #include <math.h>

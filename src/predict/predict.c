@@ -54,16 +54,16 @@ tw_status tw_predictor_init(tw_predictor *p, tw_comm *comm, const tw_finetune_cf
         batch = global / world > 0 ? global / world : 1;
     }
     p->batch = batch;
-    tw_status st = tw_run_agree(comm, norm_of(&p->norm, cfg->data.shards, err), err);
+    tw_status st = tw_comm_agree(comm, norm_of(&p->norm, cfg->data.shards, err), err);
     if (st) return st;
     if ((st = tw_run_backend_create(&p->be, comm, &cfg->backend, err))) return st;
-    st = tw_run_agree(comm, tw_cls_init(&p->c, p->be, comm, cfg, batch, 1, 0, err), err);
+    st = tw_comm_agree(comm, tw_classifier_run_init(&p->c, p->be, comm, cfg, batch, 1, 0, err), err);
     if (st == TW_OK && is_cls) {
         tw_ckpt_state cs;
         tw_ckpt_content content = {&p->c.P, NULL, "classification", p->c.sources};
-        st = tw_run_agree(comm, tw_ckpt_load(ckpt, &content, &cs, err), err);
+        st = tw_comm_agree(comm, tw_ckpt_load(ckpt, &content, &cs, err), err);
     } else if (st == TW_OK) {
-        st = tw_run_agree(comm, tw_cls_init_weights(&p->c, 0, err), err);
+        st = tw_comm_agree(comm, tw_classifier_run_init_weights(&p->c, 0, err), err);
     }
     size_t win = (size_t)p->c.size * p->c.size;
     p->h_s1 = malloc(sizeof(float) * (size_t)batch * p->c.c_s1 * win + 1);
@@ -74,7 +74,7 @@ tw_status tw_predictor_init(tw_predictor *p, tw_comm *comm, const tw_finetune_cf
 }
 
 void tw_predictor_free(tw_predictor *p) {
-    tw_cls_free(&p->c);
+    tw_classifier_run_free(&p->c);
     if (p->be) tw_backend_free(p->be);
     free(p->h_s1);
     free(p->h_s2);
@@ -87,7 +87,7 @@ void tw_predictor_free(tw_predictor *p) {
  * then a 1 (scored). Batches of p->batch; the last one padded with zeros. */
 static void score_windows(tw_predictor *p, const float *const *strips, int strip_w, const int *xs, const int *qs,
                           int n, int features, float *rows, int width) {
-    tw_cls *c = &p->c;
+    tw_classifier_run *c = &p->c;
     int S = c->size, n_ch = c->c_s2 + c->c_s1;
     size_t win = (size_t)S * S, n_px = (size_t)S * strip_w;
     for (int b0 = 0; b0 < n; b0 += p->batch) {
@@ -221,7 +221,7 @@ static tw_status write_rows(outputs *w, const tw_tiles *t, const float *vals, co
 }
 
 tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scene_opts *o, tw_err *err) {
-    tw_cls *c = &p->c;
+    tw_classifier_run *c = &p->c;
     double t_start = tw_progress_now();
     int rank = tw_comm_rank(comm), world = tw_comm_size(comm), S = c->size;
     tw_scene_input_opts io = {.s2 = o->s2, .s1 = o->s1, .grid = o->grid, .s1_linear = o->s1_linear,
@@ -230,10 +230,10 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
     tw_tiles t;
     memset(&t, 0, sizeof t);
     outputs w = {0};
-    tw_status st = tw_run_agree(comm, tw_scene_input_open(&in, &io, err), err);
+    tw_status st = tw_comm_agree(comm, tw_scene_input_open(&in, &io, err), err);
     if (st) return st;
     int stride = o->stride > 0 ? o->stride : o->features ? S : S / 2 > 0 ? S / 2 : 1;
-    st = tw_run_agree(comm, tw_tiles_init(&t, in.grid.height, in.grid.width, S, stride, err), err);
+    st = tw_comm_agree(comm, tw_tiles_init(&t, in.grid.height, in.grid.width, S, stride, err), err);
     if (st) {
         tw_scene_input_close(&in);
         return st;
@@ -246,7 +246,7 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
     tw_grid out_grid = in.grid;
     if (o->features) window_grid(&out_grid, &in.grid, S, stride, n_y, n_x);
     if (rank == 0) st = outputs_open(&w, p, o, &out_grid, d, classes, stride, err);
-    st = tw_run_agree(comm, st, err);
+    st = tw_comm_agree(comm, st, err);
 
     /* Window rows go in groups of g, enough windows to fill a batch on every rank (a narrow scene
      * would otherwise pad most of each batch); a rank scores a contiguous share of a group. */
@@ -283,7 +283,7 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
                 run[x + 1] = run[x] + col_ok;
             }
         }
-        if ((st = tw_run_agree(comm, st, err)) != TW_OK) break;
+        if ((st = tw_comm_agree(comm, st, err)) != TW_OK) break;
         int q_n = g * n_x, q_lo = (int)((int64_t)q_n * rank / world), q_hi = (int)((int64_t)q_n * (rank + 1) / world);
         int n = 0;
         for (int q = q_lo; q < q_hi; q++) {
@@ -316,7 +316,7 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
             }
             tw_progress_add(&prog, n_x);
         }
-        st = tw_run_agree(comm, st, err);
+        st = tw_comm_agree(comm, st, err);
     }
     if (rank == 0) {
         tw_progress_end(&prog);
@@ -342,7 +342,7 @@ tw_status tw_predict_scene(tw_predictor *p, tw_comm *comm, const tw_predict_scen
                    o->features ? "feature bands at the window grid" : "class probabilities", secs,
                    (double)W * in.grid.height / 1e6 / secs);
     }
-    st = tw_run_agree(comm, st, err);
+    st = tw_comm_agree(comm, st, err);
     free(planes);
     free(rows);
     free(bad);

@@ -1,7 +1,7 @@
 /* Whole scenes through a classifier: `twinfuse predict` (per-pixel class probabilities, the blend
  * of the overlapping windows that cover each pixel) and `twinfuse embed --s2/--s1` (the pooled
  * features of each window, one pixel per window). The model is the classifier of a fine-tuning
- * configuration (train/classify.h) run in evaluation mode; windows are the model's training size,
+ * configuration (train/classifier_run.h) run in evaluation mode; windows are the model's training size,
  * batched through the backend, one row of windows at a time (a scene never sits in memory whole),
  * the windows of a row split over the ranks and rank 0 writing. */
 #ifndef TW_PREDICT_H
@@ -10,11 +10,11 @@
 #include "config/finetune.h"
 #include "data/shard.h"
 #include "dist/comm.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 
 typedef struct tw_predictor {
     tw_backend *be;
-    tw_cls c;
+    tw_classifier_run c;
     tw_shard_norm norm;        /* the statistics of the shards the model was trained on */
     int batch;                 /* windows per forward on each rank */
     float *h_s1, *h_s2, *h_out;

@@ -9,7 +9,7 @@
 #include "data/labels.h"
 #include "data/split_names.h"
 #include "train/checkpoint.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/runtime.h"
 
 /* FILE for one split, FILE-<split>.<ext> for several. */
@@ -27,7 +27,7 @@ static void split_path(char *buf, size_t n, const char *path, const char *split,
 tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_evaluate_opts *a, tw_metrics *out,
                           tw_err *err) {
     tw_backend *be = NULL;
-    tw_cls c;
+    tw_classifier_run c;
     memset(&c, 0, sizeof c);
     tw_metrics m[TW_EVAL_MAX_SPLITS];
     memset(m, 0, sizeof m);
@@ -39,7 +39,7 @@ tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_ev
         return st;
     }
     if ((st = tw_run_backend_create(&be, comm, &cfg->backend, err)) != TW_OK) return st;
-    st = tw_comm_agree(comm, tw_cls_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
+    st = tw_comm_agree(comm, tw_classifier_run_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
     if (st == TW_OK && strcmp(c.sources, a->sources))
         st = tw_err_set(err, TW_E_FORMAT, "%s: a checkpoint of %s, the configuration reads %s", a->ckpt, a->sources,
                         c.sources);
@@ -48,8 +48,8 @@ tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_ev
     if (st == TW_OK) st = tw_comm_agree(comm, tw_ckpt_load(a->ckpt, &content, &cs, err), err);
     const char *const *class_names = cfg->data.classes == TW_N_CLASSES43 ? tw_labels_names43 : tw_labels_names19;
     for (int s = 0; s < a->n_splits && st == TW_OK; s++) {
-        tw_cls_scores sc;
-        if ((st = tw_cls_score_split(&c, comm, a->splits[s], batch, 0, &sc, err)) != TW_OK) break;
+        tw_classifier_scores sc;
+        if ((st = tw_classifier_run_score_split(&c, comm, a->splits[s], batch, 0, &sc, err)) != TW_OK) break;
         tw_metrics_compute(&m[s], sc.scores, sc.labels, sc.n, sc.k);
         if (rank == 0) {
             tw_log("# %s: %lld patches | mAP macro %.4f micro %.4f | F1 macro %.4f micro %.4f\n", a->splits[s],
@@ -70,7 +70,7 @@ tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_ev
             if (st == TW_OK) tw_log("# predictions of %s: %s\n", a->splits[s], path);
             free(names);
         }
-        tw_cls_scores_free(&sc);
+        tw_classifier_scores_free(&sc);
         st = tw_comm_agree(comm, st, err);
     }
     if (st == TW_OK && rank == 0 && a->json) {
@@ -82,7 +82,7 @@ tw_status tw_evaluate_run(tw_comm *comm, const tw_finetune_cfg *cfg, const tw_ev
         if (out && s < a->n_splits && st == TW_OK) out[s] = m[s];
         else tw_metrics_free(&m[s]);
     }
-    tw_cls_free(&c);
+    tw_classifier_run_free(&c);
     tw_backend_free(be);
     return st;
 }

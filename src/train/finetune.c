@@ -1,4 +1,4 @@
-/* The classification task (finetune.h): the classifier of classify.h, one view per sample whose
+/* The classification task (finetune.h): the classifier of classifier_run.h, one view per sample whose
  * geometric augmentations are the same for the S1 and the S2 patch, BCE with logits, validation
  * mAP on eval.split. */
 #include "train/finetune.h"
@@ -10,14 +10,14 @@
 
 #include "core/log.h"
 #include "data/augment.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/loop.h"
 #include "train/metrics.h"
 
 typedef struct cls_task {
     const tw_finetune_cfg *cfg;
     tw_comm *comm;
-    tw_cls c;
+    tw_classifier_run c;
     const tw_loop_aug *aug;         /* the loop's parameters (view 0: augment.view1) and scratch */
     tw_param_seg *segs;
     double *lr_scale;
@@ -45,13 +45,13 @@ static void cls_loader_opts(tw_task *t, tw_loader_opts *lo) {
 }
 
 static tw_status cls_reset(tw_task *t, uint64_t seed, tw_err *err) {
-    return tw_cls_init_weights(&((cls_task *)t->self)->c, seed, err);
+    return tw_classifier_run_init_weights(&((cls_task *)t->self)->c, seed, err);
 }
 
 static void cls_upload(tw_task *t, const tw_batch *b) {
-    tw_cls *c = &((cls_task *)t->self)->c;
+    tw_classifier_run *c = &((cls_task *)t->self)->c;
     TW_ASSERT(b->n == c->n_local);
-    tw_cls_upload(c, b);
+    tw_classifier_run_upload(c, b);
 }
 
 /* No host decision on the loss: logits that are not finite raise the step's verdict int on the device
@@ -59,7 +59,7 @@ static void cls_upload(tw_task *t, const tw_batch *b) {
  * at an infinite logit, so the gradient check alone would miss them). */
 static double cls_step(tw_task *t, const tw_grad_ready *ready) {
     cls_task *T = t->self;
-    tw_cls *c = &T->c;
+    tw_classifier_run *c = &T->c;
     tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 1);
     tw_scale_check(c->be, c->acts.logits, (size_t)c->n_local * c->k, 1.0f, T->bad);
     double loss = tw_bce_logits(c->be, c->acts.dlogits, c->acts.logits, c->targets, c->n_local, c->k);
@@ -71,8 +71,9 @@ static tw_status cls_validate(tw_task *t, int batch, double *score, char *summar
                               tw_err *err) {
     cls_task *T = t->self;
     const tw_finetune_cfg *cfg = T->cfg;
-    tw_cls_scores s;
-    tw_status st = tw_cls_score_split(&T->c, T->comm, tw_cfg_split_names[cfg->eval.split], batch, 0, &s, err);
+    tw_classifier_scores s;
+    tw_status st =
+        tw_classifier_run_score_split(&T->c, T->comm, tw_cfg_split_names[cfg->eval.split], batch, 0, &s, err);
     if (st != TW_OK) return st;
     tw_metrics m;
     tw_metrics_compute(&m, s.scores, s.labels, s.n, s.k);
@@ -80,14 +81,14 @@ static tw_status cls_validate(tw_task *t, int batch, double *score, char *summar
     snprintf(summary, n_summary, "%s mAP macro %.4f micro %.4f, F1 macro %.4f micro %.4f (%lld patches)",
              tw_cfg_split_names[cfg->eval.split], m.map_macro, m.map_micro, m.f1_macro, m.f1_micro, (long long)s.n);
     tw_metrics_free(&m);
-    tw_cls_scores_free(&s);
+    tw_classifier_scores_free(&s);
     return TW_OK;
 }
 
 static void cls_free(tw_task *t) {
     cls_task *T = t->self;
     if (!T) return;
-    tw_cls_free(&T->c);
+    tw_classifier_run_free(&T->c);
     free(T->segs);
     free(T->lr_scale);
     free(T);
@@ -106,7 +107,7 @@ tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const
                    .loader_opts = cls_loader_opts, .reset = cls_reset, .upload = cls_upload, .step = cls_step,
                    .validate = cls_validate, .free = cls_free, .self = T};
     int n_local = cfg->data.batch / tw_comm_size(comm);
-    tw_status st = tw_cls_init(&T->c, be, comm, cfg, n_local, bn_groups, 1, err);
+    tw_status st = tw_classifier_run_init(&T->c, be, comm, cfg, n_local, bn_groups, 1, err);
     if (st != TW_OK) return st;
     t->P = &T->c.P;
     t->sources = T->c.sources;
@@ -116,7 +117,7 @@ tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const
     T->segs = malloc(sizeof *T->segs * (size_t)(P->n_segs + 1));
     T->lr_scale = malloc(sizeof *T->lr_scale * (size_t)(P->n_segs + 1));
     TW_ASSERT(T->segs && T->lr_scale);
-    int n = tw_cls_trainable(&T->c, cfg->model.backbone_lr_scale, T->segs, T->lr_scale);
+    int n = tw_classifier_run_trainable(&T->c, cfg->model.backbone_lr_scale, T->segs, T->lr_scale);
     TW_ASSERT(n > 0);
     t->segs = T->segs;
     t->lr_scale = T->lr_scale;
@@ -124,7 +125,7 @@ tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const
     return TW_OK;
 }
 
-tw_cls *tw_finetune_task_cls(const tw_task *t) { return &((cls_task *)t->self)->c; }
+tw_classifier_run *tw_finetune_task_classifier(const tw_task *t) { return &((cls_task *)t->self)->c; }
 
 static tw_status cls_make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const tw_loop_aug *aug,
                           void *user, tw_err *err) {

@@ -8,7 +8,7 @@
 
 #include "config/finetune.h"
 #include "dist/comm.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/loop.h"
 #include "train/task.h"
 
@@ -23,6 +23,6 @@ int tw_finetune_run(tw_comm *comm, const tw_finetune_cfg *cfg, const char *yaml,
  * task is fed batches of its own, loader_opts unused). */
 tw_status tw_finetune_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg,
                                 int bn_groups, int *bad, const tw_loop_aug *aug, tw_err *err);
-tw_cls *tw_finetune_task_cls(const tw_task *t);
+tw_classifier_run *tw_finetune_task_classifier(const tw_task *t);
 
 #endif

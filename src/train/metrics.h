@@ -1,6 +1,6 @@
 /* Multi-label classification metrics exactly as scikit-learn 1.9 computes them (average precision
  * per class, mAP macro and micro, F1 macro and micro at 0.5), and the files `twinfuse evaluate`
- * writes: the JSON report and the per-patch predictions CSV. Scoring the split is classify.c's.
+ * writes: the JSON report and the per-patch predictions CSV. Scoring the split is classifier_run.c's.
  *
  * Rules (tests/train/test_metrics.c checks each against scikit-learn on random and adversarial
  * cases; docs/finetune.md "## Metrics" says the same):

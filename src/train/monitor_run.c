@@ -11,7 +11,7 @@
 #include "config/finetune.h"
 #include "core/log.h"
 #include "data/loader.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 #include "train/knn.h"
 #include "train/monitor.h"
 #include "train/trainlog.h"
@@ -26,7 +26,7 @@ struct tw_monitor_run {
     int warned;                 /* the current collapse has been reported */
     const char *knn_split;      /* NULL: no kNN */
     tw_finetune_cfg *fcfg;      /* the frozen classifier that embeds the kNN subsets */
-    tw_cls cls;
+    tw_classifier_run cls;
     int cls_ready;
     double frac_memory, frac_queries;
 };
@@ -49,7 +49,7 @@ tw_status tw_monitor_run_create(tw_monitor_run **out, const tw_pretrain_cfg *cfg
 
 void tw_monitor_run_free(tw_monitor_run *m) {
     if (!m) return;
-    if (m->cls_ready) tw_cls_free(&m->cls);
+    if (m->cls_ready) tw_classifier_run_free(&m->cls);
     free(m->fcfg);
     free(m);
 }
@@ -95,7 +95,7 @@ static tw_status knn_setup(tw_monitor_run *m, tw_err *err) {
     for (int i = 0; i < n; i++) ov[i] = b[i];
     tw_status st = tw_cfg_load(tw_finetune_schema(), m->fcfg, NULL, n, ov, err);
     int world = tw_comm_size(m->comm);
-    if (st == TW_OK) st = tw_cls_init(&m->cls, m->be, m->comm, m->fcfg, pc->data.batch / world, 1, 0, err);
+    if (st == TW_OK) st = tw_classifier_run_init(&m->cls, m->be, m->comm, m->fcfg, pc->data.batch / world, 1, 0, err);
     if (st != TW_OK) {
         tw_err_prefix(err, "monitor: ");
         return st;
@@ -119,7 +119,7 @@ static tw_status knn_setup(tw_monitor_run *m, tw_err *err) {
 }
 
 /* The training model's backbones into the classifier's, entry by entry by name. */
-static void copy_backbones(tw_cls *c, const tw_params *P, const char *const bt_prefix[2]) {
+static void copy_backbones(tw_classifier_run *c, const tw_params *P, const char *const bt_prefix[2]) {
     for (int i = 0; i < c->P.n_entries; i++) {
         const tw_param_entry *e = &c->P.entries[i];
         for (int net = 0; net < c->m.n_nets; net++) {
@@ -150,20 +150,21 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
      * checkpoint saves) embed every slice, so the figure does not depend on the rank count. */
     if (tw_comm_size(m->comm) > 1 && m->cls.P.n_buffers)
         tw_comm_broadcast(m->comm, m->cls.P.buffers, m->cls.P.n_buffers * sizeof(float), 0);
-    tw_cls_scores mem, q;
+    tw_classifier_scores mem, q;
     memset(&mem, 0, sizeof mem);
     memset(&q, 0, sizeof q);
     int batch = m->cfg->data.batch;
-    st = tw_cls_score_subset(&m->cls, m->comm, "train", batch, m->frac_memory, 1, &mem, err);
-    if (st == TW_OK) st = tw_cls_score_subset(&m->cls, m->comm, m->knn_split, batch, m->frac_queries, 1, &q, err);
+    st = tw_classifier_run_score_subset(&m->cls, m->comm, "train", batch, m->frac_memory, 1, &mem, err);
+    if (st == TW_OK)
+        st = tw_classifier_run_score_subset(&m->cls, m->comm, m->knn_split, batch, m->frac_queries, 1, &q, err);
     if (st == TW_OK) {
         tw_knn_evaluate(out, mem.feats, mem.labels, mem.n, q.feats, q.labels, q.n, mem.d_feats, mem.k, TW_KNN_K,
                         TW_KNN_T);
         *n_mem = mem.n;
         *n_q = q.n;
     }
-    tw_cls_scores_free(&mem);
-    tw_cls_scores_free(&q);
+    tw_classifier_scores_free(&mem);
+    tw_classifier_scores_free(&q);
     return st;
 }
 
@@ -189,7 +190,8 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
     char knn_json[160] = "", knn_line[96] = "";
     if (m->knn_split) {
         snprintf(knn_json, sizeof knn_json,
-                 ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64 ", \"knn_queries\": %" PRId64,
+                 ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64
+                 ", \"knn_queries\": %" PRId64,
                  km.map_macro, km.map_micro, n_mem, n_q);
         snprintf(knn_line, sizeof knn_line, "kNN mAP %.4f (micro %.4f, %s) | ", km.map_macro, km.map_micro,
                  m->knn_split);

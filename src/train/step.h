@@ -62,7 +62,8 @@ double tw_step_wait_s(const tw_step *s);
  *   verdict  bad's value: with the loss, the step's one host read
  *   --
  *   rollback a rejected step (bad raised, or the loss not finite): BN buffers and counters put
- *            back, the optimizer's step given back (its parameters and state never moved)
+ *            back, the optimizer's step given back (its parameters and state never moved: a
+ *            task whose loss is not finite raises bad or makes its gradients so, task.h)
  * A MEAN task's loss is averaged over the ranks after the read. Returns the loss (the same on
  * every rank), NaN for a rejected step; *lr (may be NULL) gets the weights' rate. Every rank
  * must call it with a batch; every rank reaches the same verdict. */

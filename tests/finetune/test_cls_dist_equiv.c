@@ -1,8 +1,8 @@
 /* Ranks against one rank for fine-tuning, run under mpirun -np 2: the same k classification steps
  * (S1+S2 feature fusion, gated head, every layer learning) on 2 ranks x B/2 and on one rank x B
  * through the product's step (tw_loop_step on the finetune task: bucketed all-reduce, mean
- * over the ranks, checked update) give the same mean loss at every step and the same parameters on both ranks after k steps. The
- * optimizer is SGD, whose update is proportional to the gradient, so an all-reduce that summed
+ * over the ranks, checked update) give the same mean loss at every step and the same parameters
+ * on both ranks after k steps. The optimizer is SGD, whose update is proportional to the gradient, so an all-reduce that summed
  * where it should average (or the reverse) moves the parameters twice (half) as far and fails.
  * The backbones' BN is per rank, so the one-rank run computes it over 2 groups (bn_groups).
  * usage: mpirun -np 2 test_cls_dist_equiv SHARD_DIR */
@@ -46,7 +46,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *
         fprintf(stderr, "FAIL: model: %s\n", err.msg);
         return 0;
     }
-    tw_cls *c = tw_finetune_task_cls(&task);
+    tw_classifier_run *c = tw_finetune_task_classifier(&task);
     tw_loader_opts lo = c->lo;
     lo.global_batch = B;
     lo.seed = 5;

@@ -3,7 +3,7 @@
  * (tw_loop_step, src/train/step.c: bucketed all-reduce, checked update), must give the same loss at every step
  * and the same parameters after the first step (1e-5), and the two ranks must read disjoint
  * samples whose union, in order, is the one rank's batch. The backbone's BN is per rank, so the
- * one-rank run splits its batch into 2 BN groups (tw_bt_opts.bn_groups), which is what 2 ranks
+ * one-rank run splits its batch into 2 BN groups (tw_bt_model_opts.bn_groups), which is what 2 ranks
  * compute. With "cross", the same for the cross-modal model (model/bt_model.h): one loader view of S1
  * and three S2 bands per place, each augmented on its own streams, S1 branch against S2 branch.
  * With "sync" (model.backbone_bn: sync) the backbone's BN takes its statistics over both ranks,

@@ -15,7 +15,7 @@
 #include "core/rng.h"
 #include "dist/buckets.h"
 #include "train/bt_task.h"
-#include "train/classify.h"
+#include "train/classifier_run.h"
 
 enum { SIZE = 32, N_LOCAL = 4, DIM = 32, BUCKET = 20000 };
 
@@ -43,7 +43,7 @@ static double task_fb(void *m, const tw_grad_ready *r) {
     return t->step(t, r);
 }
 static double cls_fb(void *m, const tw_grad_ready *r) {
-    tw_cls *c = m;
+    tw_classifier_run *c = m;
     tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 1);
     double loss = tw_bce_logits(c->be, c->acts.dlogits, c->acts.logits, c->targets, c->n_local, c->k);
     tw_classifier_backward(&c->m, &c->acts, c->acts.dlogits, c->plans, r);
@@ -131,15 +131,15 @@ int main(void) {
     char *ov[] = {"data.shards=unused", "data.source=s1+s2", "data.s2_bands=rgb", "model.fusion=feature",
                   "model.head=gated", "data.size=32"};
     tw_finetune_cfg cfg;
-    tw_cls c;
+    tw_classifier_run c;
     TW_ASSERT(tw_cfg_load(tw_finetune_schema(), &cfg, NULL, 6, ov, &err) == TW_OK);
-    TW_ASSERT(tw_cls_init(&c, be, comm, &cfg, N_LOCAL, 1, 1, &err) == TW_OK);
-    TW_ASSERT(tw_cls_init_weights(&c, 3, &err) == TW_OK);
+    TW_ASSERT(tw_classifier_run_init(&c, be, comm, &cfg, N_LOCAL, 1, 1, &err) == TW_OK);
+    TW_ASSERT(tw_classifier_run_init_weights(&c, 3, &err) == TW_OK);
     fill(be, c.x_s1, view * c.c_s1, 20, rank);
     fill(be, c.x_s2, view * c.c_s2, 21, rank);
     fill(be, c.targets, (size_t)N_LOCAL * c.k, 22, rank);
     ok &= check(comm, &(subject){"feature-fusion classifier", cls_fb, &c, &c.P, 0, c.P.n_params});
-    tw_cls_free(&c);
+    tw_classifier_run_free(&c);
 
     int64_t bad = !ok;
     tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);

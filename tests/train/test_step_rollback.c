@@ -155,7 +155,7 @@ static void finetune_case(tw_backend *be, tw_comm *comm) {
     if (s == TW_OK) s = tw_step_bind(st, &t, &so, &err);
     CHECK(s == TW_OK, "%s: %s", name, err.msg);
     if (s != TW_OK) return;
-    tw_cls *c = tw_finetune_task_cls(&t);
+    tw_classifier_run *c = tw_finetune_task_classifier(&t);
     size_t plane = (size_t)N * SIZE * SIZE;
     float *s1 = randn(plane * c->c_s1, 4), *s2 = randn(plane * c->c_s2, 5), *s2_nan = randn(plane * c->c_s2, 5);
     float *labels = calloc((size_t)N * c->k, sizeof(float));

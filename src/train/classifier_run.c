@@ -1,6 +1,6 @@
-/* The runnable classifier (classify.h): model, plans and buffers from a fine-tuning
+/* The runnable classifier (classifier_run.h): model, plans and buffers from a fine-tuning
  * configuration, backbone initialisation from files, and split scoring over ranks. */
-#include "train/classify.h"
+#include "train/classifier_run.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,8 +15,8 @@
 
 static const char *const s1_names[TW_S1_BANDS] = {"VV", "VH"};
 
-tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg, int n_local,
-                      int bn_groups, int for_training, tw_err *err) {
+tw_status tw_classifier_run_init(tw_classifier_run *c, tw_backend *be, tw_comm *comm, const tw_finetune_cfg *cfg,
+                                int n_local, int bn_groups, int for_training, tw_err *err) {
     memset(c, 0, sizeof *c);
     c->be = be;
     c->cfg = cfg;
@@ -56,7 +56,8 @@ tw_status tw_cls_init(tw_cls *c, tw_backend *be, tw_comm *comm, const tw_finetun
     return TW_OK;
 }
 
-int tw_cls_trainable(const tw_cls *c, double backbone_lr_scale, tw_param_seg *segs, double *lr_scale) {
+int tw_classifier_run_trainable(const tw_classifier_run *c, double backbone_lr_scale, tw_param_seg *segs,
+                                double *lr_scale) {
     const tw_params *P = &c->P;
     int n = 0, seg = 0;
     for (int i = 0; i < P->n_entries; i++) {
@@ -71,7 +72,7 @@ int tw_cls_trainable(const tw_cls *c, double backbone_lr_scale, tw_param_seg *se
     return n;
 }
 
-void tw_cls_free(tw_cls *c) {
+void tw_classifier_run_free(tw_classifier_run *c) {
     if (!c->be) return;
     if (c->plans) {
         tw_classifier_acts_free(&c->acts, c->be);
@@ -128,7 +129,7 @@ static tw_status init_backbone(tw_resnet18 *net, const char *key, const char *va
     return st;
 }
 
-tw_status tw_cls_init_weights(tw_cls *c, uint64_t seed, tw_err *err) {
+tw_status tw_classifier_run_init_weights(tw_classifier_run *c, uint64_t seed, tw_err *err) {
     const tw_finetune_model_cfg *mc = &c->cfg->model;
     tw_classifier_reset(&c->m, seed);
     const char *v1 = mc->init_s1[0] ? mc->init_s1 : mc->init, *v2 = mc->init_s2[0] ? mc->init_s2 : mc->init;
@@ -147,14 +148,15 @@ tw_status tw_cls_init_weights(tw_cls *c, uint64_t seed, tw_err *err) {
                    : init_backbone(&c->m.net[0], k2, v2, "s2", c->s2_names, err);
 }
 
-tw_status tw_cls_load_weights(tw_cls *c, const char *path, const char *task, const char *sources, tw_err *err) {
-    if (strcmp(task, "classification")) return tw_cls_init_weights(c, 0, err);
+tw_status tw_classifier_run_load_weights(tw_classifier_run *c, const char *path, const char *task, const char *sources,
+                                         tw_err *err) {
+    if (strcmp(task, "classification")) return tw_classifier_run_init_weights(c, 0, err);
     tw_ckpt_state cs;
     tw_ckpt_content content = {&c->P, NULL, "classification", sources};
     return tw_ckpt_load(path, &content, &cs, err);
 }
 
-void tw_cls_upload(tw_cls *c, const tw_batch *b) {
+void tw_classifier_run_upload(tw_classifier_run *c, const tw_batch *b) {
     TW_ASSERT(b->n <= c->n_local);
     size_t plane = (size_t)c->size * c->size * sizeof(float);
     size_t n = (size_t)b->n, rest = (size_t)(c->n_local - b->n);
@@ -188,20 +190,20 @@ static tw_status centre_crop(void *user, tw_view *out, const tw_view *in, uint64
     return TW_OK;
 }
 
-void tw_cls_scores_free(tw_cls_scores *s) {
+void tw_classifier_scores_free(tw_classifier_scores *s) {
     free(s->scores);
     free(s->labels);
     free(s->feats);
     memset(s, 0, sizeof *s);
 }
 
-tw_status tw_cls_score_split(tw_cls *c, tw_comm *comm, const char *split, int global_batch, int want_feats,
-                             tw_cls_scores *out, tw_err *err) {
-    return tw_cls_score_subset(c, comm, split, global_batch, 1.0, want_feats, out, err);
+tw_status tw_classifier_run_score_split(tw_classifier_run *c, tw_comm *comm, const char *split, int global_batch,
+                                       int want_feats, tw_classifier_scores *out, tw_err *err) {
+    return tw_classifier_run_score_subset(c, comm, split, global_batch, 1.0, want_feats, out, err);
 }
 
-tw_status tw_cls_score_subset(tw_cls *c, tw_comm *comm, const char *split, int global_batch, double fraction,
-                              int want_feats, tw_cls_scores *out, tw_err *err) {
+tw_status tw_classifier_run_score_subset(tw_classifier_run *c, tw_comm *comm, const char *split, int global_batch,
+                                        double fraction, int want_feats, tw_classifier_scores *out, tw_err *err) {
     memset(out, 0, sizeof *out);
     tw_loader_opts lo = c->lo;
     lo.split = split;
@@ -236,7 +238,7 @@ tw_status tw_cls_score_subset(tw_cls *c, tw_comm *comm, const char *split, int g
         const tw_batch *b = NULL;
         if ((st = tw_loader_next(ld, &b, err)) != TW_OK) break;
         if (b->n == 0) continue;
-        tw_cls_upload(c, b);
+        tw_classifier_run_upload(c, b);
         tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 0);
         tw_mem_to_host(c->be, host, c->acts.logits, (size_t)b->n * k * sizeof(float));
         int64_t m = n - b->step * global_batch < global_batch ? n - b->step * global_batch : global_batch;
@@ -276,6 +278,6 @@ tw_status tw_cls_score_subset(tw_cls *c, tw_comm *comm, const char *split, int g
         if (d) memcpy(out->feats + (size_t)i * d, r + 2 * k, (size_t)d * sizeof(float));
     }
     free(rows);
-    if (st != TW_OK) tw_cls_scores_free(out);
+    if (st != TW_OK) tw_classifier_scores_free(out);
     return st;
 }
