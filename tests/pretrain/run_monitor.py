@@ -6,7 +6,8 @@
    embedding) raises the alarm at exactly the monitor.patience-th check: warn goes on with one
    warning; stop saves a checkpoint and exits 1 with a message naming what collapsed;
 3. with MPIRUN given, 2 ranks (synchronised backbone BN) log the 1-rank run's online kNN mAP at
-   step 1 (the ranks embed disjoint slices of the subsets, gathered).
+   step 1 within 0.01 (the ranks embed disjoint slices of the subsets, gathered; the exact
+   equality of the gathering is train.probe's).
 usage: run_monitor.py TWINFUSE CONFIG WORK_DIR [MPIRUN]"""
 import json
 import os
@@ -104,7 +105,10 @@ if MPIRUN:
     pretrain("r1", shards, *sync)
     pretrain("r2", shards, *sync, ranks=2)
     a, b = monitors("r1")[1], monitors("r2")[1]
-    check(abs(a["knn_map_macro"] - b["knn_map_macro"]) < 1e-6 and abs(a["knn_map_micro"] - b["knn_map_micro"]) < 1e-6,
+    # Not bit for bit: the two runs' steps differ in rounding (synchronised BN over 2 ranks, the
+    # backend's per-shape kernels), which can flip a near-tied neighbour; misplaced rows would move
+    # the mAP to the label prior.
+    check(abs(a["knn_map_macro"] - b["knn_map_macro"]) < 0.01 and abs(a["knn_map_micro"] - b["knn_map_micro"]) < 0.01,
           f"2 ranks: kNN mAP {b['knn_map_macro']:.6f}/{b['knn_map_micro']:.6f}, 1 rank "
           f"{a['knn_map_macro']:.6f}/{a['knn_map_micro']:.6f}")
 else:
