@@ -2,8 +2,15 @@
  * (S1+S2 feature fusion, gated head, every layer learning) on 2 ranks x B/2 and on one rank x B
  * through the product's step (tw_loop_step on the finetune task: bucketed all-reduce, mean
  * over the ranks, checked update) give the same mean loss at every step and the same parameters
- * on both ranks after k steps. The optimizer is SGD, whose update is proportional to the gradient, so an all-reduce that summed
- * where it should average (or the reverse) moves the parameters twice (half) as far and fails.
+ * on both ranks after k steps. The optimizer is SGD, whose update is proportional to the
+ * gradient, so an all-reduce that summed where it should average (or the reverse) moves the parameters twice (half) as far and fails.
+ * The two runs' parameters are compared by how far they moved: after the first step the runs'
+ * float32 rounding differs (other batch shapes, other kernels), and a ReLU input that lands on the
+ * other side of its tie changes whole gradient tensors by ~1e-3 of their norm (measured with oneDNN
+ * capped at AVX2: 2e-4 of s1.conv1.weight's largest entry). So the difference is measured against
+ * the distance the parameters travelled from their initial values, in norm: within 1e-2 over all
+ * of them, and within 1e-1 for each tensor (a BN bias that barely moves: up to 1e-2 measured); a
+ * wrong reduction is 50-100 % of it in every tensor.
  * The backbones' BN is per rank, so the one-rank run computes it over 2 groups (bn_groups).
  * usage: mpirun -np 2 test_cls_dist_equiv SHARD_DIR */
 #include <math.h>
@@ -23,7 +30,7 @@ enum { B = 8, STEPS = 3 };
 
 typedef struct result {
     double loss[STEPS];
-    float *params;
+    float *params, *init;   /* after the steps, and before them */
     size_t n_params;
     tw_param_entry *entries;
     int n_entries;
@@ -54,6 +61,9 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const tw_finetune_cfg *
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 0;
     }
+    r->init = malloc(c->P.n_params * sizeof(float));
+    TW_ASSERT(r->init);
+    tw_mem_to_host(be, r->init, c->P.params, c->P.n_params * sizeof(float));
     for (int s = 0; s < STEPS; s++) {
         const tw_batch *b = NULL;
         if (tw_loader_next(ld, &b, &err) != TW_OK) {
@@ -94,6 +104,47 @@ static int same_params(const result *a, const result *b, double tol, const char 
         }
         if (err_max > tol * ref) same &= check_close(name, a->params + e->offset, b->params + e->offset, e->n_elems, tol);
     }
+    return same;
+}
+
+/* a against b, measured by the distance b travelled from its initial value, in norm: over all
+ * trained tensors within tol_all, each tensor within tol_each. */
+static int same_updates(const result *a, const result *b, double tol_all, double tol_each,
+                        const char *what) {
+    int same = 1;
+    double worst = 0, diff_all = 0, moved_all = 0;
+    const char *worst_name = "-";
+    for (int i = 0; i < a->n_entries; i++) {
+        const tw_param_entry *e = &a->entries[i];
+        if (e->kind != TW_PARAM_TRAIN) continue;
+        double diff = 0, moved = 0;
+        for (size_t j = 0; j < e->n_elems; j++) {
+            double d = (double)a->params[e->offset + j] - b->params[e->offset + j];
+            double m = (double)b->params[e->offset + j] - b->init[e->offset + j];
+            diff += d * d;
+            moved += m * m;
+        }
+        diff_all += diff;
+        moved_all += moved;
+        double rel = moved > 0 ? sqrt(diff / moved) : sqrt(diff);
+        if (rel > worst) {
+            worst = rel;
+            worst_name = e->name;
+        }
+        if (!(rel <= tol_each)) {
+            printf("FAIL %s: %s: ||difference|| = %.3e of the distance travelled (tol %g)\n", what,
+                   e->name, rel, tol_each);
+            same = 0;
+        }
+    }
+    double rel_all = moved_all > 0 ? sqrt(diff_all / moved_all) : sqrt(diff_all);
+    if (!(rel_all <= tol_all)) {
+        printf("FAIL %s: all tensors: ||difference|| = %.3e of the distance travelled (tol %g)\n",
+               what, rel_all, tol_all);
+        same = 0;
+    }
+    printf("# %s: difference %.3e of the distance travelled over all tensors, at most %.3e in one "
+           "(%s)\n", what, rel_all, worst, worst_name);
     return same;
 }
 
@@ -146,8 +197,9 @@ int main(int argc, char **argv) {
             snprintf(what, sizeof what, "mean loss at step %d", s + 1);
             ok &= check_close(what, &l2, &l1, 1, 1e-5);
         }
-        if (ok && same_params(&two, &one, 1e-5, "2 ranks against 1"))
-            printf("ok   parameters after %d SGD steps: every tensor within 1e-5 of the one-rank run\n", STEPS);
+        if (ok && same_updates(&two, &one, 1e-2, 1e-1, "2 ranks against 1"))
+            printf("ok   parameters after %d SGD steps: within 1e-2 of the distance travelled in the "
+                   "one-rank run (each tensor 1e-1)\n", STEPS);
         else
             ok = 0;
         bad = !ok;
@@ -156,6 +208,8 @@ int main(int argc, char **argv) {
     free(other);
     free(two.params);
     free(one.params);
+    free(two.init);
+    free(one.init);
     free(two.entries);
     free(one.entries);
     tw_backend_free(be);
