@@ -172,7 +172,7 @@ double tw_monitor_erank(const float *x, int n, int d) {
     return total > 0 ? exp(h) : 0.0;
 }
 
-double tw_monitor_erank_sample(const float *x, int64_t n_local, int d, int max_rows, tw_comm *comm) {
+double tw_monitor_erank_sample(const float *x, int64_t n_local, int d, int max_rows, tw_comm *comm, int *rows_out) {
     int world = comm ? tw_comm_size(comm) : 1, rank = comm ? tw_comm_rank(comm) : 0;
     int per = (max_rows + world - 1) / world;
     /* rows: [world * per, d], then world counts; each rank fills its own block, the sum gathers. */
@@ -191,6 +191,7 @@ double tw_monitor_erank_sample(const float *x, int64_t n_local, int d, int max_r
         n += cnt;
     }
     double er = tw_monitor_erank(buf, n, d);
+    if (rows_out) *rows_out = n;
     free(buf);
     return er;
 }
@@ -203,9 +204,10 @@ int tw_collapse_alarm_update(tw_collapse_alarm *a, const tw_health *h, char *why
         WHY("%sprojector output std %.3g < %.3g", o ? "; " : "", h->z.mean, TW_MONITOR_STD_COLLAPSE);
     if (!(h->f.mean >= TW_MONITOR_STD_COLLAPSE))
         WHY("%sbackbone feature std %.3g < %.3g", o ? "; " : "", h->f.mean, TW_MONITOR_STD_COLLAPSE);
-    if (!(h->erank_z >= TW_MONITOR_ERANK_COLLAPSE))
+    int ranked = h->erank_rows >= TW_MONITOR_ERANK_MIN_ROWS;
+    if (ranked && !(h->erank_z >= TW_MONITOR_ERANK_COLLAPSE))
         WHY("%sprojector output effective rank %.3g < %.3g", o ? "; " : "", h->erank_z, TW_MONITOR_ERANK_COLLAPSE);
-    if (!(h->erank_f >= TW_MONITOR_ERANK_COLLAPSE))
+    if (ranked && !(h->erank_f >= TW_MONITOR_ERANK_COLLAPSE))
         WHY("%sbackbone feature effective rank %.3g < %.3g", o ? "; " : "", h->erank_f, TW_MONITOR_ERANK_COLLAPSE);
 #undef WHY
     if (!o) {

@@ -13,11 +13,13 @@
 /* A dimension whose normalised std is below this is "dead" (counted in frac_low). */
 #define TW_MONITOR_STD_LOW 0.1
 /* The alarm's thresholds (a check is bad when any holds): the mean normalised std of the projector
- * output or of the backbone features below TW_MONITOR_STD_COLLAPSE, or an effective rank below
- * TW_MONITOR_ERANK_COLLAPSE. A collapsed embedding (every sample the same) has std 0 and
- * effective rank 1; a healthy one has std near 1 and a rank of tens or more. */
+ * output or of the backbone features below TW_MONITOR_STD_COLLAPSE, or, on a sample of at least
+ * TW_MONITOR_ERANK_MIN_ROWS rows, an effective rank below TW_MONITOR_ERANK_COLLAPSE (a sample of
+ * r rows has rank r at most: 2 rows cannot tell). A collapsed embedding (every sample the same)
+ * has std 0 and effective rank 1; a healthy one has std near 1 and a rank of tens or more. */
 #define TW_MONITOR_STD_COLLAPSE 0.05
 #define TW_MONITOR_ERANK_COLLAPSE 2.0
+#define TW_MONITOR_ERANK_MIN_ROWS 8
 
 /* Per-dimension spread of rows that are first scaled to unit L2 norm (scale-free, as lightly's
  * std_of_l2_normalized), times sqrt(d) so that isotropic rows give about 1 and identical rows 0:
@@ -43,14 +45,16 @@ void tw_monitor_xcorr_terms(double *mean_diag, double *mean_abs_off, const float
 double tw_monitor_erank(const float *x, int n, int d);
 
 /* The same on a bounded sample over ranks: rank r's first ceil(max_rows / world) rows (at most
- * n_local), all ranks' gathered, so every rank gets the same value. */
-double tw_monitor_erank_sample(const float *x, int64_t n_local, int d, int max_rows, tw_comm *comm);
+ * n_local), all ranks' gathered, so every rank gets the same value; *rows_out (NULL: not wanted)
+ * gets the sample's row count. */
+double tw_monitor_erank_sample(const float *x, int64_t n_local, int d, int max_rows, tw_comm *comm, int *rows_out);
 
 /* One check's figures (what metrics.jsonl gets under "health"). */
 typedef struct tw_health {
     tw_monitor_std z, f;         /* projector output, backbone pooled features */
     double c_diag, c_off;        /* tw_monitor_xcorr_terms */
     double erank_z, erank_f;     /* tw_monitor_erank_sample */
+    int erank_rows;              /* the rank's sample size */
 } tw_health;
 
 /* The collapse alarm: fires after `patience` consecutive bad checks (see the thresholds above). */

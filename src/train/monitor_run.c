@@ -157,7 +157,14 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
     st = tw_classifier_run_score_subset(&m->cls, m->comm, "train", batch, m->frac_memory, 1, &mem, err);
     if (st == TW_OK)
         st = tw_classifier_run_score_subset(&m->cls, m->comm, m->knn_split, batch, m->frac_queries, 1, &q, err);
-    if (st == TW_OK) {
+    /* Unlabelled shards (SSL4EO-S12, data/shard.h) read as all-zero labels: no kNN to score. */
+    int64_t n_pos = 0;
+    for (int64_t i = 0; st == TW_OK && i < mem.n * mem.k; i++) n_pos += mem.labels[i] > 0.5f;
+    if (st == TW_OK && n_pos == 0) {
+        if (tw_comm_rank(m->comm) == 0)
+            tw_warn("twinfuse pretrain: warning: no online kNN: the train split's patches carry no labels\n");
+        m->knn_split = NULL;
+    } else if (st == TW_OK) {
         tw_knn_evaluate(out, mem.feats, mem.labels, mem.n, q.feats, q.labels, q.n, mem.d_feats, mem.k, TW_KNN_K,
                         TW_KNN_T);
         *n_mem = mem.n;
@@ -177,8 +184,8 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
     tw_monitor_std_compute(&h.f, e->f, e->n_local, e->df, m->comm);
     tw_monitor_xcorr_terms(&h.c_diag, &h.c_off, e->c, e->dz);
     int rows = m->cfg->monitor.erank_rows;
-    h.erank_z = tw_monitor_erank_sample(e->z, e->n_local, e->dz, rows, m->comm);
-    h.erank_f = tw_monitor_erank_sample(e->f, e->n_local, e->df, rows, m->comm);
+    h.erank_z = tw_monitor_erank_sample(e->z, e->n_local, e->dz, rows, m->comm, &h.erank_rows);
+    h.erank_f = tw_monitor_erank_sample(e->f, e->n_local, e->df, rows, m->comm, NULL);
     double t_health = tw_trainlog_now() - t0;
     tw_metrics km;
     memset(&km, 0, sizeof km);

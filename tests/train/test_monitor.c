@@ -57,7 +57,7 @@ static int alarm_cases(void) {
         h.f = h.z;
         h.c_diag = 1;
         h.c_off = 0;
-        h.erank_z = h.erank_f = tw_monitor_erank_sample(which[c], n, d, 48, NULL);
+        h.erank_z = h.erank_f = tw_monitor_erank_sample(which[c], n, d, 48, NULL, &h.erank_rows);
         tw_collapse_alarm a = {.patience = 3};
         int fired_at = 0;
         char why[256] = "";
@@ -73,13 +73,24 @@ static int alarm_cases(void) {
     }
     /* A good check resets the count. */
     tw_collapse_alarm a = {.patience = 2};
-    tw_health bad = {.z = {0, 0, 1}, .f = {1, 1, 0}, .erank_z = 10, .erank_f = 10}, good = bad;
+    tw_health bad = {.z = {0, 0, 1}, .f = {1, 1, 0}, .erank_z = 10, .erank_f = 10, .erank_rows = 64}, good = bad;
     good.z = good.f;
     int r = tw_collapse_alarm_update(&a, &bad, NULL, 0) + tw_collapse_alarm_update(&a, &good, NULL, 0) +
             tw_collapse_alarm_update(&a, &bad, NULL, 0);
     int r2 = tw_collapse_alarm_update(&a, &bad, NULL, 0);
     printf("%s alarm reset by a good check (fires after 2 bad in a row only)\n", r == 0 && r2 == 1 ? "ok  " : "FAIL");
     fails += !(r == 0 && r2 == 1);
+    /* A sample of 4 rows cannot show a rank of more than 4: its low rank alone is no collapse; with
+     * 8 rows it is. */
+    tw_collapse_alarm a1 = {.patience = 1};
+    tw_health few = good;
+    few.erank_z = few.erank_f = 1.5;
+    few.erank_rows = 4;
+    int r_few = tw_collapse_alarm_update(&a1, &few, NULL, 0);
+    few.erank_rows = 8;
+    int r_many = tw_collapse_alarm_update(&a1, &few, NULL, 0);
+    printf("%s effective rank 1.5 of 4 rows: no alarm; of 8 rows: alarm\n", !r_few && r_many ? "ok  " : "FAIL");
+    fails += !(!r_few && r_many);
     free(same);
     free(iso);
     return fails;
