@@ -35,13 +35,18 @@ static const char *check(const void *cfg_, char *why, size_t n_why) {
     const char *bad = tw_cfg_sections_check(&cfg->data, &cfg->optim, &cfg->augment, why, n_why);
     if (bad) return bad;
     int both = cfg->data.source == TW_SOURCE_S1S2;
-    if (both && cfg->loss.pairing != TW_PAIRING_CROSS) {
-        snprintf(why, n_why, "data.source s1+s2 pairs S1 with S2: it needs loss.pairing cross");
-        return "loss.pairing";
+    int cross = cfg->loss.pairing == TW_PAIRING_CROSS || cfg->data.views == TW_CFG_VIEWS_CROSS;
+    if (both && !cross) {
+        snprintf(why, n_why, "data.source s1+s2 pairs S1 with S2: it needs data.views cross (or loss.pairing cross)");
+        return "data.views";
     }
-    if (!both && cfg->loss.pairing == TW_PAIRING_CROSS) {
+    if (!both && cross) {
         snprintf(why, n_why, "cross pairs S1 with S2: it needs data.source s1+s2");
-        return "loss.pairing";
+        return cfg->data.views == TW_CFG_VIEWS_CROSS ? "data.views" : "loss.pairing";
+    }
+    if (cfg->data.views == TW_CFG_VIEWS_SEASONAL && cfg->loss.pairing == TW_PAIRING_CROSS) {
+        snprintf(why, n_why, "seasonal views pair two acquisitions of one source; loss.pairing cross pairs S1 with S2");
+        return "data.views";
     }
     return NULL;
 }

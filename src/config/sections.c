@@ -23,6 +23,7 @@
 const char *const tw_cfg_split_names[] = {"train", "val", "test", "clouds", NULL};
 const char *const tw_cfg_source_names[] = {"s1", "s2", "s1+s2", NULL};
 static const char *const bands_names[] = {"rgb", "all", NULL};
+static const char *const views_names[] = {"augment", "seasonal", "cross", NULL};
 static const char *const optim_names[] = {"adam", "adamw", "lars", "sgd", NULL};
 static const char *const sched_names[] = {"cosine", "constant", NULL};
 static const char *const device_names[] = {"cpu", "cuda", NULL};
@@ -61,6 +62,11 @@ const tw_cfg_key tw_cfg_data_keys[] = {
     KL(D, "data.subset_seed", subset_seed, "0", GE, 0, 0,
        "seed of the label-fraction subsets (independent of run.seed, so seeds share the subset)"),
     KI(D, "data.classes", classes, "19", GE | LE, 19, 43, "label nomenclature: 19 (BigEarthNet-19) or 43 (v1)"),
+    KE(D, "data.views", views, views_names, "augment",
+       "pre-training pairs: augment (two augmentations of one acquisition), seasonal (two acquisitions of one "
+       "location, each augmented; shards with a time axis) or cross (S1 with S2, as loss.pairing cross)"),
+    KI(D, "data.max_open", max_open, "256", GE | LE, 1, 1 << 20,
+       "shards a rank keeps open at once (about 1 MB each; a re-open costs about 1 ms): at least the split's shards"),
 };
 const int tw_cfg_n_data_keys = COUNT(tw_cfg_data_keys);
 #undef D

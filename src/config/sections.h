@@ -12,6 +12,9 @@
 typedef enum { TW_SPLIT_TRAIN, TW_SPLIT_VAL, TW_SPLIT_TEST, TW_SPLIT_CLOUDS } tw_cfg_split;
 typedef enum { TW_SOURCE_S1, TW_SOURCE_S2, TW_SOURCE_S1S2 } tw_cfg_source;
 typedef enum { TW_BANDS_RGB, TW_BANDS_ALL } tw_cfg_bands;
+/* Barlow Twins' two views (pre-training): augmentations of one acquisition, two acquisitions of
+ * one location (shards with a time axis), or S1 with S2 (the loader's tw_loader_views). */
+typedef enum { TW_CFG_VIEWS_AUGMENT, TW_CFG_VIEWS_SEASONAL, TW_CFG_VIEWS_CROSS } tw_cfg_views;
 typedef enum { TW_OPTIM_ADAM, TW_OPTIM_ADAMW, TW_OPTIM_LARS, TW_OPTIM_SGD } tw_cfg_optim;
 typedef enum { TW_SCHED_COSINE, TW_SCHED_CONSTANT } tw_cfg_sched;
 typedef enum { TW_CFG_DEV_CPU, TW_CFG_DEV_CUDA } tw_cfg_device;
@@ -44,6 +47,8 @@ typedef struct tw_data_cfg {
     double label_fraction;             /* (0, 1]: the nested labelled subset trained on */
     int64_t subset_seed;               /* the subsets' own seed (they do not move with run.seed) */
     int classes;                       /* 19 (BigEarthNet-19) or 43 (the v1 nomenclature) */
+    tw_cfg_views views;                /* pre-training's pairs */
+    int max_open;                      /* shards a rank keeps open at once (the loader's bound) */
 } tw_data_cfg;
 
 typedef struct tw_optim_cfg {

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "data/labels.h"
 #include "data/shard.h"
 
@@ -31,7 +30,7 @@ void tw_patch_list_free(tw_patch_list *list) {
     *list = (tw_patch_list){0};
 }
 
-static tw_status list_add(tw_patch_list *list, const tw_patch *p, tw_err *err) {
+tw_status tw_patch_list_add(tw_patch_list *list, const tw_patch *p, tw_err *err) {
     if (list->n == list->cap) {
         int64_t cap = list->cap ? 2 * list->cap : 1024;
         tw_patch *grown = realloc(list->p, (size_t)cap * sizeof *grown);
@@ -127,7 +126,7 @@ static tw_status skip(tw_convert_summary *sum, const tw_convert_opts *o, tw_skip
     sum->skipped[why]++;
     if (why == TW_SKIP_SNOW || why == TW_SKIP_NOT_LISTED) return TW_OK;
     if (o->stop_on_error) return tw_err_set(err, TW_E_FORMAT, "%s", msg);
-    tw_warn("twinfuse convert: skipped: %s\n", msg);
+    tw_convert_warn(o, "twinfuse convert: skipped: %s\n", msg);
     return TW_OK;
 }
 
@@ -205,7 +204,7 @@ static tw_status list_v1(tw_patch_list *list, tw_convert_summary *sum, const tw_
             st = tw_err_set(err, TW_E_RANGE, "split name '%s': too long or too many splits", split);
             goto done;
         }
-        if ((st = list_add(list, &p, err))) goto done;
+        if ((st = tw_patch_list_add(list, &p, err))) goto done;
     }
 done:
     free(pairs);
@@ -263,7 +262,7 @@ static tw_status list_v2(tw_patch_list *list, tw_convert_summary *sum, const tw_
             if ((p.split = tw_convert_split_id(sum, name)) < 0)
                 st = tw_err_set(err, TW_E_RANGE, "%s:%ld: split name '%s': too long or too many splits", o->metadata, lineno, name);
             else
-                st = list_add(list, &p, err);
+                st = tw_patch_list_add(list, &p, err);
         }
         json_decref(j);
     }
@@ -280,9 +279,10 @@ static int cmp_patch(const void *a, const void *b) {
 
 tw_status tw_convert_list(tw_patch_list *list, tw_convert_summary *sum, const tw_convert_opts *o, tw_err *err) {
     *list = (tw_patch_list){0};
-    tw_status st = o->layout == 1 ? list_v1(list, sum, o, err)
-                 : o->layout == 2 ? list_v2(list, sum, o, err)
-                                  : tw_err_set(err, TW_E_USAGE, "layout %d, want 1 (v1.0) or 2 (v2.0)", o->layout);
+    tw_status st = o->layout == TW_LAYOUT_V1       ? list_v1(list, sum, o, err)
+                 : o->layout == TW_LAYOUT_V2       ? list_v2(list, sum, o, err)
+                 : o->layout == TW_LAYOUT_SSL4EO ? tw_ssl4eo_list(list, sum, o, err)
+                                                   : tw_err_set(err, TW_E_USAGE, "layout %d, want v1, v2 or ssl4eo", o->layout);
     if (st) {
         tw_patch_list_free(list);
         return st;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/rng.h"
 #include "data/sampler.h"
 
 typedef struct slot {
@@ -20,9 +21,25 @@ typedef struct slot {
 
 struct tw_loader {
     tw_loader_opts o;
-    tw_shard **shards;
+    char **paths;               /* [n_shards] one allocation (tw_shard_list) */
     int n_shards;
-    int64_t *shard_start;       /* [n_shards + 1] first split index of each shard */
+    int64_t *shard_start;       /* [n_shards + 1] first split index of each shard: the index, O(shards) */
+    /* The open shards: at most max_open, least recently used closed first; the producer's (and
+     * make_subset's, before it starts). */
+    struct open_shard { tw_shard *sh; int idx; uint64_t used; } *open;
+    /* Files are opened and closed on the caller's thread only: the Debian HDF5 is the Open MPI
+     * build, and a file opened or closed on the loader's thread while the caller is inside an MPI
+     * collective (MPI runs FUNNELED) broke 2-rank training runs (pretrain.run). The loader's
+     * thread posts a request under mu; tw_loader_next (or init) serves it. */
+    int req_idx;                /* the shard to open, -1: none */
+    tw_shard *req_close;        /* the shard to close first (the least recently used), or NULL */
+    int req_done;
+    tw_shard *req_sh;
+    tw_status req_st;
+    tw_err req_err;
+    uint8_t *validated;         /* [n_shards] opened in full once: re-opened with tw_shard_reopen */
+    int n_open, max_open, most_open;
+    uint64_t clock;
     int64_t *subset;            /* [n_items] split indices of the label-fraction subset, or NULL */
     int64_t n_items;
     tw_sampler sampler;
@@ -115,6 +132,122 @@ static int64_t norm_plane(float *out, const uint16_t *u16, const float *f32, siz
     return -1;   /* the sum overflowed though every pixel is finite */
 }
 
+/* Opens shard idx (closing `evict` first), on the caller's thread. */
+static tw_status open_now(tw_loader *ld, int idx, tw_shard *evict, tw_shard **out, tw_err *err) {
+    if (evict) tw_shard_close(evict);
+    tw_status st = ld->validated[idx] ? tw_shard_reopen(out, ld->paths[idx], err) : tw_shard_open(out, ld->paths[idx], err);
+    if (st) return st;
+    ld->validated[idx] = 1;
+    int64_t want = ld->shard_start[idx + 1] - ld->shard_start[idx];
+    if (tw_shard_n(*out) != want) {
+        st = tw_err_set(err, TW_E_FORMAT, "%s: %lld samples, but its attribute 'n_samples' said %lld when the loader "
+                        "started (rewritten since?)", ld->paths[idx], (long long)tw_shard_n(*out), (long long)want);
+        tw_shard_close(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* The caller's side of an open request (under mu): serve it with mu released. */
+static void serve_open(tw_loader *ld) {
+    int idx = ld->req_idx;
+    tw_shard *evict = ld->req_close;
+    pthread_mutex_unlock(&ld->mu);
+    tw_shard *sh = NULL;
+    tw_err e = {0};
+    tw_status st = open_now(ld, idx, evict, &sh, &e);
+    pthread_mutex_lock(&ld->mu);
+    ld->req_sh = sh;
+    ld->req_st = st;
+    ld->req_err = e;
+    ld->req_done = 1;
+    ld->req_idx = -1;
+    pthread_cond_broadcast(&ld->cv);
+}
+
+/* Shard idx, opened (and validated) on first use; the least recently used one is closed when
+ * max_open are open. on_caller: called from the caller's thread (init); else from the loader's,
+ * which asks the caller's thread to do the opening and closing. */
+static tw_status get_shard(tw_loader *ld, int idx, tw_shard **out, int on_caller, tw_err *err) {
+    int lru = 0;
+    for (int k = 0; k < ld->n_open; k++) {
+        if (ld->open[k].idx == idx) {
+            ld->open[k].used = ++ld->clock;
+            *out = ld->open[k].sh;
+            return TW_OK;
+        }
+        if (ld->open[k].used < ld->open[lru].used) lru = k;
+    }
+    int k = ld->n_open < ld->max_open ? ld->n_open : lru;
+    tw_shard *evict = k < ld->n_open ? ld->open[k].sh : NULL, *sh = NULL;
+    tw_status st;
+    if (on_caller) {
+        st = open_now(ld, idx, evict, &sh, err);
+    } else {
+        pthread_mutex_lock(&ld->mu);
+        ld->req_idx = idx;
+        ld->req_close = evict;
+        ld->req_done = 0;
+        pthread_cond_broadcast(&ld->cv);
+        while (!ld->req_done && !ld->stop) pthread_cond_wait(&ld->cv, &ld->mu);
+        int done = ld->req_done;
+        st = done ? ld->req_st : tw_err_set(err, TW_E_INTERNAL, "loader: stopped while shard %s was being opened",
+                                            ld->paths[idx]);
+        if (done) {
+            sh = ld->req_sh;
+            if (st && err) *err = ld->req_err;
+        }
+        ld->req_idx = -1;
+        pthread_mutex_unlock(&ld->mu);
+        if (!done) return st;   /* the evicted shard stays in the cache: tw_loader_free closes it */
+    }
+    /* The evicted shard is closed (even when the open failed): its slot is free either way. */
+    if (evict) {
+        ld->open[k] = ld->open[--ld->n_open];
+        k = ld->n_open;
+    }
+    if (st) return st;
+    ld->open[k] = (struct open_shard){sh, idx, ++ld->clock};
+    ld->n_open++;
+    if (ld->n_open > ld->most_open) ld->most_open = ld->n_open;
+    *out = sh;
+    return TW_OK;
+}
+
+/* The counter word that keeps the seasonal draw's Philox stream apart from the augmentations'
+ * (which use view 0 and 1). */
+#define SEASON_STREAM 0x5EA5u
+
+void tw_loader_seasons(int t[2], int n_times, uint64_t seed, int64_t epoch, int64_t sample) {
+    t[0] = t[1] = 0;
+    if (n_times < 2) return;
+    tw_rng r;
+    tw_rng_init(&r, seed, (uint32_t)epoch, (uint32_t)sample, SEASON_STREAM);
+    t[0] = (int)tw_rng_below(&r, (uint32_t)n_times);
+    t[1] = (t[0] + 1 + (int)tw_rng_below(&r, (uint32_t)n_times - 1)) % n_times;   /* another one */
+}
+
+/* Normalises the raw planes of one acquisition into in; a non-finite S1 value is named. */
+static tw_status normalise(tw_loader *ld, const tw_view *in, tw_shard *sh, int64_t row, int t, tw_err *err) {
+    size_t n_px = (size_t)ld->h * ld->w;
+    for (int c = 0; c < in->c_s1; c++) {
+        int64_t bad = norm_plane(in->s1 + c * n_px, NULL, ld->raw_s1 + c * n_px, n_px, ld->scale[TW_S2_BANDS + c],
+                                 ld->shift[TW_S2_BANDS + c]);
+        if (bad >= 0) {
+            char name[TW_SHARD_NAME_BYTES] = "?";
+            tw_shard_read(sh, row, NULL, NULL, NULL, NULL, name, NULL, NULL, NULL);
+            return tw_err_set(err, TW_E_NONFINITE, "%s: sample %lld (%s)%s: non-finite s1 %s at pixel (%lld, %lld)",
+                              tw_shard_path(sh), (long long)row, name, t ? ", a later acquisition" : "",
+                              tw_shard_s1_bands[c], (long long)(bad / ld->w), (long long)(bad % ld->w));
+        }
+    }
+    for (int c = 0; c < in->c_s2; c++) {
+        int band = ld->o.s2_bands[c];
+        norm_plane(in->s2 + c * n_px, ld->raw_s2 + band * n_px, NULL, n_px, ld->scale[band], ld->shift[band]);
+    }
+    return TW_OK;
+}
+
 /* Reads, normalises and augments sample `item` into position i of slot s. */
 static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t epoch, tw_err *err) {
     tw_batch *b = &s->b;
@@ -123,35 +256,36 @@ static tw_status fill_sample(tw_loader *ld, slot *s, int i, int64_t idx, int64_t
         int mid = (lo + hi) / 2;
         if (ld->shard_start[mid] <= idx) lo = mid; else hi = mid;
     }
-    tw_shard *sh = ld->shards[lo];
+    tw_shard *sh;
+    tw_status st = get_shard(ld, lo, &sh, 0, err);
+    if (st) return st;
     int64_t row = idx - ld->shard_start[lo];
     uint8_t labels[TW_N_CLASSES43];
     int k = ld->o.n_classes, l43 = k == TW_N_CLASSES43;
-    tw_status st = tw_shard_read(sh, row, ld->c_s2 ? ld->raw_s2 : NULL, ld->o.use_s1 ? ld->raw_s1 : NULL,
-                                 l43 ? NULL : labels, l43 ? labels : NULL, NULL, NULL, &b->flags[i], err);
+    st = tw_shard_read(sh, row, ld->c_s2 ? ld->raw_s2 : NULL, ld->o.use_s1 ? ld->raw_s1 : NULL,
+                       l43 ? NULL : labels, l43 ? labels : NULL, NULL, NULL, &b->flags[i], err);
     if (st) return st;
     size_t n_px = (size_t)ld->h * ld->w, n_out = (size_t)ld->out_h * ld->out_w;
     int direct = !ld->o.augment && ld->o.n_views == 1;   /* normalise straight into the batch */
     tw_view in = {.c_s1 = b->c_s1, .c_s2 = b->c_s2, .h = ld->h, .w = ld->w};
     in.s1 = !b->c_s1 ? NULL : direct ? b->s1[0] + (size_t)i * b->c_s1 * n_px : ld->in_s1;
     in.s2 = !b->c_s2 ? NULL : direct ? b->s2[0] + (size_t)i * b->c_s2 * n_px : ld->in_s2;
-    for (int c = 0; c < b->c_s1; c++) {
-        int64_t bad = norm_plane(in.s1 + c * n_px, NULL, ld->raw_s1 + c * n_px, n_px, ld->scale[TW_S2_BANDS + c],
-                                 ld->shift[TW_S2_BANDS + c]);
-        if (bad >= 0) {
-            char name[TW_SHARD_NAME_BYTES] = "?";
-            tw_shard_read(sh, row, NULL, NULL, NULL, NULL, name, NULL, NULL, NULL);
-            return tw_err_set(err, TW_E_NONFINITE, "%s: sample %lld (%s): non-finite s1 %s at pixel (%lld, %lld)",
-                              tw_shard_path(sh), (long long)row, name, tw_shard_s1_bands[c], (long long)(bad / ld->w),
-                              (long long)(bad % ld->w));
-        }
-    }
-    for (int c = 0; c < b->c_s2; c++) {
-        int band = ld->o.s2_bands[c];
-        norm_plane(in.s2 + c * n_px, ld->raw_s2 + band * n_px, NULL, n_px, ld->scale[band], ld->shift[band]);
+    if ((st = normalise(ld, &in, sh, row, 0, err))) return st;
+    int seasons[2] = {0, 0};
+    if (ld->o.views == TW_VIEWS_SEASONAL) {
+        tw_shard_geo g;
+        if ((st = tw_shard_read_geo(sh, row, &g, err))) return st;
+        tw_loader_seasons(seasons, g.n_times, ld->o.seed, epoch, idx);
     }
     if (!direct) {
         for (int v = 0; v < b->n_views; v++) {
+            int t = seasons[v < 2 ? v : 1], prev = v ? seasons[v - 1] : 0;
+            if (t != prev) {   /* this view's acquisition: read and normalise it in place of the last */
+                if ((st = tw_shard_read_time(sh, row, t, ld->c_s2 ? ld->raw_s2 : NULL, NULL,
+                                             ld->o.use_s1 ? ld->raw_s1 : NULL, err)) ||
+                    (st = normalise(ld, &in, sh, row, t, err)))
+                    return st;
+            }
             tw_view out = {.c_s1 = b->c_s1, .c_s2 = b->c_s2, .h = ld->out_h, .w = ld->out_w};
             out.s1 = b->c_s1 ? b->s1[v] + (size_t)i * b->c_s1 * n_out : NULL;
             out.s2 = b->c_s2 ? b->s2[v] + (size_t)i * b->c_s2 * n_out : NULL;
@@ -222,50 +356,59 @@ static void *producer(void *arg) {
     return NULL;
 }
 
+/* Lists the split and peeks at every shard (tw_shard_peek: attributes and sizes, no handle kept):
+ * the index, the normalisation and the checks every shard must pass before any is read. */
 static tw_status open_shards(tw_loader *ld, tw_err *err) {
-    char **paths = NULL;
     int n = 0;
-    tw_status st = tw_shard_list(&paths, &n, ld->o.dir, ld->o.split, err);
+    tw_status st = tw_shard_list(&ld->paths, &n, ld->o.dir, ld->o.split, err);
     if (st) return st;
-    if (n == 0) {
-        free(paths);
+    char **paths = ld->paths;
+    if (n == 0)
         return tw_err_set(err, TW_E_MISSING, "%s: no shards of split '%s' (%s-NNNNN.h5)", ld->o.dir, ld->o.split, ld->o.split);
-    }
-    ld->shards = calloc((size_t)n, sizeof *ld->shards);
+    ld->max_open = ld->o.max_open > 0 ? ld->o.max_open : TW_LOADER_MAX_OPEN;
+    ld->open = calloc((size_t)ld->max_open, sizeof *ld->open);
     ld->shard_start = calloc((size_t)n + 1, sizeof *ld->shard_start);
-    if (!ld->shards || !ld->shard_start) {
-        st = tw_err_set(err, TW_E_NOMEM, "%s: %d shards", ld->o.dir, n);
-        goto done;
-    }
+    ld->validated = calloc((size_t)n, 1);
+    if (!ld->open || !ld->shard_start || !ld->validated) return tw_err_set(err, TW_E_NOMEM, "%s: %d shards", ld->o.dir, n);
     for (int i = 0; i < n; i++) {
-        if ((st = tw_shard_open(&ld->shards[i], paths[i], err))) goto done;
+        tw_shard_info info;
+        if ((st = tw_shard_peek(&info, paths[i], err))) return st;
         ld->n_shards = i + 1;
-        tw_shard *sh = ld->shards[i];
-        tw_shard_norm norm;
-        if ((st = tw_shard_norm_get(sh, &norm, err))) goto done;
+        if (!info.has_norm)
+            return tw_err_set(err, TW_E_MISSING,
+                              "%s: no normalisation attributes (s2_mean, ...): the conversion did not finish", paths[i]);
         if (i == 0) {
-            ld->h = tw_shard_h(sh);
-            ld->w = tw_shard_w(sh);
-            ld->norm = norm;
-        } else if (tw_shard_h(sh) != ld->h || tw_shard_w(sh) != ld->w) {
-            st = tw_err_set(err, TW_E_SHAPE, "%s: patches are %dx%d, but %dx%d in %s", paths[i], tw_shard_h(sh),
-                            tw_shard_w(sh), ld->h, ld->w, paths[0]);
-            goto done;
-        } else if (memcmp(&norm, &ld->norm, sizeof norm)) {
-            st = tw_err_set(err, TW_E_FORMAT, "%s: normalisation attributes differ from those of %s (shards of two conversions?)",
-                            paths[i], paths[0]);
-            goto done;
+            ld->h = info.layout.h;
+            ld->w = info.layout.w;
+            ld->norm = info.norm;
+        } else if (info.layout.h != ld->h || info.layout.w != ld->w) {
+            return tw_err_set(err, TW_E_SHAPE, "%s: patches are %dx%d, but %dx%d in %s", paths[i], info.layout.h,
+                              info.layout.w, ld->h, ld->w, paths[0]);
+        } else if (memcmp(&info.norm, &ld->norm, sizeof info.norm)) {
+            return tw_err_set(err, TW_E_FORMAT,
+                              "%s: normalisation attributes differ from those of %s (shards of two conversions?)", paths[i],
+                              paths[0]);
         }
-        if (ld->o.n_classes == TW_N_CLASSES43 && !tw_shard_has_labels43(sh)) {
-            st = tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
-                            "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);
-            goto done;
-        }
-        ld->shard_start[i + 1] = ld->shard_start[i] + tw_shard_n(sh);
+        const tw_shard_layout *lay = &info.layout;
+        if ((ld->o.use_s1 && !(lay->products & TW_PROD_S1)) || (ld->o.n_s2_bands && !(lay->products & TW_PROD_S2)))
+            return tw_err_set(err, TW_E_MISSING, "%s: the shard holds no %s (attribute 'products'), but the run reads it",
+                              paths[i], ld->o.use_s1 && !(lay->products & TW_PROD_S1) ? "s1" : "s2 (L2A)");
+        if (ld->o.views == TW_VIEWS_SEASONAL && lay->n_times == 0)
+            return tw_err_set(err, TW_E_FORMAT, "%s: seasonal views need shards with a time axis (a location's "
+                              "acquisitions: --layout ssl4eo), this one has none (attribute 'n_times' 0)", paths[i]);
+        if (ld->o.n_classes == TW_N_CLASSES43 && !info.has_labels43)
+            return tw_err_set(err, TW_E_MISSING, "%s: no 43-class labels (has_labels43 = 0: BigEarthNet v2 and synthetic "
+                              "shards carry the 19 classes only), but 43 classes were asked for", paths[i]);
+        if (info.n < 1) return tw_err_set(err, TW_E_SHAPE, "%s: shard holds no samples (attribute 'n_samples')", paths[i]);
+        ld->shard_start[i + 1] = ld->shard_start[i] + info.n;
     }
-done:
-    free(paths);
-    return st;
+    /* The first max_open shards opened here, on the caller's thread: the loader's thread then
+     * waits for the caller only when a rank touches more shards than that. */
+    for (int i = 0; i < n && i < ld->max_open; i++) {
+        tw_shard *sh;
+        if ((st = get_shard(ld, i, &sh, 1, err))) return st;
+    }
+    return TW_OK;
 }
 
 /* The label-fraction subset: the labels of the whole split are read once (one read per shard)
@@ -275,8 +418,11 @@ static tw_status make_subset(tw_loader *ld, int64_t n_split, tw_err *err) {
     uint8_t *labels = malloc((size_t)n_split * (size_t)k);
     if (!labels) return tw_err_set(err, TW_E_NOMEM, "loader: labels of %lld samples", (long long)n_split);
     tw_status st = TW_OK;
-    for (int s = 0; s < ld->n_shards && !st; s++)
-        st = tw_shard_read_labels(ld->shards[s], labels + (size_t)ld->shard_start[s] * (size_t)k, k, err);
+    for (int s = 0; s < ld->n_shards && !st; s++) {
+        tw_shard *sh;
+        if (!(st = get_shard(ld, s, &sh, 1, err)))
+            st = tw_shard_read_labels(sh, labels + (size_t)ld->shard_start[s] * (size_t)k, k, err);
+    }
     if (!st)
         st = tw_sampler_subset_labeled(&ld->subset, &ld->n_items, n_split, labels, k, ld->o.label_fraction,
                                        ld->o.subset_seed, err);
@@ -288,6 +434,8 @@ static tw_status check_opts(const tw_loader_opts *o, tw_err *err) {
     if (!o->dir || !o->split) return tw_err_set(err, TW_E_USAGE, "loader: no shard directory or split");
     if (o->n_views < 1 || o->n_views > TW_LOADER_MAX_VIEWS)
         return tw_err_set(err, TW_E_RANGE, "loader: %d views, want 1 or 2", o->n_views);
+    if (o->views == TW_VIEWS_SEASONAL && o->n_views != 2)
+        return tw_err_set(err, TW_E_USAGE, "loader: seasonal views need 2 views, have %d", o->n_views);
     if (o->prefetch < 1) return tw_err_set(err, TW_E_RANGE, "loader: prefetch %d, want >= 1", o->prefetch);
     if (!o->use_s1 && o->n_s2_bands == 0) return tw_err_set(err, TW_E_USAGE, "loader: neither S1 nor S2 selected");
     if (o->n_s2_bands < 0 || o->n_s2_bands > TW_S2_BANDS) return tw_err_set(err, TW_E_RANGE, "loader: %d S2 bands", o->n_s2_bands);
@@ -311,6 +459,7 @@ tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *er
     if (!ld) return tw_err_set(err, TW_E_NOMEM, "loader");
     ld->o = *opts;
     pthread_mutex_init(&ld->mu, NULL);
+    ld->req_idx = -1;   /* no open request */
     pthread_cond_init(&ld->cv, NULL);
     if ((st = open_shards(ld, err))) goto done;
     ld->out_h = opts->out_h ? opts->out_h : ld->h;
@@ -383,7 +532,10 @@ tw_status tw_loader_next(tw_loader *ld, const tw_batch **out, tw_err *err) {
     pthread_mutex_lock(&ld->mu);
     ld->released = ld->next_seq;   /* the batch returned last time is done with */
     pthread_cond_broadcast(&ld->cv);
-    while (ld->produced <= ld->next_seq) pthread_cond_wait(&ld->cv, &ld->mu);
+    while (ld->produced <= ld->next_seq) {
+        if (ld->req_idx >= 0 && !ld->req_done) serve_open(ld);
+        else pthread_cond_wait(&ld->cv, &ld->mu);
+    }
     pthread_mutex_unlock(&ld->mu);
     slot *s = &ld->slots[ld->next_seq % ld->n_slots];
     if (s->st) {
@@ -415,8 +567,10 @@ void tw_loader_free(tw_loader *ld) {
         free(b->index);
     }
     free(ld->slots);
-    for (int i = 0; i < ld->n_shards; i++) tw_shard_close(ld->shards[i]);
-    free(ld->shards);
+    for (int i = 0; i < ld->n_open; i++) tw_shard_close(ld->open[i].sh);
+    free(ld->open);
+    free(ld->validated);
+    free(ld->paths);
     free(ld->shard_start);
     free(ld->subset);
     tw_sampler_free(&ld->sampler);
@@ -433,6 +587,7 @@ void tw_loader_free(tw_loader *ld) {
 int64_t tw_loader_steps_per_epoch(const tw_loader *ld) { return ld->sampler.steps_per_epoch; }
 int64_t tw_loader_n_samples(const tw_loader *ld) { return ld->n_items; }
 const tw_shard_norm *tw_loader_norm(const tw_loader *ld) { return &ld->norm; }
+int tw_loader_most_open(const tw_loader *ld) { return ld->most_open; }
 
 void tw_loader_state(const tw_loader *ld, int64_t *epoch, int64_t *step) {
     seq_position(ld, ld->next_seq, epoch, step);

@@ -11,6 +11,9 @@
 #include "data/shard.h"
 
 #define TW_LOADER_MAX_VIEWS 2
+/* Shards a loader keeps open by default: each costs HDF5 about 0.7 MB, and re-opening one that was
+ * closed about 0.3 ms (docs/shards.md, "Index and open files at scale"). */
+#define TW_LOADER_MAX_OPEN 256
 
 /* One sample's (or one view's) planes, each plain CHW f32. */
 typedef struct tw_view {
@@ -35,6 +38,16 @@ typedef struct tw_view {
 typedef tw_status (*tw_loader_augment_fn)(void *user, tw_view *out, const tw_view *in, uint64_t seed,
                                           int64_t epoch, int64_t sample, int view, tw_err *err);
 
+/* Where a sample's views come from (data.views): its one acquisition each time (augment, and
+ * cross, where the hook pairs S1 with S2), or two acquisitions of its location (seasonal: shards
+ * with a time axis; views 0 and 1 from two different acquisitions drawn by Philox from (seed,
+ * epoch, sample) alone, each then given to the hook; a location with one acquisition gives it
+ * to both). */
+typedef enum { TW_VIEWS_AUGMENT, TW_VIEWS_SEASONAL, TW_VIEWS_CROSS } tw_loader_views;
+
+/* The acquisitions views 0 and 1 of a location with n_times of them come from (seasonal). */
+void tw_loader_seasons(int t[2], int n_times, uint64_t seed, int64_t epoch, int64_t sample);
+
 typedef struct tw_loader_opts {
     const char *dir;            /* shard directory */
     const char *split;          /* "train", "val", "test", "clouds", ... */
@@ -51,12 +64,15 @@ typedef struct tw_loader_opts {
     uint64_t subset_seed;       /* the subset's own seed, so it does not move with `seed` */
     int prefetch;               /* batches prepared ahead, >= 1 */
     int n_views;                /* 1 or 2 */
+    tw_loader_views views;      /* TW_VIEWS_SEASONAL: each view from its own acquisition */
     tw_loader_augment_fn augment;   /* NULL: each view is the normalised sample */
     void *augment_user;
     int out_h, out_w;           /* 0: the shard's size; smaller only with an augment hook */
     int64_t start_epoch, start_step;  /* where to begin: a checkpoint's loader state */
     int n_classes;              /* 19 (the default: `labels`) or 43 (`labels43`; every shard must
                                  * have them, has_labels43 = 1) */
+    int max_open;               /* shards open at once (least recently used closed first);
+                                 * 0: TW_LOADER_MAX_OPEN */
 } tw_loader_opts;
 
 /* Defaults: shuffle, drop-last, S1 and all 12 S2 bands, fraction 1, prefetch 2, one view,
@@ -81,7 +97,9 @@ typedef struct tw_batch {
 
 typedef struct tw_loader tw_loader;
 
-/* Opens and validates every shard of the split and starts the prefetch thread. */
+/* Lists the split, reads every shard's attributes (tw_shard_peek: the index, the normalisation,
+ * the patch size, the products) and starts the prefetch thread. Each shard is opened and
+ * validated in full when it is first read; at most max_open are open at once. */
 tw_status tw_loader_init(tw_loader **out, const tw_loader_opts *opts, tw_err *err);
 /* The next batch; epochs follow one another without end. A bad shard, a failed hook, or a
  * TW_ASSERT or library failure on the loader's thread (TW_E_INTERNAL, with its file:line) ends
@@ -95,5 +113,7 @@ int64_t tw_loader_n_samples(const tw_loader *ld);    /* in the (subset of the) s
  * it back as start_epoch / start_step. */
 void tw_loader_state(const tw_loader *ld, int64_t *epoch, int64_t *step);
 const tw_shard_norm *tw_loader_norm(const tw_loader *ld);
+/* The most shards that were open at once so far (bounded by max_open). Call it between batches. */
+int tw_loader_most_open(const tw_loader *ld);
 
 #endif

@@ -90,6 +90,45 @@ int tw_grid_same(const tw_grid *a, const tw_grid *b) {
     return same;
 }
 
+double tw_grid_overlap(const tw_grid *a, const tw_grid *b) {
+    OGRSpatialReferenceH sa = OSRNewSpatialReference(a->crs_wkt), sb = OSRNewSpatialReference(b->crs_wkt);
+    OGRCoordinateTransformationH ct = NULL;
+    double frac = 0;
+    if (sa && sb) {
+        OSRSetAxisMappingStrategy(sa, OAMS_TRADITIONAL_GIS_ORDER);
+        OSRSetAxisMappingStrategy(sb, OAMS_TRADITIONAL_GIS_ORDER);
+        ct = OCTNewCoordinateTransformation(sb, sa);
+    }
+    if (ct) {
+        double x[8], y[8];
+        int ok[8], k = 0;
+        for (int i = 0; i <= 2; i++)
+            for (int j = 0; j <= 2; j++) {
+                if (i == 1 && j == 1) continue;
+                double c = b->width * i / 2.0, r = b->height * j / 2.0;
+                x[k] = b->transform[0] + c * b->transform[1] + r * b->transform[2];
+                y[k] = b->transform[3] + c * b->transform[4] + r * b->transform[5];
+                k++;
+            }
+        if (OCTTransformEx(ct, 8, x, y, NULL, ok)) {
+            double bx0 = INFINITY, bx1 = -INFINITY, by0 = INFINITY, by1 = -INFINITY;
+            for (int i = 0; i < 8; i++)
+                if (ok[i]) {
+                    bx0 = fmin(bx0, x[i]), bx1 = fmax(bx1, x[i]), by0 = fmin(by0, y[i]), by1 = fmax(by1, y[i]);
+                }
+            double ax0 = a->transform[0], ax1 = ax0 + a->width * a->transform[1];
+            double ay1 = a->transform[3], ay0 = ay1 + a->height * a->transform[5];
+            double ix = fmin(ax1, bx1) - fmax(ax0, bx0), iy = fmin(ay1, by1) - fmax(ay0, by0);
+            double area = (ax1 - ax0) * (ay1 - ay0);
+            if (ix > 0 && iy > 0 && area > 0) frac = fmin(1.0, ix * iy / area);
+        }
+        OCTDestroyCoordinateTransformation(ct);
+    }
+    if (sa) OSRDestroySpatialReference(sa);
+    if (sb) OSRDestroySpatialReference(sb);
+    return frac;
+}
+
 void tw_grid_window(tw_grid *out, const tw_grid *g, int x0, int y0, int w, int h) {
     if (out != g) *out = *g;
     const double *t = g->transform;
@@ -129,6 +168,31 @@ tw_status tw_scene_open_stack(tw_scene **out, const char *const *paths, int n_pa
     return scene_wrap(out, ds, paths[0], err);
 }
 
+/* The warper's resampling scale (destination pixels per source pixel) along x and y. GDAL works
+ * it out per processing chunk from the chunk's shape, so the pixels of a window would depend on
+ * where the window falls; we fix it once per warp: the ratio of the pixel sizes where both CRSs
+ * are projected (10 m S1 onto a 10 m S2 grid: 1, a 20 m band: 2), else measured through the
+ * transformer at the grid's centre. */
+static void warp_scale(double *sx, double *sy, const tw_grid *src, const tw_grid *dst, void *tr) {
+    *sx = *sy = 1;
+    OGRSpatialReferenceH a = OSRNewSpatialReference(src->crs_wkt), b = OSRNewSpatialReference(dst->crs_wkt);
+    if (a && b && OSRIsProjected(a) && OSRIsProjected(b)) {
+        double ua = OSRGetLinearUnits(a, NULL), ub = OSRGetLinearUnits(b, NULL);
+        *sx = fabs(src->transform[1]) * ua / (fabs(dst->transform[1]) * ub);
+        *sy = fabs(src->transform[5]) * ua / (fabs(dst->transform[5]) * ub);
+    } else {
+        double x[3] = {dst->width / 2.0, dst->width / 2.0 + 1, dst->width / 2.0};
+        double y[3] = {dst->height / 2.0, dst->height / 2.0, dst->height / 2.0 + 1}, z[3] = {0, 0, 0};
+        int ok[3];
+        if (GDALGenImgProjTransform(tr, TRUE, 3, x, y, z, ok) && ok[0] && ok[1] && ok[2]) {
+            double dx = hypot(x[1] - x[0], y[1] - y[0]), dy = hypot(x[2] - x[0], y[2] - y[0]);
+            if (dx > 0 && dy > 0) *sx = 1 / dx, *sy = 1 / dy;
+        }
+    }
+    if (a) OSRDestroySpatialReference(a);
+    if (b) OSRDestroySpatialReference(b);
+}
+
 tw_status tw_scene_warp(tw_scene **out, tw_scene *src, const tw_grid *grid, tw_resample resample, double nodata,
                         tw_err *err) {
     *out = NULL;
@@ -157,6 +221,13 @@ tw_status tw_scene_warp(tw_scene **out, tw_scene *src, const tw_grid *grid, tw_r
     if (any_src_nodata) wo->padfSrcNoDataReal = src_nd;
     else CPLFree(src_nd);
     wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "INIT_DEST", "NO_DATA");
+    double sx, sy;
+    char num[64];
+    warp_scale(&sx, &sy, &src->grid, grid, tr);
+    snprintf(num, sizeof num, "%.17g", sx);
+    wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "XSCALE", num);
+    snprintf(num, sizeof num, "%.17g", sy);
+    wo->papszWarpOptions = CSLSetNameValue(wo->papszWarpOptions, "YSCALE", num);
     wo->pfnTransformer = GDALGenImgProjTransform;
     wo->pTransformerArg = tr;   /* owned by the warped VRT from here on */
     double gt[6];
@@ -189,8 +260,8 @@ int tw_scene_nodata(const tw_scene *sc, int band, double *value) {
     return has != 0;
 }
 
-tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
-                        int w, int h, tw_err *err) {
+tw_status tw_scene_read_scaled(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
+                               int w, int h, int out_w, int out_h, tw_resample resample, tw_err *err) {
     GDALDataType t = GDALGetDataTypeByName(type);
     if (t == GDT_Unknown) return tw_err_set(err, TW_E_USAGE, "%s: unknown pixel type %s", sc->path, type);
     if (n_bands < 1 || n_bands > sc->n_bands)
@@ -198,12 +269,22 @@ tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *ba
     for (int b = 0; bands && b < n_bands; b++)
         if (bands[b] < 1 || bands[b] > sc->n_bands)
             return tw_err_set(err, TW_E_RANGE, "%s: band %d of %d", sc->path, bands[b], sc->n_bands);
-    if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 + w > sc->grid.width || y0 + h > sc->grid.height)
+    if (x0 < 0 || y0 < 0 || w < 1 || h < 1 || x0 + w > sc->grid.width || y0 + h > sc->grid.height || out_w < 1 || out_h < 1)
         return tw_err_set(err, TW_E_RANGE, "%s: window %dx%d at (%d, %d) outside the %dx%d scene", sc->path, w, h, x0, y0,
                           sc->grid.width, sc->grid.height);
+    GDALRasterIOExtraArg extra;
+    INIT_RASTERIO_EXTRA_ARG(extra);
+    extra.eResampleAlg = resample == TW_RESAMPLE_BILINEAR && (w != out_w || h != out_h) ? GRIORA_Bilinear
+                                                                                     : GRIORA_NearestNeighbour;
     CPLErrorReset();
-    if (GDALDatasetRasterIO(sc->ds, GF_Read, x0, y0, w, h, out, w, h, t, n_bands, (int *)bands, 0, 0, 0) != CE_None)
+    if (GDALDatasetRasterIOEx(sc->ds, GF_Read, x0, y0, w, h, out, out_w, out_h, t, n_bands, (int *)bands, 0, 0, 0,
+                              &extra) != CE_None)
         return tw_err_set(err, TW_E_IO, "%s: read of window %dx%d at (%d, %d) failed: %s", sc->path, w, h, x0, y0,
                           gdal_why());
     return TW_OK;
+}
+
+tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
+                        int w, int h, tw_err *err) {
+    return tw_scene_read_scaled(sc, out, type, bands, n_bands, x0, y0, w, h, w, h, TW_RESAMPLE_NEAREST, err);
 }

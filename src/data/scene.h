@@ -29,8 +29,9 @@ tw_status tw_scene_open(tw_scene **out, const char *path, tw_err *err);
  * another size, transform or CRS, or with more than one band, is named in the message. */
 tw_status tw_scene_open_stack(tw_scene **out, const char *const *paths, int n_paths, tw_err *err);
 /* A scene that reads `src` resampled onto `grid` (GDAL's warper through a warped VRT: the same
- * transformer and kernels as gdalwarp). Pixels of the grid that src does not cover read as
- * `nodata`. src must outlive the result. */
+ * transformer and kernels as gdalwarp -et 0 -wo XSCALE=.. -wo YSCALE=..; the scale is fixed per
+ * warp, the ratio of the pixel sizes, so that a window's pixels do not depend on where it falls).
+ * Pixels of the grid that src does not cover read as `nodata`. src must outlive the result. */
 tw_status tw_scene_warp(tw_scene **out, tw_scene *src, const tw_grid *grid, tw_resample resample, double nodata,
                         tw_err *err);
 void tw_scene_close(tw_scene *sc);
@@ -47,8 +48,17 @@ int tw_scene_nodata(const tw_scene *sc, int band, double *value);
 tw_status tw_scene_read(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
                         int w, int h, tw_err *err);
 
+/* The same window read resampled to out_w x out_h (GDAL's RasterIO with `resample`: the call
+ * rasterio's read(out_shape=..., resampling=...) makes), into out [n_bands, out_h, out_w]. */
+tw_status tw_scene_read_scaled(tw_scene *sc, void *out, const char *type, const int *bands, int n_bands, int x0, int y0,
+                               int w, int h, int out_w, int out_h, tw_resample resample, tw_err *err);
+
 /* The grid of a window of `g`: same CRS, origin moved to (x0, y0), size w x h. */
 void tw_grid_window(tw_grid *out, const tw_grid *g, int x0, int y0, int w, int h);
+/* The fraction of grid a's area that grid b covers (b's corners and edge midpoints taken into
+ * a's CRS, their bounding box intersected with a's): 0 when they do not overlap or b's CRS cannot
+ * be transformed into a's. */
+double tw_grid_overlap(const tw_grid *a, const tw_grid *b);
 /* 1 when two grids have the same CRS (GDAL's comparison), transform (to 1e-6 of a pixel) and size. */
 int tw_grid_same(const tw_grid *a, const tw_grid *b);
 

@@ -24,36 +24,51 @@ int tw_shard_is_complete(const char *path) {
     return 1;
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 tw_status tw_shard_dir_finalize(const char *dir, const char *stats_split, tw_shard_norm *norm, int *used_all, tw_err *err) {
     DIR *d = opendir(dir);
     if (!d) return tw_err_set(err, TW_E_IO, "%s: %s", dir, strerror(errno));
-    tw_shard_moments split_m = {0}, all_m = {0};
+    /* The shards in name order, so that the merge (and the normalisation's last bits) does not
+     * depend on the order the directory lists them in. */
+    char **names = NULL;
+    size_t n = 0, cap = 0;
     tw_status st = TW_OK;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!any_shard_name(e->d_name)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **g = realloc(names, cap * sizeof *g);
+            if (!g) { st = tw_err_set(err, TW_E_NOMEM, "%s", dir); break; }
+            names = g;
+        }
+        if (!(names[n] = strdup(e->d_name))) { st = tw_err_set(err, TW_E_NOMEM, "%s", dir); break; }
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_name);
+    tw_shard_moments split_m = {0}, all_m = {0};
     char path[4096];
     size_t ls = strlen(stats_split);
     /* Pass 1: the moments. */
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!any_shard_name(e->d_name)) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    for (size_t i = 0; i < n && !st; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         tw_shard *sh;
-        if ((st = tw_shard_open(&sh, path, err))) goto done;
+        if ((st = tw_shard_open(&sh, path, err))) break;
         tw_shard_moments_merge(&all_m, tw_shard_moments_of(sh));
-        if (!strncmp(e->d_name, stats_split, ls) && e->d_name[ls] == '-') tw_shard_moments_merge(&split_m, tw_shard_moments_of(sh));
+        if (!strncmp(names[i], stats_split, ls) && names[i][ls] == '-') tw_shard_moments_merge(&split_m, tw_shard_moments_of(sh));
         tw_shard_close(sh);
     }
-    *used_all = split_m.count == 0;
-    if ((st = tw_shard_norm_from_moments(norm, *used_all ? &all_m : &split_m, err))) {
-        tw_err_prefix(err, "%s: ", dir);
-        goto done;
-    }
+    double n_split = 0;
+    for (int b = 0; b < TW_N_STATS; b++) n_split += split_m.count[b];
+    *used_all = n_split == 0;
+    if (!st && (st = tw_shard_norm_from_moments(norm, *used_all ? &all_m : &split_m, err))) tw_err_prefix(err, "%s: ", dir);
     /* Pass 2: the attributes. */
-    rewinddir(d);
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!any_shard_name(e->d_name)) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if ((st = tw_shard_write_norm(path, norm, err))) goto done;
+    for (size_t i = 0; i < n && !st; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        st = tw_shard_write_norm(path, norm, err);
     }
-done:
-    closedir(d);
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
     return st;
 }

@@ -7,9 +7,13 @@
 #include <hdf5.h>
 
 #include "core/status.h"
+#include "data/shard.h"
 
 void tw_h5_lock(void);      /* also turns off HDF5's own error printing, once */
 void tw_h5_unlock(void);
+
+/* The HDF5 filter id of a compression (0: none). */
+int tw_compress_filter(tw_compress c);
 
 /* Attribute writers; return a negative value on failure like the HDF5 calls they wrap. */
 herr_t tw_h5_attr_str(hid_t obj, const char *name, const char *value);
@@ -20,6 +24,9 @@ herr_t tw_h5_attr_i64(hid_t obj, const char *name, int64_t value);
 /* Attribute readers that check the type and the element count; messages name path and attr. */
 tw_status tw_h5_read_f64(hid_t obj, const char *name, double *values, int n, const char *path, tw_err *err);
 tw_status tw_h5_read_i64(hid_t obj, const char *name, int64_t *value, const char *path, tw_err *err);
+/* Reads a variable-length string-array attribute into *out (one allocation: the pointers, then
+ * the strings; free() it) and its length into *n. */
+tw_status tw_h5_read_strs(hid_t obj, const char *name, char ***out, int *n, const char *path, tw_err *err);
 /* Checks that a string-array attribute holds exactly `want`. */
 tw_status tw_h5_check_strs(hid_t obj, const char *name, const char *const *want, int n,
                            const char *path, tw_err *err);

@@ -13,6 +13,29 @@
 const char *const tw_shard_s2_bands[TW_S2_BANDS] = {"B01", "B02", "B03", "B04", "B05", "B06",
                                                     "B07", "B08", "B8A", "B09", "B11", "B12"};
 const char *const tw_shard_s1_bands[TW_S1_BANDS] = {"VV", "VH"};
+const char *const tw_shard_s2c_bands[TW_S2C_BANDS] = {"B01", "B02", "B03", "B04", "B05", "B06", "B07",
+                                                      "B08", "B8A", "B09", "B10", "B11", "B12"};
+
+const char *const tw_compress_names[] = {"none", "deflate", "lz4", "zstd", NULL};
+
+/* The registered HDF5 filter ids (support.hdfgroup.org's list) of the plugins. */
+enum { FILTER_LZ4 = 32004, FILTER_ZSTD = 32015 };
+
+int tw_compress_filter(tw_compress c) {
+    return c == TW_COMPRESS_DEFLATE ? H5Z_FILTER_DEFLATE : c == TW_COMPRESS_LZ4 ? FILTER_LZ4
+         : c == TW_COMPRESS_ZSTD    ? FILTER_ZSTD        : 0;
+}
+
+tw_status tw_compress_check(tw_compress c, tw_err *err) {
+    if (c == TW_COMPRESS_NONE) return TW_OK;
+    tw_h5_lock();
+    htri_t have = H5Zfilter_avail((H5Z_filter_t)tw_compress_filter(c));
+    tw_h5_unlock();
+    if (have > 0) return TW_OK;
+    return tw_err_set(err, TW_E_UNSUPPORTED, "--compress %s: the HDF5 filter %d is not installed (Debian ships LZ4 "
+                      "in hdf5-filter-plugin, no zstd; HDF5 looks for plugins in HDF5_PLUGIN_PATH)",
+                      tw_compress_names[c], tw_compress_filter(c));
+}
 
 static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
@@ -148,23 +171,65 @@ done:
     return st;
 }
 
-void tw_shard_moments_merge(tw_shard_moments *acc, const tw_shard_moments *part) {
-    double n = acc->count + part->count;
-    if (part->count == 0) return;
-    for (int b = 0; b < TW_N_BANDS; b++) {
-        double delta = part->mean[b] - acc->mean[b];
-        acc->mean[b] += delta * part->count / n;
-        acc->m2[b] += part->m2[b] + delta * delta * acc->count * part->count / n;
+tw_status tw_h5_read_strs(hid_t obj, const char *name, char ***out, int *n, const char *path, tw_err *err) {
+    *out = NULL;
+    *n = 0;
+    if (H5Aexists(obj, name) <= 0) return tw_err_set(err, TW_E_MISSING, "%s: attribute '%s' is missing", path, name);
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return tw_err_set(err, TW_E_FORMAT, "%s: attribute '%s' cannot be opened", path, name);
+    hid_t ft = H5Aget_type(a), s = H5Aget_space(a), t = vlen_str_type();
+    hssize_t k = s < 0 ? -1 : H5Sget_simple_extent_npoints(s);
+    char **have = NULL;
+    tw_status st = TW_OK;
+    if (ft < 0 || t < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) <= 0 || k < 0 || k > 100000 ||
+        !(have = calloc((size_t)k + 1, sizeof *have)) || H5Aread(a, t, have) < 0) {
+        st = tw_err_set(err, TW_E_FORMAT, "%s: attribute '%s' is not an array of variable-length strings", path, name);
+        goto done;
     }
-    acc->count = n;
+    size_t bytes = (size_t)k * sizeof(char *);
+    for (hssize_t i = 0; i < k; i++) bytes += strlen(have[i] ? have[i] : "") + 1;
+    char **res = malloc(bytes ? bytes : 1);
+    if (!res) {
+        st = tw_err_set(err, TW_E_NOMEM, "%s: attribute '%s'", path, name);
+    } else {
+        char *p = (char *)(res + k);
+        for (hssize_t i = 0; i < k; i++) {
+            res[i] = p;
+            p += sprintf(p, "%s", have[i] ? have[i] : "") + 1;
+        }
+        *out = res;
+        *n = (int)k;
+    }
+    H5Dvlen_reclaim(t, s, H5P_DEFAULT, have);
+done:
+    free(have);
+    if (t >= 0) H5Tclose(t);
+    if (ft >= 0) H5Tclose(ft);
+    if (s >= 0) H5Sclose(s);
+    H5Aclose(a);
+    return st;
+}
+
+void tw_shard_moments_merge(tw_shard_moments *acc, const tw_shard_moments *part) {
+    for (int b = 0; b < TW_N_STATS; b++) {
+        double c = acc->count[b], n = c + part->count[b];
+        if (part->count[b] == 0) continue;
+        double delta = part->mean[b] - acc->mean[b];
+        acc->mean[b] += delta * part->count[b] / n;
+        acc->m2[b] += part->m2[b] + delta * delta * c * part->count[b] / n;
+        acc->count[b] = n;
+    }
 }
 
 tw_status tw_shard_norm_from_moments(tw_shard_norm *norm, const tw_shard_moments *m, tw_err *err) {
-    if (m->count < 2) return tw_err_set(err, TW_E_RANGE, "normalisation statistics need at least 2 pixels, have %.0f", m->count);
-    for (int b = 0; b < TW_N_BANDS; b++) {
-        norm->mean[b] = m->mean[b];
-        norm->std[b] = sqrt(m->m2[b] / (m->count - 1));
-        /* A constant band would divide by zero; leave it unscaled. */
+    double most = 0;
+    for (int b = 0; b < TW_N_STATS; b++) most = m->count[b] > most ? m->count[b] : most;
+    if (most < 2) return tw_err_set(err, TW_E_RANGE, "normalisation statistics need at least 2 pixels, have %.0f", most);
+    for (int b = 0; b < TW_N_STATS; b++) {
+        /* A product the shards do not hold (no pixels) and a constant band would divide by
+         * zero: leave them unscaled. */
+        norm->mean[b] = m->count[b] >= 2 ? m->mean[b] : 0.0;
+        norm->std[b] = m->count[b] >= 2 ? sqrt(m->m2[b] / (m->count[b] - 1)) : 1.0;
         if (!(norm->std[b] > 0)) norm->std[b] = 1.0;
     }
     return TW_OK;

@@ -55,6 +55,7 @@ typedef struct pretrain_task {
 static void loader_opts(tw_task *t, tw_loader_opts *lo) {
     pretrain_task *T = t->self;
     lo->n_views = T->hook.cross ? 1 : 2;
+    lo->views = T->cfg->data.views == TW_CFG_VIEWS_SEASONAL ? TW_VIEWS_SEASONAL : TW_VIEWS_AUGMENT;
     lo->augment = augment_hook;
     lo->augment_user = &T->hook;
     lo->out_h = lo->out_w = T->cfg->data.size;
@@ -134,7 +135,8 @@ int tw_pretrain_run(tw_comm *comm, const tw_pretrain_cfg *cfg, const char *yaml,
     tw_loop_cfg lc = {.command = "pretrain", .run = &cfg->run, .data = &cfg->data, .optim = &cfg->optim,
                       .backend = &cfg->backend, .augment = &cfg->augment, .schema = tw_pretrain_schema(), .cfg = cfg, .yaml = yaml,
                       .config_path = config_path,
-                      .make_task = cfg->loss.pairing == TW_PAIRING_CROSS ? make_cross : make_views,
+                      .make_task = cfg->loss.pairing == TW_PAIRING_CROSS ||
+                                           cfg->data.views == TW_CFG_VIEWS_CROSS ? make_cross : make_views,
                       .user = (void *)cfg};
     return tw_loop_run(comm, &lc);
 }

@@ -69,6 +69,7 @@ tw_status tw_run_loader_opts(tw_loader_opts *lo, tw_comm *comm, const tw_data_cf
     lo->subset_seed = (uint64_t)d->subset_seed;
     lo->n_classes = d->classes;   /* also what keeps the rare classes in a label-fraction subset */
     lo->prefetch = d->prefetch > 0 ? d->prefetch : 1;
+    lo->max_open = d->max_open;
     if (d->source == TW_SOURCE_S1) {
         lo->n_s2_bands = 0;
         return TW_OK;

@@ -77,8 +77,11 @@ def check_attrs_and_norm(d):
     norm = None
     for path in shards(d):
         with h5py.File(path, "r") as f:
-            if int(f.attrs["format_version"]) != 1:
+            if int(f.attrs["format_version"]) != 2:
                 fail(f"{path}: format_version")
+            if (list(f.attrs["products"]) != ["s2", "s1"] or int(f.attrs["n_times"]) != 0
+                    or int(f.attrs["has_labels"]) != 1 or int(f.attrs["has_georef"]) != 0):
+                fail(f"{path}: version 2 layout attributes (products, n_times, has_labels, has_georef)")
             if list(f.attrs["s2_bands"]) != BANDS or list(f.attrs["classes"]) != CLASSES19:
                 fail(f"{path}: band or class names")
             if f["s2"].chunks != (1,) + f["s2"].shape[1:] or f["s2"].dtype != np.uint16 or f["s1"].dtype != np.float32:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """src/data/scene.h against GDAL's own tools, on small GeoTIFFs with real georeferencing (UTM 32N):
 a window of a multi-band file and of stacked band files equals rasterio's read of that window;
-S1 in another CRS (UTM 33N) warped onto the S2 grid equals `gdalwarp -et 0 -r bilinear` onto the
-same grid, nodata where it does not cover; bad stacks (another size, another CRS, a two-band file)
+S1 in another CRS (UTM 33N) warped onto the S2 grid equals `gdalwarp -et 0 -r bilinear` (resampling scale
+fixed at the ratio of the pixel sizes) onto the same grid, nodata where it does not cover; bad stacks (another size, another CRS, a two-band file)
 and a missing file are named in the message.
 
 usage: test_scene.py SCENE_PROBE        Exit 0 pass, 1 fail."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,8 @@ def main():
     if check(r.returncode == 0, f"warp: {r.stderr}"):
         got = np.fromfile(out, dtype="float32").reshape(2, 50, 60)
         ref = os.path.join(tmp, "s1_on_s2.tif")
-        subprocess.run(["gdalwarp", "-q", "-overwrite", "-et", "0", "-r", "bilinear", "-t_srs", "EPSG:32632",
+        subprocess.run(["gdalwarp", "-q", "-overwrite", "-et", "0", "-wo", "XSCALE=1", "-wo", "YSCALE=1", "-r", "bilinear",
+                        "-t_srs", "EPSG:32632",
                         "-te", "500000", "5299500", "500600", "5300000", "-ts", "60", "50", "-dstnodata", "-9999",
                         s1path, ref], check=True)
         with rasterio.open(ref) as f:
@@ -102,6 +104,7 @@ def main():
         check(r.returncode == 1 and want in r.stderr, f"bad stack ({name}): rc {r.returncode} {r.stderr}")
     r = probe([out, "50", "0", "20", "4", multi])
     check(r.returncode == 1 and "outside" in r.stderr, f"window outside: {r.stderr}")
+    shutil.rmtree(tmp)
     print("PASS" if failures == 0 else f"{failures} failure(s)")
     return 1 if failures else 0
 

@@ -95,7 +95,8 @@ static int write_shard(const char *path, input *in) {
         for (int p = 0; p < TW_S1_BANDS * h * w; p++) s1[p] = (float)take_f64(in);
         for (int c = 0; c < TW_N_CLASSES; c++) labels[c] = take(in) & 1;
         for (int c = 0; c < TW_N_CLASSES43; c++) labels43[c] = (uint8_t)(c == i);
-        tw_shard_sample s = {s2, s1, labels, labels43, "patch", "patch_s1", (uint8_t)(take(in) & 3)};
+        tw_shard_sample s = {.s2 = s2, .s1 = s1, .labels = labels, .labels43 = labels43, .name = "patch",
+                             .s1_name = "patch_s1", .flags = (uint8_t)(take(in) & 3)};
         if (tw_shard_writer_add(wr, &s, &err) != TW_OK) {
             tw_shard_writer_abort(wr);
             return -1;

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""`twinfuse convert --compress`: the real BigEarthNet v2 samples converted with deflate (and LZ4 or
+zstd where their HDF5 plugin is installed) hold exactly the uncompressed conversion's datasets and
+normalisation, h5py reads them (and sees the filter), the loader reads an epoch of them; a filter
+this HDF5 lacks is refused up front with a message naming it.
+
+usage: test_compress.py TWINFUSE SHARD_PROBE DATA_DIR TOOLS_DIR PYTHON    Exit 0 pass, 1 fail."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+failures = 0
+
+
+def check(cond, msg):
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL", msg)
+    return cond
+
+
+def main():
+    tw, probe, data, tools, python = sys.argv[1:6]
+    tmp = tempfile.mkdtemp(prefix="tw_compress_")
+    v2 = os.path.join(data, "bigearthnet-v2-sample")
+    meta = os.path.join(tmp, "meta.jsonl")
+    with open(meta, "w") as f:
+        subprocess.run([python, os.path.join(tools, "reben_metadata.py"), os.path.join(v2, "metadata.parquet"),
+                        os.path.join(v2, "metadata_for_patches_with_snow_cloud_or_shadow.parquet")], stdout=f, check=True)
+    base = [tw, "convert", "--layout", "v2", "--root", v2, "--metadata", meta, "--no-progress", "--shard-size", "8"]
+    plain = os.path.join(tmp, "none")
+    r = subprocess.run(base + ["--out", plain], capture_output=True, text=True)
+    check(r.returncode == 0, f"uncompressed: {r.stderr}")
+    for codec, h5name in (("deflate", "gzip"), ("lz4", None), ("zstd", None)):
+        out = os.path.join(tmp, codec)
+        r = subprocess.run(base + ["--compress", codec, "--out", out], capture_output=True, text=True)
+        if codec != "deflate" and r.returncode != 0:
+            check("not installed" in r.stderr and codec in r.stderr and not glob.glob(os.path.join(out, "*.h5")),
+                  f"{codec} without its plugin: rc {r.returncode} {r.stderr}")
+            print(f"ok   {codec}: refused here: {r.stderr.strip()}")
+            continue
+        if not check(r.returncode == 0, f"{codec}: {r.stderr}"):
+            continue
+        names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(plain, "*.h5")))
+        check(names == sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "*.h5"))), f"{codec}: shards")
+        size_plain = size_packed = 0
+        for n in names:
+            with h5py.File(os.path.join(plain, n), "r") as f, h5py.File(os.path.join(out, n), "r") as g:
+                size_plain += os.path.getsize(os.path.join(plain, n))
+                size_packed += os.path.getsize(os.path.join(out, n))
+                check(g.attrs["compression"] == codec, f"{codec} {n}: attribute compression")
+                for k in f.keys():
+                    check(np.array_equal(f[k][()], g[k][()]), f"{codec} {n}: dataset {k}")
+                for k in ("s2_mean", "s2_std", "s1_mean", "s1_std"):
+                    check(np.array_equal(f.attrs[k], g.attrs[k]), f"{codec} {n}: {k}")
+                if h5name:
+                    check(g["s2"].compression == h5name and g["s2"].shuffle and g["s2"].chunks == f["s2"].chunks,
+                          f"{codec} {n}: s2 filter {g['s2'].compression}")
+        for split in ("train", "val", "test"):
+            r = subprocess.run([probe, out, split], capture_output=True, text=True)
+            check(r.returncode == 0, f"{codec}: the loader on {split}: {r.stderr}")
+        print(f"ok   {codec}: {size_packed / size_plain:.2f} of the uncompressed bytes")
+    r = subprocess.run(base + ["--compress", "brotli", "--out", os.path.join(tmp, "x")], capture_output=True, text=True)
+    check(r.returncode == 2 and "--compress" in r.stderr, f"--compress brotli: {r.returncode} {r.stderr}")
+    shutil.rmtree(tmp)
+    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
