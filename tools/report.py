@@ -2,16 +2,19 @@
 """Tables and plots of twinfuse runs and sweeps (run by `twinfuse report DIR`; docs/report.md).
 
   report.py sweep DIR   DIR/results.csv -> DIR/results.md and DIR/map_*.png (+ .json sidecars)
-  report.py run DIR     DIR/metrics.jsonl -> DIR/loss.png, DIR/lr.png (+ .json sidecars)
+  report.py run DIR     DIR/metrics.jsonl -> DIR/loss.png, DIR/lr.png, and with the monitors'
+                        lines DIR/monitor.png (+ .json sidecars)
   report.py map FILE    a `twinfuse predict` map (its --top-label file or its probabilities) ->
                         FILE.png: the S2 scene's RGB beside the most probable class per pixel
                         (+ .json sidecar: the classes drawn, their colours and pixel counts)
 
 Every PNG has a sidecar PNG + ".json": {"title", "xlabel", "ylabel", "xscale", "series":
 [{"label", "x", "y"}]} listing exactly the lines drawn. Every file is written to a temporary
-name in DIR and renamed. Bad input exits 1 with "report.py: FILE:LINE[:COLUMN]: message".
+name in DIR and renamed. Bad input exits 1 with "report.py: FILE:LINE[:COLUMN]: message" (a file
+that is not UTF-8 text too: the line and column of its first bad byte).
 """
 import csv
+import io
 import json
 import math
 import os
@@ -47,6 +50,29 @@ def fail(msg):
     sys.exit(1)
 
 
+def read_text(path, csv_header=False):
+    """The file's text (UTF-8, a leading byte-order mark dropped). A byte that is not UTF-8 is an
+    InputError naming the line and column (for a CSV, the field and its header name)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError("%s: %s" % (path, e.strerror))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        at = e.start
+        line_start = data.rfind(b"\n", 0, at) + 1
+        line = data.count(b"\n", 0, at) + 1
+        what = "not UTF-8 text (byte 0x%02x)" % data[at]
+        if csv_header:
+            field = data.count(b",", line_start, at) + 1
+            header = data[:data.find(b"\n")].decode("utf-8", "replace").split(",")
+            name = " (column '%s')" % header[field - 1].strip() if line > 1 and field <= len(header) else ""
+            raise InputError("%s:%d:%d%s: %s" % (path, line, field, name, what))
+        raise InputError("%s:%d:%d: %s" % (path, line, at - line_start + 1, what))
+
+
 # ---------------------------------------------------------------- atomic output
 
 
@@ -77,7 +103,6 @@ def json_num(v):
 def plot(path, title, xlabel, ylabel, xscale, series):
     """Draws series [{"label", "x", "y", optional "style": matplotlib keywords}] as lines in one
     figure: path (PNG) and path + ".json" (the sidecar: everything but the styles)."""
-    import io
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -115,10 +140,7 @@ def plot(path, title, xlabel, ylabel, xscale, series):
 
 def read_results(path):
     """Rows of results.csv as dicts with typed values and their line numbers ("line")."""
-    try:
-        f = open(path, newline="")
-    except OSError as e:
-        raise InputError("%s: %s" % (path, e.strerror))
+    f = io.StringIO(read_text(path, csv_header=True), newline="")
     with f:
         rd = csv.reader(f)
         try:
@@ -317,38 +339,51 @@ def report_sweep(d):
 NONFINITE = re.compile(r'(:\s*)(-?)(nan|inf)\b', re.IGNORECASE)
 
 
+MONITOR_KEYS = ("z_std_mean", "z_std_min", "z_std_low", "f_std_mean", "f_std_min", "f_std_low", "c_diag",
+                "c_off", "erank_z", "erank_f", "knn_map_macro", "knn_map_micro")
+
+
 def read_metrics(path):
-    """[(step, loss, lr)] ordered by step; a step logged again (a resumed run) keeps its last line."""
-    try:
-        f = open(path)
-    except OSError as e:
-        raise InputError("%s: %s" % (path, e.strerror))
-    by_step = {}
-    with f:
-        for line_no, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            # C's printf writes nan/inf for a diverged loss; JSON spells them NaN/Infinity.
-            text = NONFINITE.sub(lambda m: m.group(1) + m.group(2) + ("NaN" if m.group(3).lower() == "nan"
-                                                                      else "Infinity"), text)
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError("%s:%d:%d: %s" % (path, line_no, e.colno, e.msg))
-            if not isinstance(obj, dict):
-                raise InputError("%s:%d: not a JSON object" % (path, line_no))
-            for k in ("step", "loss", "lr"):
-                if k not in obj:
-                    raise InputError("%s:%d: missing key '%s'" % (path, line_no, k))
-            if not isinstance(obj["step"], int) or isinstance(obj["step"], bool):
-                raise InputError("%s:%d: step %r is not an integer" % (path, line_no, obj["step"]))
-            for k in ("loss", "lr"):
-                if not isinstance(obj[k], (int, float)) or isinstance(obj[k], bool):
-                    raise InputError("%s:%d: %s %r is not a number" % (path, line_no, k, obj[k]))
-            by_step[obj["step"]] = (float(obj["loss"]), float(obj["lr"]))
+    """([(step, loss, lr)], {step: monitor figures}) ordered by step; a step logged again (a resumed
+    run) keeps its last line. A line with "monitor" holds the figures of a check (docs/monitor.md)."""
+    text = read_text(path)
+    by_step, monitors = {}, {}
+    for line_no, text in enumerate(text.splitlines(), 1):
+        if not text.strip():
+            continue
+        # C's printf writes nan/inf for a diverged loss; JSON spells them NaN/Infinity.
+        text = NONFINITE.sub(lambda m: m.group(1) + m.group(2) + ("NaN" if m.group(3).lower() == "nan"
+                                                                  else "Infinity"), text)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError("%s:%d:%d: %s" % (path, line_no, e.colno, e.msg))
+        except RecursionError:
+            raise InputError("%s:%d: nested too deeply" % (path, line_no))
+        if not isinstance(obj, dict):
+            raise InputError("%s:%d: not a JSON object" % (path, line_no))
+        keys = ("step", "monitor") if "monitor" in obj else ("step", "loss", "lr")
+        for k in keys:
+            if k not in obj:
+                raise InputError("%s:%d: missing key '%s'" % (path, line_no, k))
+        if not isinstance(obj["step"], int) or isinstance(obj["step"], bool):
+            raise InputError("%s:%d: step %r is not an integer" % (path, line_no, obj["step"]))
+        if "monitor" in obj:
+            mon = obj["monitor"]
+            if not isinstance(mon, dict):
+                raise InputError("%s:%d: monitor is not a JSON object" % (path, line_no))
+            for k, v in mon.items():
+                if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+                    raise InputError("%s:%d: monitor.%s %r is not a number" % (path, line_no, k, v))
+            monitors[obj["step"]] = {k: float("nan") if v is None else float(v) for k, v in mon.items()}
+            continue
+        for k in ("loss", "lr"):
+            if not isinstance(obj[k], (int, float)) or isinstance(obj[k], bool):
+                raise InputError("%s:%d: %s %r is not a number" % (path, line_no, k, obj[k]))
+        by_step[obj["step"]] = (float(obj["loss"]), float(obj["lr"]))
     if not by_step:
         raise InputError("%s: empty file (want one JSON line per step)" % path)
-    return [(s,) + by_step[s] for s in sorted(by_step)]
+    return [(s,) + by_step[s] for s in sorted(by_step)], {s: monitors[s] for s in sorted(monitors)}
 
 
 def smooth(values):
@@ -361,8 +396,65 @@ def smooth(values):
     return out, w
 
 
+def plot_panels(path, title, panels):
+    """Draws panels [{"title", "ylabel", "series"}] (series as plot's) side by side against the step:
+    path (PNG) and path + ".json" {"title", "panels": [{"title", "xlabel", "ylabel", "xscale",
+    "series"}]}."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), dpi=100, squeeze=False, sharex=True)
+    for ax, p in zip(axes[0], panels):
+        for s in p["series"]:
+            ax.plot(s["x"], s["y"], label=s["label"], **s.get("style", {"marker": "o", "markersize": 3}))
+        ax.set_title(p["title"], fontsize="medium")
+        ax.set_xlabel("step")
+        ax.set_ylabel(p["ylabel"])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+    side = {"title": title, "panels": [
+        {"title": p["title"], "xlabel": "step", "ylabel": p["ylabel"], "xscale": "linear",
+         "series": [{"label": s["label"], "x": [json_num(v) for v in s["x"]], "y": [json_num(v) for v in s["y"]]}
+                    for s in p["series"]]} for p in panels]}
+    write_atomic(path + ".json", json.dumps(side, indent=1, ensure_ascii=False) + "\n")
+
+
+def report_monitor(d, name, steps, sm, w, monitors):
+    """monitor.png: the loss, the kNN mAP, the normalised stds, the effective ranks and the
+    cross-correlation's two terms against the step (docs/monitor.md)."""
+    ms = list(monitors)
+
+    def series(pairs):
+        out = []
+        for key, label in pairs:
+            xs = [s for s in ms if key in monitors[s]]
+            if xs:
+                out.append({"label": label, "x": xs, "y": [monitors[s][key] for s in xs]})
+        return out
+
+    panels = [{"title": "loss", "ylabel": "loss",
+               "series": [{"label": "loss, mean of the last %d steps" % w, "x": steps, "y": sm, "style": {}}]}]
+    knn = series([("knn_map_macro", "kNN mAP macro"), ("knn_map_micro", "kNN mAP micro")])
+    if knn:
+        panels.append({"title": "online kNN", "ylabel": "mAP", "series": knn})
+    panels.append({"title": "normalised std per dimension", "ylabel": "std x sqrt(d)",
+                   "series": series([("z_std_mean", "projector, mean"), ("z_std_min", "projector, min"),
+                                     ("f_std_mean", "backbone, mean"), ("f_std_min", "backbone, min")])})
+    panels.append({"title": "effective rank", "ylabel": "exp(entropy of singular values)",
+                   "series": series([("erank_z", "projector"), ("erank_f", "backbone")])})
+    panels.append({"title": "cross-correlation", "ylabel": "C",
+                   "series": series([("c_diag", "mean diagonal"), ("c_off", "mean |off-diagonal|")])})
+    plot_panels(os.path.join(d, "monitor.png"), "Monitors, %s" % name, panels)
+
+
 def report_run(d):
-    rows = read_metrics(os.path.join(d, "metrics.jsonl"))
+    rows, monitors = read_metrics(os.path.join(d, "metrics.jsonl"))
     steps = [r[0] for r in rows]
     loss = [r[1] for r in rows]
     sm, w = smooth(loss)
@@ -372,6 +464,8 @@ def report_run(d):
           {"label": "loss, mean of the last %d steps" % w, "x": steps, "y": sm, "style": {"linewidth": 2}}])
     plot(os.path.join(d, "lr.png"), "Learning rate, %s" % name, "step", "learning rate", "linear",
          [{"label": "lr", "x": steps, "y": [r[2] for r in rows], "style": {}}])
+    if monitors:
+        report_monitor(d, name, steps, sm, w, monitors)
 
 
 # ---------------------------------------------------------------- map: a predicted scene

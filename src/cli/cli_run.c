@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/pretrain.h"
+
 int tw_cli_is_rank0(void) {
     const char *r = getenv("OMPI_COMM_WORLD_RANK");
     if (!r) r = getenv("PMIX_RANK");
@@ -64,4 +66,30 @@ int tw_cli_train_command(const char *command, const char *usage, const tw_cfg_sc
     }
     free(cfg);
     return code;
+}
+
+int tw_cli_config_from_pretrain(const char *command, tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov,
+                                char **ov) {
+    tw_pretrain_cfg *pc = calloc(1, sizeof *pc);
+    int bad = !pc || tw_cli_load_config(command, tw_pretrain_schema(), pc, ckpt, text, 0, NULL);
+    if (bad) {
+        free(pc);
+        return 1;
+    }
+    char b[7][TW_CFG_STR_MAX + 32];
+    snprintf(b[0], sizeof b[0], "data.shards=%s", pc->data.shards);
+    snprintf(b[1], sizeof b[1], "data.source=%s", tw_cfg_source_names[pc->data.source]);
+    snprintf(b[2], sizeof b[2], "data.s2_bands=%s", pc->data.s2_bands == TW_BANDS_RGB ? "rgb" : "all");
+    snprintf(b[3], sizeof b[3], "data.size=%d", pc->data.size);
+    snprintf(b[4], sizeof b[4], "model.init=ssl:%s", ckpt);
+    snprintf(b[5], sizeof b[5], "model.mode=frozen");
+    int n_b = 6;
+    if (pc->data.source == TW_SOURCE_S1S2) snprintf(b[n_b++], sizeof b[0], "model.fusion=feature");
+    char **all = calloc((size_t)n_ov + n_b, sizeof *all);
+    for (int i = 0; i < n_b; i++) all[i] = b[i];
+    for (int i = 0; i < n_ov; i++) all[n_b + i] = ov[i];
+    bad = tw_cli_load_config(command, tw_finetune_schema(), cfg, NULL, NULL, n_ov + n_b, all);
+    free(all);
+    free(pc);
+    return bad;
 }

@@ -10,7 +10,6 @@
 #include "cli/cli_run.h"
 #include "cli/commands.h"
 #include "config/finetune.h"
-#include "config/pretrain.h"
 #include "core/log.h"
 #include "data/features_h5.h"
 #include "data/split_names.h"
@@ -26,34 +25,6 @@ static const char usage[] =
     "  the scene form: one pixel per window (stride default: a window), one float band per feature, NaN\n"
     "  where a window holds nodata; scene options as in `twinfuse predict --help`\n";
 
-/* The fine-tuning configuration that reads a pre-training checkpoint's backbone: its data
- * section, a frozen single-source model initialised from it (a feature-fusion one, S1's features
- * then S2's, for a cross-modal pre-training), then the user's overrides. */
-static int config_from_pretrain(tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov, char **ov) {
-    tw_pretrain_cfg *pc = calloc(1, sizeof *pc);
-    int bad = !pc || tw_cli_load_config("embed", tw_pretrain_schema(), pc, ckpt, text, 0, NULL);
-    if (bad) {
-        free(pc);
-        return 1;
-    }
-    char b[7][TW_CFG_STR_MAX + 32];
-    snprintf(b[0], sizeof b[0], "data.shards=%s", pc->data.shards);
-    snprintf(b[1], sizeof b[1], "data.source=%s", tw_cfg_source_names[pc->data.source]);
-    snprintf(b[2], sizeof b[2], "data.s2_bands=%s", pc->data.s2_bands == TW_BANDS_RGB ? "rgb" : "all");
-    snprintf(b[3], sizeof b[3], "data.size=%d", pc->data.size);
-    snprintf(b[4], sizeof b[4], "model.init=ssl:%s", ckpt);
-    snprintf(b[5], sizeof b[5], "model.mode=frozen");
-    int n_b = 6;
-    if (pc->data.source == TW_SOURCE_S1S2) snprintf(b[n_b++], sizeof b[0], "model.fusion=feature");
-    char **all = calloc((size_t)n_ov + n_b, sizeof *all);
-    for (int i = 0; i < n_b; i++) all[i] = b[i];
-    for (int i = 0; i < n_ov; i++) all[n_b + i] = ov[i];
-    bad = tw_cli_load_config("embed", tw_finetune_schema(), cfg, NULL, NULL, n_ov + n_b, all);
-    free(all);
-    free(pc);
-    return bad;
-}
-
 static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ckpt, const tw_ckpt_info *info,
                        const char *split, const char *out, tw_err *err) {
     tw_backend *be = NULL;
@@ -65,14 +36,8 @@ static tw_status embed(tw_comm *comm, const tw_finetune_cfg *cfg, const char *ck
     tw_status st = tw_run_backend_create(&be, comm, &cfg->backend, err);
     if (st != TW_OK) return st;
     st = tw_comm_agree(comm, tw_classifier_run_init(&c, be, comm, cfg, batch / world, 1, 0, err), err);
-    int is_cls = !strcmp(info->task, "classification");
-    if (st == TW_OK && is_cls) {
-        tw_ckpt_state cs;
-        tw_ckpt_content content = {&c.P, NULL, "classification", info->sources};
-        st = tw_comm_agree(comm, tw_ckpt_load(ckpt, &content, &cs, err), err);
-    } else if (st == TW_OK) {
-        st = tw_comm_agree(comm, tw_classifier_run_init_weights(&c, 0, err), err);
-    }
+    if (st == TW_OK)
+        st = tw_comm_agree(comm, tw_classifier_run_load_weights(&c, ckpt, info->task, info->sources, err), err);
     tw_classifier_scores sc;
     memset(&sc, 0, sizeof sc);
     if (st == TW_OK) st = tw_classifier_run_score_split(&c, comm, split, batch, 1, &sc, err);
@@ -156,7 +121,7 @@ int tw_cmd_embed(int argc, char **argv) {
     } else if (!cfg) {
     } else if (!strcmp(info.task, "classification")
                    ? tw_cli_load_config("embed", tw_finetune_schema(), cfg, argv[0], info.config, n_ov, ov)
-                   : config_from_pretrain(cfg, argv[0], info.config, n_ov, ov)) {
+                   : tw_cli_config_from_pretrain("embed", cfg, argv[0], info.config, n_ov, ov)) {
     } else if ((comm = tw_cli_comm("embed", &cfg->backend))) {
         tw_status st = scene ? embed_scene(comm, cfg, argv[0], &info, &so, batch, &err)
                              : embed(comm, cfg, argv[0], &info, split, out, &err);

@@ -11,6 +11,7 @@ int tw_cmd_finetune(int argc, char **argv);
 int tw_cmd_evaluate(int argc, char **argv);
 int tw_cmd_embed(int argc, char **argv);
 int tw_cmd_predict(int argc, char **argv);
+int tw_cmd_probe(int argc, char **argv);
 int tw_cmd_sweep(int argc, char **argv);
 int tw_cmd_export(int argc, char **argv);
 int tw_cmd_import(int argc, char **argv);

@@ -20,6 +20,7 @@ static const tw_command commands[] = {
     {"sweep", tw_cmd_sweep, "the label-efficiency grid: finetune + evaluate per cell, results.csv, tables, plots"},
     {"predict", tw_cmd_predict, "a fine-tuned classifier over whole scenes: georeferenced probability maps"},
     {"embed", tw_cmd_embed, "a checkpoint's backbone features of every patch of a split, as HDF5"},
+    {"probe", tw_cmd_probe, "kNN and linear-probe mAP of a frozen backbone at label fractions (docs/monitor.md)"},
     {"export", tw_cmd_export, "a checkpoint's ResNet18 backbone as a torchvision state_dict (safetensors)"},
     {"import", tw_cmd_import, "a torchvision resnet18 state_dict (safetensors) as a twinfuse backbone"},
     {"report", tw_cmd_report, "tables and plots of a sweep, or a run's loss and lr curves (docs/report.md)"},

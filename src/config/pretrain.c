@@ -30,6 +30,31 @@ static const tw_cfg_key loss_keys[] = {
      "normalised embeddings (2 N D floats, N the global batch) and form C on every rank"},
 };
 
+static const char *const collapse_names[] = {"warn", "stop", NULL};
+static const char *const knn_split_names[] = {"none", "val", "test", "clouds", NULL};
+
+const char *tw_cfg_knn_split_name(tw_cfg_knn_split s) { return s == TW_KNN_NONE ? NULL : knn_split_names[s]; }
+
+#define O tw_pretrain_monitor_cfg
+static const tw_cfg_key monitor_keys[] = {
+    {"monitor.every_steps", TW_CFG_I64, offsetof(O, every_steps), 1, NULL, "0", TW_CFG_LO, -1, 0,
+     "steps between monitor checks (embedding health, online kNN; docs/monitor.md); 0: once an epoch, "
+     "-1: none"},
+    {"monitor.knn_split", TW_CFG_ENUM, offsetof(O, knn_split), 1, knn_split_names, "val", 0, 0, 0,
+     "the online kNN's labelled queries (the memory is the train split), or none"},
+    {"monitor.knn_memory", TW_CFG_I64, offsetof(O, knn_memory), 1, NULL, "5000", TW_CFG_LO, 1, 0,
+     "at most this many train patches as the kNN's memory (a fixed label-fraction subset)"},
+    {"monitor.knn_queries", TW_CFG_I64, offsetof(O, knn_queries), 1, NULL, "2000", TW_CFG_LO, 1, 0,
+     "at most this many patches of monitor.knn_split as the kNN's queries"},
+    {"monitor.erank_rows", TW_CFG_INT, offsetof(O, erank_rows), 1, NULL, "256", TW_CFG_LO | TW_CFG_HI, 2, 4096,
+     "rows of the step's embeddings (over all ranks) whose effective rank is measured"},
+    {"monitor.patience", TW_CFG_INT, offsetof(O, patience), 1, NULL, "3", TW_CFG_LO, 1, 0,
+     "consecutive checks past the collapse thresholds before the alarm"},
+    {"monitor.on_collapse", TW_CFG_ENUM, offsetof(O, on_collapse), 1, collapse_names, "warn", 0, 0, 0,
+     "warn (a warning line) or stop (a checkpoint, then exit 1 with the reason)"},
+};
+#undef O
+
 static const char *check(const void *cfg_, char *why, size_t n_why) {
     const tw_pretrain_cfg *cfg = cfg_;
     const char *bad = tw_cfg_sections_check(&cfg->data, &cfg->optim, &cfg->augment, why, n_why);
@@ -55,7 +80,7 @@ static const char *check(const void *cfg_, char *why, size_t n_why) {
 
 const tw_cfg_schema *tw_pretrain_schema(void) {
     static tw_cfg_schema schema;
-    static tw_cfg_key storage[96];
+    static tw_cfg_key storage[112];
     if (!schema.keys) {
         const tw_cfg_part parts[] = {
             PART(tw_cfg_run_keys, tw_cfg_n_run_keys, run),
@@ -65,8 +90,9 @@ const tw_cfg_schema *tw_pretrain_schema(void) {
             PART(tw_cfg_optim_keys, tw_cfg_n_optim_keys, optim),
             PART(tw_cfg_backend_keys, tw_cfg_n_backend_keys, backend),
             PART(tw_cfg_augment_keys, tw_cfg_n_augment_keys, augment),
+            PART(monitor_keys, (int)(sizeof monitor_keys / sizeof monitor_keys[0]), monitor),
         };
-        tw_cfg_schema_build(&schema, storage, 96, "pretrain", sizeof(tw_pretrain_cfg), check, parts,
+        tw_cfg_schema_build(&schema, storage, 112, "pretrain", sizeof(tw_pretrain_cfg), check, parts,
                             (int)(sizeof parts / sizeof parts[0]), NULL, 0);
     }
     return &schema;

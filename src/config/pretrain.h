@@ -30,6 +30,20 @@ typedef struct tw_pretrain_loss_cfg {
     tw_cfg_c_exchange c_exchange;
 } tw_pretrain_loss_cfg;
 
+/* The monitors of a pre-training (docs/monitor.md): what a check measures, how often, and what a
+ * collapse does. */
+typedef enum { TW_COLLAPSE_WARN, TW_COLLAPSE_STOP } tw_cfg_on_collapse;
+typedef enum { TW_KNN_NONE, TW_KNN_VAL, TW_KNN_TEST, TW_KNN_CLOUDS } tw_cfg_knn_split;
+
+typedef struct tw_pretrain_monitor_cfg {
+    int64_t every_steps;               /* 0: once an epoch; -1: no monitors */
+    tw_cfg_knn_split knn_split;        /* the online kNN's queries; none: no kNN */
+    int64_t knn_memory, knn_queries;   /* at most this many train / query patches */
+    int erank_rows;                    /* the effective rank's sample, over all ranks */
+    int patience;                      /* consecutive bad checks before the alarm */
+    tw_cfg_on_collapse on_collapse;
+} tw_pretrain_monitor_cfg;
+
 typedef struct tw_pretrain_cfg {
     tw_run_cfg run;
     tw_data_cfg data;
@@ -38,7 +52,11 @@ typedef struct tw_pretrain_cfg {
     tw_optim_cfg optim;
     tw_backend_cfg backend;
     tw_augment_cfg augment;
+    tw_pretrain_monitor_cfg monitor;
 } tw_pretrain_cfg;
+
+/* The kNN split's name ("val", ...), NULL for none. */
+const char *tw_cfg_knn_split_name(tw_cfg_knn_split s);
 
 const tw_cfg_schema *tw_pretrain_schema(void);
 

@@ -148,6 +148,14 @@ tw_status tw_classifier_run_init_weights(tw_classifier_run *c, uint64_t seed, tw
                    : init_backbone(&c->m.net[0], k2, v2, "s2", c->s2_names, err);
 }
 
+tw_status tw_classifier_run_load_weights(tw_classifier_run *c, const char *path, const char *task, const char *sources,
+                                         tw_err *err) {
+    if (strcmp(task, "classification")) return tw_classifier_run_init_weights(c, 0, err);
+    tw_ckpt_state cs;
+    tw_ckpt_content content = {&c->P, NULL, "classification", sources};
+    return tw_ckpt_load(path, &content, &cs, err);
+}
+
 void tw_classifier_run_upload(tw_classifier_run *c, const tw_batch *b) {
     TW_ASSERT(b->n <= c->n_local);
     size_t plane = (size_t)c->size * c->size * sizeof(float);
@@ -191,13 +199,18 @@ void tw_classifier_scores_free(tw_classifier_scores *s) {
 
 tw_status tw_classifier_run_score_split(tw_classifier_run *c, tw_comm *comm, const char *split, int global_batch,
                                        int want_feats, tw_classifier_scores *out, tw_err *err) {
+    return tw_classifier_run_score_subset(c, comm, split, global_batch, 1.0, want_feats, out, err);
+}
+
+tw_status tw_classifier_run_score_subset(tw_classifier_run *c, tw_comm *comm, const char *split, int global_batch,
+                                        double fraction, int want_feats, tw_classifier_scores *out, tw_err *err) {
     memset(out, 0, sizeof *out);
     tw_loader_opts lo = c->lo;
     lo.split = split;
     lo.global_batch = global_batch;
     lo.shuffle = 0;
     lo.drop_last = 0;
-    lo.label_fraction = 1.0;
+    lo.label_fraction = fraction;
     lo.n_views = 1;
     lo.augment = centre_crop;
     lo.out_h = lo.out_w = c->size;
@@ -212,7 +225,11 @@ tw_status tw_classifier_run_score_split(tw_classifier_run *c, tw_comm *comm, con
     out->n = n;
     out->k = k;
     out->d_feats = d;
-    /* Each rank writes its rows; the sums over ranks are then every row once (checked by count). */
+    /* Each rank writes its rows; the sums over ranks are then every row once (checked by count).
+     * A row's place is its position in the (subset of the) split: unshuffled, global batch s holds
+     * positions [s B, s B + m) and rank r the r-th contiguous slice of them (data/sampler.h); with
+     * the whole split that is the sample index. */
+    int rank = tw_comm_rank(comm), world = tw_comm_size(comm);
     size_t width = (size_t)2 * k + d + 1;
     float *rows = calloc((size_t)n * width + 1, sizeof(float));
     float *host = malloc((size_t)c->n_local * (k + TW_RESNET18_FEATS) * sizeof(float) + 1);
@@ -224,8 +241,11 @@ tw_status tw_classifier_run_score_split(tw_classifier_run *c, tw_comm *comm, con
         tw_classifier_run_upload(c, b);
         tw_classifier_forward(&c->acts, c->x_s1, c->x_s2, &c->m, c->plans, 0);
         tw_mem_to_host(c->be, host, c->acts.logits, (size_t)b->n * k * sizeof(float));
+        int64_t m = n - b->step * global_batch < global_batch ? n - b->step * global_batch : global_batch;
+        int64_t first = b->step * global_batch + m * rank / world;
         for (int i = 0; i < b->n; i++) {
-            float *r = rows + (size_t)b->index[i] * width;
+            TW_ASSERT(first + i < n && (fraction != 1.0 || first + i == b->index[i]));
+            float *r = rows + (size_t)(first + i) * width;
             memcpy(r, host + (size_t)i * k, (size_t)k * sizeof(float));
             memcpy(r + k, b->labels + (size_t)i * k, (size_t)k * sizeof(float));
             r[width - 1] += 1.0f;
@@ -233,7 +253,7 @@ tw_status tw_classifier_run_score_split(tw_classifier_run *c, tw_comm *comm, con
         for (int net = 0; d && net < c->m.n_nets; net++) {
             tw_mem_to_host(c->be, host, c->acts.feats[net], (size_t)b->n * TW_RESNET18_FEATS * sizeof(float));
             for (int i = 0; i < b->n; i++)
-                memcpy(rows + (size_t)b->index[i] * width + 2 * k + net * TW_RESNET18_FEATS,
+                memcpy(rows + (size_t)(first + i) * width + 2 * k + net * TW_RESNET18_FEATS,
                        host + (size_t)i * TW_RESNET18_FEATS, TW_RESNET18_FEATS * sizeof(float));
         }
     }

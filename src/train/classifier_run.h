@@ -47,6 +47,12 @@ void tw_classifier_run_free(tw_classifier_run *c);
  * the key and the file. */
 tw_status tw_classifier_run_init_weights(tw_classifier_run *c, uint64_t seed, tw_err *err);
 
+/* The weights of a model to score: a classification checkpoint's whole model (task
+ * "classification": path, of those sources), or, for any other task, model.init* as
+ * tw_classifier_run_init_weights reads them (seed 0). */
+tw_status tw_classifier_run_load_weights(tw_classifier_run *c, const char *path, const char *task, const char *sources,
+                                         tw_err *err);
+
 /* Copies the batch's n <= n_local samples into the input buffers (and its labels into targets);
  * the rows after n are zeros (evaluation's last, short batch: eval mode keeps rows independent). */
 void tw_classifier_run_upload(tw_classifier_run *c, const tw_batch *b);
@@ -61,6 +67,10 @@ typedef struct tw_classifier_scores {
 } tw_classifier_scores;
 tw_status tw_classifier_run_score_split(tw_classifier_run *c, tw_comm *comm, const char *split, int global_batch,
                                        int want_feats, tw_classifier_scores *out, tw_err *err);
+/* The same on the label-fraction subset of the split (data/loader.h: the nested subset that keeps
+ * every class, data.subset_seed's), rows in the subset's order. */
+tw_status tw_classifier_run_score_subset(tw_classifier_run *c, tw_comm *comm, const char *split, int global_batch,
+                                        double fraction, int want_feats, tw_classifier_scores *out, tw_err *err);
 void tw_classifier_scores_free(tw_classifier_scores *s);
 
 #endif

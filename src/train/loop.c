@@ -256,9 +256,25 @@ static tw_status header(loop *L, tw_err *err) {
     return tw_comm_agree(L->comm, st, err);
 }
 
-/* Everything after an accepted step, once per step: the progress line and metrics, then
- * validation and checkpoints when due. Training monitors (issue 23) belong here, after the
- * report. */
+/* The task's monitors on the step just accepted (pretrain: train/monitor_run.h), their line in
+ * the log and metrics.jsonl; a status from them stops the run after a checkpoint of this step. */
+static tw_status monitors(loop *L, int64_t step, tw_err *err) {
+    char mon[2048] = "", line[512] = "";
+    tw_err em = {0};
+    tw_status sm = L->task.after_step(&L->task, step, L->spe, mon, sizeof mon, line, sizeof line, &em);
+    sm = tw_comm_agree(L->comm, sm, &em);
+    if (mon[0] && L->st_metrics == TW_OK) L->st_metrics = tw_trainlog_monitor(&L->log, step, mon, line, err);
+    if (sm == TW_OK) return TW_OK;
+    tw_status st;
+    if (L->saved_at != step) {
+        if ((st = save(L, &L->cs, err)) != TW_OK) return st;
+        L->saved_at = step;
+    }
+    return tw_err_set(err, sm, "%s; checkpoint %s", em.msg, L->last_ckpt);
+}
+
+/* Everything after an accepted step, once per step: the progress line and metrics, the task's
+ * monitors, then validation and checkpoints when due. */
 static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, double dt, tw_err *err) {
     const tw_loop_cfg *lc = L->lc;
     tw_ckpt_state *cs = &L->cs;
@@ -267,10 +283,11 @@ static tw_status after_step(loop *L, const tw_batch *b, double loss, double lr, 
     cs->step = step;
     tw_loader_state(L->ld, &cs->loader_epoch, &cs->loader_step);
     cs->loss = loss;
+    tw_status st = TW_OK;
+    if (L->task.after_step && (st = monitors(L, step, err)) != TW_OK) return st;
     int at_end = step == L->total, epoch_end = step % L->spe == 0;
     int64_t epochs_done = step / L->spe;
     int every = lc->validate_every_epochs;
-    tw_status st = TW_OK;
     if (L->task.validate && (at_end || (every > 0 && epoch_end && epochs_done % every == 0))) {
         tw_trainlog_break(&L->log);
         if ((st = validate(L, cs, epochs_done, err)) != TW_OK) return st;

@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "train/bt_task.h"
 #include "train/loop.h"
+#include "train/monitor_run.h"
 
 typedef struct aug_hook {
     const tw_loop_aug *aug;   /* the loop's parameters and scratch */
@@ -50,6 +51,7 @@ typedef struct pretrain_task {
     tw_task bt;               /* the Barlow Twins task this one wraps */
     const tw_pretrain_cfg *cfg;
     aug_hook hook;
+    tw_monitor_run *mon;      /* NULL: monitor.every_steps -1 */
 } pretrain_task;
 
 static void loader_opts(tw_task *t, tw_loader_opts *lo) {
@@ -74,9 +76,37 @@ static double pt_step(tw_task *t, const tw_grad_ready *ready) {
     pretrain_task *T = t->self;
     return T->bt.step(&T->bt, ready);
 }
+/* The monitors (monitor_run.h) on this step's embeddings: view 0's (cross: the S1 branch's)
+ * projector output and pooled features, and the global cross-correlation, copied to the host. */
+static tw_status pt_after_step(tw_task *t, int64_t step, int64_t steps_per_epoch, char *json, size_t n_json,
+                               char *line, size_t n_line, tw_err *err) {
+    pretrain_task *T = t->self;
+    if (!tw_monitor_run_due(T->mon, step, steps_per_epoch)) return TW_OK;
+    const tw_bt_task *bt = tw_bt_task_of(&T->bt);
+    const tw_bt_model *m = &bt->m;
+    int64_t n = m->o.n_local;
+    int dz = m->o.proj_dim;
+    static const char *const shared[2] = {"backbone.", NULL}, *const both[2] = {"s1.backbone.", "s2.backbone."};
+    float *zh = malloc((size_t)n * dz * sizeof *zh), *fh = malloc((size_t)n * TW_RESNET18_FEATS * sizeof *fh);
+    float *ch = malloc((size_t)dz * dz * sizeof *ch);
+    if (!zh || !fh || !ch) {
+        free(zh), free(fh), free(ch);
+        return tw_err_set(err, TW_E_NOMEM, "monitor: host copies of the step's embeddings");
+    }
+    tw_mem_to_host(m->be, zh, m->z[0], (size_t)n * dz * sizeof *zh);
+    tw_mem_to_host(m->be, fh, m->feats[0], (size_t)n * TW_RESNET18_FEATS * sizeof *fh);
+    tw_mem_to_host(m->be, ch, bt->loss.c, (size_t)dz * dz * sizeof *ch);
+    tw_monitor_embeds e = {.n_local = n, .z = zh, .dz = dz, .f = fh, .df = TW_RESNET18_FEATS, .c = ch};
+    tw_status st = tw_monitor_run_check(T->mon, step, &e, t->P, m->o.cross ? both : shared, json, n_json, line,
+                                        n_line, err);
+    free(zh), free(fh), free(ch);
+    return st;
+}
+
 static void pt_free(tw_task *t) {
     pretrain_task *T = t->self;
     if (!T) return;
+    tw_monitor_run_free(T->mon);
     if (T->bt.free) T->bt.free(&T->bt);
     free(T);
     t->self = NULL;
@@ -90,7 +120,7 @@ static tw_status make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const
     if (!T) return tw_err_set(err, TW_E_NOMEM, "pretrain: out of memory");
     *t = (tw_task){.kind = "barlow-twins", .sources = tw_cfg_source_names[cfg->data.source], .unit = "pairs",
                    .reduce = TW_GRAD_SUM, .loader_opts = loader_opts, .reset = pt_reset, .upload = pt_upload,
-                   .step = pt_step, .free = pt_free, .self = T};
+                   .step = pt_step, .after_step = pt_after_step, .free = pt_free, .self = T};
     T->cfg = cfg;
     T->hook = (aug_hook){.aug = aug, .sar = cfg->data.source == TW_SOURCE_S1, .cross = mo->cross};
     tw_bt_opts o = {.model = *mo, .sar = T->hook.sar, .lambda = (float)cfg->loss.lambda,
@@ -99,6 +129,7 @@ static tw_status make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const
     t->P = T->bt.P;
     t->segs = T->bt.segs;
     t->n_segs = T->bt.n_segs;
+    if (st == TW_OK) st = tw_monitor_run_create(&T->mon, cfg, be, comm, err);
     return st;
 }
 

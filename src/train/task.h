@@ -52,6 +52,13 @@ struct tw_task {
      * eval batch, a multiple of the ranks and at most data.batch); *score is higher-better
      * (mAP), the same on every rank; summary is a short line for the log. */
     tw_status (*validate)(tw_task *t, int batch, double *score, char *summary, size_t n_summary, tw_err *err);
+    /* Optional (NULL: none): the task's monitors after an accepted step (pretrain:
+     * train/monitor_run.h), on every rank; step: steps done, steps_per_epoch: the loader's. *json:
+     * the "monitor" object for metrics.jsonl, left "" when nothing ran at this step; line: its log
+     * line. A status other than TW_OK stops the run after a checkpoint (a collapse with
+     * monitor.on_collapse stop). */
+    tw_status (*after_step)(tw_task *t, int64_t step, int64_t steps_per_epoch, char *json, size_t n_json, char *line,
+                            size_t n_line, tw_err *err);
     void (*free)(tw_task *t);
     void *self;
 };

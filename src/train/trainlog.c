@@ -80,6 +80,19 @@ static void format_eta(char *buf, size_t n, double s) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
+tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line, tw_err *err) {
+    if (!r->on) return TW_OK;
+    tw_trainlog_break(r);
+    printf("%s\n", log_line);
+    fflush(stdout);
+    if (!r->metrics) return TW_OK;
+    fprintf(r->metrics, "{\"step\": %" PRId64 ", \"monitor\": %s}\n", step, object);
+    if (fflush(r->metrics) != 0 || ferror(r->metrics))
+        return tw_err_set(err, TW_E_IO, "%s: cannot write the monitor line of step %" PRId64 ": %s", r->metrics_path,
+                          step, strerror(errno));
+    return TW_OK;
+}
+
 tw_status tw_trainlog_step(tw_trainlog *r, int64_t step, int64_t epoch, double loss, double lr,
                          double step_s, double pairs_per_s, tw_err *err) {
     if (!r->on) return TW_OK;

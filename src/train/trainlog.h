@@ -34,6 +34,10 @@ tw_status tw_trainlog_open(tw_trainlog *r, int on, const char *metrics_path, int
  * naming the file and the error. */
 tw_status tw_trainlog_step(tw_trainlog *r, int64_t step, int64_t epoch, double loss, double lr,
                          double step_s, double pairs_per_s, tw_err *err);
+/* After step `step`, a monitor check (train/monitor_run.h): its log line printed, and the line
+ * {"step": step, "monitor": object} in metrics.jsonl (object: a JSON object's text). A line that
+ * cannot be written is a status as tw_trainlog_step's. */
+tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line, tw_err *err);
 /* Ends a progress bar's line (before any other output). */
 void tw_trainlog_break(tw_trainlog *r);
 void tw_trainlog_close(tw_trainlog *r);

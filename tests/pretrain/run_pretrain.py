@@ -40,7 +40,8 @@ def losses(name):
     with open(os.path.join(WORK, name, "metrics.jsonl")) as f:
         for line in f:
             m = json.loads(line)
-            out[m["step"]] = m["loss"]
+            if "monitor" not in m:   # a monitor check's line (docs/monitor.md)
+                out[m["step"]] = m["loss"]
     return out
 
 

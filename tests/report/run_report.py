@@ -276,6 +276,36 @@ def test_run(twinfuse, work):
     check(names == ["loss.png", "loss.png.json", "lr.png", "lr.png.json", "metrics.jsonl"],
           "run dir holds %s" % names)
 
+    # With the monitors' lines (docs/monitor.md): monitor.png, its panels' series as logged.
+    d = fresh(os.path.join(work, "run_monitor"))
+    lines, mon = [], {}
+    for s in range(1, 21):
+        lines.append('{"step": %d, "epoch": 0, "loss": %.9g, "lr": 0.001}' % (s, 10.0 - 0.1 * s))
+        if s % 5 == 0:
+            mon[s] = {"z_std_mean": 1 - 0.01 * s, "z_std_min": 0.5, "z_std_low": 0.0, "f_std_mean": 0.9,
+                      "f_std_min": 0.2, "f_std_low": 0.1, "c_diag": 0.5 + 0.01 * s, "c_off": 0.1, "erank_z": 30.0 + s,
+                      "erank_f": 20.0, "knn_map_macro": 0.3 + 0.01 * s, "knn_map_micro": 0.25}
+            lines.append(json.dumps({"step": s, "monitor": mon[s]}))
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    rc, out = report(twinfuse, d)
+    check(rc == 0, "twinfuse report on a run with monitors exits 0 (got %d: %s)" % (rc, out))
+    if rc != 0:
+        return
+    check_png(os.path.join(d, "monitor.png"))
+    with open(os.path.join(d, "monitor.png.json")) as f:
+        side = json.load(f)
+    panels = {p["title"]: {x["label"]: (x["x"], x["y"]) for x in p["series"]} for p in side["panels"]}
+    steps = sorted(mon)
+    check(list(panels) == ["loss", "online kNN", "normalised std per dimension", "effective rank", "cross-correlation"],
+          "monitor.png panels: %s" % list(panels))
+    check(panels["online kNN"]["kNN mAP macro"] == (steps, [mon[s]["knn_map_macro"] for s in steps]),
+          "monitor.png: the kNN mAP macro as logged")
+    check(panels["effective rank"]["projector"] == (steps, [mon[s]["erank_z"] for s in steps]),
+          "monitor.png: the projector's effective rank as logged")
+    check(panels["cross-correlation"]["mean diagonal"] == (steps, [mon[s]["c_diag"] for s in steps]),
+          "monitor.png: C's mean diagonal as logged")
+
 
 # ---------------------------------------------------------------- bad inputs
 
@@ -307,12 +337,27 @@ def test_bad(twinfuse, work):
          "metrics.jsonl:2:"),
         ("metrics.jsonl", '{"step": 1, "loss": 1.0}\n', "metrics.jsonl:1: missing key 'lr'"),
         ("metrics.jsonl", '{"step": 1.5, "loss": 1.0, "lr": 0.1}\n', "metrics.jsonl:1: step 1.5 is not an integer"),
+        # Not UTF-8, not a sweep's CSV, not a run's JSON lines: one line naming file, line, column.
+        ("results.csv", (HEADER + "\n" + GOOD.replace(",val,", ",v\xe9l,") + "\n").encode("latin-1"),
+         "results.csv:2:9 (column 'split'): not UTF-8 text (byte 0xe9)"),
+        ("results.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "results.csv:1:1: not UTF-8 text (byte 0x89)"),
+        ("results.csv", b"\x00\x01\x02,\x03\n", "results.csv:1: "),
+        ("results.csv", "patch,score:Urban,label:Urban\nS2A_1,0.5,1\n", "results.csv:1: missing column 'source'"),
+        ("results.csv", '{"format": "twinfuse-metrics/1"}\n', "results.csv:1: missing column 'source'"),
+        ("metrics.jsonl", b'{"step": 1, "loss": 1.0, "lr": 0.1}\n{"step": 2, "loss": \xff}\n',
+         "metrics.jsonl:2:21: not UTF-8 text (byte 0xff)"),
+        ("metrics.jsonl", "source,fusion\ns1,none\n", "metrics.jsonl:1:1: Expecting value"),
+        ("metrics.jsonl", '[1, 2]\n', "metrics.jsonl:1: not a JSON object"),
+        ("metrics.jsonl", '{"step": 1, "loss": 1.0, "lr": 0.1}\n{"step": 1, "monitor": {"c_diag": "x"}}\n',
+         "metrics.jsonl:2: monitor.c_diag 'x' is not a number"),
+        ("metrics.jsonl", "[" * 100000 + "\n", "metrics.jsonl:1"),
     ]
     for n, (name, text, want) in enumerate(cases):
         d = fresh(os.path.join(work, "bad%d" % n))
-        with open(os.path.join(d, name), "w") as f:
-            f.write(text)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode())
         rc, out = report(twinfuse, d)
+        check(len(out.strip().splitlines()) == 1, "bad %d: one line: %s" % (n, out.strip()[:300]))
         check(rc == 1, "bad %d (%s): exit 1, got %d" % (n, want, rc))
         check(os.path.join(d, want) in out, "bad %d: message names '%s/%s': %s" % (n, d, want, out.strip()))
         check("Traceback" not in out, "bad %d: no traceback" % n)

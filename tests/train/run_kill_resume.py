@@ -123,7 +123,7 @@ check(ok, f"after the kill and resume, the last checkpoint equals the uninterrup
 def metrics_steps(name):
     with open(os.path.join(run_dir(name), "metrics.jsonl")) as f:
         try:
-            return [json.loads(line)["step"] for line in f]
+            return [m["step"] for m in map(json.loads, f) if "monitor" not in m]   # monitor lines: docs/monitor.md
         except ValueError as e:
             return f"a line is not JSON: {e}"
 
