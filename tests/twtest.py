@@ -26,14 +26,14 @@ def require(cond, failure):
     return cond
 
 
-def runner(exe, env=None, mpirun=None):
-    """A function run(*args, expect=0, ranks=1) that runs `exe args` (under `mpirun --oversubscribe
-    -np ranks`, one OpenMP thread per rank, when ranks > 1) and returns the CompletedProcess (text,
-    output captured). expect 0: the command must succeed; expect 1: it must refuse, with an error
+def runner(exe=None, env=None, mpirun=None):
+    """A function run(*args, expect=0, ranks=1) that runs `exe args` (exe None: args[0] is the
+    program; under `mpirun --oversubscribe -np ranks`, one OpenMP thread per rank, when ranks > 1)
+    and returns the CompletedProcess (text, output captured). expect 0: the command must succeed; expect 1: it must refuse, with an error
     exit (>= 1; a signal is a crash, not a refusal), and the caller then checks that the message
     names the cause. Any other outcome prints the output's tail and ends the script as a failure."""
     def run(*args, expect=0, ranks=1):
-        cmd = [exe, *args]
+        cmd = [str(a) for a in ([exe] if exe else []) + list(args)]
         if ranks > 1:
             if not mpirun:
                 sys.exit(f"FAIL: {ranks} ranks asked for, but no mpirun was given")

@@ -20,15 +20,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_convert_ssl4eo  # noqa: E402
 
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def main():
@@ -38,7 +31,7 @@ def main():
     test_convert_ssl4eo.make_archive(arch, np.random.default_rng(2))
     r = subprocess.run([tw, "convert", "--layout", "ssl4eo", "--root", arch, "--products", "s1,s2a", "--size", "48",
                         "--no-progress", "--out", shards], capture_output=True, text=True)
-    check(r.returncode == 0, f"convert: {r.stderr}")
+    require(r.returncode == 0, f"convert: {r.stderr}")
     subprocess.run([tw, "synth", "--out", flat, "--size", "48", "--train", "4", "--val", "0", "--test", "0", "--clouds",
                     "0"], check=True, stdout=subprocess.DEVNULL)
     common = [f"run.out_dir={tmp}/runs", "data.size=32", "data.batch=2", "backend.threads=1", "backend.precision=fp32",
@@ -48,19 +41,19 @@ def main():
         r = subprocess.run([tw, "pretrain", cfg, f"data.shards={shards}", f"run.name={views}", f"data.views={views}",
                             f"data.source={source}"] + common, capture_output=True, text=True)
         losses = [float(x) for x in re.findall(r"loss ([0-9.e+-]+) \|", r.stdout)]
-        check(r.returncode == 0 and len(losses) == 1 and all(math.isfinite(x) for x in losses),
+        require(r.returncode == 0 and len(losses) == 1 and all(math.isfinite(x) for x in losses),
               f"{views}: rc {r.returncode} losses {losses} {r.stderr[-500:]}")
-        check(glob.glob(os.path.join(tmp, "runs", views, "ckpt-*.safetensors")), f"{views}: no checkpoint")
+        require(glob.glob(os.path.join(tmp, "runs", views, "ckpt-*.safetensors")), f"{views}: no checkpoint")
         print(f"ok   {views}: losses {losses}")
     r = subprocess.run([tw, "pretrain", cfg, f"data.shards={flat}", "run.name=flat", "data.views=seasonal"] + common,
                        capture_output=True, text=True)
-    check(r.returncode != 0 and "train-00000.h5" in r.stderr and "time axis" in r.stderr,
+    require(r.returncode != 0 and "train-00000.h5" in r.stderr and "time axis" in r.stderr,
           f"seasonal over shards without a time axis: rc {r.returncode} {r.stderr[-400:]}")
     r = subprocess.run([tw, "pretrain", cfg, f"data.shards={shards}", "run.name=bad", "data.views=seasonal",
                         "data.source=s1+s2", "loss.pairing=cross"] + common, capture_output=True, text=True)
-    check(r.returncode != 0 and "data.views" in r.stderr, f"seasonal with loss.pairing cross: {r.stderr[-300:]}")
+    require(r.returncode != 0 and "data.views" in r.stderr, f"seasonal with loss.pairing cross: {r.stderr[-300:]}")
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

@@ -15,15 +15,8 @@ import tempfile
 import h5py
 import numpy as np
 
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def main():
@@ -37,40 +30,40 @@ def main():
     base = [tw, "convert", "--layout", "v2", "--root", v2, "--metadata", meta, "--no-progress", "--shard-size", "8"]
     plain = os.path.join(tmp, "none")
     r = subprocess.run(base + ["--out", plain], capture_output=True, text=True)
-    check(r.returncode == 0, f"uncompressed: {r.stderr}")
+    require(r.returncode == 0, f"uncompressed: {r.stderr}")
     for codec, h5name in (("deflate", "gzip"), ("lz4", None), ("zstd", None)):
         out = os.path.join(tmp, codec)
         r = subprocess.run(base + ["--compress", codec, "--out", out], capture_output=True, text=True)
         if codec != "deflate" and r.returncode != 0:
-            check("not installed" in r.stderr and codec in r.stderr and not glob.glob(os.path.join(out, "*.h5")),
+            require("not installed" in r.stderr and codec in r.stderr and not glob.glob(os.path.join(out, "*.h5")),
                   f"{codec} without its plugin: rc {r.returncode} {r.stderr}")
             print(f"ok   {codec}: refused here: {r.stderr.strip()}")
             continue
-        if not check(r.returncode == 0, f"{codec}: {r.stderr}"):
+        if not require(r.returncode == 0, f"{codec}: {r.stderr}"):
             continue
         names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(plain, "*.h5")))
-        check(names == sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "*.h5"))), f"{codec}: shards")
+        require(names == sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "*.h5"))), f"{codec}: shards")
         size_plain = size_packed = 0
         for n in names:
             with h5py.File(os.path.join(plain, n), "r") as f, h5py.File(os.path.join(out, n), "r") as g:
                 size_plain += os.path.getsize(os.path.join(plain, n))
                 size_packed += os.path.getsize(os.path.join(out, n))
-                check(g.attrs["compression"] == codec, f"{codec} {n}: attribute compression")
+                require(g.attrs["compression"] == codec, f"{codec} {n}: attribute compression")
                 for k in f.keys():
-                    check(np.array_equal(f[k][()], g[k][()]), f"{codec} {n}: dataset {k}")
+                    require(np.array_equal(f[k][()], g[k][()]), f"{codec} {n}: dataset {k}")
                 for k in ("s2_mean", "s2_std", "s1_mean", "s1_std"):
-                    check(np.array_equal(f.attrs[k], g.attrs[k]), f"{codec} {n}: {k}")
+                    require(np.array_equal(f.attrs[k], g.attrs[k]), f"{codec} {n}: {k}")
                 if h5name:
-                    check(g["s2"].compression == h5name and g["s2"].shuffle and g["s2"].chunks == f["s2"].chunks,
+                    require(g["s2"].compression == h5name and g["s2"].shuffle and g["s2"].chunks == f["s2"].chunks,
                           f"{codec} {n}: s2 filter {g['s2'].compression}")
         for split in ("train", "val", "test"):
             r = subprocess.run([probe, out, split], capture_output=True, text=True)
-            check(r.returncode == 0, f"{codec}: the loader on {split}: {r.stderr}")
+            require(r.returncode == 0, f"{codec}: the loader on {split}: {r.stderr}")
         print(f"ok   {codec}: {size_packed / size_plain:.2f} of the uncompressed bytes")
     r = subprocess.run(base + ["--compress", "brotli", "--out", os.path.join(tmp, "x")], capture_output=True, text=True)
-    check(r.returncode == 2 and "--compress" in r.stderr, f"--compress brotli: {r.returncode} {r.stderr}")
+    require(r.returncode == 2 and "--compress" in r.stderr, f"--compress brotli: {r.returncode} {r.stderr}")
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

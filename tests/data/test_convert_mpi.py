@@ -19,15 +19,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_convert_ssl4eo  # noqa: E402
 
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def shards(d):
@@ -36,17 +29,17 @@ def shards(d):
 
 def same_shards(a, b, what):
     names = shards(a)
-    if not check(names and names == shards(b), f"{what}: shard lists {names} vs {shards(b)}"):
+    if not require(names and names == shards(b), f"{what}: shard lists {names} vs {shards(b)}"):
         return
     for n in names:
         with h5py.File(os.path.join(a, n), "r") as f, h5py.File(os.path.join(b, n), "r") as g:
-            check(sorted(f.keys()) == sorted(g.keys()), f"{what} {n}: datasets")
+            require(sorted(f.keys()) == sorted(g.keys()), f"{what} {n}: datasets")
             for k in f.keys():
-                check(np.array_equal(f[k][()], g[k][()], equal_nan=f[k].dtype.kind == "f"), f"{what} {n}: dataset {k}")
-            check(sorted(f.attrs.keys()) == sorted(g.attrs.keys()), f"{what} {n}: attribute names")
+                require(np.array_equal(f[k][()], g[k][()], equal_nan=f[k].dtype.kind == "f"), f"{what} {n}: dataset {k}")
+            require(sorted(f.attrs.keys()) == sorted(g.attrs.keys()), f"{what} {n}: attribute names")
             for k in f.attrs.keys():
                 x, y = np.asarray(f.attrs[k]), np.asarray(g.attrs[k])
-                check(x.shape == y.shape and (x == y).all(), f"{what} {n}: attribute {k}: {x} vs {y}")
+                require(x.shape == y.shape and (x == y).all(), f"{what} {n}: attribute {k}: {x} vs {y}")
 
 
 def main():
@@ -70,19 +63,19 @@ def main():
         one, two = os.path.join(tmp, name + "_1"), os.path.join(tmp, name + "_2")
         base = [tw, "convert", "--no-progress", "--threads", "1"] + args
         r1 = subprocess.run(base + ["--out", one], capture_output=True, text=True, env=env)
-        check(r1.returncode == 0, f"{name}, 1 rank: {r1.stderr}")
+        require(r1.returncode == 0, f"{name}, 1 rank: {r1.stderr}")
         r2 = subprocess.run(mpi + base + ["--out", two], capture_output=True, text=True, env=env)
-        check(r2.returncode == 0, f"{name}, 2 ranks: {r2.stdout} {r2.stderr}")
-        check(r2.stdout.count("# convert:") == 1, f"{name}: the summary {r2.stdout.count('# convert:')} times")
+        require(r2.returncode == 0, f"{name}, 2 ranks: {r2.stdout} {r2.stderr}")
+        require(r2.stdout.count("# convert:") == 1, f"{name}: the summary {r2.stdout.count('# convert:')} times")
         strip = lambda s: [l for l in s.splitlines() if l.startswith("#   ")]
-        check(strip(r1.stdout) == strip(r2.stdout), f"{name}: summaries differ:\n{r1.stdout}\n{r2.stdout}")
+        require(strip(r1.stdout) == strip(r2.stdout), f"{name}: summaries differ:\n{r1.stdout}\n{r2.stdout}")
         same_shards(one, two, f"{name}, 1 vs 2 ranks")
         # Resume: delete one shard of each rank, rerun on 2 ranks.
         names = shards(two)
         for n in names[:2]:
             os.remove(os.path.join(two, n))
         r3 = subprocess.run(mpi + base + ["--out", two], capture_output=True, text=True, env=env)
-        check(r3.returncode == 0 and f"kept {len(names) - 2} complete shards" in r3.stdout,
+        require(r3.returncode == 0 and f"kept {len(names) - 2} complete shards" in r3.stdout,
               f"{name}, 2-rank rerun: {r3.stdout} {r3.stderr}")
         same_shards(one, two, f"{name}, after a 2-rank rerun")
         print(f"ok   {name}: {len(names)} shards, 1 rank = 2 ranks")
@@ -90,10 +83,10 @@ def main():
     os.remove(glob.glob(os.path.join(ssl, "s2a", "0000002", "*", "B5.tif"))[0])
     r = subprocess.run(mpi + [tw, "convert", "--no-progress", "--on-error", "stop", "--out", os.path.join(tmp, "bad")]
                        + layouts["ssl4eo"], capture_output=True, text=True, env=env, timeout=120)
-    check(r.returncode != 0 and "B5.tif" in r.stderr and "ranks failed" in r.stderr,
+    require(r.returncode != 0 and "B5.tif" in r.stderr and "ranks failed" in r.stderr,
           f"a bad location under --on-error stop: rc {r.returncode} {r.stderr}")
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

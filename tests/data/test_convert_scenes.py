@@ -31,15 +31,8 @@ S1P = "S1B_IW_GRDH_1SDV_20170612T165809"
 CELLS = [(33, 69), (33, 70), (34, 69), (34, 70), (34, 71), (35, 69)]
 X0, Y0, N = 339600.0, 5317200.0, 360      # the mosaic: rows 33..35, columns 69..71, 10 m
 S = 60
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def sh(*args):
@@ -162,7 +155,7 @@ def main():
     base = [tw, "convert", "--layout", "scenes", "--no-progress", "--size", str(S), "--shard-size", "10"]
     r = run(base + ["--manifest", man, "--labels-raster", f"{sc}/labels.tif", "--label-classes", f"{sc}/classes.csv",
                     "--label-min-fraction", "0.2", "--max-cloud", "0.05", "--out", out])
-    if not check(r.returncode == 0, f"convert: {r.returncode} {r.stdout} {r.stderr}"):
+    if not require(r.returncode == 0, f"convert: {r.returncode} {r.stdout} {r.stderr}"):
         return 1
     print(r.stdout.strip())
     rows = read_shards(out)
@@ -179,29 +172,29 @@ def main():
                 lab = ref["labels"][win]
                 want_keep = not nodata.any() and cloud <= 0.05
                 if name not in rows:
-                    check(not want_keep, f"{name}: dropped, but GDAL's window has no nodata and {cloud:.3f} cloud")
+                    require(not want_keep, f"{name}: dropped, but GDAL's window has no nodata and {cloud:.3f} cloud")
                     continue
                 n_keep[scene] += 1
                 got = rows[name]
-                check(want_keep, f"{name}: kept with {int(nodata.sum())} nodata pixels, {cloud:.3f} cloud")
-                check(np.array_equal(got["s2"][0], s2), f"{name}: s2 differs from GDAL's window, max "
+                require(want_keep, f"{name}: kept with {int(nodata.sum())} nodata pixels, {cloud:.3f} cloud")
+                require(np.array_equal(got["s2"][0], s2), f"{name}: s2 differs from GDAL's window, max "
                       f"{np.abs(got['s2'][0].astype(int) - s2.astype(int)).max()}")
                 tol = 0 if scene == "a" else 2e-5
                 d = np.abs(got["s1"][0] - s1).max()
-                check(d <= tol * max(1.0, np.abs(s1).max()), f"{name}: s1 differs by {d}")
-                check(list(got["s2_date"]) == [20170613] and int(got["n_times"]) == 1, f"{name}: date")
-                check(np.allclose(got["transform"], [X0 + 10 * x, 10, 0, Y0 - 10 * y, 0, -10]), f"{name}: transform")
+                require(d <= tol * max(1.0, np.abs(s1).max()), f"{name}: s1 differs by {d}")
+                require(list(got["s2_date"]) == [20170613] and int(got["n_times"]) == 1, f"{name}: date")
+                require(np.allclose(got["transform"], [X0 + 10 * x, 10, 0, Y0 - 10 * y, 0, -10]), f"{name}: transform")
                 a = got["attrs"]
-                check(int(a["crs_epsg"][int(got["crs"])]) == 32633, f"{name}: CRS")
+                require(int(a["crs_epsg"][int(got["crs"])]) == 32633, f"{name}: CRS")
                 frac = {k: (lab == v).mean() for k, v in (("Arable land", 1), ("Coniferous forest", 2), ("Urban fabric", 3))}
                 want = {c for c, fr in frac.items() if fr > 0.2}
                 have = {a["classes"][k] for k in range(19) if got["labels"][k]}
-                check(have == want, f"{name}: labels {have}, want {want}")
-                check(bool(got["labels43"][list(a["classes43"]).index("Continuous urban fabric")]) == ("Urban fabric" in want),
+                require(have == want, f"{name}: labels {have}, want {want}")
+                require(bool(got["labels43"][list(a["classes43"]).index("Continuous urban fabric")]) == ("Urban fabric" in want),
                       f"{name}: labels43")
-                check((int(got["flags"]) & 1) == (1 if cloud > 0 else 0), f"{name}: cloud flag")
-    check(n_keep["a"] > 0 and n_keep["b"] > 0 and n_keep["b"] < n_keep["a"], f"kept {n_keep}")
-    check("nodata above --max-nodata" in r.stdout and "clouds above --max-cloud" in r.stdout, "skip counts in the summary")
+                require((int(got["flags"]) & 1) == (1 if cloud > 0 else 0), f"{name}: cloud flag")
+    require(n_keep["a"] > 0 and n_keep["b"] > 0 and n_keep["b"] < n_keep["a"], f"kept {n_keep}")
+    require("nodata above --max-nodata" in r.stdout and "clouds above --max-cloud" in r.stdout, "skip counts in the summary")
     print(f"kept {n_keep} of 36 windows per scene")
 
     # ---- bad input --------------------------------------------------------------------------
@@ -235,15 +228,15 @@ def main():
         skip_ok = r.returncode == 0 and named in r.stderr and "skipped" in r.stdout
         if name == "labels in another CRS":   # the only row is bad: nothing converted
             skip_ok = r.returncode == 1 and named in r.stderr
-        check(skip_ok, f"{name}, skip: rc {r.returncode} {r.stdout} {r.stderr!r} lacks {named}")
+        require(skip_ok, f"{name}, skip: rc {r.returncode} {r.stdout} {r.stderr!r} lacks {named}")
         r = run(args + ["--on-error", "stop", "--out", os.path.join(tmp, "bad_stop")])
-        check(r.returncode == 1 and named in r.stderr and os.path.basename(path) in r.stderr,
+        require(r.returncode == 1 and named in r.stderr and os.path.basename(path) in r.stderr,
               f"{name}, stop: rc {r.returncode} {r.stderr!r}")
         print(f"ok   {name}: {r.stderr.strip().splitlines()[-1]}")
         shutil.rmtree(os.path.join(tmp, "bad_skip"), ignore_errors=True)
         shutil.rmtree(os.path.join(tmp, "bad_stop"), ignore_errors=True)
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

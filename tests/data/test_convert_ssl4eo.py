@@ -32,15 +32,8 @@ S2C = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11"
 DIV = {"B1": 6, "B2": 1, "B3": 1, "B4": 1, "B5": 2, "B6": 2, "B7": 2, "B8": 1, "B8A": 2, "B9": 6, "B10": 6,
        "B11": 2, "B12": 2, "VV": 1, "VH": 1}
 SEASONS = ["20200315", "20200614", "20200913", "20201212"]
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def write_tif(path, arr, crs, transform, dtype):
@@ -108,25 +101,25 @@ def check_conversion(root, out, size, prods, tmp):
     for path in shards(out):
         with h5py.File(path, "r") as f:
             a = f.attrs
-            check(int(a["format_version"]) == 2 and int(a["n_times"]) == 4 and int(a["has_labels"]) == 0
+            require(int(a["format_version"]) == 2 and int(a["n_times"]) == 4 and int(a["has_labels"]) == 0
                   and int(a["has_georef"]) == 1 and a["source"] == "ssl4eo-s12", f"{path}: attributes")
-            check(sorted(a["products"]) == sorted(keys[p] for p in prods), f"{path}: products {list(a['products'])}")
+            require(sorted(a["products"]) == sorted(keys[p] for p in prods), f"{path}: products {list(a['products'])}")
             norm = norm or {k: (np.asarray(a[keys[k] + "_mean"]), np.asarray(a[keys[k] + "_std"])) for k in prods}
             for r in range(f["name"].shape[0]):
                 loc = int(f["name"][r].decode())
                 seen.append(loc)
                 x0, y0 = 500000.0 + 5000 * loc, 5300000.0 - 3000 * loc
                 nt = 3 if (loc == 2 and "s2a" in prods) else 4
-                check(int(f["n_times"][r]) == nt, f"location {loc}: n_times {int(f['n_times'][r])} want {nt}")
+                require(int(f["n_times"][r]) == nt, f"location {loc}: n_times {int(f['n_times'][r])} want {nt}")
                 o = (N10 - size) // 2
-                check(np.allclose(f["transform"][r], [x0 + 10 * o, 10, 0, y0 - 10 * o, 0, -10]),
+                require(np.allclose(f["transform"][r], [x0 + 10 * o, 10, 0, y0 - 10 * o, 0, -10]),
                       f"location {loc}: transform {list(f['transform'][r])}")
                 c = int(f["crs"][r])
-                check(c >= 0 and int(a["crs_epsg"][c]) == 32632, f"location {loc}: CRS index {c}")
+                require(c >= 0 and int(a["crs_epsg"][c]) == 32632, f"location {loc}: CRS index {c}")
                 for prod in prods:
                     k = keys[prod]
                     dates = list(f[k + "_date"][r])
-                    check(dates == [int(d) for d in SEASONS[:nt]] + [0] * (4 - nt), f"location {loc} {k}_date {dates}")
+                    require(dates == [int(d) for d in SEASONS[:nt]] + [0] * (4 - nt), f"location {loc} {k}_date {dates}")
                     bands = {"s2a": S2A, "s2c": S2C, "s1": ["VV", "VH"]}[prod]
                     for t in range(nt):
                         day = SEASONS[t]
@@ -139,13 +132,13 @@ def check_conversion(root, out, size, prods, tmp):
                             want = want_band(src, size, warp, tmp)
                             if not np.array_equal(got[bi], want.astype(got.dtype)):
                                 d = np.abs(got[bi].astype(np.float64) - want.astype(np.float64))
-                                check(False, f"location {loc} {k} t{t} {b}: {int((d > 0).sum())} pixels differ, max {d.max()}")
+                                require(False, f"location {loc} {k} t{t} {b}: {int((d > 0).sum())} pixels differ, max {d.max()}")
                         px[prod].append(got.astype(np.float64))
-                    check(not f[k][r, nt:].any(), f"location {loc} {k}: slots past n_times not zero")
+                    require(not f[k][r, nt:].any(), f"location {loc} {k}: slots past n_times not zero")
     for prod in prods:
         x = np.stack(px[prod])
         m, s = x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3), ddof=1)
-        check(np.allclose(norm[prod][0], m, rtol=1e-9) and np.allclose(norm[prod][1], s, rtol=1e-9),
+        require(np.allclose(norm[prod][0], m, rtol=1e-9) and np.allclose(norm[prod][1], s, rtol=1e-9),
               f"{prod} normalisation vs numpy")
     return sorted(seen)
 
@@ -164,22 +157,22 @@ def main():
     # ---- all three products, a centre crop --------------------------------------------------
     out = os.path.join(tmp, "all")
     r = run(base + ["--size", "40", "--out", out])
-    if check(r.returncode == 0 and "3 locations in 2 shards" in r.stdout, f"convert: {r.returncode} {r.stdout} {r.stderr}"):
+    if require(r.returncode == 0 and "3 locations in 2 shards" in r.stdout, f"convert: {r.returncode} {r.stdout} {r.stderr}"):
         seen = check_conversion(root, out, 40, ["s2a", "s2c", "s1"], tmp)
-        check(seen == [0, 1, 2], f"locations {seen}")
+        require(seen == [0, 1, 2], f"locations {seen}")
     # ---- a rerun keeps the complete shards; a deleted one is redone identically ----------------
     with h5py.File(os.path.join(out, "train-00001.h5"), "r") as f:
         before = f["s2c"][:]
     os.remove(os.path.join(out, "train-00001.h5"))
     r = run(base + ["--size", "40", "--out", out])
-    check(r.returncode == 0 and "kept 1 complete shards" in r.stdout, f"rerun: {r.stdout} {r.stderr}")
+    require(r.returncode == 0 and "kept 1 complete shards" in r.stdout, f"rerun: {r.stdout} {r.stderr}")
     with h5py.File(os.path.join(out, "train-00001.h5"), "r") as f:
-        check(np.array_equal(before, f["s2c"][:]), "rerun: the redone shard differs")
+        require(np.array_equal(before, f["s2c"][:]), "rerun: the redone shard differs")
 
     # ---- a real SIGKILL while a shard is being written, then the rerun ---------------------------
     ref, killed_dir = os.path.join(tmp, "ref1"), os.path.join(tmp, "killed")
     one = base[:-2] + ["--shard-size", "1", "--threads", "1", "--size", "40"]   # base less its --shard-size
-    check(run(one + ["--out", ref]).returncode == 0, "the uninterrupted shard-size 1 conversion")
+    require(run(one + ["--out", ref]).returncode == 0, "the uninterrupted shard-size 1 conversion")
     proc = subprocess.Popen(one + ["--out", killed_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = False
     while proc.poll() is None and not killed:
@@ -192,13 +185,13 @@ def main():
     if killed:   # the conversion is short: when it won the race, there is nothing to resume
         for path in glob.glob(os.path.join(killed_dir, "*.h5")):
             with h5py.File(path) as f:
-                check("s2_mean" not in f.attrs, f"{path}: a shard of a killed conversion reads as finished")
+                require("s2_mean" not in f.attrs, f"{path}: a shard of a killed conversion reads as finished")
         r = run(one + ["--out", killed_dir])
-        check(r.returncode == 0 and "kept" in r.stdout and not glob.glob(os.path.join(killed_dir, "*.tmp")),
+        require(r.returncode == 0 and "kept" in r.stdout and not glob.glob(os.path.join(killed_dir, "*.tmp")),
               f"rerun after the kill: {r.stdout} {r.stderr}")
         for path in shards(ref):
             with h5py.File(path) as f, h5py.File(os.path.join(killed_dir, os.path.basename(path))) as g:
-                check(all(np.array_equal(f[k][()], g[k][()]) for k in f.keys()) and
+                require(all(np.array_equal(f[k][()], g[k][()]) for k in f.keys()) and
                       all(np.array_equal(f.attrs[k], g.attrs[k]) for k in ("s2_mean", "s2_std", "s1_mean", "s1_std")),
                       f"{path}: the killed and rerun conversion differs from an uninterrupted one")
         print("ok   killed mid-shard and rerun: the same shards as an uninterrupted conversion")
@@ -208,15 +201,15 @@ def main():
     # ---- one product, the full grid -------------------------------------------------------------
     out2 = os.path.join(tmp, "s2c")
     r = run(base + ["--products", "s2c", "--size", str(N10), "--out", out2, "--split", "pre"])
-    if check(r.returncode == 0, f"s2c only: {r.stderr}"):
+    if require(r.returncode == 0, f"s2c only: {r.stderr}"):
         os.rename(out2, out2 + "_")   # shards are pre-*.h5; check_conversion globs any split
-        check(check_conversion(root, out2 + "_", N10, ["s2c"], tmp) == [0, 1, 2], "s2c only: locations")
+        require(check_conversion(root, out2 + "_", N10, ["s2c"], tmp) == [0, 1, 2], "s2c only: locations")
     r = run(base + ["--size", "49", "--out", os.path.join(tmp, "big")])
-    check(r.returncode == 1 and "smaller than --size 49" in r.stderr, f"--size past the grid: {r.stderr}")
+    require(r.returncode == 1 and "smaller than --size 49" in r.stderr, f"--size past the grid: {r.stderr}")
     r = run(base + ["--size", "265", "--out", os.path.join(tmp, "big")])
-    check(r.returncode == 2 and "--size" in r.stderr, f"--size 265: {r.returncode} {r.stderr}")
+    require(r.returncode == 2 and "--size" in r.stderr, f"--size 265: {r.returncode} {r.stderr}")
     r = run(base + ["--products", "s2,s1", "--out", os.path.join(tmp, "big")])
-    check(r.returncode == 2 and "--products" in r.stderr, f"--products s2: {r.returncode} {r.stderr}")
+    require(r.returncode == 2 and "--products" in r.stderr, f"--products s2: {r.returncode} {r.stderr}")
 
     # ---- bad input: each skipped and named, or fatal with --on-error stop -----------------------
     def spring(prod, loc):
@@ -260,16 +253,16 @@ def main():
         root = saved
         args = [tw, "convert", "--layout", "ssl4eo", "--root", bad, "--no-progress", "--size", "40"]
         r = run(args + ["--out", os.path.join(tmp, "bad_out")])
-        check(r.returncode == 0 and named in r.stderr and "skipped" in r.stdout and "2 locations" in r.stdout,
+        require(r.returncode == 0 and named in r.stderr and "skipped" in r.stdout and "2 locations" in r.stdout,
               f"{name}, skip: rc {r.returncode} {r.stdout} {r.stderr!r} lacks {named}")
         r = run(args + ["--on-error", "stop", "--out", os.path.join(tmp, "bad_stop")])
-        check(r.returncode == 1 and named in r.stderr and not glob.glob(os.path.join(tmp, "bad_stop", "*.tmp")),
+        require(r.returncode == 1 and named in r.stderr and not glob.glob(os.path.join(tmp, "bad_stop", "*.tmp")),
               f"{name}, stop: rc {r.returncode} {r.stderr!r}")
         print(f"ok   {name}: {r.stderr.strip()}")
         shutil.rmtree(os.path.join(tmp, "bad_out"), ignore_errors=True)
         shutil.rmtree(os.path.join(tmp, "bad_stop"), ignore_errors=True)
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

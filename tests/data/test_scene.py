@@ -16,15 +16,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 
 
 def write(path, arr, crs, transform, dtype="float32", nodata=None):
@@ -58,12 +51,12 @@ def main():
     # ---- windows: one file, and band files stacked ---------------------------------------------
     for name, src in (("multi", [multi]), ("stack", files)):
         r = probe([out, "7", "11", "20", "16"] + src)
-        if check(r.returncode == 0, f"{name}: {r.stderr}"):
+        if require(r.returncode == 0, f"{name}: {r.stderr}"):
             got = np.fromfile(out, dtype="float32").reshape(3, 16, 20)
             with rasterio.open(multi) as f:
                 want = f.read(window=rasterio.windows.Window(7, 11, 20, 16)).astype("float32")
-            check(np.array_equal(got, want), f"{name}: window differs from rasterio's, max |d| {np.abs(got - want).max()}")
-            check("epsg 32632" in r.stdout and "transform 500070 10 0 5299890 0 -10" in r.stdout,
+            require(np.array_equal(got, want), f"{name}: window differs from rasterio's, max |d| {np.abs(got - want).max()}")
+            require("epsg 32632" in r.stdout and "transform 500070 10 0 5299890 0 -10" in r.stdout,
                   f"{name}: window grid {r.stdout.strip()}")
 
     # ---- S1 in UTM 33N warped onto the S2 grid (UTM 32N) --------------------------------------
@@ -76,7 +69,7 @@ def main():
     s1path = os.path.join(tmp, "s1.tif")
     write(s1path, s1, "EPSG:32633", t1)
     r = probe(["-warp", multi, out, "0", "0", "60", "50", s1path])
-    if check(r.returncode == 0, f"warp: {r.stderr}"):
+    if require(r.returncode == 0, f"warp: {r.stderr}"):
         got = np.fromfile(out, dtype="float32").reshape(2, 50, 60)
         ref = os.path.join(tmp, "s1_on_s2.tif")
         subprocess.run(["gdalwarp", "-q", "-overwrite", "-et", "0", "-wo", "XSCALE=1", "-wo", "YSCALE=1", "-r", "bilinear",
@@ -86,11 +79,11 @@ def main():
         with rasterio.open(ref) as f:
             want = f.read()
         cover = want != -9999
-        check(cover.any() and (~cover).any(), "warp: the test wants a partly covered grid")
-        check(np.array_equal(got == -9999, ~cover), f"warp: nodata at {int((got == -9999).sum())} pixels, "
+        require(cover.any() and (~cover).any(), "warp: the test wants a partly covered grid")
+        require(np.array_equal(got == -9999, ~cover), f"warp: nodata at {int((got == -9999).sum())} pixels, "
               f"gdalwarp {int((~cover).sum())}")
         d = np.abs(got[cover] - want[cover]).max() if cover.any() else 0
-        check(d <= 1e-4, f"warp: differs from gdalwarp -et 0 by {d}")
+        require(d <= 1e-4, f"warp: differs from gdalwarp -et 0 by {d}")
         print(f"warp: {int(cover.sum())} covered pixels, max |twinfuse - gdalwarp| = {d:.3g}")
 
     # ---- bad stacks and files, each named --------------------------------------------------------
@@ -101,11 +94,11 @@ def main():
     for name, src, want in (("size", [files[0], other], other), ("crs", [files[0], crs33], crs33),
                             ("two bands", [files[0], s1path], s1path), ("missing", [files[0], tmp + "/none.tif"], "none.tif")):
         r = probe([out, "0", "0", "4", "4"] + src)
-        check(r.returncode == 1 and want in r.stderr, f"bad stack ({name}): rc {r.returncode} {r.stderr}")
+        require(r.returncode == 1 and want in r.stderr, f"bad stack ({name}): rc {r.returncode} {r.stderr}")
     r = probe([out, "50", "0", "20", "4", multi])
-    check(r.returncode == 1 and "outside" in r.stderr, f"window outside: {r.stderr}")
+    require(r.returncode == 1 and "outside" in r.stderr, f"window outside: {r.stderr}")
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

@@ -15,18 +15,11 @@ import tempfile
 import h5py
 import numpy as np
 
-failures = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from twtest import failures, require  # noqa: E402
 H, W, NPER = 6, 5, 3
 S2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 S2C = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL", msg)
-    return cond
 
 
 def value(p, i, t, b):
@@ -43,45 +36,45 @@ def check_h5py(d):
         path = os.path.join(d, f"train-{k:05d}.h5")
         with h5py.File(path, "r") as f:
             a = f.attrs
-            check(int(a["format_version"]) == 2 and int(a["n_times"]) == 4 and int(a["has_labels"]) == 0
+            require(int(a["format_version"]) == 2 and int(a["n_times"]) == 4 and int(a["has_labels"]) == 0
                   and int(a["has_georef"]) == 1 and list(a["products"]) == ["s2", "s1", "s2c"]
                   and list(a["s2c_bands"]) == S2C, f"{path}: layout attributes")
-            check("labels" not in f and "labels43" not in f, f"{path}: an unlabelled shard has no labels datasets")
+            require("labels" not in f and "labels43" not in f, f"{path}: an unlabelled shard has no labels datasets")
             for key, c, dt in (("s2", 12, np.uint16), ("s1", 2, np.float32), ("s2c", 13, np.uint16)):
-                check(f[key].shape == (NPER, 4, c, H, W) and f[key].dtype == dt and f[key].chunks == (1, 1, c, H, W),
+                require(f[key].shape == (NPER, 4, c, H, W) and f[key].dtype == dt and f[key].chunks == (1, 1, c, H, W),
                       f"{path}: {key} {f[key].shape} {f[key].dtype} {f[key].chunks}")
             crs_table = list(a["crs_wkt"])
             for r in range(NPER):
                 i = k * NPER + r
                 nt = 1 + i % 4
-                check(int(f["n_times"][r]) == nt, f"{path}: n_times[{r}]")
+                require(int(f["n_times"][r]) == nt, f"{path}: n_times[{r}]")
                 for p, key in enumerate(("s2", "s1", "s2c")):
                     dates = f[f"{key}_date"][r]
                     want = [20200101 + 300 * t + i % 20 + p if t < nt else 0 for t in range(4)]
-                    check(list(dates) == want, f"{path}: {key}_date[{r}] {list(dates)} want {want}")
+                    require(list(dates) == want, f"{path}: {key}_date[{r}] {list(dates)} want {want}")
                     for t in range(4):
                         x = f[key][r, t]
                         if t < nt:
                             ok = all(np.array_equal(x[b], value(p, i, t, b)) for b in range(x.shape[0]))
-                            check(ok, f"{path}: {key}[{r},{t}] pixels")
+                            require(ok, f"{path}: {key}[{r},{t}] pixels")
                             px[key].append(x.astype(np.float64))
                         else:
-                            check(not x.any(), f"{path}: {key}[{r},{t}] (no acquisition) is not zero")
+                            require(not x.any(), f"{path}: {key}[{r},{t}] (no acquisition) is not zero")
                 c = int(f["crs"][r])
                 want_c = -1 if i % 3 == 2 else i % 3
-                check(c == want_c, f"{path}: crs[{r}] {c} want {want_c}")
+                require(c == want_c, f"{path}: crs[{r}] {c} want {want_c}")
                 if c >= 0:
-                    check(crs_table[c].startswith(f"EPSG:3263{2 + want_c}") and int(a["crs_epsg"][c]) == 32632 + want_c,
+                    require(crs_table[c].startswith(f"EPSG:3263{2 + want_c}") and int(a["crs_epsg"][c]) == 32632 + want_c,
                           f"{path}: CRS table entry {c}")
-                check(list(f["transform"][r]) == [500000.0 + 10 * i, 10, 0, 5300000.0 - i, 0, -10], f"{path}: transform[{r}]")
+                require(list(f["transform"][r]) == [500000.0 + 10 * i, 10, 0, 5300000.0 - i, 0, -10], f"{path}: transform[{r}]")
             this = {k2: np.asarray(a[k2]) for k2 in ("s2_mean", "s2_std", "s1_mean", "s1_std", "s2c_mean", "s2c_std")}
             if norm is None:
                 norm = this
-            check(all(np.array_equal(norm[k2], this[k2]) for k2 in norm), f"{path}: normalisation differs between shards")
+            require(all(np.array_equal(norm[k2], this[k2]) for k2 in norm), f"{path}: normalisation differs between shards")
     for key in ("s2", "s1", "s2c"):
         x = np.stack(px[key])
         mean, std = x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3), ddof=1)
-        check(np.allclose(norm[f"{key}_mean"], mean, rtol=1e-9) and np.allclose(norm[f"{key}_std"], std, rtol=1e-9),
+        require(np.allclose(norm[f"{key}_mean"], mean, rtol=1e-9) and np.allclose(norm[f"{key}_std"], std, rtol=1e-9),
               f"{key} normalisation {norm[key + '_mean']} / {norm[key + '_std']} vs numpy {mean} / {std}")
 
 
@@ -121,11 +114,11 @@ def main():
     good = os.path.join(tmp, "good")
     os.makedirs(good)
     r = subprocess.run([probe_v2, "write", good], capture_output=True, text=True)
-    if not check(r.returncode == 0, f"write: {r.stderr}"):
+    if not require(r.returncode == 0, f"write: {r.stderr}"):
         return 1
     check_h5py(good)
     r = subprocess.run([probe_v2, "read", good], capture_output=True, text=True)
-    check(r.returncode == 0, f"C reader on version 2: {r.stderr}")
+    require(r.returncode == 0, f"C reader on version 2: {r.stderr}")
 
     # ---- version 1 keeps loading (the loader, normalised, one epoch) --------------------------
     v1 = os.path.join(tmp, "v1")
@@ -134,7 +127,7 @@ def main():
         classes = list(f.attrs["classes"])
     write_v1(os.path.join(v1, "train-00000.h5"), classes)
     r = subprocess.run([probe, v1, "train"], capture_output=True, text=True)
-    check(r.returncode == 0, f"a version 1 shard does not load: {r.stderr}")
+    require(r.returncode == 0, f"a version 1 shard does not load: {r.stderr}")
 
     # ---- defects in the new parts ---------------------------------------------------------------
     def attr(name, value):
@@ -185,10 +178,10 @@ def main():
             breaker(f)
         r = subprocess.run([probe_v2, "read", d], capture_output=True, text=True)
         missing = [w for w in want + ["train-00001.h5"] if w not in r.stderr]
-        if check(r.returncode == 1 and not missing, f"{name}: exit {r.returncode}, {r.stderr.strip()!r} lacks {missing}"):
+        if require(r.returncode == 1 and not missing, f"{name}: exit {r.returncode}, {r.stderr.strip()!r} lacks {missing}"):
             print(f"ok   {name}: {r.stderr.strip()}")
     shutil.rmtree(tmp)
-    print("PASS" if failures == 0 else f"{failures} failure(s)")
+    print("PASS" if not failures else f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
 

@@ -30,7 +30,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from twtest import check, failures  # noqa: E402
+from twtest import check, failures, runner  # noqa: E402
 
 TWINFUSE, SAMPLES, TOOLS, WORK = sys.argv[1:5]
 MPIRUN = sys.argv[5] if len(sys.argv) > 5 else None
@@ -45,19 +45,8 @@ def w(*parts):
     return os.path.join(WORK, *parts)
 
 
-def run(*cmd, expect=0, ranks=1):
-    cmd = [str(c) for c in cmd]
-    if ranks > 1:
-        cmd = [MPIRUN, "--oversubscribe", "-np", str(ranks), "-x", "OMP_NUM_THREADS=1", *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-    if (p.returncode == 0) != (expect == 0):
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}, want {'0' if expect == 0 else 'non-zero'}")
-    return p
-
-
-def twinfuse(*args, **kw):
-    return run(TWINFUSE, *args, **kw)
+run = runner(env=ENV, mpirun=MPIRUN)
+twinfuse = runner(TWINFUSE, env=ENV, mpirun=MPIRUN)
 
 
 def read(path):
