@@ -84,7 +84,9 @@ static void test_cache(const char *dir) {
     printf("# key %s\n", key);
     CHECK(strstr(key, "onednn=3.") && strstr(key, "dtype=f32") && strstr(key, "threads="));
     CHECK(!tw_cpu_layout_cache_get(key, &x, &y, report, sizeof report));
-    tw_cpu_layout_cache_put(key, TW_LAYOUT_NCHW, TW_LAYOUT_NHWC, "nchw->nhwc 1.00 ms (chosen)");
+    tw_layout px = TW_LAYOUT_NCHW, py = TW_LAYOUT_NHWC;
+    char rep[256] = "nchw->nhwc 1.00 ms (chosen)";
+    CHECK(!tw_cpu_layout_cache_put(key, &px, &py, rep, sizeof rep));
     CHECK(tw_cpu_layout_cache_get(key, &x, &y, report, sizeof report));
     CHECK(x == TW_LAYOUT_NCHW && y == TW_LAYOUT_NHWC && strstr(report, "(chosen)"));
     /* Every part of the key invalidates: shapes, the later layers, threads, ISA, dtype. */
@@ -103,13 +105,19 @@ static void test_cache(const char *dir) {
         CHECK(strcmp(other, key) != 0);
         CHECK(!tw_cpu_layout_cache_get(other, &x, &y, report, sizeof report));
     }
-    /* A second key is added beside the first; a new decision for a key replaces the old. */
+    /* A second key is added beside the first; a later decision for a key does not replace the
+     * first (another rank timed the same shape first): the first comes back to its caller. */
     tw_cpu_layout_key(be, &stem, NULL, other, sizeof other);
-    tw_cpu_layout_cache_put(other, TW_LAYOUT_NCHW8C, TW_LAYOUT_NCHW8C, "r2");
-    tw_cpu_layout_cache_put(key, TW_LAYOUT_NHWC, TW_LAYOUT_NHWC, "r3");
+    px = py = TW_LAYOUT_NCHW8C;
+    snprintf(rep, sizeof rep, "r2");
+    CHECK(!tw_cpu_layout_cache_put(other, &px, &py, rep, sizeof rep));
+    px = py = TW_LAYOUT_NHWC;
+    snprintf(rep, sizeof rep, "r3");
+    CHECK(tw_cpu_layout_cache_put(key, &px, &py, rep, sizeof rep));
+    CHECK(px == TW_LAYOUT_NCHW && py == TW_LAYOUT_NHWC && !strcmp(rep, "nchw->nhwc 1.00 ms (chosen)"));
     CHECK(tw_cpu_layout_cache_get(other, &x, &y, report, sizeof report) && y == TW_LAYOUT_NCHW8C);
-    CHECK(tw_cpu_layout_cache_get(key, &x, &y, report, sizeof report) && x == TW_LAYOUT_NHWC &&
-          !strcmp(report, "r3"));
+    CHECK(tw_cpu_layout_cache_get(key, &x, &y, report, sizeof report) && x == TW_LAYOUT_NCHW &&
+          y == TW_LAYOUT_NHWC);
     /* Corrupt files are ignored (with a warning on stderr), never trusted, and rewritten. */
     static const char *corrupt[] = {
         "garbage\n",
@@ -125,7 +133,9 @@ static void test_cache(const char *dir) {
         write_file(path, text);
         CHECK(!tw_cpu_layout_cache_get(key, &x, &y, report, sizeof report));
         CHECK(!tw_cpu_layout_cache_get("K", &x, &y, report, sizeof report));
-        tw_cpu_layout_cache_put(key, TW_LAYOUT_NCHW8C, TW_LAYOUT_NCHW8C, "fresh");
+        px = py = TW_LAYOUT_NCHW8C;
+        snprintf(rep, sizeof rep, "fresh");
+        CHECK(!tw_cpu_layout_cache_put(key, &px, &py, rep, sizeof rep));
         CHECK(tw_cpu_layout_cache_get(key, &x, &y, report, sizeof report) && !strcmp(report, "fresh"));
     }
     tw_backend_free(base);

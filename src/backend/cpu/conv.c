@@ -333,12 +333,27 @@ tw_status tw_cpu_conv_plan_make(tw_backend *base, tw_conv_plan **out, const tw_c
         else tw_cpu_conv_plan_free(base, plan[i]);
     }
     if (!p) return tw_cpu_conv_plan_make_fixed(base, out, &fixed, -1, err);
+    tw_layout kx = p->head.x.layout, ky = p->head.y.layout;
+    if (tw_cpu_layout_cache_put(key, &kx, &ky, report, sizeof report) &&
+        (kx != p->head.x.layout || ky != p->head.y.layout)) {
+        /* Another process of this job decided first: run its layout, as every process will. */
+        tw_conv_plan *theirs = NULL;
+        fixed.x_layout = kx;
+        if (tw_cpu_conv_plan_make_fixed(base, &theirs, &fixed, (int)ky, NULL) == TW_OK &&
+            theirs->head.y.layout == ky) {
+            tw_cpu_conv_plan_free(base, p);
+            p = theirs;
+            best = -1;
+            snprintf(report + strlen(report), sizeof report - strlen(report), " [cached]");
+        } else {
+            tw_cpu_conv_plan_free(base, theirs);
+        }
+    }
     snprintf(p->head.choice, sizeof p->head.choice, "%s", report);
-    tw_cpu_layout_cache_put(key, p->head.x.layout, p->head.y.layout, report);
     if (getenv("TW_VERBOSE"))
         tw_warn("twinfuse: stem %d->%d %dx%d batch %d: layouts timed over the network: %s\n",
                 d->c_in, d->c_out, d->h_in, d->w_in, d->n, report);
-    if (cand[best].has_ref) {
+    if (best >= 0 && cand[best].has_ref) {
         char msg[400];
         snprintf(msg, sizeof msg, "twinfuse: every activation layout runs oneDNN's reference "
                  "kernel somewhere in this network on this CPU (first: %s, in %s); training will be "

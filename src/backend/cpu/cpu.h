@@ -112,8 +112,11 @@ void tw_cpu_layout_key(tw_cpu_backend *be, const tw_conv_desc *stem, const tw_ne
  * ignored with one warning). */
 int tw_cpu_layout_cache_get(const char *key, tw_layout *x, tw_layout *y, char *report,
                             size_t n_report);
-/* Adds or replaces key's line, atomically (temporary file + rename); failures only warn. */
-void tw_cpu_layout_cache_put(const char *key, tw_layout x, tw_layout y, const char *report);
+/* Stores *x, *y and report for key (under a lock; temporary file + rename; failures only warn),
+ * unless the file holds a decision for key already: then that one wins, is copied into *x, *y and
+ * report, and 1 is returned (another process of the job timed the same shape first). */
+int tw_cpu_layout_cache_put(const char *key, tw_layout *x, tw_layout *y, char *report,
+                            size_t n_report);
 int tw_cpu_layout_forced(tw_layout *out);
 
 /* Every tw_layout is [n][cb][h w][blk] with channel cb blk + k: NCHW has blk 1, NHWC one block

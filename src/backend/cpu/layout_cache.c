@@ -1,8 +1,12 @@
 /* The CPU layout decisions on disk, so that only the first run of a network shape on a machine
  * pays for timing it (layout.c): one text file, a header line, then one line per decision
- * "key<TAB>stem input layout<TAB>network layout<TAB>report". A file that does not parse is never
- * trusted: it is ignored with one warning and replaced at the next write. */
+ * "key<TAB>stem input layout<TAB>network layout<TAB>report". The first decision for a key stays:
+ * the processes of a job that time the same shape at once all run the one written first (a resumed
+ * run, a second rank). A file that does not parse is never trusted: it is ignored with one warning
+ * and replaced at the next write. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,30 +199,45 @@ int tw_cpu_layout_cache_get(const char *key, tw_layout *x, tw_layout *y, char *r
     return found;
 }
 
-void tw_cpu_layout_cache_put(const char *key, tw_layout x, tw_layout y, const char *report) {
-    char path[1024], tmp[1100], why[128];
-    if (!cache_path(path, sizeof path) || !make_parent(path)) return;
+int tw_cpu_layout_cache_put(const char *key, tw_layout *x, tw_layout *y, char *report,
+                            size_t n_report) {
+    char path[1024], lock_path[1100], tmp[1100], why[128];
+    if (!cache_path(path, sizeof path) || !make_parent(path)) return 0;
+    /* Read, decide and write under one lock: the ranks of a job plan the same shapes at once. */
+    snprintf(lock_path, sizeof lock_path, "%s.lock", path);
+    int lock = open(lock_path, O_RDWR | O_CREAT, 0644);
+    if (lock >= 0) flock(lock, LOCK_EX);
     table t = {0};
+    int kept = 0;
     if (!table_read(path, &t, why, sizeof why)) warn_corrupt(path, why);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        table_free(&t);
-        return;
+    for (int i = 0; i < t.n && !kept; i++) {
+        if (strcmp(t.e[i].key, key) != 0) continue;
+        *x = t.e[i].x;
+        *y = t.e[i].y;
+        snprintf(report, n_report, "%s", t.e[i].report);
+        kept = 1;
     }
-    int ok = fprintf(f, "%s\n", HEADER) > 0;
-    for (int i = 0; i < t.n && ok; i++)
-        if (strcmp(t.e[i].key, key) != 0)
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = kept ? NULL : fopen(tmp, "w");
+    if (f) {
+        int ok = fprintf(f, "%s\n", HEADER) > 0;
+        for (int i = 0; i < t.n && ok; i++)
             ok = fprintf(f, "%s\t%s\t%s\t%s\n", t.e[i].key, tw_layout_name(t.e[i].x),
                          tw_layout_name(t.e[i].y), t.e[i].report) > 0;
-    if (ok) ok = fprintf(f, "%s\t%s\t%s\t%s\n", key, tw_layout_name(x), tw_layout_name(y), report) > 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        char msg[1200];
-        snprintf(msg, sizeof msg, "twinfuse: could not write the layout cache %s (%s); the next "
-                 "run times the layouts again\n", path, strerror(errno));
-        tw_cpu_warn_once(msg);
+        if (ok) ok = fprintf(f, "%s\t%s\t%s\t%s\n", key, tw_layout_name(*x), tw_layout_name(*y), report) > 0;
+        ok = (fclose(f) == 0) && ok;
+        if (!ok || rename(tmp, path) != 0) {
+            remove(tmp);
+            char msg[1200];
+            snprintf(msg, sizeof msg, "twinfuse: could not write the layout cache %s (%s); the next "
+                     "run times the layouts again\n", path, strerror(errno));
+            tw_cpu_warn_once(msg);
+        }
     }
     table_free(&t);
+    if (lock >= 0) {
+        flock(lock, LOCK_UN);
+        close(lock);
+    }
+    return kept;
 }
