@@ -35,7 +35,7 @@ static void usage(FILE *f) {
             "  --on-error skip|stop   skip and count bad patches (default) or stop at the first\n"
             "  --shard-size N    patches per shard (default 1000)\n"
             "  --compress none|deflate|lz4|zstd   the images' HDF5 filter (default none: reads fastest;\n"
-            "                    lz4 and zstd need their HDF5 plugin; docs/shards.md has the read cost)\n"
+            "                    lz4, zstd: their HDF5 plugin in HDF5_PLUGIN_PATH; docs/shards.md)\n"
             "  --threads N       reader threads (default 2)\n"
             "  --no-progress     no progress line\n"
             "Reruns keep complete shards: an interrupted conversion resumes with the same options.\n"

@@ -16,13 +16,13 @@
 #include "data/shard.h"
 #include "data/shard_h5.h"
 
-enum { D_FEATS, D_LABELS, D_NAME, N_DSETS };
+enum { F_FEATS, F_LABELS, F_NAME, F_NDSETS };
 
 struct tw_features_h5 {
     char path[4096], tmp[4112];
     int64_t n, n_written;
     int d, k;
-    hid_t file, dset[N_DSETS], str_type;
+    hid_t file, dset[F_NDSETS], str_type;
 };
 
 static hid_t create_dset(hid_t file, const char *name, hid_t type, int rank, const hsize_t *dims) {
@@ -33,11 +33,11 @@ static hid_t create_dset(hid_t file, const char *name, hid_t type, int rank, con
 }
 
 static void close_handles(tw_features_h5 *f) {
-    for (int i = 0; i < N_DSETS; i++)
+    for (int i = 0; i < F_NDSETS; i++)
         if (f->dset[i] >= 0) H5Dclose(f->dset[i]);
     if (f->str_type >= 0) H5Tclose(f->str_type);
     if (f->file >= 0) H5Fclose(f->file);
-    for (int i = 0; i < N_DSETS; i++) f->dset[i] = -1;
+    for (int i = 0; i < F_NDSETS; i++) f->dset[i] = -1;
     f->str_type = f->file = -1;
 }
 
@@ -59,7 +59,7 @@ tw_status tw_features_h5_open(tw_features_h5 **out, const char *path, int64_t n,
     f->n = n;
     f->d = d;
     f->k = k;
-    for (int i = 0; i < N_DSETS; i++) f->dset[i] = -1;
+    for (int i = 0; i < F_NDSETS; i++) f->dset[i] = -1;
     tw_h5_lock();
     f->file = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     f->str_type = H5Tcopy(H5T_C_S1);
@@ -69,11 +69,11 @@ tw_status tw_features_h5_open(tw_features_h5 **out, const char *path, int64_t n,
         goto done;
     }
     hsize_t fd[2] = {(hsize_t)n, (hsize_t)d}, ld[2] = {(hsize_t)n, (hsize_t)k}, nd[1] = {(hsize_t)n};
-    f->dset[D_FEATS] = create_dset(f->file, "features", H5T_IEEE_F32LE, 2, fd);
-    f->dset[D_LABELS] = create_dset(f->file, "labels", H5T_STD_U8LE, 2, ld);
-    f->dset[D_NAME] = create_dset(f->file, "name", f->str_type, 1, nd);
+    f->dset[F_FEATS] = create_dset(f->file, "features", H5T_IEEE_F32LE, 2, fd);
+    f->dset[F_LABELS] = create_dset(f->file, "labels", H5T_STD_U8LE, 2, ld);
+    f->dset[F_NAME] = create_dset(f->file, "name", f->str_type, 1, nd);
     const char *const *classes = k == TW_N_CLASSES ? tw_labels_names19 : k == TW_N_CLASSES43 ? tw_labels_names43 : NULL;
-    if (f->dset[D_FEATS] < 0 || f->dset[D_LABELS] < 0 || f->dset[D_NAME] < 0 ||
+    if (f->dset[F_FEATS] < 0 || f->dset[F_LABELS] < 0 || f->dset[F_NAME] < 0 ||
         tw_h5_attr_str(f->file, "format", TW_FEATURES_FORMAT) < 0 || tw_h5_attr_str(f->file, "source", source) < 0 ||
         tw_h5_attr_str(f->file, "checkpoint", checkpoint) < 0 || tw_h5_attr_str(f->file, "split", split) < 0 ||
         (classes && tw_h5_attr_strs(f->file, "classes", classes, k) < 0))
@@ -114,9 +114,9 @@ tw_status tw_features_h5_write_rows(tw_features_h5 *f, int64_t offset, int64_t n
     if (!y) return tw_err_set(err, TW_E_NOMEM, "%s: labels of %lld rows", f->tmp, (long long)n_rows);
     for (size_t i = 0; i < (size_t)n_rows * (size_t)f->k; i++) y[i] = labels[i] > 0.5f;
     tw_h5_lock();
-    int bad = write_block(f->dset[D_FEATS], H5T_NATIVE_FLOAT, offset, n_rows, f->d, feats) < 0 ||
-              write_block(f->dset[D_LABELS], H5T_NATIVE_UINT8, offset, n_rows, f->k, y) < 0 ||
-              write_block(f->dset[D_NAME], f->str_type, offset, n_rows, 0, names) < 0;
+    int bad = write_block(f->dset[F_FEATS], H5T_NATIVE_FLOAT, offset, n_rows, f->d, feats) < 0 ||
+              write_block(f->dset[F_LABELS], H5T_NATIVE_UINT8, offset, n_rows, f->k, y) < 0 ||
+              write_block(f->dset[F_NAME], f->str_type, offset, n_rows, 0, names) < 0;
     tw_h5_unlock();
     free(y);
     if (bad) return tw_err_set(err, TW_E_IO, "%s: cannot write rows [%lld, %lld)", f->tmp, (long long)offset,
@@ -141,7 +141,7 @@ tw_status tw_features_h5_close(tw_features_h5 *f, tw_err *err) {
                         (long long)f->n_written, (long long)f->n, f->path);
     tw_h5_lock();
     herr_t flushed = st ? 0 : H5Fflush(f->file, H5F_SCOPE_GLOBAL);
-    for (int i = 0; i < N_DSETS; i++)
+    for (int i = 0; i < F_NDSETS; i++)
         if (f->dset[i] >= 0 && H5Dclose(f->dset[i]) < 0) flushed = -1;
     if (H5Tclose(f->str_type) < 0 || H5Fclose(f->file) < 0) flushed = -1;
     tw_h5_unlock();

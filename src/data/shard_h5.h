@@ -12,6 +12,12 @@
 void tw_h5_lock(void);      /* also turns off HDF5's own error printing, once */
 void tw_h5_unlock(void);
 
+/* A shard's datasets, in the writer's and reader's order. */
+enum { D_S2, D_S2C, D_S1, D_LABELS, D_LABELS43, D_NAME, D_S1NAME, D_FLAGS, D_NTIMES, D_S2DATE, D_S1DATE, D_S2CDATE,
+       D_TRANSFORM, D_CRS, N_DSETS };
+/* Whether a layout has dataset d (D_*): the writer's rule, which the reader checks against. */
+int tw_shard_has_dset(const tw_shard_layout *l, int d);
+
 /* The HDF5 filter id of a compression (0: none). */
 int tw_compress_filter(tw_compress c);
 

@@ -9,9 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { D_S2, D_S2C, D_S1, D_LABELS, D_LABELS43, D_NAME, D_S1NAME, D_FLAGS, D_NTIMES, D_S2DATE, D_S1DATE, D_S2CDATE,
-       D_TRANSFORM, D_CRS, N_DSETS };
-
 struct tw_shard {
     char path[4096];
     hid_t file, dset[N_DSETS], fspace[N_DSETS], mspace[N_DSETS], str_type;
@@ -54,22 +51,6 @@ static const dset_spec specs[N_DSETS] = {
     {"transform", H5T_FLOAT, 8, -1, 2, 0, "float64 [N,6]"},
     {"crs", H5T_INTEGER, 2, 1, 1, 0, "int16 [N]"},
 };
-
-/* Which datasets a layout has (the writer's rule). */
-static int has_dset(const tw_shard_layout *l, int d) {
-    switch (d) {
-    case D_S2: return (l->products & TW_PROD_S2) != 0;
-    case D_S2C: return (l->products & TW_PROD_S2C) != 0;
-    case D_S1: return (l->products & TW_PROD_S1) != 0;
-    case D_LABELS: case D_LABELS43: return l->has_labels;
-    case D_NTIMES: return l->n_times > 0;
-    case D_S2DATE: return l->n_times > 0 && (l->products & TW_PROD_S2);
-    case D_S1DATE: return l->n_times > 0 && (l->products & TW_PROD_S1);
-    case D_S2CDATE: return l->n_times > 0 && (l->products & TW_PROD_S2C);
-    case D_TRANSFORM: case D_CRS: return l->has_georef;
-    default: return 1;
-    }
-}
 
 void tw_shard_close(tw_shard *sh) {
     if (!sh) return;
@@ -299,7 +280,7 @@ static tw_status validate(tw_shard *sh, int trusted, tw_err *err) {
     hsize_t dims[N_DSETS][5];
     int first = -1;   /* the first image dataset: the sample count and the patch size */
     for (int i = 0; i < N_DSETS; i++) {
-        if (!has_dset(&sh->lay, i)) continue;
+        if (!tw_shard_has_dset(&sh->lay, i)) continue;
         if ((st = open_dset(sh, i, dims[i], err))) return st;
         if (first < 0) first = i;
     }
@@ -308,11 +289,11 @@ static tw_status validate(tw_shard *sh, int trusted, tw_err *err) {
     sh->lay.h = (int)dims[first][2 + timed];
     sh->lay.w = (int)dims[first][3 + timed];
     for (int i = 0; i < N_DSETS; i++)
-        if (has_dset(&sh->lay, i) && (int64_t)dims[i][0] != sh->n)
+        if (tw_shard_has_dset(&sh->lay, i) && (int64_t)dims[i][0] != sh->n)
             return tw_err_set(err, TW_E_SHAPE, "%s: dataset '%s' has %llu samples, '%s' has %lld", p, specs[i].name,
                               (unsigned long long)dims[i][0], specs[first].name, (long long)sh->n);
     for (int i = 0; i < N_DSETS; i++) {
-        if (!has_dset(&sh->lay, i)) continue;
+        if (!tw_shard_has_dset(&sh->lay, i)) continue;
         const hsize_t *d = dims[i];
         int bad = 0;
         if (specs[i].bands)

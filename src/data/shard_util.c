@@ -32,9 +32,24 @@ tw_status tw_compress_check(tw_compress c, tw_err *err) {
     htri_t have = H5Zfilter_avail((H5Z_filter_t)tw_compress_filter(c));
     tw_h5_unlock();
     if (have > 0) return TW_OK;
-    return tw_err_set(err, TW_E_UNSUPPORTED, "--compress %s: the HDF5 filter %d is not installed (Debian ships LZ4 "
-                      "in hdf5-filter-plugin, no zstd; HDF5 looks for plugins in HDF5_PLUGIN_PATH)",
+    return tw_err_set(err, TW_E_UNSUPPORTED, "--compress %s: the HDF5 filter %d is not installed (HDF5 looks for "
+                      "plugins in HDF5_PLUGIN_PATH; PyPI's hdf5plugin has LZ4 and zstd: set it to hdf5plugin.PLUGIN_PATH)",
                       tw_compress_names[c], tw_compress_filter(c));
+}
+
+int tw_shard_has_dset(const tw_shard_layout *l, int d) {
+    switch (d) {
+    case D_S2: return (l->products & TW_PROD_S2) != 0;
+    case D_S2C: return (l->products & TW_PROD_S2C) != 0;
+    case D_S1: return (l->products & TW_PROD_S1) != 0;
+    case D_LABELS: case D_LABELS43: return l->has_labels;
+    case D_NTIMES: return l->n_times > 0;
+    case D_S2DATE: return l->n_times > 0 && (l->products & TW_PROD_S2);
+    case D_S1DATE: return l->n_times > 0 && (l->products & TW_PROD_S1);
+    case D_S2CDATE: return l->n_times > 0 && (l->products & TW_PROD_S2C);
+    case D_TRANSFORM: case D_CRS: return l->has_georef;
+    default: return 1;
+    }
 }
 
 static pthread_mutex_t h5_mutex = PTHREAD_MUTEX_INITIALIZER;

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { D_S2, D_S2C, D_S1, D_LABELS, D_LABELS43, D_NAME, D_S1NAME, D_FLAGS, D_NTIMES, D_S2DATE, D_S1DATE, D_S2CDATE,
-       D_TRANSFORM, D_CRS, N_DSETS };
 static const char *const dset_names[N_DSETS] = {"s2", "s2c", "s1", "labels", "labels43", "name", "s1_name", "flags",
                                                 "n_times", "s2_date", "s1_date", "s2c_date", "transform", "crs"};
 
@@ -64,22 +62,6 @@ static void writer_free(tw_shard_writer *wr) {
     free(wr);
 }
 
-/* Which datasets a layout has. */
-static int has_dset(const tw_shard_layout *l, int d) {
-    switch (d) {
-    case D_S2: return (l->products & TW_PROD_S2) != 0;
-    case D_S2C: return (l->products & TW_PROD_S2C) != 0;
-    case D_S1: return (l->products & TW_PROD_S1) != 0;
-    case D_LABELS: case D_LABELS43: return l->has_labels;
-    case D_NTIMES: return l->n_times > 0;
-    case D_S2DATE: return l->n_times > 0 && (l->products & TW_PROD_S2);
-    case D_S1DATE: return l->n_times > 0 && (l->products & TW_PROD_S1);
-    case D_S2CDATE: return l->n_times > 0 && (l->products & TW_PROD_S2C);
-    case D_TRANSFORM: case D_CRS: return l->has_georef;
-    default: return 1;
-    }
-}
-
 tw_status tw_shard_writer_create(tw_shard_writer **out, const char *path, const char *split,
                                  const char *source, const tw_shard_layout *lay, tw_err *err) {
     *out = NULL;
@@ -121,7 +103,7 @@ tw_status tw_shard_writer_create(tw_shard_writer **out, const char *path, const 
     hsize_t l19[1] = {TW_N_CLASSES}, l43[1] = {TW_N_CLASSES43}, six[1] = {6}, t1[1] = {tt};
     const tw_compress plain = TW_COMPRESS_NONE, packed = lay->compress;   /* small datasets, images */
     for (int d = 0; d < N_DSETS; d++) {
-        if (!has_dset(lay, d)) continue;
+        if (!tw_shard_has_dset(lay, d)) continue;
         hid_t id = -1;
         switch (d) {
         case D_S2: id = create_dset(wr->file, "s2", H5T_STD_U16LE, ir, s2_dims + !timed, timed, packed); break;

@@ -18,7 +18,7 @@ static const char *const g_dsets[] = {"s2", "s1", "labels", "labels43", "name", 
 static const char *const g_attrs[] = {"format_version", "s2_bands", "s1_bands", "classes", "has_labels43",
                                       "n_skipped", "moment_count", "moment_mean", "moment_m2", "s2_mean",
                                       "s2_std", "s1_mean", "s1_std"};
-enum { N_DSETS = sizeof g_dsets / sizeof *g_dsets, N_ATTRS = sizeof g_attrs / sizeof *g_attrs };
+enum { N_FUZZ_DSETS = sizeof g_dsets / sizeof *g_dsets, N_ATTRS = sizeof g_attrs / sizeof *g_attrs };
 
 typedef struct input { const uint8_t *p; size_t n; } input;
 
@@ -117,11 +117,11 @@ static void edit(const char *path, input *in) {
     while (f >= 0 && in->n >= 4) {
         unsigned op = take(in) % 4, target = take(in);
         if (op == 0) {
-            if (H5Lexists(f, g_dsets[target % N_DSETS], H5P_DEFAULT) > 0) H5Ldelete(f, g_dsets[target % N_DSETS], H5P_DEFAULT);
+            if (H5Lexists(f, g_dsets[target % N_FUZZ_DSETS], H5P_DEFAULT) > 0) H5Ldelete(f, g_dsets[target % N_FUZZ_DSETS], H5P_DEFAULT);
         } else if (op == 1) {
             if (H5Aexists(f, g_attrs[target % N_ATTRS]) > 0) H5Adelete(f, g_attrs[target % N_ATTRS]);
         } else if (op == 2) {
-            recreate_dset(f, g_dsets[target % N_DSETS], in);
+            recreate_dset(f, g_dsets[target % N_FUZZ_DSETS], in);
         } else {
             recreate_attr(f, g_attrs[target % N_ATTRS], in);
         }
