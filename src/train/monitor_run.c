@@ -22,6 +22,7 @@ struct tw_monitor_run {
     tw_backend *be;
     tw_comm *comm;
     int64_t every;
+    int64_t n_embed;            /* patches a kNN embeds: the memory and the queries */
     tw_collapse_alarm alarm;
     int warned;                 /* the current collapse has been reported */
     const char *knn_split;      /* NULL: no kNN */
@@ -115,6 +116,7 @@ static tw_status knn_setup(tw_monitor_run *m, tw_err *err) {
     }
     m->frac_memory = n_train > pc->monitor.knn_memory ? (double)pc->monitor.knn_memory / n_train : 1.0;
     m->frac_queries = n_q > pc->monitor.knn_queries ? (double)pc->monitor.knn_queries / n_q : 1.0;
+    m->n_embed = (int64_t)ceil(m->frac_memory * n_train) + (int64_t)ceil(m->frac_queries * n_q);
     return TW_OK;
 }
 
@@ -139,12 +141,21 @@ static void copy_backbones(tw_classifier_run *c, const tw_params *P, const char 
     }
 }
 
+/* At the default cadence (a check an epoch) the kNN's share of the compute stays under
+ * TW_MONITOR_KNN_SHARE: a training pair costs two views' forward and backward per net (about 6
+ * forwards of one backbone, cross-modal 3 per net), an embedded patch one forward per net. An
+ * epoch too small for a kNN every epoch (the demo's 1000 patches) gets one every this many
+ * epochs. Sizes only: every rank agrees, and every run of the same data checks at the same steps. */
+static int64_t knn_cadence(const tw_monitor_run *m, int64_t steps_per_epoch) {
+    double pair_cost = 6.0 / m->cls.m.n_nets;
+    double epoch_pairs = (double)steps_per_epoch * m->cfg->data.batch;
+    double share = (double)m->n_embed / (pair_cost * epoch_pairs);
+    return share > TW_MONITOR_KNN_SHARE ? (int64_t)ceil(share / TW_MONITOR_KNN_SHARE) : 1;
+}
+
 /* kNN mAP of the backbone now: memory = the train subset, queries = the knn_split subset. */
 static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *const bt_prefix[2], tw_metrics *out,
                            int64_t *n_mem, int64_t *n_q, tw_err *err) {
-    tw_status st = TW_OK;
-    if (!m->cls_ready && (st = tw_comm_agree(m->comm, knn_setup(m, err), err)) != TW_OK) return st;
-    if (!m->knn_split) return TW_OK;
     copy_backbones(&m->cls, P, bt_prefix);
     /* With per-rank backbone BN every rank has its own running statistics: rank 0's (what its
      * checkpoint saves) embed every slice, so the figure does not depend on the rank count. */
@@ -154,7 +165,7 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
     memset(&mem, 0, sizeof mem);
     memset(&q, 0, sizeof q);
     int batch = m->cfg->data.batch;
-    st = tw_classifier_run_score_subset(&m->cls, m->comm, "train", batch, m->frac_memory, 1, &mem, err);
+    tw_status st = tw_classifier_run_score_subset(&m->cls, m->comm, "train", batch, m->frac_memory, 1, &mem, err);
     if (st == TW_OK)
         st = tw_classifier_run_score_subset(&m->cls, m->comm, m->knn_split, batch, m->frac_queries, 1, &q, err);
     /* Unlabelled shards (SSL4EO-S12, data/shard.h) read as all-zero labels: no kNN to score. */
@@ -175,9 +186,9 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
     return st;
 }
 
-tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor_embeds *e, const tw_params *P,
-                               const char *const bt_prefix[2], char *json, size_t n_json, char *line, size_t n_line,
-                               tw_err *err) {
+tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_per_epoch, const tw_monitor_embeds *e,
+                               const tw_params *P, const char *const bt_prefix[2], char *json, size_t n_json,
+                               char *line, size_t n_line, tw_err *err) {
     double t0 = tw_trainlog_now();
     tw_health h;
     tw_monitor_std_compute(&h.z, e->z, e->n_local, e->dz, m->comm);
@@ -191,15 +202,19 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor
     memset(&km, 0, sizeof km);
     int64_t n_mem = 0, n_q = 0;
     tw_status st = TW_OK;
-    if (m->knn_split && (st = knn_check(m, P, bt_prefix, &km, &n_mem, &n_q, err)) != TW_OK) return st;
-    /* knn_check may have found no query split and turned the kNN off. */
+    if (m->knn_split && !m->cls_ready && (st = tw_comm_agree(m->comm, knn_setup(m, err), err)) != TW_OK) return st;
+    /* knn_setup may have found no query split and turned the kNN off. */
+    int64_t knn_every_epochs = m->knn_split ? knn_cadence(m, steps_per_epoch) : 0;
+    int knn_now = m->knn_split && (m->every || (step / steps_per_epoch) % knn_every_epochs == 0);
+    if (knn_now && (st = knn_check(m, P, bt_prefix, &km, &n_mem, &n_q, err)) != TW_OK) return st;
+    knn_now = knn_now && m->knn_split;   /* ... or found the train split unlabelled */
     double dt = tw_trainlog_now() - t0;
-    char knn_json[160] = "", knn_line[96] = "";
-    if (m->knn_split) {
+    char knn_json[200] = "", knn_line[96] = "";
+    if (knn_now) {
         snprintf(knn_json, sizeof knn_json,
                  ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64
-                 ", \"knn_queries\": %" PRId64,
-                 km.map_macro, km.map_micro, n_mem, n_q);
+                 ", \"knn_queries\": %" PRId64 ", \"knn_every_epochs\": %" PRId64,
+                 km.map_macro, km.map_micro, n_mem, n_q, m->every ? 0 : knn_every_epochs);
         snprintf(knn_line, sizeof knn_line, "kNN mAP %.4f (micro %.4f, %s) | ", km.map_macro, km.map_micro,
                  m->knn_split);
     }

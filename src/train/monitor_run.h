@@ -13,6 +13,9 @@
 #include "dist/comm.h"
 #include "model/params.h"
 
+/* At the default cadence the online kNN costs at most this share of the training's compute. */
+#define TW_MONITOR_KNN_SHARE 0.03
+
 typedef struct tw_monitor_run tw_monitor_run;
 
 /* Host copies of what this rank's step computed. */
@@ -33,14 +36,15 @@ void tw_monitor_run_free(tw_monitor_run *m);
  * cadence). */
 int tw_monitor_run_due(const tw_monitor_run *m, int64_t step, int64_t steps_per_epoch);
 
-/* A check. e: the step's embeddings; P: the model's parameters, the backbones under bt_prefix[i]
+/* A check. steps_per_epoch: the training loader's (at the default cadence the kNN runs at the
+ * checks of every k-th epoch, k the least that keeps its share under TW_MONITOR_KNN_SHARE); e: the step's embeddings; P: the model's parameters, the backbones under bt_prefix[i]
  * ("backbone."; cross: "s1.backbone.", "s2.backbone.") copied by name into the monitor's own
  * frozen classifier for the kNN (nothing of the training model changes). json: the "monitor"
  * object of metrics.jsonl; line: the log line. Returns TW_OK; or, when the alarm fires with
  * monitor.on_collapse stop, a status whose message names what collapsed (the loop saves a
  * checkpoint and stops); with warn the warning is printed once per collapse. */
-tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, const tw_monitor_embeds *e, const tw_params *P,
-                               const char *const bt_prefix[2], char *json, size_t n_json, char *line, size_t n_line,
-                               tw_err *err);
+tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_per_epoch, const tw_monitor_embeds *e,
+                               const tw_params *P, const char *const bt_prefix[2], char *json, size_t n_json,
+                               char *line, size_t n_line, tw_err *err);
 
 #endif

@@ -1,7 +1,8 @@
 """End-to-end monitors of `twinfuse pretrain` (docs/monitor.md), on synthetic shards, on the CPU:
 1. a run with monitors (every 2 steps, online kNN on val) ends bit-identical (weights, BN buffers,
    counters, optimizer state) to the same run without them, logs a monitor line per check with
-   every figure, and its healthy embedding never raises the alarm;
+   every figure, and its healthy embedding never raises the alarm; at the default cadence on a
+   tiny epoch the health comes every epoch and the kNN only every k-th (its cost bounded);
 2. a constructed collapse (every patch the same image, no augmentation: every sample has the same
    embedding) raises the alarm at exactly the monitor.patience-th check: warn goes on with one
    warning; stop saves a checkpoint and exits 1 with a message naming what collapsed;
@@ -74,6 +75,18 @@ check(all(m["bad_checks"] == 0 for m in mon.values()) and "collapsed" not in on.
       "the healthy run never raises the alarm: " + ", ".join("%.3f" % m["z_std_mean"] for m in mon.values()))
 check(not monitors("off") and "# monitor" not in open(os.path.join(WORK, "off", "metrics.jsonl")).read(),
       "monitor.every_steps=-1: no monitor lines")
+
+# 1b. The default cadence (a check an epoch) on an epoch too small for a kNN every epoch: 64
+# pairs (4 steps of 16) against 16 memory + 32 query patches to embed is 48 / (6 x 64) = 12.5 %
+# of an epoch's compute, so the kNN runs every ceil(0.125 / 0.03) = 5 epochs, the health every
+# epoch. (The memory subset keeps every class: a few patches above 16.)
+pretrain("default", shards, "run.max_steps=20", "monitor.every_steps=0", "monitor.knn_memory=16")
+mon = monitors("default")
+check(sorted(mon) == [4, 8, 12, 16, 20], f"the default cadence: a check an epoch (4 steps): {sorted(mon)}")
+with_knn = [s for s in sorted(mon) if "knn_map_macro" in mon[s]]
+check(with_knn == [20] and mon[20]["knn_every_epochs"] == 5 and 16 <= mon[20]["knn_memory"] < 32,
+      f"the kNN at every 5th epoch's check only (its cost bounded): at steps {with_knn}, "
+      f"k = {mon[20].get('knn_every_epochs')}")
 
 # 2. A constructed collapse: every patch of every split the same image, no augmentation.
 same_dir = os.path.join(WORK, "same")
