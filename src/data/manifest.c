@@ -1,4 +1,4 @@
-/* The scene manifest (manifest.h): CSV (header row, comma-separated, no quoting) or JSON lines
+/* The scene manifest (manifest.h): CSV (header row, comma-separated, RFC 4180 quoting) or JSON lines
  * through jansson; every row's keys checked and its paths made absolute to the manifest's folder. */
 #include "data/manifest.h"
 
@@ -137,15 +137,39 @@ static char *trim(char *s) {
     return s;
 }
 
-/* Splits a CSV line in place at commas; returns the field count (at most max). */
+/* Splits a CSV record (one line) in place into fields, RFC 4180's quoting: a field in double
+ * quotes may hold commas, and "" stands for one quote. Unquoted fields are trimmed of blanks.
+ * Returns the field count (at most max), or -1 on an unterminated quote or text after a closing
+ * quote. A quoted field cannot span lines. */
 static int split_csv(char *line, char **fields, int max) {
     int n = 0;
     for (char *p = line; n < max;) {
-        char *c = strchr(p, ',');
-        fields[n++] = trim(p);
-        if (!c) break;
-        *c = 0;
-        p = c + 1;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p != '"') {
+            char *c = strchr(p, ',');
+            if (c) *c = 0;
+            fields[n++] = trim(p);
+            if (!c) return n;
+            p = c + 1;
+            continue;
+        }
+        char *out = ++p;   /* unescaped in place: out never passes p */
+        fields[n++] = out;
+        for (;; p++) {
+            if (!*p) return -1;
+            if (*p == '"' && p[1] == '"') {
+                *out++ = '"';
+                p++;
+            } else if (*p == '"') {
+                break;
+            } else {
+                *out++ = *p;
+            }
+        }
+        *out = 0;
+        for (p++; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'; p++) {}
+        if (!*p) return n;
+        if (*p++ != ',') return -1;
     }
     return n;
 }
@@ -180,6 +204,9 @@ static tw_status parse_row(tw_manifest_row *r, int json, char *line, char **head
     } else {
         char *fields[64];
         int n = split_csv(line, fields, 64);
+        if (n < 0)
+            return tw_err_set(err, TW_E_FORMAT, "%s:%d: a quote is not closed, or text follows a closing quote", path,
+                              r->line);
         if (n != n_header)
             return tw_err_set(err, TW_E_FORMAT, "%s:%d: %d fields, the header has %d", path, r->line, n, n_header);
         for (int k = 0; k < n && !st; k++) st = row_set(r, header[k], fields[k], dir, path, err);
@@ -206,6 +233,11 @@ tw_status tw_manifest_read(tw_manifest *m, const char *path, int skip_bad, int q
         if (!json && !head_line) {   /* the header */
             if (!(head_line = strdup(line))) { st = tw_err_set(err, TW_E_NOMEM, "%s", path); break; }
             n_header = split_csv(head_line, header, 64);
+            if (n_header < 0) {
+                st = tw_err_set(err, TW_E_FORMAT, "%s:%d: the header: a quote is not closed, or text follows a "
+                                "closing quote", path, lineno);
+                break;
+            }
             continue;
         }
         if (m->n_rows == cap_rows) {

@@ -9,7 +9,8 @@ raster with a classes file. Every pixel of every patch equals GDAL's own read of
 clouds above the thresholds are dropped and counted; the labels are the classes present above
 --label-min-fraction (numpy); the georeference and date are kept. Bad input: a corrupt manifest
 row (unknown column, bad date, wrong field count), a missing band file, S1 without overlap with S2,
-a label raster in another CRS — each named by file and row, skipped or fatal with --on-error stop.
+a label raster in another CRS, an unclosed CSV quote — each named by file and row, skipped or fatal
+with --on-error stop; quoted CSV fields (a comma and a quote in a path) read as RFC 4180 says.
 
 usage: test_convert_scenes.py TWINFUSE DATA_DIR       Exit 0 pass, 1 fail."""
 import glob
@@ -204,6 +205,22 @@ def main():
             f.write("\n".join(lines) + "\n")
         return p
 
+    # A quoted CSV field (RFC 4180): a folder whose name holds a comma and a quote; the patches
+    # equal row a's, which read the same files (through links).
+    odd = os.path.join(sc, 'with, comma "q"')
+    os.makedirs(odd)
+    for b in BANDS:
+        os.symlink(f"{sc}/{b}.tif", os.path.join(odd, f"{b}.tif"))
+    quoted = manifest("quoted.csv", ['name,"s2",s1', 'q, "with, comma ""q""/{band}.tif" ,{band}.tif'])
+    r = run(base + ["--manifest", quoted, "--out", os.path.join(tmp, "quoted")])
+    if require(r.returncode == 0, f"quoted CSV: rc {r.returncode} {r.stderr}"):
+        q = read_shards(os.path.join(tmp, "quoted"))
+        pairs = [(n, "a" + n[1:]) for n in q]
+        # (no date column: no time axis, where row a's conversion has one)
+        require(pairs and all(np.array_equal(q[n]["s2"], rows[m]["s2"][0]) and np.array_equal(q[n]["s1"], rows[m]["s1"][0])
+                              for n, m in pairs), f"quoted CSV: {len(pairs)} patches equal row a's")
+        print(f"ok   quoted CSV fields: {len(pairs)} patches")
+
     good = "a,{band}.tif,{band}.tif"
     cases = [
         ("unknown column", manifest("bad1.csv", ["name,s2,s1,colour", "a,{band}.tif,{band}.tif,", "b,{band}.tif,{band}.tif,red"]),
@@ -211,6 +228,7 @@ def main():
         ("bad date", manifest("bad2.csv", ["name,s2,s1,date", "a,{band}.tif,{band}.tif,2017-12-01", "b,{band}.tif,{band}.tif,2017-13-01"]),
          "bad2.csv:3", []),
         ("field count", manifest("bad3.csv", ["name,s2,s1", good, "b,{band}.tif"]), "bad3.csv:3", []),
+        ("unclosed quote", manifest("bad7.csv", ["name,s2,s1", good, 'b,"{band}.tif,{band}.tif']), "bad7.csv:3", []),
         ("missing band", manifest("bad4.csv", ["name,s2,s1", good, "b,nothere_{band}.tif,{band}.tif"]), "nothere_B02.tif", []),
         ("no S1/S2 overlap", manifest("bad5.csv", ["name,s2,s1", good, "c,{band}.tif,far_{band}.tif"]), "do not overlap", []),
         ("labels in another CRS", manifest("bad6.csv", ["name,s2,s1", good]), "labels32.tif",
