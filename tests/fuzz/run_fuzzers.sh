@@ -9,7 +9,7 @@ build=$1
 secs=${2:-25}
 src=$(cd "$(dirname "$0")" && pwd)
 fail=0
-for h in config safetensors shard labels_v1 meta_v2; do
+for h in config safetensors shard labels_v1 meta_v2 manifest; do
   art="$build/fuzz-artifacts/$h"
   work=$(mktemp -d)
   rm -rf "$art"
