@@ -68,8 +68,10 @@ int tw_cli_train_command(const char *command, const char *usage, const tw_cfg_sc
     return code;
 }
 
-int tw_cli_config_from_pretrain(const char *command, tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov,
-                                char **ov) {
+int tw_cli_config_of_checkpoint(const char *command, tw_finetune_cfg *cfg, const char *ckpt, const char *task,
+                                const char *text, int n_ov, char **ov) {
+    if (!strcmp(task, "classification"))
+        return tw_cli_load_config(command, tw_finetune_schema(), cfg, ckpt, text, n_ov, ov);
     tw_pretrain_cfg *pc = calloc(1, sizeof *pc);
     int bad = !pc || tw_cli_load_config(command, tw_pretrain_schema(), pc, ckpt, text, 0, NULL);
     if (bad) {

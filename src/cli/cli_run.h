@@ -23,12 +23,13 @@ tw_comm *tw_cli_comm(const char *command, const tw_backend_cfg *b);
 typedef int (*tw_cli_train_fn)(tw_comm *comm, const void *cfg, const char *yaml, const char *config_path);
 int tw_cli_train_command(const char *command, const char *usage, const tw_cfg_schema *s, size_t backend_offset,
                          tw_cli_train_fn run, int argc, char **argv);
-/* The fine-tuning configuration that reads a pre-training checkpoint's backbone (embed, probe): its
- * data section (from text, the checkpoint's configuration), a frozen single-source model
- * initialised from it (a feature-fusion one, S1's features then S2's, for a cross-modal
- * pre-training), then the overrides. Prints the error as tw_cli_load_config; returns 0 or 1. */
-int tw_cli_config_from_pretrain(const char *command, tw_finetune_cfg *cfg, const char *ckpt, const char *text, int n_ov,
-                                char **ov);
+/* The fine-tuning configuration that reads a checkpoint's backbone (embed, probe): a fine-tuned
+ * checkpoint's (task "classification") own configuration (text) with the overrides; a
+ * pre-training checkpoint's data section (from text), a frozen single-source model initialised
+ * from it (a feature-fusion one, S1's features then S2's, for a cross-modal pre-training), then
+ * the overrides. Prints the error as tw_cli_load_config; returns 0 or 1. */
+int tw_cli_config_of_checkpoint(const char *command, tw_finetune_cfg *cfg, const char *ckpt, const char *task,
+                                const char *text, int n_ov, char **ov);
 /* 1 when the first argument is -h or --help (the command prints its usage on stdout, exits 0). */
 int tw_cli_wants_help(int argc, char **argv);
 /* 1 on the process that prints (rank 0 of the launcher, or a lone process). */

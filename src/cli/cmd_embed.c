@@ -119,9 +119,7 @@ int tw_cmd_embed(int argc, char **argv) {
     if (tw_ckpt_info_read(&info, argv[0], &err) != TW_OK) {
         if (tw_cli_is_rank0()) fprintf(stderr, "twinfuse embed: %s\n", err.msg);
     } else if (!cfg) {
-    } else if (!strcmp(info.task, "classification")
-                   ? tw_cli_load_config("embed", tw_finetune_schema(), cfg, argv[0], info.config, n_ov, ov)
-                   : tw_cli_config_from_pretrain("embed", cfg, argv[0], info.config, n_ov, ov)) {
+    } else if (tw_cli_config_of_checkpoint("embed", cfg, argv[0], info.task, info.config, n_ov, ov)) {
     } else if ((comm = tw_cli_comm("embed", &cfg->backend))) {
         tw_status st = scene ? embed_scene(comm, cfg, argv[0], &info, &so, batch, &err)
                              : embed(comm, cfg, argv[0], &info, split, out, &err);

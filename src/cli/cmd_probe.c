@@ -271,9 +271,7 @@ int tw_cmd_probe(int argc, char **argv) {
         if (!bad_cfg && (comm = tw_cli_comm("probe", &cfg->backend))) code = 0;
     } else if (tw_ckpt_info_read(&info, a.ckpt, &err) != TW_OK) {
         if (tw_cli_is_rank0()) fprintf(stderr, "twinfuse probe: %s\n", err.msg);
-    } else if (!strcmp(info.task, "classification")
-                   ? tw_cli_load_config("probe", tw_finetune_schema(), cfg, a.ckpt, info.config, n_ov, ov)
-                   : tw_cli_config_from_pretrain("probe", cfg, a.ckpt, info.config, n_ov, ov)) {
+    } else if (tw_cli_config_of_checkpoint("probe", cfg, a.ckpt, info.task, info.config, n_ov, ov)) {
     } else if ((comm = tw_cli_comm("probe", &cfg->backend))) {
         code = 0;
     }
