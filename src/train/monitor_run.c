@@ -147,6 +147,7 @@ static void copy_backbones(tw_classifier_run *c, const tw_params *P, const char 
  * epoch too small for a kNN every epoch (the demo's 1000 patches) gets one every this many
  * epochs. Sizes only: every rank agrees, and every run of the same data checks at the same steps. */
 static int64_t knn_cadence(const tw_monitor_run *m, int64_t steps_per_epoch) {
+    TW_ASSERT(steps_per_epoch > 0);
     double pair_cost = 6.0 / m->cls.m.n_nets;
     double epoch_pairs = (double)steps_per_epoch * m->cfg->data.batch;
     double share = (double)m->n_embed / (pair_cost * epoch_pairs);
@@ -204,7 +205,7 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_pe
     tw_status st = TW_OK;
     if (m->knn_split && !m->cls_ready && (st = tw_comm_agree(m->comm, knn_setup(m, err), err)) != TW_OK) return st;
     /* knn_setup may have found no query split and turned the kNN off. */
-    int64_t knn_every_epochs = m->knn_split ? knn_cadence(m, steps_per_epoch) : 0;
+    int64_t knn_every_epochs = m->knn_split && !m->every ? knn_cadence(m, steps_per_epoch) : 0;
     int knn_now = m->knn_split && (m->every || (step / steps_per_epoch) % knn_every_epochs == 0);
     if (knn_now && (st = knn_check(m, P, bt_prefix, &km, &n_mem, &n_q, err)) != TW_OK) return st;
     knn_now = knn_now && m->knn_split;   /* ... or found the train split unlabelled */
@@ -214,7 +215,7 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_pe
         snprintf(knn_json, sizeof knn_json,
                  ", \"knn_map_macro\": %.9g, \"knn_map_micro\": %.9g, \"knn_memory\": %" PRId64
                  ", \"knn_queries\": %" PRId64 ", \"knn_every_epochs\": %" PRId64,
-                 km.map_macro, km.map_micro, n_mem, n_q, m->every ? 0 : knn_every_epochs);
+                 km.map_macro, km.map_micro, n_mem, n_q, knn_every_epochs);
         snprintf(knn_line, sizeof knn_line, "kNN mAP %.4f (micro %.4f, %s) | ", km.map_macro, km.map_micro,
                  m->knn_split);
     }

@@ -37,7 +37,8 @@ void tw_monitor_run_free(tw_monitor_run *m);
 int tw_monitor_run_due(const tw_monitor_run *m, int64_t step, int64_t steps_per_epoch);
 
 /* A check. steps_per_epoch: the training loader's (at the default cadence the kNN runs at the
- * checks of every k-th epoch, k the least that keeps its share under TW_MONITOR_KNN_SHARE); e: the step's embeddings; P: the model's parameters, the backbones under bt_prefix[i]
+ * checks of every k-th epoch, k the least that keeps its share under TW_MONITOR_KNN_SHARE);
+ * e: the step's embeddings; P: the model's parameters, the backbones under bt_prefix[i]
  * ("backbone."; cross: "s1.backbone.", "s2.backbone.") copied by name into the monitor's own
  * frozen classifier for the kNN (nothing of the training model changes). json: the "monitor"
  * object of metrics.jsonl; line: the log line. Returns TW_OK; or, when the alarm fires with
