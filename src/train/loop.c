@@ -259,11 +259,12 @@ static tw_status header(loop *L, tw_err *err) {
 /* The task's monitors on the step just accepted (pretrain: train/monitor_run.h), their line in
  * the log and metrics.jsonl; a status from them stops the run after a checkpoint of this step. */
 static tw_status monitors(loop *L, int64_t step, tw_err *err) {
-    char mon[2048] = "", line[512] = "";
+    tw_check_report rep = {0};
     tw_err em = {0};
-    tw_status sm = L->task.after_step(&L->task, step, L->spe, mon, sizeof mon, line, sizeof line, &em);
+    tw_status sm = L->task.after_step(&L->task, step, L->spe, &rep, &em);
     sm = tw_comm_agree(L->comm, sm, &em);
-    if (mon[0] && L->st_metrics == TW_OK) L->st_metrics = tw_trainlog_monitor(&L->log, step, mon, line, err);
+    if (rep.json[0] && L->st_metrics == TW_OK)
+        L->st_metrics = tw_trainlog_monitor(&L->log, step, rep.json, rep.line, rep.note, err);
     if (sm == TW_OK) return TW_OK;
     tw_status st;
     if (L->saved_at != step) {

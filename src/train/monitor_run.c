@@ -188,8 +188,8 @@ static tw_status knn_check(tw_monitor_run *m, const tw_params *P, const char *co
 }
 
 tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_per_epoch, const tw_monitor_embeds *e,
-                               const tw_params *P, const char *const bt_prefix[2], char *json, size_t n_json,
-                               char *line, size_t n_line, tw_err *err) {
+                               const tw_params *P, const char *const bt_prefix[2], tw_check_report *out,
+                               tw_err *err) {
     double t0 = tw_trainlog_now();
     tw_health h;
     tw_monitor_std_compute(&h.z, e->z, e->n_local, e->dz, m->comm);
@@ -218,17 +218,18 @@ tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_pe
                  km.map_macro, km.map_micro, n_mem, n_q, knn_every_epochs);
         snprintf(knn_line, sizeof knn_line, "kNN mAP %.4f (micro %.4f, %s) | ", km.map_macro, km.map_micro,
                  m->knn_split);
+        snprintf(out->note, sizeof out->note, "kNN %.4f", km.map_macro);
     }
     tw_metrics_free(&km);
     char why[384] = "";
     int fired = tw_collapse_alarm_update(&m->alarm, &h, why, sizeof why);
-    snprintf(json, n_json,
+    snprintf(out->json, sizeof out->json,
              "{\"z_std_mean\": %.9g, \"z_std_min\": %.9g, \"z_std_low\": %.9g, \"f_std_mean\": %.9g, "
              "\"f_std_min\": %.9g, \"f_std_low\": %.9g, \"c_diag\": %.9g, \"c_off\": %.9g, \"erank_z\": %.9g, "
              "\"erank_f\": %.9g%s, \"bad_checks\": %d, \"health_s\": %.6f, \"monitor_s\": %.6f}",
              h.z.mean, h.z.min, h.z.frac_low, h.f.mean, h.f.min, h.f.frac_low, h.c_diag, h.c_off, h.erank_z, h.erank_f,
              knn_json, m->alarm.n_bad, t_health, dt);
-    snprintf(line, n_line,
+    snprintf(out->line, sizeof out->line,
              "# monitor step %" PRId64 ": %sstd z %.3f f %.3f | erank z %.1f f %.1f | C diag %.3f |off| %.4f | "
              "%.2f s%s",
              step, knn_line, h.z.mean, h.f.mean, h.erank_z, h.erank_f, h.c_diag, h.c_off, dt,

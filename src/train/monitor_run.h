@@ -12,6 +12,7 @@
 #include "config/pretrain.h"
 #include "dist/comm.h"
 #include "model/params.h"
+#include "train/task.h"
 
 /* At the default cadence the online kNN costs at most this share of the training's compute. */
 #define TW_MONITOR_KNN_SHARE 0.03
@@ -40,12 +41,13 @@ int tw_monitor_run_due(const tw_monitor_run *m, int64_t step, int64_t steps_per_
  * checks of every k-th epoch, k the least that keeps its share under TW_MONITOR_KNN_SHARE);
  * e: the step's embeddings; P: the model's parameters, the backbones under bt_prefix[i]
  * ("backbone."; cross: "s1.backbone.", "s2.backbone.") copied by name into the monitor's own
- * frozen classifier for the kNN (nothing of the training model changes). json: the "monitor"
- * object of metrics.jsonl; line: the log line. Returns TW_OK; or, when the alarm fires with
+ * frozen classifier for the kNN (nothing of the training model changes). out: the "monitor"
+ * object of metrics.jsonl, the log line, and the kNN mAP for the progress line when the kNN ran
+ * (out->note left as it was otherwise). Returns TW_OK; or, when the alarm fires with
  * monitor.on_collapse stop, a status whose message names what collapsed (the loop saves a
  * checkpoint and stops); with warn the warning is printed once per collapse. */
 tw_status tw_monitor_run_check(tw_monitor_run *m, int64_t step, int64_t steps_per_epoch, const tw_monitor_embeds *e,
-                               const tw_params *P, const char *const bt_prefix[2], char *json, size_t n_json,
-                               char *line, size_t n_line, tw_err *err);
+                               const tw_params *P, const char *const bt_prefix[2], tw_check_report *out,
+                               tw_err *err);
 
 #endif

@@ -78,8 +78,8 @@ static double pt_step(tw_task *t, const tw_grad_ready *ready) {
 }
 /* The monitors (monitor_run.h) on this step's embeddings: view 0's (cross: the S1 branch's)
  * projector output and pooled features, and the global cross-correlation, copied to the host. */
-static tw_status pt_after_step(tw_task *t, int64_t step, int64_t steps_per_epoch, char *json, size_t n_json,
-                               char *line, size_t n_line, tw_err *err) {
+static tw_status pt_after_step(tw_task *t, int64_t step, int64_t steps_per_epoch, tw_check_report *out,
+                               tw_err *err) {
     pretrain_task *T = t->self;
     if (!tw_monitor_run_due(T->mon, step, steps_per_epoch)) return TW_OK;
     const tw_bt_task *bt = tw_bt_task_of(&T->bt);
@@ -97,8 +97,7 @@ static tw_status pt_after_step(tw_task *t, int64_t step, int64_t steps_per_epoch
     tw_mem_to_host(m->be, fh, m->feats[0], (size_t)n * TW_RESNET18_FEATS * sizeof *fh);
     tw_mem_to_host(m->be, ch, bt->loss.c, (size_t)dz * dz * sizeof *ch);
     tw_monitor_embeds e = {.n_local = n, .z = zh, .dz = dz, .f = fh, .df = TW_RESNET18_FEATS, .c = ch};
-    tw_status st = tw_monitor_run_check(T->mon, step, steps_per_epoch, &e, t->P, m->o.cross ? both : shared, json,
-                                        n_json, line, n_line, err);
+    tw_status st = tw_monitor_run_check(T->mon, step, steps_per_epoch, &e, t->P, m->o.cross ? both : shared, out, err);
     free(zh), free(fh), free(ch);
     return st;
 }

@@ -19,6 +19,14 @@
  * gradient of the global mean is the mean of the ranks'. */
 typedef enum { TW_GRAD_SUM, TW_GRAD_MEAN } tw_grad_reduce;
 
+/* What a monitor check reports: the "monitor" object of metrics.jsonl, its log line, and a short
+ * figure the progress line carries until the next check (the online kNN mAP; "" for none). */
+typedef struct tw_check_report {
+    char json[2048];
+    char line[512];
+    char note[48];
+} tw_check_report;
+
 typedef struct tw_task tw_task;
 struct tw_task {
     const char *kind;             /* the checkpoint's task: "barlow-twins", "classification" */
@@ -53,12 +61,11 @@ struct tw_task {
      * (mAP), the same on every rank; summary is a short line for the log. */
     tw_status (*validate)(tw_task *t, int batch, double *score, char *summary, size_t n_summary, tw_err *err);
     /* Optional (NULL: none): the task's monitors after an accepted step (pretrain:
-     * train/monitor_run.h), on every rank; step: steps done, steps_per_epoch: the loader's. *json:
-     * the "monitor" object for metrics.jsonl, left "" when nothing ran at this step; line: its log
-     * line. A status other than TW_OK stops the run after a checkpoint (a collapse with
+     * train/monitor_run.h), on every rank; step: steps done, steps_per_epoch: the loader's; out
+     * (zeroed by the caller): what a check reports, json left "" when nothing ran at this step. A
+     * status other than TW_OK stops the run after a checkpoint (a collapse with
      * monitor.on_collapse stop). */
-    tw_status (*after_step)(tw_task *t, int64_t step, int64_t steps_per_epoch, char *json, size_t n_json, char *line,
-                            size_t n_line, tw_err *err);
+    tw_status (*after_step)(tw_task *t, int64_t step, int64_t steps_per_epoch, tw_check_report *out, tw_err *err);
     void (*free)(tw_task *t);
     void *self;
 };

@@ -80,8 +80,10 @@ static void format_eta(char *buf, size_t n, double s) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
-tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line, tw_err *err) {
+tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line,
+                              const char *note, tw_err *err) {
     if (!r->on) return TW_OK;
+    if (note[0]) snprintf(r->note, sizeof r->note, "%s", note);
     tw_trainlog_break(r);
     printf("%s\n", log_line);
     fflush(stdout);
@@ -119,15 +121,18 @@ tw_status tw_trainlog_step(tw_trainlog *r, int64_t step, int64_t epoch, double l
         int fill = r->total_steps > 0 ? (int)(W * step / r->total_steps) : W;
         for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '.';
         bar[W] = 0;
-        printf("\repoch %4" PRId64 " step %7" PRId64 "/%-7" PRId64 " [%s] loss %.4e | %7.1f %s/s | ETA %s ",
-               epoch, step, r->total_steps, bar, loss, pairs_per_s, r->unit, eta_s);
+        printf("\repoch %4" PRId64 " step %7" PRId64 "/%-7" PRId64 " [%s] loss %.4e | %7.1f %s/s | ETA %s%s%s ",
+               epoch, step, r->total_steps, bar, loss, pairs_per_s, r->unit, eta_s, r->note[0] ? " | " : "",
+               r->note);
         if (last) printf("\n");
         fflush(stdout);
         return TW_OK;
     }
     if (step % r->log_every && !last && step != r->first_step + 1) return TW_OK;
-    printf("step %7" PRId64 "/%-7" PRId64 " | epoch %4" PRId64 " | loss %.4e | lr %.2e | %8.1f ms | %7.1f %s/s | ETA %s\n",
-           step, r->total_steps, epoch, loss, lr, 1e3 * step_s, pairs_per_s, r->unit, eta_s);
+    printf("step %7" PRId64 "/%-7" PRId64 " | epoch %4" PRId64 " | loss %.4e | lr %.2e | %8.1f ms | %7.1f %s/s | "
+           "ETA %s%s%s\n",
+           step, r->total_steps, epoch, loss, lr, 1e3 * step_s, pairs_per_s, r->unit, eta_s, r->note[0] ? " | " : "",
+           r->note);
     fflush(stdout);
     return TW_OK;
 }

@@ -19,6 +19,7 @@ typedef struct tw_trainlog {
     FILE *metrics;          /* metrics.jsonl, appended */
     char metrics_path[4096];
     const char *unit;       /* what the rate counts: "pairs" (the default), "images" */
+    char note[48];          /* the last check's figure, at the end of every progress line */
 } tw_trainlog;
 
 /* Before a resumed run appends to metrics_path (rank 0): keeps only its complete lines of steps
@@ -34,10 +35,12 @@ tw_status tw_trainlog_open(tw_trainlog *r, int on, const char *metrics_path, int
  * naming the file and the error. */
 tw_status tw_trainlog_step(tw_trainlog *r, int64_t step, int64_t epoch, double loss, double lr,
                          double step_s, double pairs_per_s, tw_err *err);
-/* After step `step`, a monitor check (train/monitor_run.h): its log line printed, and the line
- * {"step": step, "monitor": object} in metrics.jsonl (object: a JSON object's text). A line that
- * cannot be written is a status as tw_trainlog_step's. */
-tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line, tw_err *err);
+/* After step `step`, a monitor check (train/monitor_run.h): its log line printed, the line
+ * {"step": step, "monitor": object} in metrics.jsonl (object: a JSON object's text), and note
+ * (when not "") kept for the progress lines that follow. A line that cannot be written is a
+ * status as tw_trainlog_step's. */
+tw_status tw_trainlog_monitor(tw_trainlog *r, int64_t step, const char *object, const char *log_line,
+                              const char *note, tw_err *err);
 /* Ends a progress bar's line (before any other output). */
 void tw_trainlog_break(tw_trainlog *r);
 void tw_trainlog_close(tw_trainlog *r);

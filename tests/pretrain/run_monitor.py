@@ -1,8 +1,9 @@
 """End-to-end monitors of `twinfuse pretrain` (docs/monitor.md), on synthetic shards, on the CPU:
 1. a run with monitors (every 2 steps, online kNN on val) ends bit-identical (weights, BN buffers,
    counters, optimizer state) to the same run without them, logs a monitor line per check with
-   every figure, and its healthy embedding never raises the alarm; at the default cadence on a
-   tiny epoch the health comes every epoch and the kNN only every k-th (its cost bounded);
+   every figure (the kNN mAP also in the progress line), and its healthy embedding never raises
+   the alarm; at the default cadence on a tiny epoch the health comes every epoch and the kNN
+   only every k-th (its cost bounded);
 2. a constructed collapse (every patch the same image, no augmentation: every sample has the same
    embedding) raises the alarm at exactly the monitor.patience-th check: warn goes on with one
    warning; stop saves a checkpoint and exits 1 with a message naming what collapsed;
@@ -75,6 +76,10 @@ check(all(m["bad_checks"] == 0 for m in mon.values()) and "collapsed" not in on.
       "the healthy run never raises the alarm: " + ", ".join("%.3f" % m["z_std_mean"] for m in mon.values()))
 check(not monitors("off") and "# monitor" not in open(os.path.join(WORK, "off", "metrics.jsonl")).read(),
       "monitor.every_steps=-1: no monitor lines")
+# The progress line carries the last check's kNN mAP: step 5's that of the check at step 4.
+step5 = [ln for ln in on.stdout.splitlines() if ln.startswith("step") and ln.split()[1].startswith("5/")]
+check(len(step5) == 1 and step5[0].endswith(f"| kNN {mon[4]['knn_map_macro']:.4f}"),
+      f"the progress line shows the last kNN mAP: {step5}")
 
 # 1b. The default cadence (a check an epoch) on an epoch too small for a kNN every epoch: 64
 # pairs (4 steps of 16) against 16 memory + 32 query patches to embed is 48 / (6 x 64) = 12.5 %
