@@ -97,7 +97,8 @@ static tw_status pt_after_step(tw_task *t, int64_t step, int64_t steps_per_epoch
     tw_mem_to_host(m->be, fh, m->feats[0], (size_t)n * TW_RESNET18_FEATS * sizeof *fh);
     tw_mem_to_host(m->be, ch, bt->loss.c, (size_t)dz * dz * sizeof *ch);
     tw_monitor_embeds e = {.n_local = n, .z = zh, .dz = dz, .f = fh, .df = TW_RESNET18_FEATS, .c = ch};
-    tw_status st = tw_monitor_run_check(T->mon, step, steps_per_epoch, &e, t->P, m->o.cross ? both : shared, out, err);
+    const char *const *prefix = m->o.cross ? both : shared;
+    tw_status st = tw_monitor_run_check(T->mon, step, steps_per_epoch, &e, t->P, prefix, out, err);
     free(zh), free(fh), free(ch);
     return st;
 }
