@@ -1,5 +1,6 @@
 /* The losses' hot loops: Barlow Twins on the cross-correlation matrix (Zbontar et al. 2021,
- * eq. 1: Σ_i (1 - c_ii)² + λ Σ_{i≠j} c_ij²) and multi-label BCE with logits (the log-sum-exp form
+ * eq. 1: Σ_i (t_i - c_ii)² + λ Σ_{i≠j} c_ij², t_i 1 for the first `common` dimensions and 0 after,
+ * all times a scale) and multi-label BCE with logits (the log-sum-exp form
  * of torch.nn.BCEWithLogitsLoss, mean reduction). Each writes its gradient (=) and the loss to a
  * device f64, summed in a fixed order: per-thread f32 terms, f64 block sums, one final block. */
 #include "kcommon.cuh"
@@ -23,17 +24,20 @@ __global__ void final_sum_kernel(double *val, const double *partial, double scal
     if (threadIdx.x == 0) *val = v * scale;
 }
 
-__global__ void bt_loss_kernel(double *partial, float *dc, const float *c, int d, float lambda) {
+__global__ void bt_loss_kernel(double *partial, float *dc, const float *c, int d, int common,
+                               float lambda, float scale) {
     size_t total = (size_t)d * d;
     double acc = 0.0;
     for (size_t i = tw_gtid(); i < total; i += tw_gstride()) {
         float v = c[i];
-        if (i / d == i % d) {
-            acc += (double)((1.f - v) * (1.f - v));
-            dc[i] = 2.f * (v - 1.f);
+        size_t row = i / d;
+        if (row == i % d) {
+            float t = row < (size_t)common ? 1.f : 0.f;
+            acc += (double)((t - v) * (t - v));
+            dc[i] = 2.f * scale * (v - t);
         } else {
             acc += (double)(lambda * v * v);
-            dc[i] = 2.f * lambda * v;
+            dc[i] = 2.f * scale * lambda * v;
         }
     }
     acc = block_sum(acc);
@@ -41,9 +45,9 @@ __global__ void bt_loss_kernel(double *partial, float *dc, const float *c, int d
 }
 
 extern "C" cudaError_t tw_k_bt_loss(cudaStream_t s, double *val, double *partial, float *dc,
-                                    const float *c, int d, float lambda) {
-    bt_loss_kernel<<<TW_K_RED_BLOCKS, TW_K_THREADS, 0, s>>>(partial, dc, c, d, lambda);
-    final_sum_kernel<<<1, TW_K_THREADS, 0, s>>>(val, partial, 1.0);
+                                    const float *c, int d, int common, float lambda, float scale) {
+    bt_loss_kernel<<<TW_K_RED_BLOCKS, TW_K_THREADS, 0, s>>>(partial, dc, c, d, common, lambda, scale);
+    final_sum_kernel<<<1, TW_K_THREADS, 0, s>>>(val, partial, (double)scale);
     return cudaGetLastError();
 }
 

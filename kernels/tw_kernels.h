@@ -139,7 +139,7 @@ cudaError_t tw_k_bias_backward(cudaStream_t s, float *dbias, const float *dy, in
 
 /* ---- loss.cu: the value goes to *val (device), partial: [TW_K_RED_BLOCKS] f64 scratch ---- */
 cudaError_t tw_k_bt_loss(cudaStream_t s, double *val, double *partial, float *dc, const float *c,
-                         int d, float lambda);
+                         int d, int common, float lambda, float scale);
 cudaError_t tw_k_bce_logits(cudaStream_t s, double *val, double *partial, float *dlogits,
                             const float *logits, const float *targets, size_t n_elems);
 

@@ -24,6 +24,12 @@ static const tw_cfg_key loss_keys[] = {
      "weight of the off-diagonal (redundancy) terms"},
     {"loss.pairing", TW_CFG_ENUM, offsetof(tw_pretrain_loss_cfg, pairing), 1, pairing_names, "views", 0, 0, 0,
      "views (two augmented views of one source) or cross (S1 against S2; data.source s1+s2)"},
+    {"loss.intra", TW_CFG_FLOAT, offsetof(tw_pretrain_loss_cfg, intra), 1, NULL, "0", TW_CFG_LO, 0, 0,
+     "cross pairing: weight of the intra-modal terms (a second view of each source against the "
+     "first, DeCUR; docs/pretrain.md); 0: none"},
+    {"loss.common_dims", TW_CFG_INT, offsetof(tw_pretrain_loss_cfg, common_dims), 1, NULL, "0", TW_CFG_LO, 0, 0,
+     "cross pairing with loss.intra: the projector dimensions S1 and S2 share (diagonal target 1); "
+     "the rest are each source's own (target 0); 0: all"},
     {"loss.c_exchange", TW_CFG_ENUM, offsetof(tw_pretrain_loss_cfg, c_exchange), 1, exchange_names, "allreduce",
      0, 0, 0,
      "how ranks form the global cross-correlation: allreduce C (D x D floats) or allgather the "
@@ -68,6 +74,19 @@ static const char *check(const void *cfg_, char *why, size_t n_why) {
     if (!both && cross) {
         snprintf(why, n_why, "cross pairs S1 with S2: it needs data.source s1+s2");
         return cfg->data.views == TW_CFG_VIEWS_CROSS ? "data.views" : "loss.pairing";
+    }
+    if (cfg->loss.intra > 0 && !cross) {
+        snprintf(why, n_why, "intra-modal terms are added to a cross-modal loss: they need loss.pairing cross");
+        return "loss.intra";
+    }
+    if (cfg->loss.common_dims > 0 && cfg->loss.common_dims < cfg->model.projector_dim && !(cfg->loss.intra > 0)) {
+        snprintf(why, n_why, "unique dimensions are shaped by the intra-modal terms alone: they need loss.intra > 0");
+        return "loss.common_dims";
+    }
+    if (cfg->loss.common_dims > cfg->model.projector_dim) {
+        snprintf(why, n_why, "%d common dimensions in a %d-wide projector", cfg->loss.common_dims,
+                 cfg->model.projector_dim);
+        return "loss.common_dims";
     }
     if (cfg->data.views == TW_CFG_VIEWS_SEASONAL && cfg->loss.pairing == TW_PAIRING_CROSS) {
         snprintf(why, n_why, "seasonal views pair two acquisitions of one source; loss.pairing cross pairs S1 with S2");

@@ -27,6 +27,8 @@ typedef enum { TW_C_ALLREDUCE, TW_C_ALLGATHER } tw_cfg_c_exchange;
 typedef struct tw_pretrain_loss_cfg {
     double lambda;                     /* off-diagonal weight of the Barlow Twins loss */
     tw_cfg_pairing pairing;
+    double intra;                      /* cross: weight of the intra-modal terms (0: none) */
+    int common_dims;                   /* cross: dims with diagonal target 1 (0: all) */
     tw_cfg_c_exchange c_exchange;
 } tw_pretrain_loss_cfg;
 

@@ -13,8 +13,8 @@ static const char *const prefixes[2][2][2] = {
 };
 
 /* The branch that view v goes through, and its projector's view slot. */
-static int branch_of(const tw_bt_model *m, int v) { return m->o.cross ? v : 0; }
-static int slot_of(const tw_bt_model *m, int v) { return m->o.cross ? 0 : v; }
+static int branch_of(const tw_bt_model *m, int v) { return m->o.cross ? v % 2 : 0; }
+static int slot_of(const tw_bt_model *m, int v) { return m->o.cross ? v / 2 : v; }
 
 tw_status tw_bt_model_opts_check(const tw_bt_model_opts *o, int n_ranks, tw_err *err) {
     int G = o->bn_groups, n = o->n_local;
@@ -25,6 +25,8 @@ tw_status tw_bt_model_opts_check(const tw_bt_model_opts *o, int n_ranks, tw_err 
         return tw_err_set(err, TW_E_RANGE, "bn_groups %d: a synchronised backbone BN takes one batch per rank", G);
     if (n < 2 && n_ranks < 2)
         return tw_err_set(err, TW_E_RANGE, "batch norm needs at least 2 pairs per step, got %d", n);
+    if (o->intra && !o->cross)
+        return tw_err_set(err, TW_E_USAGE, "a second view of each source (intra) needs the cross-modal model");
     if (!o->cross && o->c_in[1] != o->c_in[0])
         return tw_err_set(err, TW_E_SHAPE, "one backbone for both views: %d and %d channels", o->c_in[0],
                           o->c_in[1]);
@@ -38,6 +40,7 @@ tw_status tw_bt_model_register(tw_bt_model *m, tw_backend *be, tw_params *P, con
     m->o = *o;
     m->red = *red;
     m->n_branches = o->cross ? 2 : 1;
+    m->n_views = o->intra ? 4 : 2;
     tw_status st = tw_bt_model_opts_check(o, red->n_ranks, err);
     for (int b = 0; b < m->n_branches && st == TW_OK; b++) {
         tw_bt_branch *br = &m->br[b];
@@ -62,9 +65,9 @@ tw_status tw_bt_model_alloc(tw_bt_model *m, const tw_params *P, int *bad, tw_err
     }
     size_t f_bytes = (size_t)n * TW_RESNET18_FEATS * sizeof(float);
     size_t z_bytes = (size_t)n * o->proj_dim * sizeof(float);
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < m->n_views; v++) {
         for (int g = 0; g < G; g++) tw_resnet18_acts_make(&m->acts[v][g], m->br[branch_of(m, v)].plans);
-        m->x[v] = tw_mem_alloc(be, (size_t)n * o->c_in[v] * o->h * o->w * sizeof(float));
+        m->x[v] = tw_mem_alloc(be, (size_t)n * o->c_in[v % 2] * o->h * o->w * sizeof(float));
         m->feats[v] = tw_mem_alloc(be, f_bytes);
         m->dfeats[v] = tw_mem_alloc(be, f_bytes);
         m->z[v] = tw_mem_alloc(be, z_bytes);
@@ -76,7 +79,7 @@ tw_status tw_bt_model_alloc(tw_bt_model *m, const tw_params *P, int *bad, tw_err
 void tw_bt_model_free(tw_bt_model *m) {
     tw_backend *be = m->be;
     if (!be) return;
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < m->n_views; v++) {
         if (m->br[branch_of(m, v)].plans)
             for (int g = 0; g < m->o.bn_groups; g++) tw_resnet18_acts_free(&m->acts[v][g], be);
         tw_mem_free(be, m->x[v]);
@@ -106,15 +109,15 @@ void tw_bt_model_reset(tw_bt_model *m, tw_params *P, uint64_t seed) {
 void tw_bt_model_forward(tw_bt_model *m) {
     int G = m->o.bn_groups, rows = m->o.n_local / G;
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < m->n_views; v++) {
         tw_bt_branch *br = &m->br[branch_of(m, v)];
-        size_t x_group = (size_t)rows * m->o.c_in[v] * m->o.h * m->o.w;
+        size_t x_group = (size_t)rows * m->o.c_in[v % 2] * m->o.h * m->o.w;
         for (int g = 0; g < G; g++) {
             tw_resnet18_forward(&m->acts[v][g], m->x[v] + g * x_group, &br->net, br->plans, 1);
             tw_mem_copy(m->be, m->feats[v] + g * f_group, m->acts[v][g].feats, f_group * sizeof(float));
         }
     }
-    for (int v = 0; v < 2; v++)
+    for (int v = 0; v < m->n_views; v++)
         tw_projector_forward(&m->br[branch_of(m, v)].pj, m->be, &m->red, slot_of(m, v), m->z[v], m->feats[v]);
 }
 
@@ -123,15 +126,16 @@ void tw_bt_model_backward(tw_bt_model *m, tw_params *P, const tw_grad_ready *rea
     size_t f_group = (size_t)rows * TW_RESNET18_FEATS;
     for (int b = m->n_branches - 1; b >= 0; b--) {
         tw_bt_branch *br = &m->br[b];
-        int v0 = m->o.cross ? b : 0, v1 = m->o.cross ? b : 1;   /* the views through this branch */
+        /* The views through this branch: v0, v0 + step, ..., v1. */
+        int v0 = m->o.cross ? b : 0, step = m->o.cross ? 2 : 1, v1 = m->n_views - (m->o.cross ? 2 - b : 1);
         /* The projector (+= into its zeroed range: from the backbone's end to the next branch's
          * backbone, or to the arena's end), then the backbone (= for its first call, += after). */
         size_t end = b + 1 < m->n_branches ? m->br[b + 1].net.grad_begin : P->n_params;
         tw_mem_zero(m->be, P->grads + br->net.grad_end, (end - br->net.grad_end) * sizeof(float));
-        for (int v = v0; v <= v1; v++)
+        for (int v = v0; v <= v1; v += step)
             tw_projector_backward(&br->pj, m->be, &m->red, slot_of(m, v), m->dfeats[v], m->dz[v], m->feats[v]);
         tw_grad_ready_at(ready, br->net.grad_end);
-        for (int v = v0; v <= v1; v++)
+        for (int v = v0; v <= v1; v += step)
             for (int g = 0; g < G; g++)
                 tw_resnet18_backward(&br->net, &m->acts[v][g], m->dfeats[v] + g * f_group, br->plans,
                                      v > v0 || g > 0, ready, v == v1 && g == G - 1);

@@ -1,6 +1,7 @@
 /* The Barlow Twins model (Zbontar et al., ICML 2021): a branch per view source, each a ResNet18
  * backbone and a projector — one branch shared by both views of one source, or an S1 and an S2
- * branch for cross-modal pairs (loss.pairing: cross) — as model/classifier.c builds the
+ * branch for cross-modal pairs (loss.pairing: cross; with loss.intra a second view of each source
+ * too, four views in all) — as model/classifier.c builds the
  * classifier. Forward takes the two views to their embeddings, backward takes the embeddings'
  * gradients to the arena's; the loss (loss/barlow.h) and the step (train/bt_task.c) are not here. */
 #ifndef TW_BT_MODEL_H
@@ -16,10 +17,12 @@
 #include "model/resnet18.h"
 
 #define TW_BT_MAX_GROUPS 8
+#define TW_BT_MAX_VIEWS 4
 
 typedef struct tw_bt_model_opts {
-    int cross;                /* 1: a branch per view (S1 for view 0, S2 for view 1); 0: one
-                               * branch for both views */
+    int cross;                /* 1: a branch per source (S1 for views 0 and 2, S2 for views 1
+                               * and 3); 0: one branch for both views */
+    int intra;                /* cross only: views 2 and 3, a second view of S1 and of S2 */
     int c_in[2];              /* view 0's and view 1's channels (equal without cross) */
     int h, w;                 /* one view: [c_in, h, w] */
     int n_local;              /* pairs per rank and step */
@@ -34,7 +37,8 @@ typedef struct tw_bt_model_opts {
  * projector.* for the shared branch; s1.backbone.*, s1.projector.*, s2.* for cross. */
 typedef struct tw_bt_branch {
     tw_resnet18 net;
-    tw_projector pj;          /* view slots: 0 and 1 shared; slot 0 only in a cross branch */
+    tw_projector pj;          /* view slots: 0 and 1 shared; in a cross branch slot 0, and 1
+                               * for the source's second view (intra) */
     tw_resnet18_plans *plans; /* for n_local / bn_groups images */
 } tw_bt_branch;
 
@@ -43,11 +47,12 @@ typedef struct tw_bt_model {
     tw_bt_model_opts o;
     tw_reducer red;                        /* the synchronised BNs' sums over the ranks */
     int n_branches;                        /* 1 shared, 2 cross */
+    int n_views;                           /* 2, or 4 with intra */
     tw_bt_branch br[2];
-    tw_resnet18_acts acts[2][TW_BT_MAX_GROUPS];   /* per view and BN group */
-    float *x[2];                           /* [n_local, c_in[v], h, w] the two views (backend) */
-    float *feats[2], *dfeats[2];           /* [n_local, 512] */
-    float *z[2], *dz[2];                   /* [n_local, proj_dim] */
+    tw_resnet18_acts acts[TW_BT_MAX_VIEWS][TW_BT_MAX_GROUPS];   /* per view and BN group */
+    float *x[TW_BT_MAX_VIEWS];             /* [n_local, c_in[v % 2], h, w] the views (backend) */
+    float *feats[TW_BT_MAX_VIEWS], *dfeats[TW_BT_MAX_VIEWS];   /* [n_local, 512] */
+    float *z[TW_BT_MAX_VIEWS], *dz[TW_BT_MAX_VIEWS];           /* [n_local, proj_dim] */
 } tw_bt_model;
 
 /* A status naming the bad option: bn_groups must divide n_local (and be 1 with backbone_sync); BN
@@ -65,10 +70,11 @@ void tw_bt_model_free(tw_bt_model *m);
 void tw_bt_model_reset(tw_bt_model *m, tw_params *P, uint64_t seed);
 uint64_t tw_bt_s2_seed(uint64_t seed);
 
-/* z[v] = projector(backbone(x[v])) for both views, the backbone per BN group; BN in training mode
- * (running statistics and num_batches_tracked move, as torch's train()). */
+/* z[v] = projector(backbone(x[v])) for every view in order, the backbones first, each per BN
+ * group; BN in training mode (running statistics and num_batches_tracked move, as torch's
+ * train()). */
 void tw_bt_model_forward(tw_bt_model *m);
-/* From dz[0], dz[1]: every branch's gradients (=) in P->grads, from the arena's end (the last
+/* From every view's dz: every branch's gradients (=) in P->grads, from the arena's end (the last
  * branch first, its projector before its backbone), telling ready (NULL: nobody) of each range
  * as soon as it is final (core/grad_ready.h). */
 void tw_bt_model_backward(tw_bt_model *m, tw_params *P, const tw_grad_ready *ready);

@@ -15,9 +15,9 @@ static void upload_views(tw_task *t, const tw_batch *b) {
     tw_bt_model *m = &T->m;
     const tw_bt_model_opts *o = &T->o.model;
     TW_ASSERT(b->n == o->n_local);
-    for (int v = 0; v < 2; v++) {
-        const float *src = o->cross ? (v ? b->s2[0] : b->s1[0]) : T->o.sar ? b->s1[v] : b->s2[v];
-        tw_mem_from_host(m->be, m->x[v], src, (size_t)o->n_local * o->c_in[v] * o->h * o->w * sizeof(float));
+    for (int v = 0; v < m->n_views; v++) {
+        const float *src = o->cross ? (v % 2 ? b->s2[v / 2] : b->s1[v / 2]) : T->o.sar ? b->s1[v] : b->s2[v];
+        tw_mem_from_host(m->be, m->x[v], src, (size_t)o->n_local * o->c_in[v % 2] * o->h * o->w * sizeof(float));
     }
 }
 
@@ -25,7 +25,7 @@ static double step(tw_task *t, const tw_grad_ready *ready) {
     tw_bt_task *T = t->self;
     tw_bt_model *m = &T->m;
     tw_bt_model_forward(m);
-    double loss = tw_barlow_forward_backward(&T->loss, m->be, T->comm, m->dz[0], m->dz[1], m->z[0], m->z[1]);
+    double loss = tw_barlow_forward_backward(&T->loss, m->be, T->comm, m->dz, (const float *const *)m->z);
     tw_bt_model_backward(m, &T->P, ready);
     return loss;
 }
@@ -70,8 +70,17 @@ tw_status tw_bt_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_bt
     tw_reducer red = tw_comm_reducer(comm);
     tw_status st = tw_bt_model_register(&T->m, be, &T->P, &o->model, &red, bad, err);
     if (st != TW_OK) return st;
-    tw_barlow_init(&T->loss, be, o->model.n_local, o->model.proj_dim, tw_comm_rank(comm), tw_comm_size(comm),
-                   o->lambda, o->c_gather, bad);
+    tw_barlow_opts lo = tw_barlow_pair(o->model.n_local, o->model.proj_dim, o->lambda, o->c_gather);
+    if (o->model.intra) {
+        /* DeCUR: S1 against S2 on the common dims, then each source against its second view. */
+        lo.n_views = 4;
+        lo.n_terms = 3;
+        lo.terms[0].common = o->common > 0 ? o->common : o->model.proj_dim;
+        lo.terms[1] = (tw_barlow_term){0, 2, o->model.proj_dim, o->intra};
+        lo.terms[2] = (tw_barlow_term){1, 3, o->model.proj_dim, o->intra};
+    }
+    tw_barlow_init(&T->loss, be, &lo, tw_comm_rank(comm), tw_comm_size(comm), bad);
+    t->n_values = lo.n_terms;
     tw_barlow_register(&T->loss, &T->P);
     tw_params_alloc(&T->P, 0);   /* the optimizer keeps its own state */
     tw_barlow_bind(&T->loss, &T->P);

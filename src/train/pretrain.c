@@ -25,7 +25,8 @@ typedef struct aug_hook {
  * Cross-modal pairs (loss.pairing cross) are the same place seen by two sensors; each source gets
  * its own, independent augmentation, as two views of one image do in Barlow Twins: S1 is
  * augmented as view 0 (augment.view1's probabilities) and S2 as view 1 (augment.view2's), on
- * their own Philox streams, so crops, flips and turns differ between the two. */
+ * their own Philox streams, so crops, flips and turns differ between the two. A second loader
+ * view (loss.intra) draws S1 and S2 again on two more streams. */
 static tw_status augment_hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
                               int64_t sample, int view, tw_err *err) {
     const aug_hook *a = user;
@@ -34,9 +35,9 @@ static tw_status augment_hook(void *user, tw_view *out, const tw_view *in, uint6
         return tw_err_set(err, TW_E_SHAPE, "augment: view %dx%d from a %dx%d sample", out->h, out->w, in->h, in->w);
     if (a->cross) {
         tw_augment_view(out->s1, g->scratch, in->s1, in->c_s1, in->h, in->w, out->h, &g->p_s1, seed,
-                        (uint32_t)epoch, (uint32_t)sample, 0);
+                        (uint32_t)epoch, (uint32_t)sample, (uint32_t)(2 * view));
         tw_augment_view(out->s2, g->scratch, in->s2, in->c_s2, in->h, in->w, out->h, &g->p, seed,
-                        (uint32_t)epoch, (uint32_t)sample, 1);
+                        (uint32_t)epoch, (uint32_t)sample, (uint32_t)(2 * view + 1));
     } else {
         float *dst = a->sar ? out->s1 : out->s2;
         const float *src = a->sar ? in->s1 : in->s2;
@@ -56,7 +57,7 @@ typedef struct pretrain_task {
 
 static void loader_opts(tw_task *t, tw_loader_opts *lo) {
     pretrain_task *T = t->self;
-    lo->n_views = T->hook.cross ? 1 : 2;
+    lo->n_views = T->hook.cross && !(T->cfg->loss.intra > 0) ? 1 : 2;
     lo->views = T->cfg->data.views == TW_CFG_VIEWS_SEASONAL ? TW_VIEWS_SEASONAL : TW_VIEWS_AUGMENT;
     lo->augment = augment_hook;
     lo->augment_user = &T->hook;
@@ -124,9 +125,12 @@ static tw_status make(tw_task *t, tw_backend *be, tw_comm *comm, int *bad, const
     T->cfg = cfg;
     T->hook = (aug_hook){.aug = aug, .sar = cfg->data.source == TW_SOURCE_S1, .cross = mo->cross};
     tw_bt_opts o = {.model = *mo, .sar = T->hook.sar, .lambda = (float)cfg->loss.lambda,
+                    .intra = (float)cfg->loss.intra,
+                    .common = cfg->loss.common_dims,
                     .c_gather = cfg->loss.c_exchange == TW_C_ALLGATHER};
     tw_status st = tw_bt_task_init(&T->bt, be, comm, &o, bad, err);
     t->P = T->bt.P;
+    t->n_values = T->bt.n_values;
     t->segs = T->bt.segs;
     t->n_segs = T->bt.n_segs;
     if (st == TW_OK) st = tw_monitor_run_create(&T->mon, cfg, be, comm, err);
@@ -157,6 +161,7 @@ static tw_status make_cross(tw_task *t, tw_backend *be, tw_comm *comm, int *bad,
     const tw_pretrain_cfg *cfg = user;
     tw_bt_model_opts mo = model_opts(cfg, comm);
     mo.cross = 1;
+    mo.intra = cfg->loss.intra > 0;
     mo.c_in[0] = TW_S1_BANDS;
     mo.c_in[1] = s2_channels(cfg);
     return make(t, be, comm, bad, aug, cfg, &mo, err);

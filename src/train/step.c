@@ -97,10 +97,14 @@ void tw_step_free(tw_step *s) {
     free(s);
 }
 
+/* The value ops of the task's step (its loss is their sum), then the verdict. */
+static int value_count(const tw_step *s) { return (s->task->n_values > 0 ? s->task->n_values : 1) + 1; }
+
 /* The step's device work, with no host decision inside: clear bad, the task's
  * forward-backward with the buckets started as backward goes, the wait for them, the checked
- * update. Value ops in order: the task's loss, bad. */
-static void queue(tw_step *s, double v[2], int recording) {
+ * update. v[0]: the task's loss, v[value_count - 1]: bad (a replay hands back the loss's terms in
+ * v[0..value_count - 2] instead). */
+static void queue(tw_step *s, double *v, int recording) {
     tw_task *t = s->task;
     tw_params *P = t->P;
     tw_mem_zero(s->be, s->bad, sizeof(int));
@@ -110,7 +114,7 @@ static void queue(tw_step *s, double v[2], int recording) {
     float scale = t->reduce == TW_GRAD_MEAN ? 1.0f / (float)s->world : 1.0f;
     tw_scale_check(s->be, P->grads + s->span.offset, s->span.n_elems, scale, s->bad);
     tw_optim_queue(s->optim, P->params, P->grads, s->bad);
-    v[1] = tw_read_flag(s->be, s->bad);
+    v[value_count(s) - 1] = tw_read_flag(s->be, s->bad);
 }
 
 /* Records queue(). The host counters it moves while recording (num_batches_tracked) are put back
@@ -124,7 +128,7 @@ static void record(tw_step *s) {
         return;
     }
     if (st == TW_OK) {
-        double v[2];
+        double v[TW_TASK_MAX_VALUES + 1];
         queue(s, v, 1);
         st = tw_backend_graph_end(s->be, &err);
     }
@@ -143,11 +147,13 @@ double tw_loop_step(tw_step *s, const tw_batch *b, double *lr) {
     if (s->buffers_kept) tw_mem_copy(s->be, s->buffers_kept, P->buffers, P->n_buffers * sizeof(float));
     memcpy(s->counters_kept, P->counters, P->n_counters * sizeof(int64_t));
     if (s->want_graph && s->warm && s->graph_state == 0) record(s);
-    double v[2], lr_used = tw_optim_advance(s->optim);
+    double v[TW_TASK_MAX_VALUES + 1], lr_used = tw_optim_advance(s->optim);
+    int n_v = value_count(s);
     if (s->graph_state == 1) {
         s->wait_s = 0;
-        tw_backend_graph_replay(s->be, v, 2);
+        tw_backend_graph_replay(s->be, v, n_v);
         for (size_t i = 0; i < P->n_counters; i++) P->counters[i] += s->counter_delta[i];
+        for (int i = 1; i < n_v - 1; i++) v[0] += v[i];
     } else {
         queue(s, v, 0);
     }
@@ -159,7 +165,7 @@ double tw_loop_step(tw_step *s, const tw_batch *b, double *lr) {
         loss = lf / s->world;
     }
     if (lr) *lr = lr_used;
-    if (v[1] == 0 && isfinite(loss)) return loss;
+    if (v[n_v - 1] == 0 && isfinite(loss)) return loss;
     /* Rejected: the update was skipped on the device; put back what moved besides. */
     if (s->buffers_kept) tw_mem_copy(s->be, P->buffers, s->buffers_kept, P->n_buffers * sizeof(float));
     memcpy(P->counters, s->counters_kept, P->n_counters * sizeof(int64_t));

@@ -27,6 +27,8 @@ typedef struct tw_check_report {
     char note[48];
 } tw_check_report;
 
+#define TW_TASK_MAX_VALUES 4
+
 typedef struct tw_task tw_task;
 struct tw_task {
     const char *kind;             /* the checkpoint's task: "barlow-twins", "classification" */
@@ -49,13 +51,14 @@ struct tw_task {
      * step a recorded step (train/step.h) leaves out, so each replay reads the new batch. */
     void (*upload)(tw_task *t, const tw_batch *b);
     /* Forward, loss and backward on the uploaded batch: every trained gradient (=) in P->grads.
-     * Returns the loss (SUM: the global loss, equal on every rank; MEAN: this rank's mean) by
-     * exactly one value op (backend.h: NaN while a step is recorded), and decides nothing on
+     * Returns the loss (SUM: the global loss, equal on every rank; MEAN: this rank's mean) as the
+     * sum of n_values value ops (backend.h: NaN while a step is recorded), and decides nothing on
      * the host: a loss or statistic that is not finite makes the gradients so, or raises the
      * step's verdict int (bad) the task was made with, and the loop's step rejects the step. ready:
      * what backward tells, as soon as a range of P->grads is final, so its all-reduce starts
      * while backward goes on (core/grad_ready.h). */
     double (*step)(tw_task *t, const tw_grad_ready *ready);
+    int n_values;                 /* the step's value ops, 1..TW_TASK_MAX_VALUES (0: 1) */
     /* Optional (NULL: none): scores the validation split in global batches of batch (the loop's
      * eval batch, a multiple of the ranks and at most data.batch); *score is higher-better
      * (mAP), the same on every rank; summary is a short line for the log. */

@@ -389,25 +389,40 @@ static int test_losses(tw_backend *be, tw_rng *rng) {
     enum { d = 24 };
     float *c = tb_alloc_rand(rng, d * d, 0.5f), dc[d * d], dc2[d * d];
     const float lambda = 0.0051f;
-    double l0 = tw_bt_loss(be, dc, c, d, lambda), want = 0;
-    for (int i = 0; i < d; i++)
-        for (int j = 0; j < d; j++)
-            want += i == j ? (1.0 - c[i * d + j]) * (1.0 - c[i * d + j]) : lambda * (double)c[i * d + j] * c[i * d + j];
-    ok &= check_close_tol_d("bt_loss value", &l0, &want, 1, 1e-6, 1e-6);
-    double fd[10], an[10];
-    const float h = 1e-2f;
-    for (int t = 0; t < 10; t++) {
-        int i = t < 4 ? (int)tw_rng_below(rng, d) * (d + 1) : (int)tw_rng_below(rng, d * d);
-        float keep = c[i];
-        c[i] = keep + h;
-        double lp = tw_bt_loss(be, dc2, c, d, lambda);
-        c[i] = keep - h;
-        double lm = tw_bt_loss(be, dc2, c, d, lambda);
-        c[i] = keep;
-        fd[t] = (lp - lm) / (2.0 * h);
-        an[t] = dc[i];
+    /* The paper's loss (every diagonal target 1), then DeCUR's (targets 0 past common), scaled. */
+    const int commons[2] = {d, d / 3};
+    const float scales[2] = {1.0f, 0.5f};
+    for (int variant = 0; variant < 2; variant++) {
+        int common = commons[variant];
+        float scale = scales[variant];
+        double l0 = tw_bt_loss(be, dc, c, d, common, lambda, scale), want = 0;
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++) {
+                double v = c[i * d + j], t = i < common ? 1.0 : 0.0;
+                want += i == j ? (t - v) * (t - v) : lambda * v * v;
+            }
+        want *= scale;
+        ok &= check_close_tol_d(variant ? "bt_loss value (common d/3, scale 0.5)" : "bt_loss value", &l0, &want, 1,
+                                1e-6, 1e-6);
+        double fd[12], an[12];
+        const float h = 1e-2f;
+        for (int t = 0; t < 12; t++) {
+            /* Diagonal entries before and past common, then anywhere. */
+            int i = t < 3 ? (int)tw_rng_below(rng, (uint32_t)common) * (d + 1)
+                  : t < 6 && common < d ? (common + (int)tw_rng_below(rng, (uint32_t)(d - common))) * (d + 1)
+                                        : (int)tw_rng_below(rng, d * d);
+            float keep = c[i];
+            c[i] = keep + h;
+            double lp = tw_bt_loss(be, dc2, c, d, common, lambda, scale);
+            c[i] = keep - h;
+            double lm = tw_bt_loss(be, dc2, c, d, common, lambda, scale);
+            c[i] = keep;
+            fd[t] = (lp - lm) / (2.0 * h);
+            an[t] = dc[i];
+        }
+        ok &= close_fd(variant ? "bt_loss finite differences (common d/3, scale 0.5)"
+                               : "bt_loss finite differences (diagonal + off)", an, fd, 12);
     }
-    ok &= close_fd("bt_loss finite differences (diagonal + off)", an, fd, 10);
     free(c);
 
     enum { n = 6, k = 19 };
@@ -424,6 +439,8 @@ static int test_losses(tw_backend *be, tw_rng *rng) {
     }
     bw /= n * k;
     ok &= check_close_tol_d("bce value (with |logit| = 200)", &bl, &bw, 1, 1e-6, 1e-6);
+    double fd[10], an[10];
+    const float h = 1e-2f;
     for (int t = 0; t < 10; t++) {
         int i = t < 2 ? t : (int)tw_rng_below(rng, n * k);
         float keep = z[i];

@@ -695,7 +695,7 @@ static void check_losses(ctx *t, int d, int n, int k) {
         float *cd = dev_put(be, c, dd), *ld = dev_put(be, logits, nk), *td = dev_put(be, targets, nk);
         float *dc = side == 0 ? gpu_guarded(t, dd * sizeof(float), "bt dc") : tw_mem_alloc(be, dd * sizeof(float));
         float *dl = side == 0 ? gpu_guarded(t, nk * sizeof(float), "bce dlogits") : tw_mem_alloc(be, nk * sizeof(float));
-        loss[side][0] = tw_bt_loss(be, dc, cd, d, 0.0051f);
+        loss[side][0] = tw_bt_loss(be, dc, cd, d, d / 2, 0.0051f, 0.75f);   /* DeCUR targets past d/2 */
         loss[side][1] = tw_bce_logits(be, dl, ld, td, n, k);
         grad[side][0] = host_get(be, dc, dd);
         grad[side][1] = host_get(be, dl, nk);
@@ -873,7 +873,7 @@ static double graph_ops(tw_backend *be, graph_bufs *g, int d, double *flag_value
     tw_mem_zero(be, g->flag, sizeof(int));
     tw_add_relu_forward(be, &ct, &at, &bt);
     tw_gemm(be, 1, 0, d, d, d, 1.f / d, g->c, d, g->a, d, 0.f, g->y, d);
-    double loss = tw_bt_loss(be, g->dc, g->y, d, 0.005f);
+    double loss = tw_bt_loss(be, g->dc, g->y, d, d, 0.005f, 1.0f);
     tw_scale_check(be, g->dc, dd, 0.5f, g->flag);
     tw_mem_from_host_async(be, g->vals, g->vals_host, sizeof *g->vals);
     tw_sgd_update(be, g->plan, g->p, g->mu, g->dc, &h, g->vals, g->flag);

@@ -2,8 +2,10 @@
  * (ref_bt_loss.py): loss, ∂loss/∂z1 and ∂loss/∂z2 within 1e-5. Run on one process and under
  * mpirun -np 2, where each rank holds half the rows and the result must be the same; with
  * "gather", the ranks all-gather the normalised embeddings instead of all-reducing C
- * (loss.c_exchange: allgather).
- * usage: test_bt_loss REF.safetensors N D LAMBDA single|mpi [gather] */
+ * (loss.c_exchange: allgather). With "decur", the reference holds four views and the cross-modal
+ * loss with intra-modal terms (loss/barlow.h): S1-S2 on the common dimensions, S1-S1' and S2-S2'
+ * weighted (the file's "common" and "intra").
+ * usage: test_bt_loss REF.safetensors N D LAMBDA single|mpi [gather] [decur] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +17,14 @@
 #include "loss/barlow.h"
 
 int main(int argc, char **argv) {
-    int gather = argc == 7 && !strcmp(argv[6], "gather");
-    if (argc != 6 && !gather) {
-        fprintf(stderr, "usage: %s REF.safetensors N D LAMBDA single|mpi [gather]\n", argv[0]);
+    int gather = 0, decur = 0, bad_arg = argc < 6;
+    for (int i = 6; i < argc; i++) {
+        if (!strcmp(argv[i], "gather")) gather = 1;
+        else if (!strcmp(argv[i], "decur")) decur = 1;
+        else bad_arg = 1;
+    }
+    if (bad_arg) {
+        fprintf(stderr, "usage: %s REF.safetensors N D LAMBDA single|mpi [gather] [decur]\n", argv[0]);
         return 1;
     }
     tw_comm *comm = check_comm(argv[5], &argc, &argv);
@@ -32,10 +39,28 @@ int main(int argc, char **argv) {
         return 1;
     }
     size_t cnt;
-    float *z[2] = {check_read_f32(f, "z1", &cnt), check_read_f32(f, "z2", NULL)};
-    float *dz_ref[2] = {check_read_f32(f, "dz1", NULL), check_read_f32(f, "dz2", NULL)};
+    int n_views = decur ? 4 : 2;
+    float *z[4], *dz_ref[4];
+    for (int v = 0; v < n_views; v++) {
+        char name[8];
+        snprintf(name, sizeof name, "z%d", v + 1);
+        z[v] = check_read_f32(f, name, &cnt);
+        TW_ASSERT(cnt == (size_t)n * d);
+        snprintf(name, sizeof name, "dz%d", v + 1);
+        dz_ref[v] = check_read_f32(f, name, NULL);
+    }
     float *loss_ref = check_read_f32(f, "loss", NULL);
-    TW_ASSERT(cnt == (size_t)n * d);
+    tw_barlow_opts lo = tw_barlow_pair(0, d, lambda, gather);
+    if (decur) {
+        float *common = check_read_f32(f, "common", NULL), *intra = check_read_f32(f, "intra", NULL);
+        lo.n_views = 4;
+        lo.n_terms = 3;
+        lo.terms[0].common = (int)common[0];
+        lo.terms[1] = (tw_barlow_term){0, 2, d, intra[0]};
+        lo.terms[2] = (tw_barlow_term){1, 3, d, intra[0]};
+        free(common);
+        free(intra);
+    }
 
     tw_backend *be = NULL;
     if (tw_backend_create(&be, TW_DEVICE_CPU, TW_PREC_FP32, 0, &err) != TW_OK) {
@@ -44,8 +69,8 @@ int main(int argc, char **argv) {
     }
     int n_local = n / size;
     size_t bytes = (size_t)n_local * d * sizeof(float), off = (size_t)rank * n_local * d;
-    float *zb[2], *dzb[2], *dz_host = malloc(bytes);
-    for (int v = 0; v < 2; v++) {
+    float *zb[4], *dzb[4], *dz_host = malloc(bytes);
+    for (int v = 0; v < n_views; v++) {
         zb[v] = tw_mem_alloc(be, bytes);
         dzb[v] = tw_mem_alloc(be, bytes);
         tw_mem_from_host(be, zb[v], z[v] + off, bytes);
@@ -53,13 +78,14 @@ int main(int argc, char **argv) {
     tw_barlow L;
     int *stats_bad = tw_mem_alloc(be, sizeof(int));
     tw_mem_zero(be, stats_bad, sizeof(int));
-    tw_barlow_init(&L, be, n_local, d, rank, size, lambda, gather, stats_bad);
-    double loss = tw_barlow_forward_backward(&L, be, comm, dzb[0], dzb[1], zb[0], zb[1]);
+    lo.n = n_local;
+    tw_barlow_init(&L, be, &lo, rank, size, stats_bad);
+    double loss = tw_barlow_forward_backward(&L, be, comm, dzb, (const float *const *)zb);
 
     int ok = 1;
     float lossf = (float)loss;
     if (rank == 0) ok &= check_close("loss", &lossf, loss_ref, 1, 1e-5);
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < n_views; v++) {
         tw_mem_to_host(be, dz_host, dzb[v], bytes);
         char what[64];
         snprintf(what, sizeof what, "dz%d rank %d/%d", v + 1, rank, size);
@@ -72,7 +98,7 @@ int main(int argc, char **argv) {
 
     tw_barlow_free(&L, be);
     tw_mem_free(be, stats_bad);
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < n_views; v++) {
         tw_mem_free(be, zb[v]);
         tw_mem_free(be, dzb[v]);
         free(z[v]);

@@ -8,7 +8,9 @@
  * ranks). The communicator argument is there to make that choice explicit.
  * With "cross C_S2", the cross-modal model's step (model/bt_model.h, cross): C is the S1 view's
  * channels, C_S2 the S2 view's, and every s1.*, s2.* and bn.* tensor is compared the same way.
- * usage: test_bt_step REF.safetensors N C H D adam|lars single|mpi [cross C_S2] */
+ * With "cross C_S2 decur COMMON INTRA" the batch holds a second S1 and S2 view (y3, y4) and the
+ * loss has DeCUR's intra-modal terms (loss.intra, loss.common_dims; loss/barlow.h).
+ * usage: test_bt_step REF.safetensors N C H D adam|lars single|mpi [cross C_S2 [decur COMMON INTRA]] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +25,11 @@
 #define UPDATE_TOL 1e-3
 
 int main(int argc, char **argv) {
-    int cross = argc == 10 && !strcmp(argv[8], "cross");
-    if (argc != 8 && !cross) {
-        fprintf(stderr, "usage: %s REF.safetensors N C H D adam|lars single|mpi [cross C_S2]\n", argv[0]);
+    int cross = (argc == 10 || argc == 13) && !strcmp(argv[8], "cross");
+    int decur = cross && argc == 13 && !strcmp(argv[10], "decur");
+    if (argc != 8 && !cross && !(argc == 13 && decur)) {
+        fprintf(stderr, "usage: %s REF.safetensors N C H D adam|lars single|mpi [cross C_S2 [decur COMMON INTRA]]\n",
+                argv[0]);
         return 1;
     }
     int c_s2 = cross ? (int)strtol(argv[9], NULL, 10) : 0;
@@ -48,8 +52,10 @@ int main(int argc, char **argv) {
     }
     /* The hyper-parameters of ref_bt_step.py. */
     tw_bt_opts o = {.model = {.cross = cross, .c_in = {c, cross ? c_s2 : c}, .h = h, .w = h, .n_local = n / size,
-                              .bn_groups = 1, .proj_dim = d},
-                    .lambda = 0.0051f};
+                              .bn_groups = 1, .proj_dim = d, .intra = decur},
+                    .lambda = 0.0051f,
+                    .intra = decur ? strtof(argv[12], NULL) : 0.0f,
+                    .common = decur ? (int)strtol(argv[11], NULL, 10) : 0};
     tw_step_opts so = {.graph = TW_GRAPH_AUTO};
     so.optim = (tw_optim_hparams){.momentum = 0.9, .beta1 = 0.9, .beta2 = 0.999, .eps = 1.0, .eta = 0.001};
     so.sched = (tw_schedule){.kind = TW_SCHEDULE_CONSTANT, .warmup_steps = 0, .total_steps = 1,
@@ -83,14 +89,17 @@ int main(int argc, char **argv) {
     }
     /* This rank's share of the two views, as the loader's batch: cross, S1 view 0 and S2 view 0;
      * otherwise S2 views 0 and 1. */
-    int c_view[2] = {c, cross ? c_s2 : c};
-    float *y[2] = {check_read_f32(f, "y1", NULL), check_read_f32(f, "y2", NULL)};
-    float *mine[2];
-    for (int v = 0; v < 2; v++) mine[v] = y[v] + rank * (size_t)(n / size) * c_view[v] * h * h;
+    int c_view[4] = {c, cross ? c_s2 : c, c, c_s2}, n_views = decur ? 4 : 2;
+    float *y[4] = {check_read_f32(f, "y1", NULL), check_read_f32(f, "y2", NULL),
+                   decur ? check_read_f32(f, "y3", NULL) : NULL, decur ? check_read_f32(f, "y4", NULL) : NULL};
+    float *mine[4];
+    for (int v = 0; v < n_views; v++) mine[v] = y[v] + rank * (size_t)(n / size) * c_view[v] * h * h;
     tw_batch b = {.n = n / size, .h = h, .w = h};
     if (cross) {
-        b.s1[0] = mine[0];
-        b.s2[0] = mine[1];
+        for (int v = 0; v < n_views; v++) {
+            if (v % 2) b.s2[v / 2] = mine[v];
+            else b.s1[v / 2] = mine[v];
+        }
     } else {
         b.s2[0] = mine[0];
         b.s2[1] = mine[1];
@@ -159,8 +168,7 @@ int main(int argc, char **argv) {
     tw_comm_allreduce(comm, &bad, 1, TW_I64, TW_REDUCE_MAX);
     free(got);
     free(loss_ref);
-    free(y[0]);
-    free(y[1]);
+    for (int v = 0; v < 4; v++) free(y[v]);
     tw_step_free(step);
     task.free(&task);
     tw_st_close(f);

@@ -5,11 +5,14 @@
 
 #include "backend/cpu/cpu.h"
 
-/* loss = Σ_i (1 - c_ii)² + λ Σ_{i≠j} c_ij² (Zbontar et al. 2021, eq. 1);
- * dc_ii = -2 (1 - c_ii), dc_ij = 2 λ c_ij (=). */
-double tw_cpu_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda) {
+/* loss = s (Σ_i (t_i - c_ii)² + λ Σ_{i≠j} c_ij²) (Zbontar et al. 2021, eq. 1), with the diagonal's
+ * target t_i 1 for i < common and 0 after (DeCUR's unique dimensions);
+ * dc_ii = -2 s (t_i - c_ii), dc_ij = 2 s λ c_ij (=). */
+double tw_cpu_bt_loss(tw_backend *be, float *dc, const float *c, int d, int common, float lambda,
+                      float scale) {
     (void)be;
     double loss = 0.0;
+    float off_grad = 2.0f * scale * lambda;
 #pragma omp parallel for schedule(static) reduction(+ : loss)
     for (int i = 0; i < d; i++) {
         const float *ci = c + (size_t)i * d;
@@ -18,14 +21,14 @@ double tw_cpu_bt_loss(tw_backend *be, float *dc, const float *c, int d, float la
 #pragma omp simd reduction(+ : off)
         for (int j = 0; j < d; j++) {
             off += (double)ci[j] * ci[j];
-            dci[j] = 2.0f * lambda * ci[j];
+            dci[j] = off_grad * ci[j];
         }
-        double diag = 1.0 - ci[i];
+        double diag = (i < common ? 1.0 : 0.0) - ci[i];
         off -= (double)ci[i] * ci[i];
-        dci[i] = (float)(-2.0 * diag);
+        dci[i] = (float)(-2.0 * scale * diag);
         loss += diag * diag + lambda * off;
     }
-    return loss;
+    return scale * loss;
 }
 
 /* Mean over n k of max(x, 0) - x t + log(1 + exp(-|x|)), the stable form torch's

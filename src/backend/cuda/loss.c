@@ -4,11 +4,12 @@
 #include "backend/cuda/cuda_common.h"
 #include "kernels/tw_kernels.h"
 
-double tw_cuda_bt_loss(tw_backend *be, float *dc, const float *c, int d, float lambda) {
+double tw_cuda_bt_loss(tw_backend *be, float *dc, const float *c, int d, int common, float lambda,
+                       float scale) {
     tw_cuda_backend *cb = tw_cuda_of(be);
     TW_ASSERT(d > 0);
     double *slot = tw_cuda_val_slot(cb);
-    TW_CHECK_CUDA(tw_k_bt_loss(cb->stream, slot, cb->red_partial, dc, c, d, lambda));
+    TW_CHECK_CUDA(tw_k_bt_loss(cb->stream, slot, cb->red_partial, dc, c, d, common, lambda, scale));
     return tw_cuda_val_read(cb, slot);
 }
 
