@@ -190,8 +190,8 @@ static void photometric(float *out, float *scratch, int c, int s, const tw_aug_p
 void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, int w, int s,
                      const tw_aug_params *p, uint64_t seed, uint32_t epoch, uint32_t sample,
                      uint32_t view) {
-    TW_ASSERT(view < 2 && s <= h && s <= w && c > 0);
-    const tw_aug_view_probs *q = &p->view[view];
+    TW_ASSERT(view < 4 && s <= h && s <= w && c > 0);
+    const tw_aug_view_probs *q = &p->view[view % 2];
     geo g = draw_geometry(p, q, h, w, s, seed, epoch, sample, view);
     geometry(out, in, c, h, w, s, g.top, g.left, g.ch, g.cw, g.hflip, g.vflip, g.k);
     photometric(out, scratch, c, s, p, q, seed, epoch, sample, view);

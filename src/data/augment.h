@@ -31,8 +31,10 @@ typedef struct tw_aug_params {
 /* Scratch floats tw_augment_view needs for an s x s output. */
 size_t tw_augment_scratch_floats(int s);
 
-/* out [c, s, s] = view `view` (0 or 1) of in [c, h, w] (s <= h, s <= w). Without a crop the view
- * starts from the centre s x s window. scratch: tw_augment_scratch_floats(s) floats. */
+/* out [c, s, s] = view `view` (0 to 3) of in [c, h, w] (s <= h, s <= w): the probabilities of
+ * p->view[view % 2], the Philox streams of view itself (views 2 and 3: a cross-modal pair's second
+ * S1 and S2 views, train/pretrain.c). Without a crop the view starts from the centre s x s window.
+ * scratch: tw_augment_scratch_floats(s) floats. */
 void tw_augment_view(float *out, float *scratch, const float *in, int c, int h, int w, int s,
                      const tw_aug_params *p, uint64_t seed, uint32_t epoch, uint32_t sample,
                      uint32_t view);

@@ -11,7 +11,9 @@
  * parameters, BN buffers, optimizer state and counters as they were (the step's rollback):
  * losses, parameters, BN buffers, optimizer state and counters equal (fp32 nmse 1e-12,
  * bf16 1e-8: cuDNN may pick an algorithm that sums in another order per call).
- * usage: test_cuda_bt_step N C H D adam|lars fp32|bf16|harness; exits 77 without a GPU.
+ * With "decur": the cross-modal model with DeCUR's intra-modal terms (S1 and S2 branches of C
+ * channels each, four views, three loss terms: a recorded step hands back three loss values).
+ * usage: test_cuda_bt_step N C H D adam|lars fp32|bf16|harness [decur]; exits 77 without a GPU.
  * harness: a second CPU backend stands in for the GPU, to keep the comparisons honest anywhere;
  * the CPU records nothing, so there the graph check says "skipped" for the recording and compares
  * two eager runs of the same step function. */
@@ -71,12 +73,20 @@ static void runner_free(runner *r) {
     if (r->task.free) r->task.free(&r->task);
 }
 
-/* One step on the two views (host, [n, c, h, w] each), as the loader's S2 views 0 and 1. */
-static double run_step(runner *r, const float *v0, const float *v1) {
+/* One step on the views (host, [n, c, h, w] each): the loader's S2 views 0 and 1, or with decur
+ * its S1 and S2 of views 0 and 1. */
+static double run_step(runner *r, const float *const *v) {
     const tw_bt_model_opts *o = &tw_bt_task_of(&r->task)->o.model;
     tw_batch b = {.n = o->n_local, .h = o->h, .w = o->w};
-    b.s2[0] = (float *)v0;
-    b.s2[1] = (float *)v1;
+    if (o->intra) {
+        b.s1[0] = (float *)v[0];
+        b.s2[0] = (float *)v[1];
+        b.s1[1] = (float *)v[2];
+        b.s2[1] = (float *)v[3];
+    } else {
+        b.s2[0] = (float *)v[0];
+        b.s2[1] = (float *)v[1];
+    }
     return tw_loop_step(r->step, &b, NULL);
 }
 
@@ -98,7 +108,7 @@ static float *snapshot(runner *m, size_t *n_out) {
 
 /* The graph check of the header: eager (e) and recorded (g) models on the same backend. */
 static int check_graph(tw_backend *be, tw_comm *comm, const tw_bt_opts *o, const tw_step_opts *so,
-                       const float *views, size_t per_view, int bf16) {
+                       const float *views, size_t per_view, int n_views, int bf16) {
     tw_step_opts soe = *so, sog = *so;
     soe.graph = TW_GRAPH_OFF;
     sog.graph = TW_GRAPH_ON;
@@ -112,24 +122,24 @@ static int check_graph(tw_backend *be, tw_comm *comm, const tw_bt_opts *o, const
     tw_mem_copy(be, mg.P->buffers, me.P->buffers, me.P->n_buffers * sizeof(float));
     double tol = bf16 ? 1e-8 : 1e-12;
     int ok = 1;
-    float *nan_views = malloc(2 * per_view * sizeof *nan_views);
+    float *nan_views = malloc(n_views * per_view * sizeof *nan_views);
     TW_ASSERT(nan_views);
-    memcpy(nan_views, views, 2 * per_view * sizeof *nan_views);
+    memcpy(nan_views, views, n_views * per_view * sizeof *nan_views);
     nan_views[per_view / 3] = NAN;
     size_t n_snap = 0;
     float *before = NULL;
     int64_t counters_before = 0;
     for (int step = 1; step <= GRAPH_STEPS + 1; step++) {
         int reject = step == GRAPH_STEPS + 1;
-        /* New views every step, as the loader's: the second view of the previous step first. */
-        const float *src[2];
-        for (int v = 0; v < 2; v++)
-            src[v] = reject ? nan_views + v * per_view : views + ((v + step) % 2) * per_view;
+        /* New views every step, as the loader's: the views turned by one each step. */
+        const float *src[4];
+        for (int v = 0; v < n_views; v++)
+            src[v] = reject ? nan_views + v * per_view : views + ((v + step) % n_views) * per_view;
         if (reject) {
             before = snapshot(&mg, &n_snap);
             counters_before = mg.P->counters[0];
         }
-        double le = run_step(&me, src[0], src[1]), lg = run_step(&mg, src[0], src[1]);
+        double le = run_step(&me, src), lg = run_step(&mg, src);
         int pass = reject ? isnan(le) && isnan(lg) : (le == lg || fabs(le - lg) <= 1e-6 * fabs(le));
         ok &= pass;
         int recorded = tw_step_recorded(mg.step);
@@ -175,8 +185,9 @@ static int check_graph(tw_backend *be, tw_comm *comm, const tw_bt_opts *o, const
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s N C H D adam|lars fp32|bf16|harness\n", argv[0]);
+    int decur = argc == 8 && !strcmp(argv[7], "decur");
+    if (argc != 7 && !decur) {
+        fprintf(stderr, "usage: %s N C H D adam|lars fp32|bf16|harness [decur]\n", argv[0]);
         return 1;
     }
     int harness = !strcmp(argv[6], "harness");
@@ -199,9 +210,12 @@ int main(int argc, char **argv) {
     }
     char line[300];
     tw_backend_describe(gpu, line, sizeof line);
-    printf("# %s; %d pairs of [%d, %d, %d], projector %d, %s\n", line, n, c, h, h, d, argv[5]);
-    tw_bt_opts o = {.model = {.c_in = {c, c}, .h = h, .w = h, .n_local = n, .bn_groups = 1, .proj_dim = d},
-                    .lambda = 0.0051f};
+    printf("# %s; %d pairs of [%d, %d, %d], projector %d, %s%s\n", line, n, c, h, h, d, argv[5],
+           decur ? ", cross-modal with intra-modal terms" : "");
+    tw_bt_opts o = {.model = {.cross = decur, .intra = decur, .c_in = {c, c}, .h = h, .w = h, .n_local = n,
+                              .bn_groups = 1, .proj_dim = d},
+                    .lambda = 0.0051f, .intra = 0.5f, .common = d * 3 / 4};
+    int n_views = decur ? 4 : 2;
     /* Adam eps 1, as tests/pretrain/ref_bt_step.py: with eps near 0 the first step is lr sign(g),
      * which rounding-level gradients (the zero-initialised BN biases) flip at random. */
     tw_step_opts so = {.bucket_elems = 1 << 20, .graph = TW_GRAPH_OFF};
@@ -233,10 +247,11 @@ int main(int argc, char **argv) {
     size_t per_view = (size_t)n * c * h * h;
     tw_rng r;
     tw_rng_init(&r, 7, 0, 0, 0);
-    float *views = malloc(2 * per_view * sizeof(float));
+    float *views = malloc(n_views * per_view * sizeof(float));
     TW_ASSERT(views);
-    for (size_t i = 0; i < 2 * per_view; i++) views[i] = tw_rng_normal(&r);
-    double loss_c = run_step(&mc, views, views + per_view), loss_g = run_step(&mg, views, views + per_view);
+    for (size_t i = 0; i < n_views * per_view; i++) views[i] = tw_rng_normal(&r);
+    const float *first[4] = {views, views + per_view, views + 2 * per_view, views + 3 * per_view};
+    double loss_c = run_step(&mc, first), loss_g = run_step(&mg, first);
 
     double tol_loss = bf16 ? 2e-2 : 1e-4, tol_grad = bf16 ? 1e-2 : 1e-8;
     double tol_param = bf16 ? 1e-3 : 1e-8;
@@ -275,7 +290,7 @@ int main(int argc, char **argv) {
     }
     printf("# %d of %d tensors out of tolerance\n", n_bad, n_checked);
     ok &= n_bad == 0;
-    ok &= check_graph(gpu, comm, &o, &so, views, per_view, bf16);
+    ok &= check_graph(gpu, comm, &o, &so, views, per_view, n_views, bf16);
     /* The exit code covers the checks that ran; the recording's is not among them off a GPU. */
     int recording_skipped = tw_backend_device(gpu) != TW_DEVICE_CUDA;
     free(gc); free(gg); free(pc); free(pg); free(bc); free(bg); free(views);

@@ -3,7 +3,13 @@
    checkpoint is a barlow-twins checkpoint of sources s1+s2 holding s1.backbone.* (2-channel stem),
    s2.backbone.* (12-channel stem), each branch's projector and the loss's bn.*, and the two
    backbones did not start as copies of each other;
+   with DeCUR's intra-modal terms (loss.intra, loss.common_dims: four views a step) it runs with
+   finite losses other than the plain cross run's, the same checkpoint keys, the loss's BN counting
+   four batches a step and the branches' BNs two; stopped at step 2 and resumed, it ends bit-equal
+   to a run of 4 steps straight;
 2. s1+s2 without loss.pairing=cross, and cross with one source, are refused naming loss.pairing;
+   loss.intra without cross, loss.common_dims without loss.intra or wider than the projector are
+   refused naming their key;
 3. `twinfuse finetune` with feature fusion, model.init=ssl:<that checkpoint>, model.mode=frozen for
    one epoch: the fine-tuned checkpoint's s1.* and s2.* backbones (weights, BN buffers, counters)
    are the pre-training checkpoint's s1.backbone.* and s2.backbone.*, bit for bit; `twinfuse embed`
@@ -75,10 +81,40 @@ w1, w2 = pre.get("s1.backbone.layer1.0.conv1.weight"), pre.get("s2.backbone.laye
 check(w1 is not None and w2 is not None and not np.allclose(w1, w2, atol=1e-3),
       "the two backbones are distinct (the S2 branch has its own seed)")
 
+# 1b. The same with DeCUR's intra-modal terms: 48 of the 64 dimensions common.
+DECUR = [*PRE, "loss.intra=0.5", "loss.common_dims=48"]
+twinfuse("pretrain", PRE_CONFIG, "run.name=decur", *COMMON, *DECUR, "run.max_steps=3", "run.ckpt_every_steps=3")
+with open(os.path.join(WORK, "decur", "metrics.jsonl")) as f:
+    dsteps = [json.loads(line) for line in f if '"loss"' in line]
+check(len(dsteps) == 3 and all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in dsteps) and
+      all(abs(a["loss"] - b["loss"]) > 1e-3 * b["loss"] for a, b in zip(dsteps, steps)),
+      f"intra-modal terms: 3 finite losses {[round(m['loss'], 3) for m in dsteps]}, not the cross run's")
+dpre = load_file(newest_ckpt("decur"))
+check(dpre.keys() == pre.keys(), "the same checkpoint keys as plain cross-modal pre-training")
+counts = {k: int(dpre[k]) for k in ("bn.num_batches_tracked", "s1.backbone.bn1.num_batches_tracked",
+                                     "s2.projector.1.num_batches_tracked") if k in dpre}
+check(counts == {"bn.num_batches_tracked": 12, "s1.backbone.bn1.num_batches_tracked": 6,
+                 "s2.projector.1.num_batches_tracked": 6},
+      f"4 views a step: the loss's BN saw 4 batches a step, each branch's 2 (after 3 steps: {counts})")
+twinfuse("pretrain", PRE_CONFIG, "run.name=decur-straight", *COMMON, *DECUR, "run.max_steps=4",
+         "run.ckpt_every_steps=4")
+twinfuse("pretrain", PRE_CONFIG, "run.name=decur-resumed", *COMMON, *DECUR, "run.max_steps=2",
+         "run.ckpt_every_steps=2")
+p = twinfuse("pretrain", PRE_CONFIG, "run.name=decur-resumed", *COMMON, *DECUR, "run.max_steps=4",
+             "run.ckpt_every_steps=2", "run.resume=auto")
+a, b = load_file(newest_ckpt("decur-straight")), load_file(newest_ckpt("decur-resumed"))
+check("resumed from" in p.stdout + p.stderr and a.keys() == b.keys() and
+      all(np.array_equal(a[k], b[k]) for k in a),
+      "intra-modal terms: stopped at step 2 and resumed, bit-equal to 4 steps straight")
+
 # 2. Bad pairings.
 for over, want in ((["data.source=s1+s2", "loss.pairing=views"], "loss.pairing"),
                    (["data.source=s1+s2"], "loss.pairing"),
-                   (["data.source=s2", "loss.pairing=cross"], "loss.pairing")):
+                   (["data.source=s2", "loss.pairing=cross"], "loss.pairing"),
+                   (["data.source=s2", "loss.intra=1"], "loss.intra"),
+                   (["data.source=s1+s2", "loss.pairing=cross", "loss.common_dims=32"], "loss.common_dims"),
+                   (["data.source=s1+s2", "loss.pairing=cross", "loss.intra=1", "loss.common_dims=65"],
+                    "loss.common_dims")):
     p = twinfuse("pretrain", PRE_CONFIG, "run.name=bad", *COMMON, "model.projector_dim=64", *over, expect=1)
     check(want in p.stderr + p.stdout, f"pretrain {' '.join(over)} refused naming {want}")
 

@@ -22,7 +22,9 @@
  * was a coin toss of the rates, in every mode. The loss, one number over everything, stays within
  * 1e-5 at the first step and 1e-4 after.
  * With "gather" (loss.c_exchange: allgather) the ranks gather the embeddings and form all of C.
- * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross] [sync] [gather] [sgd] */
+ * With "intra" (and cross) the cross-modal model with DeCUR's intra-modal terms: two loader views,
+ * S1 and S2 each on their own streams, four embeddings, three terms (loss.intra, common_dims).
+ * usage: mpirun -np 2 test_dist_equiv SHARD_DIR [cross [intra]] [sync] [gather] [sgd] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,7 @@ static int g_cross;                     /* the cross-modal model */
 static int g_sgd;                       /* SGD with momentum instead of LARS, one step */
 static int g_sync;                      /* synchronised backbone BN */
 static int g_gather;                    /* all-gather the embeddings (loss.c_exchange) */
+static int g_intra;                     /* cross with intra-modal terms: four views */
 static int g_steps = STEPS;
 
 static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed, int64_t epoch,
@@ -50,11 +53,13 @@ static tw_status hook(void *user, tw_view *out, const tw_view *in, uint64_t seed
     (void)err;
     float *scratch = malloc(tw_augment_scratch_floats(out->h) * sizeof(float));
     TW_ASSERT(scratch);
+    /* Cross-modal: S1 and S2 of loader view v on streams 2v and 2v + 1, as train/pretrain.c. */
+    uint32_t s1_stream = g_cross ? 2 * (uint32_t)view : (uint32_t)view;
     tw_augment_view(out->s1, scratch, in->s1, in->c_s1, in->h, in->w, out->h, &g_aug, seed,
-                    (uint32_t)epoch, (uint32_t)sample, (uint32_t)view);
+                    (uint32_t)epoch, (uint32_t)sample, s1_stream);
     if (g_cross)
         tw_augment_view(out->s2, scratch, in->s2, in->c_s2, in->h, in->w, out->h, &g_aug_s2, seed,
-                        (uint32_t)epoch, (uint32_t)sample, 1);
+                        (uint32_t)epoch, (uint32_t)sample, s1_stream + 1);
     free(scratch);
     return TW_OK;
 }
@@ -111,7 +116,7 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
     lo.use_s1 = 1;
     lo.n_s2_bands = g_cross ? C_S2 : 0;
     for (int c = 0; c < lo.n_s2_bands; c++) lo.s2_bands[c] = c;
-    lo.n_views = g_cross ? 1 : 2;
+    lo.n_views = g_cross && !g_intra ? 1 : 2;
     lo.augment = hook;
     lo.out_h = lo.out_w = SIZE;
     tw_loader *ld = NULL;
@@ -120,8 +125,9 @@ static int run(result *r, tw_comm *comm, tw_backend *be, const char *dir, int gr
         return 0;
     }
     tw_bt_opts o = {.model = {.cross = g_cross, .c_in = {2, g_cross ? C_S2 : 2}, .h = SIZE, .w = SIZE,
-                              .n_local = n_local, .bn_groups = groups, .backbone_sync = g_sync, .proj_dim = DIM},
-                    .sar = 1, .lambda = 0.0051f, .c_gather = g_gather};
+                              .n_local = n_local, .bn_groups = groups, .backbone_sync = g_sync, .proj_dim = DIM,
+                              .intra = g_intra},
+                    .sar = 1, .lambda = 0.0051f, .c_gather = g_gather, .intra = 0.5f, .common = DIM * 3 / 4};
     /* A small bucket, so that the step's overlapped all-reduce runs in several pieces. */
     tw_step_opts so = {.bucket_elems = 1 << 16, .graph = TW_GRAPH_AUTO};
     so.optim = (tw_optim_hparams){.kind = TW_OPTIM_KIND_LARS, .lr = 0.05, .lr_bias_scale = 0.001,
@@ -187,13 +193,15 @@ int main(int argc, char **argv) {
     int usage = argc < 2;
     for (int a = 2; a < argc; a++) {
         if (!strcmp(argv[a], "cross")) g_cross = 1;
+        else if (!strcmp(argv[a], "intra")) g_intra = 1;
         else if (!strcmp(argv[a], "sgd")) g_sgd = 1, g_steps = 1;
         else if (!strcmp(argv[a], "sync")) g_sync = 1;
         else if (!strcmp(argv[a], "gather")) g_gather = 1;
         else usage = 1;
     }
+    if (g_intra && !g_cross) usage = 1;
     if (usage) {
-        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross] [sync] [gather] [sgd]\n", argv[0]);
+        fprintf(stderr, "usage: mpirun -np 2 %s SHARD_DIR [cross [intra]] [sync] [gather] [sgd]\n", argv[0]);
         return 1;
     }
     tw_comm *mpi = check_comm("mpi", &argc, &argv);
