@@ -63,6 +63,7 @@ double tw_step_wait_s(const tw_step *s) { return s->wait_s; }
 
 tw_status tw_step_bind(tw_step *s, tw_task *t, const tw_step_opts *o, tw_err *err) {
     const tw_params *P = t->P;
+    TW_ASSERT(t->n_values >= 0 && t->n_values <= TW_TASK_MAX_VALUES);
     s->task = t;
     s->span = tw_grad_span_of(t->segs, t->n_segs);
     tw_status st = tw_optim_create_scaled(&s->optim, s->be, t->segs, t->lr_scale, t->n_segs, P->n_params,
