@@ -13,6 +13,16 @@ tw_barlow_opts tw_barlow_pair(int n, int d, float lambda, int gather) {
                             .lambda = lambda, .gather = gather};
 }
 
+tw_barlow_opts tw_barlow_decur(int n, int d, float lambda, int gather, int common, float intra) {
+    tw_barlow_opts o = tw_barlow_pair(n, d, lambda, gather);
+    o.n_views = 4;
+    o.n_terms = 3;
+    o.terms[0].common = common > 0 ? common : d;
+    o.terms[1] = (tw_barlow_term){0, 2, d, intra};
+    o.terms[2] = (tw_barlow_term){1, 3, d, intra};
+    return o;
+}
+
 void tw_barlow_init(tw_barlow *L, tw_backend *be, const tw_barlow_opts *o, int rank, int n_ranks, int *bad) {
     int n = o->n, d = o->d, in_a_term[TW_BARLOW_MAX_VIEWS] = {0};
     TW_ASSERT(o->n_views >= 2 && o->n_views <= TW_BARLOW_MAX_VIEWS);

@@ -50,6 +50,9 @@ typedef struct tw_barlow {
 
 /* The paper's loss on views 0 and 1. */
 tw_barlow_opts tw_barlow_pair(int n, int d, float lambda, int gather);
+/* DeCUR's: S1 (view 0) against S2 (view 1) with `common` common dimensions (0: all d), then
+ * intra times S1 against S1' (view 2) and S2 against S2' (view 3). */
+tw_barlow_opts tw_barlow_decur(int n, int d, float lambda, int gather, int common, float intra);
 
 /* bad: the owner's backend flag the BN raises on statistics that are not finite (syncbn.h).
  * gather: 0, each rank forms its share of each C (a GEMM over its n rows) and one all-reduce of

@@ -70,15 +70,9 @@ tw_status tw_bt_task_init(tw_task *t, tw_backend *be, tw_comm *comm, const tw_bt
     tw_reducer red = tw_comm_reducer(comm);
     tw_status st = tw_bt_model_register(&T->m, be, &T->P, &o->model, &red, bad, err);
     if (st != TW_OK) return st;
-    tw_barlow_opts lo = tw_barlow_pair(o->model.n_local, o->model.proj_dim, o->lambda, o->c_gather);
-    if (o->model.intra) {
-        /* DeCUR: S1 against S2 on the common dims, then each source against its second view. */
-        lo.n_views = 4;
-        lo.n_terms = 3;
-        lo.terms[0].common = o->common > 0 ? o->common : o->model.proj_dim;
-        lo.terms[1] = (tw_barlow_term){0, 2, o->model.proj_dim, o->intra};
-        lo.terms[2] = (tw_barlow_term){1, 3, o->model.proj_dim, o->intra};
-    }
+    int n = o->model.n_local, d = o->model.proj_dim;
+    tw_barlow_opts lo = o->model.intra ? tw_barlow_decur(n, d, o->lambda, o->c_gather, o->common, o->intra)
+                                       : tw_barlow_pair(n, d, o->lambda, o->c_gather);
     tw_barlow_init(&T->loss, be, &lo, tw_comm_rank(comm), tw_comm_size(comm), bad);
     t->n_values = lo.n_terms;
     tw_barlow_register(&T->loss, &T->P);

@@ -50,14 +50,11 @@ int main(int argc, char **argv) {
         dz_ref[v] = check_read_f32(f, name, NULL);
     }
     float *loss_ref = check_read_f32(f, "loss", NULL);
-    tw_barlow_opts lo = tw_barlow_pair(0, d, lambda, gather);
+    int n_local = n / size;
+    tw_barlow_opts lo = tw_barlow_pair(n_local, d, lambda, gather);
     if (decur) {
         float *common = check_read_f32(f, "common", NULL), *intra = check_read_f32(f, "intra", NULL);
-        lo.n_views = 4;
-        lo.n_terms = 3;
-        lo.terms[0].common = (int)common[0];
-        lo.terms[1] = (tw_barlow_term){0, 2, d, intra[0]};
-        lo.terms[2] = (tw_barlow_term){1, 3, d, intra[0]};
+        lo = tw_barlow_decur(n_local, d, lambda, gather, (int)common[0], intra[0]);
         free(common);
         free(intra);
     }
@@ -67,7 +64,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL: backend: %s\n", err.msg);
         return 1;
     }
-    int n_local = n / size;
     size_t bytes = (size_t)n_local * d * sizeof(float), off = (size_t)rank * n_local * d;
     float *zb[4], *dzb[4], *dz_host = malloc(bytes);
     for (int v = 0; v < n_views; v++) {
@@ -78,7 +74,6 @@ int main(int argc, char **argv) {
     tw_barlow L;
     int *stats_bad = tw_mem_alloc(be, sizeof(int));
     tw_mem_zero(be, stats_bad, sizeof(int));
-    lo.n = n_local;
     tw_barlow_init(&L, be, &lo, rank, size, stats_bad);
     double loss = tw_barlow_forward_backward(&L, be, comm, dzb, (const float *const *)zb);
 
